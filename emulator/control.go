@@ -1,0 +1,255 @@
+package emulator
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// State is a snapshot of what the platform holds, for assertions in tests.
+type State struct {
+	AnthropicKeys []KeyState   `json:"anthropic_keys"` // in creation order
+	OpenAIKeys    []KeyState   `json:"openai_keys"`
+	Agents        []AgentState `json:"agents"`
+	Revoked       int          `json:"revoked_count"` // revoked secrets themselves are never exposed
+}
+
+// KeyState is one stored provider key. Secret is the provider key the
+// platform holds; only the control API shows it.
+type KeyState struct {
+	UUID      string    `json:"uuid"`
+	Name      string    `json:"name"`
+	Secret    string    `json:"secret"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// AgentState is one agent; a key uuid is empty when the agent has no key of
+// that provider.
+type AgentState struct {
+	UUID             string `json:"uuid"`
+	Name             string `json:"name"`
+	AnthropicKeyUUID string `json:"anthropic_key_uuid"`
+	OpenAIKeyUUID    string `json:"openai_key_uuid"`
+	Instruction      string `json:"instruction"`
+	ModelUUID        string `json:"model_uuid"`
+	Region           string `json:"region"`
+	ProjectID        string `json:"project_id"`
+}
+
+// State returns a copy of the platform's keys and agents.
+func (e *Emulator) State() State {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	keys := func(p *provider) []KeyState {
+		out := []KeyState{}
+		for _, k := range e.keys[p.name] {
+			out = append(out, KeyState{UUID: k.uuid, Name: k.name, Secret: k.secret, CreatedAt: k.createdAt, UpdatedAt: k.updatedAt})
+		}
+		return out
+	}
+	s := State{AnthropicKeys: keys(anthropic), OpenAIKeys: keys(openAI), Agents: []AgentState{}, Revoked: len(e.revoked)}
+	for _, a := range e.agents {
+		s.Agents = append(s.Agents, AgentState{
+			UUID: a.uuid, Name: a.name, AnthropicKeyUUID: a.anthropicKeyUUID, OpenAIKeyUUID: a.openAIKeyUUID,
+			Instruction: a.instruction, ModelUUID: a.modelUUID, Region: a.region, ProjectID: a.projectID,
+		})
+	}
+	return s
+}
+
+// Revoke makes both providers reject apiKey from now on (401 on the key
+// check, verification failure on the platform). Keys already stored keep it.
+func (e *Emulator) Revoke(apiKey string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.revoked[apiKey] = true
+}
+
+// InjectFault queues f. It panics on a fault that cannot be applied (unknown
+// mode, negative count or delay, non-error status): a broken test setup
+// should fail loudly rather than silently test nothing.
+func (e *Emulator) InjectFault(f Fault) {
+	if err := e.injectFault(f); err != nil {
+		panic("emulator: InjectFault: " + err.Error())
+	}
+}
+
+func (e *Emulator) injectFault(f Fault) error {
+	f, err := f.normalized()
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.faults = append(e.faults, &f)
+	return nil
+}
+
+// SetLatency adds d to every platform and provider request (0 removes it).
+func (e *Emulator) SetLatency(d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.latency = max(d, 0)
+}
+
+// SetRateLimits changes the per-token limits; a value <= 0 restores the
+// configured one. Requests already in the windows keep counting.
+func (e *Emulator) SetRateLimits(perMinute, perHour int) {
+	if perMinute <= 0 {
+		perMinute = e.cfg.PerMinuteLimit
+	}
+	if perHour <= 0 {
+		perHour = e.cfg.PerHourLimit
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.limits = limits{perMinute: perMinute, perHour: perHour}
+}
+
+// Counts returns how many requests reached each route, keyed like
+// "POST /v2/gen-ai/anthropic/keys" or "GET /anthropic/v1/models". A request
+// counts on arrival, whatever its outcome (401, 429, fault, success).
+func (e *Emulator) Counts() map[string]int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return maps.Clone(e.counts)
+}
+
+// Reset clears keys, agents, revocations, faults, latency, counts, rate
+// windows and run-time rate limits, and releases hung requests. Config and
+// tokens added with AddToken stay.
+func (e *Emulator) Reset() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.resetLocked()
+}
+
+// AddToken makes the platform accept token as well.
+func (e *Emulator) AddToken(token string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.tokens[token] = true
+}
+
+// serveControl is the HTTP face of the methods above. It has no auth and
+// bypasses counts, latency, rate limits and faults, so a test can always
+// inspect and steer the emulator.
+func (e *Emulator) serveControl(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set(headerRequestID, newRequestID())
+	name := strings.TrimPrefix(r.URL.Path, controlPrefix)
+	type op struct {
+		method string
+		serve  func(w http.ResponseWriter, r *http.Request) error
+	}
+	ops := map[string]op{
+		"state": {http.MethodGet, func(w http.ResponseWriter, _ *http.Request) error { writeJSON(w, http.StatusOK, e.State()); return nil }},
+		"counts": {http.MethodGet, func(w http.ResponseWriter, _ *http.Request) error {
+			writeJSON(w, http.StatusOK, e.Counts())
+			return nil
+		}},
+		"revoke":      {http.MethodPost, e.controlRevoke},
+		"faults":      {http.MethodPost, e.controlFault},
+		"latency":     {http.MethodPost, e.controlLatency},
+		"rate-limits": {http.MethodPost, e.controlRateLimits},
+		"reset":       {http.MethodPost, func(http.ResponseWriter, *http.Request) error { e.Reset(); return nil }},
+		"tokens":      {http.MethodPost, e.controlToken},
+	}
+	o, ok := ops[name]
+	switch {
+	case !ok:
+		writePlatformError(w, http.StatusNotFound, "not_found", "no such control endpoint")
+		return
+	case r.Method != o.method:
+		w.Header().Set("Allow", o.method)
+		writePlatformError(w, http.StatusMethodNotAllowed, "method_not_allowed", "Method Not Allowed")
+		return
+	}
+	if err := o.serve(w, r); err != nil {
+		writePlatformError(w, http.StatusBadRequest, "invalid_argument", err.Error())
+		return
+	}
+	if o.method == http.MethodPost {
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// decodeControl reads a control body strictly: a typo in a field name
+// should fail the test setup, not be ignored.
+func decodeControl(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("invalid body: %w", err)
+	}
+	return nil
+}
+
+func (e *Emulator) controlRevoke(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		APIKey string `json:"api_key"`
+	}
+	if err := decodeControl(w, r, &body); err != nil {
+		return err
+	}
+	if body.APIKey == "" {
+		return fmt.Errorf("api_key is required")
+	}
+	e.Revoke(body.APIKey)
+	return nil
+}
+
+func (e *Emulator) controlFault(w http.ResponseWriter, r *http.Request) error {
+	var f Fault
+	if err := decodeControl(w, r, &f); err != nil {
+		return err
+	}
+	return e.injectFault(f)
+}
+
+func (e *Emulator) controlLatency(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Latency json.RawMessage `json:"latency"`
+	}
+	if err := decodeControl(w, r, &body); err != nil {
+		return err
+	}
+	d, err := parseDuration(body.Latency)
+	if err != nil {
+		return fmt.Errorf("latency: %w", err)
+	}
+	if d < 0 {
+		return fmt.Errorf("latency %s is negative", d)
+	}
+	e.SetLatency(d)
+	return nil
+}
+
+func (e *Emulator) controlRateLimits(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		PerMinute int `json:"per_minute"`
+		PerHour   int `json:"per_hour"`
+	}
+	if err := decodeControl(w, r, &body); err != nil {
+		return err
+	}
+	e.SetRateLimits(body.PerMinute, body.PerHour)
+	return nil
+}
+
+func (e *Emulator) controlToken(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Token string `json:"token"`
+	}
+	if err := decodeControl(w, r, &body); err != nil {
+		return err
+	}
+	if body.Token == "" {
+		return fmt.Errorf("token is required")
+	}
+	e.AddToken(body.Token)
+	return nil
+}

@@ -1,0 +1,180 @@
+package emulator
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Fault makes the next Count requests that match Method and Path prefix
+// misbehave. Faults are consumed in FIFO order.
+type Fault struct {
+	Method string        `json:"method"` // "" = any method
+	Path   string        `json:"path"`   // URL path prefix to match, "" = any
+	Count  int           `json:"count"`  // matching requests it applies to; 0 -> 1
+	Mode   string        `json:"mode"`   // "status" (default), "hang" or "drop"
+	Status int           `json:"status"` // for mode status; default 500
+	Delay  time.Duration `json:"delay"`  // extra latency before the fault acts
+}
+
+const (
+	// modeStatus answers Status with the host's error body and changes nothing.
+	modeStatus = "status"
+	// modeHang never answers: the request blocks until the client gives up
+	// (or hangTimeout, or Reset), like a platform that stopped responding.
+	modeHang = "hang"
+	// modeDrop applies the request's change, then closes the connection
+	// without a response: the client cannot tell whether it happened. Go's
+	// http.Transport silently retries a dropped GET/HEAD that went out on a
+	// reused connection (as it would against the real API), so drop is meant
+	// for POST, PUT and DELETE.
+	modeDrop = "drop"
+
+	hangTimeout = 10 * time.Minute
+)
+
+// UnmarshalJSON accepts delay as integer nanoseconds (how time.Duration
+// encodes) or as a Go duration string such as "250ms", and rejects unknown
+// fields.
+func (f *Fault) UnmarshalJSON(data []byte) error {
+	type plain Fault // no methods, so no recursion
+	var aux struct {
+		plain
+		Delay json.RawMessage `json:"delay"`
+	}
+	// Strict, because a misspelt field would silently inject the wrong fault.
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&aux); err != nil {
+		return err
+	}
+	d, err := parseDuration(aux.Delay)
+	if err != nil {
+		return fmt.Errorf("fault delay: %w", err)
+	}
+	*f = Fault(aux.plain)
+	f.Delay = d
+	return nil
+}
+
+// parseDuration reads a JSON duration: absent/null, integer nanoseconds or a
+// Go duration string.
+func parseDuration(raw json.RawMessage) (time.Duration, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return 0, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		return time.ParseDuration(s)
+	}
+	var n int64
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return 0, fmt.Errorf("want nanoseconds or a duration string like \"250ms\", got %s", raw)
+	}
+	return time.Duration(n), nil
+}
+
+// normalized fills in defaults and rejects faults that cannot be applied.
+func (f Fault) normalized() (Fault, error) {
+	f.Method = strings.ToUpper(f.Method)
+	if f.Mode == "" {
+		f.Mode = modeStatus
+	}
+	switch {
+	case f.Count < 0:
+		return f, fmt.Errorf("count %d is negative", f.Count)
+	case f.Delay < 0:
+		return f, fmt.Errorf("delay %s is negative", f.Delay)
+	case f.Mode != modeStatus && f.Mode != modeHang && f.Mode != modeDrop:
+		return f, fmt.Errorf("mode %q is not one of status, hang, drop", f.Mode)
+	}
+	if f.Count == 0 {
+		f.Count = 1
+	}
+	if f.Mode == modeStatus {
+		if f.Status == 0 {
+			f.Status = http.StatusInternalServerError
+		}
+		if f.Status < 400 || f.Status > 599 {
+			return f, fmt.Errorf("status %d is not an error status (400-599)", f.Status)
+		}
+	}
+	return f, nil
+}
+
+func (f *Fault) matches(method, path string) bool {
+	return (f.Method == "" || f.Method == method) && strings.HasPrefix(path, f.Path)
+}
+
+// takeFault consumes one use of the oldest fault that matches.
+func (e *Emulator) takeFault(method, path string) (Fault, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i, f := range e.faults {
+		if !f.matches(method, path) {
+			continue
+		}
+		f.Count--
+		if f.Count == 0 {
+			e.faults = slices.Delete(e.faults, i, i+1)
+		}
+		return *f, true
+	}
+	return Fault{}, false
+}
+
+// applyFault acts out f. serve runs the real handler, for modeDrop.
+func (e *Emulator) applyFault(w http.ResponseWriter, r *http.Request, f Fault, serve func(http.ResponseWriter), errs errorWriter) {
+	if !sleepCtx(r.Context(), f.Delay) {
+		return
+	}
+	switch f.Mode {
+	case modeHang:
+		e.mu.Lock()
+		release := e.release
+		e.mu.Unlock()
+		t := time.NewTimer(hangTimeout)
+		defer t.Stop()
+		select {
+		case <-r.Context().Done():
+		case <-release:
+			errs(w, r, http.StatusServiceUnavailable, "Service Unavailable")
+		case <-t.C:
+			errs(w, r, http.StatusGatewayTimeout, "Gateway Timeout")
+		}
+	case modeDrop:
+		serve(&discardWriter{header: http.Header{}})
+		dropConnection(w)
+	default:
+		errs(w, r, f.Status, http.StatusText(f.Status))
+	}
+}
+
+// dropConnection closes the client's connection without a response. When the
+// connection cannot be hijacked (HTTP/2), aborting the handler resets the
+// stream, which the client sees the same way.
+func dropConnection(w http.ResponseWriter) {
+	if rec, ok := w.(*recorder); ok {
+		rec.dropped = true
+	}
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	_ = conn.Close()
+}
+
+// discardWriter swallows the response of a request whose connection is
+// about to be dropped.
+type discardWriter struct {
+	header http.Header
+}
+
+func (d *discardWriter) Header() http.Header         { return d.header }
+func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardWriter) WriteHeader(int)             {}

@@ -1,0 +1,87 @@
+package emulator
+
+import (
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+)
+
+// limits are the per-token request budgets: a burst limit per rolling minute
+// and the headline limit per rolling hour (the one ratelimit-limit reports).
+type limits struct{ perMinute, perHour int }
+
+// rateWindows holds, per token, the times of the requests admitted in the
+// last hour, oldest first. Sliding windows, not fixed buckets, as documented.
+type rateWindows map[string][]time.Time
+
+// verdict is the outcome of one admission check.
+type verdict struct {
+	allowed    bool
+	limit      int           // hourly limit
+	remaining  int           // hourly budget left after this request
+	reset      time.Time     // when the oldest request in the hour window expires
+	retryAfter time.Duration // for a refused request: until a slot frees
+}
+
+// admit records a request by token at now unless a window is full. A refused
+// request uses no budget, so a client that backs off is not punished twice.
+func (ws rateWindows) admit(token string, now time.Time, l limits) verdict {
+	hist := ws[token]
+	hourAgo, minuteAgo := now.Add(-time.Hour), now.Add(-time.Minute)
+	hist = hist[sort.Search(len(hist), func(i int) bool { return hist[i].After(hourAgo) }):]
+	inMinute := len(hist) - sort.Search(len(hist), func(i int) bool { return hist[i].After(minuteAgo) })
+
+	v := verdict{limit: l.perHour}
+	switch {
+	case len(hist) >= l.perHour:
+		// A slot frees when the request that filled the window leaves it.
+		v.retryAfter = hist[len(hist)-l.perHour].Add(time.Hour).Sub(now)
+	case inMinute >= l.perMinute:
+		v.retryAfter = hist[len(hist)-l.perMinute].Add(time.Minute).Sub(now)
+	default:
+		v.allowed = true
+		hist = append(hist, now)
+	}
+	ws[token] = hist
+	v.remaining = max(l.perHour-len(hist), 0)
+	if len(hist) > 0 {
+		v.reset = hist[0].Add(time.Hour)
+	}
+	return v
+}
+
+// admit applies the token's limits and writes the rate-limit headers that
+// every authenticated platform response carries; on refusal it also writes
+// the 429 and returns false.
+func (e *Emulator) admit(w http.ResponseWriter, token string) bool {
+	e.mu.Lock()
+	v := e.windows.admit(token, time.Now(), e.limits)
+	e.mu.Unlock()
+
+	h := w.Header()
+	h.Set("Ratelimit-Limit", strconv.Itoa(v.limit))
+	h.Set("Ratelimit-Remaining", strconv.Itoa(v.remaining))
+	if !v.reset.IsZero() {
+		h.Set("Ratelimit-Reset", strconv.FormatInt(ceilUnix(v.reset), 10))
+	}
+	if v.allowed {
+		return true
+	}
+	h.Set("Retry-After", strconv.FormatInt(max(ceilSeconds(v.retryAfter), 1), 10))
+	writePlatformError(w, http.StatusTooManyRequests, "too_many_requests", "API rate limit exceeded.")
+	return false
+}
+
+// ceilUnix rounds up so a client that waits until reset finds the slot free.
+func ceilUnix(t time.Time) int64 {
+	s := t.Unix()
+	if t.Nanosecond() > 0 {
+		s++
+	}
+	return s
+}
+
+func ceilSeconds(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
+}

@@ -1,0 +1,96 @@
+package emulator
+
+import (
+	"net/http"
+	"strings"
+)
+
+// handler serves one route; id is the value of the route's {uuid} segment.
+type handler func(w http.ResponseWriter, r *http.Request, id string)
+
+// route is one method and path pattern. A pattern segment "{uuid}" matches
+// any single non-empty segment; a pattern holds at most one.
+type route struct {
+	method  string
+	pattern string
+	segs    []string
+	handle  handler
+}
+
+// key is the route's name in Counts, e.g. "GET /v2/gen-ai/anthropic/keys/{uuid}".
+func (rt *route) key() string { return rt.method + " " + rt.pattern }
+
+type router struct{ routes []*route }
+
+func (rt *router) add(method, pattern string, h handler) {
+	rt.routes = append(rt.routes, &route{
+		method:  method,
+		pattern: pattern,
+		segs:    strings.Split(strings.TrimPrefix(pattern, "/"), "/"),
+		handle:  h,
+	})
+}
+
+// routeMatch is the outcome of a lookup: a route, or the methods the path
+// would accept (405), or neither (404).
+type routeMatch struct {
+	route *route
+	id    string
+	allow []string
+}
+
+func (rt *router) match(method, path string) routeMatch {
+	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	var m routeMatch
+	for _, r := range rt.routes {
+		id, ok := matchSegments(r.segs, segs)
+		if !ok {
+			continue
+		}
+		if r.method == method {
+			return routeMatch{route: r, id: id}
+		}
+		m.allow = append(m.allow, r.method)
+	}
+	return m
+}
+
+func matchSegments(pattern, segs []string) (string, bool) {
+	if len(pattern) != len(segs) {
+		return "", false
+	}
+	var id string
+	for i, p := range pattern {
+		switch {
+		case p == "{uuid}" && segs[i] != "":
+			id = segs[i]
+		case p != segs[i]:
+			return "", false
+		}
+	}
+	return id, true
+}
+
+// buildRoutes lists every emulated endpoint. The patterns double as the keys
+// of Counts, so they spell the provider out instead of using a wildcard.
+func (e *Emulator) buildRoutes() *router {
+	rt := &router{}
+	for _, p := range providers {
+		base := "/v2/gen-ai/" + p.name + "/keys"
+		rt.add(http.MethodGet, base, e.listKeys(p))
+		rt.add(http.MethodPost, base, e.createKey(p))
+		rt.add(http.MethodGet, base+"/{uuid}", e.getKey(p))
+		rt.add(http.MethodPut, base+"/{uuid}", e.updateKey(p))
+		rt.add(http.MethodDelete, base+"/{uuid}", e.deleteKey(p))
+		rt.add(http.MethodGet, base+"/{uuid}/agents", e.listAgentsByKey(p))
+	}
+	rt.add(http.MethodGet, agentsPath, e.listAgents)
+	rt.add(http.MethodPost, agentsPath, e.createAgent)
+	rt.add(http.MethodGet, agentsPath+"/{uuid}", e.getAgent)
+	rt.add(http.MethodPut, agentsPath+"/{uuid}", e.updateAgent)
+	rt.add(http.MethodDelete, agentsPath+"/{uuid}", e.deleteAgent)
+
+	rt.add(http.MethodGet, anthropicPrefix+"/v1/models", e.anthropicModels)
+	rt.add(http.MethodGet, openAIPrefix+"/v1/models", e.openAIModels)
+	return rt
+}
