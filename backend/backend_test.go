@@ -1,0 +1,334 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/digitalocean/godo"
+	hclog "github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/helper/testhelpers/schema"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/emulator"
+)
+
+const testToken = "emulator-token"
+
+// testEnv is a backend on in-memory storage, configured against an
+// in-process emulator that it reaches through the real godo client over
+// loopback HTTP.
+type testEnv struct {
+	t       *testing.T
+	b       *gradientBackend
+	storage *faultyStorage
+	emu     *emulator.Emulator
+	srv     *httptest.Server
+	logs    *syncBuffer
+	// do is a godo client for setting up platform state the way another
+	// user of the platform would (keys made in the control panel, agents).
+	do *godo.Client
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// newTestEnv returns a configured backend. Extra config fields override the
+// defaults.
+func newTestEnv(t *testing.T, config map[string]any) *testEnv {
+	t.Helper()
+	emu := emulator.New(emulator.Config{Tokens: []string{testToken}})
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+
+	e := newUnconfiguredEnv(t, emu, srv)
+	data := map[string]any{
+		"token":         testToken,
+		"api_url":       srv.URL,
+		"anthropic_url": srv.URL + "/anthropic",
+		"openai_url":    srv.URL + "/openai",
+	}
+	for k, v := range config {
+		data[k] = v
+	}
+	e.mustOK(logical.UpdateOperation, "config", data)
+	return e
+}
+
+func newUnconfiguredEnv(t *testing.T, emu *emulator.Emulator, srv *httptest.Server) *testEnv {
+	t.Helper()
+	logs := &syncBuffer{}
+	storage := &faultyStorage{Storage: &logical.InmemStorage{}}
+	conf := &logical.BackendConfig{
+		Logger:      hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Trace}),
+		System:      logical.TestSystemView(),
+		StorageView: storage,
+	}
+	raw, err := Factory(context.Background(), conf)
+	if err != nil {
+		t.Fatalf("factory: %v", err)
+	}
+	do, err := godo.New(&http.Client{Transport: bearer{testToken}}, godo.SetBaseURL(srv.URL+"/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &testEnv{t: t, b: raw.(*gradientBackend), storage: storage, emu: emu, srv: srv, logs: logs, do: do}
+	t.Cleanup(e.assertNoSecretsLogged)
+	return e
+}
+
+type bearer struct{ token string }
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// request sends a request through HandleRequest, as Vault would, and checks
+// every successful response against the schema the path declares.
+func (e *testEnv) request(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
+	e.t.Helper()
+	req := &logical.Request{
+		Operation:  op,
+		Path:       path,
+		Data:       data,
+		Storage:    e.storage,
+		MountPoint: "gradient/",
+	}
+	resp, err := e.b.HandleRequest(context.Background(), req)
+	// A nil read is Vault's 404 and has no body to check.
+	notFound := resp == nil && op == logical.ReadOperation
+	if err == nil && !notFound && (resp == nil || !resp.IsError()) {
+		schema.ValidateResponse(e.t, schema.GetResponseSchema(e.t, e.b.Route(path), op), resp, true)
+	}
+	e.trackSecrets(data)
+	return resp, err
+}
+
+// mustOK fails the test unless the request succeeded.
+func (e *testEnv) mustOK(op logical.Operation, path string, data map[string]any) *logical.Response {
+	e.t.Helper()
+	resp, err := e.request(op, path, data)
+	if err != nil || (resp != nil && resp.IsError()) {
+		e.t.Fatalf("%s %s: err=%v resp=%#v", op, path, err, resp)
+	}
+	return resp
+}
+
+// mustBadRequest fails the test unless the request got a 400 whose message
+// contains every fragment, and returns the message.
+func (e *testEnv) mustBadRequest(op logical.Operation, path string, data map[string]any, fragments ...string) string {
+	e.t.Helper()
+	resp, err := e.request(op, path, data)
+	if err != nil {
+		e.t.Fatalf("%s %s: want a 400, got a server error: %v", op, path, err)
+	}
+	if resp == nil || !resp.IsError() {
+		e.t.Fatalf("%s %s: want a 400, got %#v", op, path, resp)
+	}
+	msg := resp.Error().Error()
+	if status, _ := logical.RespondErrorCommon(&logical.Request{Operation: op}, resp, nil); status != http.StatusBadRequest {
+		e.t.Fatalf("%s %s: status %d, want 400: %s", op, path, status, msg)
+	}
+	for _, f := range fragments {
+		if !strings.Contains(msg, f) {
+			e.t.Errorf("%s %s: message %q lacks %q", op, path, msg, f)
+		}
+	}
+	e.assertSecretFree("error message", msg)
+	return msg
+}
+
+// mustServerError fails the test unless the request failed as a server
+// fault (5xx), and returns the message.
+func (e *testEnv) mustServerError(op logical.Operation, path string, data map[string]any, fragments ...string) string {
+	e.t.Helper()
+	resp, err := e.request(op, path, data)
+	if err == nil {
+		e.t.Fatalf("%s %s: want a server error, got %#v", op, path, resp)
+	}
+	for _, f := range fragments {
+		if !strings.Contains(err.Error(), f) {
+			e.t.Errorf("%s %s: error %q lacks %q", op, path, err, f)
+		}
+	}
+	e.assertSecretFree("error", err.Error())
+	return err.Error()
+}
+
+// secrets remembers every api_key and token a test sent, to check logs and
+// messages for them.
+var (
+	secretsMu sync.Mutex
+	secrets   = map[*testing.T]map[string]bool{}
+)
+
+func (e *testEnv) trackSecrets(data map[string]any) {
+	secretsMu.Lock()
+	defer secretsMu.Unlock()
+	if secrets[e.t] == nil {
+		secrets[e.t] = map[string]bool{testToken: true}
+	}
+	for _, field := range []string{"api_key", "token"} {
+		if v, ok := data[field].(string); ok && len(strings.TrimSpace(v)) >= 12 {
+			secrets[e.t][strings.TrimSpace(v)] = true
+		}
+	}
+}
+
+func (e *testEnv) assertSecretFree(what, text string) {
+	e.t.Helper()
+	secretsMu.Lock()
+	defer secretsMu.Unlock()
+	for s := range secrets[e.t] {
+		// Any 12 characters of a key in a row count as a leak.
+		for i := 0; i+12 <= len(s); i += 4 {
+			if strings.Contains(text, s[i:i+12]) {
+				e.t.Errorf("%s contains part of a secret: %q", what, text)
+				return
+			}
+		}
+	}
+}
+
+func (e *testEnv) assertNoSecretsLogged() {
+	e.assertSecretFree("the plugin's log", e.logs.String())
+}
+
+// state is the emulator's view of the platform.
+func (e *testEnv) state() emulator.State { return e.emu.State() }
+
+func (e *testEnv) platformKeys(provider string) []emulator.KeyState {
+	if provider == providerOpenAI {
+		return e.state().OpenAIKeys
+	}
+	return e.state().AnthropicKeys
+}
+
+func (e *testEnv) platformKeyNamed(provider, name string) *emulator.KeyState {
+	for _, k := range e.platformKeys(provider) {
+		if k.Name == name {
+			k := k
+			return &k
+		}
+	}
+	return nil
+}
+
+func (e *testEnv) listKeys() []string {
+	resp := e.mustOK(logical.ListOperation, "keys/", nil)
+	keys, _ := resp.Data["keys"].([]string)
+	return keys
+}
+
+// createAgent makes an agent on the platform that uses the key uuid.
+func (e *testEnv) createAgent(name, provider, keyUUID string) *godo.Agent {
+	e.t.Helper()
+	req := &godo.AgentCreateRequest{
+		Name: name, Instruction: "answer questions", ModelUuid: "model-1",
+		Region: "tor1", ProjectId: "project-1",
+	}
+	if provider == providerOpenAI {
+		req.OpenAiKeyUuid = keyUUID
+	} else {
+		req.AnthropicKeyUuid = keyUUID
+	}
+	a, _, err := e.do.AgentPlatform.CreateAgent(context.Background(), req)
+	if err != nil {
+		e.t.Fatalf("creating agent %s: %v", name, err)
+	}
+	return a
+}
+
+func (e *testEnv) agentKey(agentUUID string) (anthropic, openai string) {
+	for _, a := range e.state().Agents {
+		if a.UUID == agentUUID {
+			return a.AnthropicKeyUUID, a.OpenAIKeyUUID
+		}
+	}
+	e.t.Fatalf("no agent %s on the platform", agentUUID)
+	return "", ""
+}
+
+// Test keys in the emulator's accepted formats. Each test uses its own so a
+// leak can be traced.
+func anthropicKey(tag string) string {
+	return "sk-ant-api03-" + strings.Repeat("A", 10) + tag + "-0123456789abcdefXYZ"
+}
+
+func openAIKey(tag string) string {
+	return "sk-proj-" + strings.Repeat("B", 10) + tag + "-0123456789abcdefXYZ"
+}
+
+// fakeClock drives the name cache's TTL in tests.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// faultyStorage fails writes and deletes under one prefix, so a test can
+// break the step after a platform call without breaking the WAL before it.
+type faultyStorage struct {
+	logical.Storage
+	mu         sync.Mutex
+	failPrefix string
+}
+
+func (s *faultyStorage) failUnder(prefix string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failPrefix = prefix
+}
+
+func (s *faultyStorage) failing(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failPrefix != "" && strings.HasPrefix(key, s.failPrefix)
+}
+
+func (s *faultyStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if s.failing(e.Key) {
+		return errors.New("injected storage failure")
+	}
+	return s.Storage.Put(ctx, e)
+}
+
+func (s *faultyStorage) Delete(ctx context.Context, key string) error {
+	if s.failing(key) {
+		return errors.New("injected storage failure")
+	}
+	return s.Storage.Delete(ctx, key)
+}

@@ -1,0 +1,138 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/digitalocean/godo"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+var (
+	// errPlatformNotFound: the platform answered 404 for the object.
+	errPlatformNotFound = errors.New("not found on the platform")
+	// errPlatformUnauthorized: the platform rejected the configured token.
+	errPlatformUnauthorized = errors.New("the platform rejected the configured token (HTTP 401): write a valid token to config")
+)
+
+// callerError is a mistake the caller can fix; handlers answer it with a 400
+// carrying exactly this text, which must already be free of secrets.
+type callerError struct{ msg string }
+
+func (e *callerError) Error() string { return e.msg }
+
+func callerErrorf(format string, args ...any) error {
+	return &callerError{msg: fmt.Sprintf(format, args...)}
+}
+
+// platformError is an upstream fault: a 5xx, an unexpected status, or a
+// transport failure. Its text is redacted and carries the request id, which
+// is what DigitalOcean support asks for.
+type platformError struct {
+	op        string
+	status    int
+	requestID string
+	message   string
+}
+
+func (e *platformError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "platform %s failed", e.op)
+	if e.status != 0 {
+		fmt.Fprintf(&b, " (HTTP %d)", e.status)
+	}
+	if e.message != "" {
+		b.WriteString(": " + e.message)
+	}
+	if e.requestID != "" {
+		b.WriteString(" [request id " + e.requestID + "]")
+	}
+	return b.String()
+}
+
+// classifyPlatformError turns a godo error into one of: errPlatformNotFound,
+// errPlatformUnauthorized, logical.ErrUpstreamRateLimited, a callerError (any
+// other 4xx: the platform's validation message is shown, redacted) or a
+// platformError. Secrets sent with the request are removed from any text.
+func classifyPlatformError(op string, resp *godo.Response, err error, secrets ...string) error {
+	if isTimeout(err) {
+		return &platformError{op: op, message: "timed out waiting for the platform (request_timeout on config); the change may or may not have been applied"}
+	}
+	var apiErr *godo.ErrorResponse
+	if !errors.As(err, &apiErr) || apiErr.Response == nil {
+		// Transport failures: timeouts, refused connections, dropped
+		// connections. The request may or may not have been applied.
+		return &platformError{op: op, message: redact(err.Error(), secrets...)}
+	}
+	status := apiErr.Response.StatusCode
+	msg := redact(apiErr.Message, secrets...)
+	switch {
+	case status == http.StatusNotFound:
+		return fmt.Errorf("platform %s: %w", op, errPlatformNotFound)
+	case status == http.StatusUnauthorized:
+		return errPlatformUnauthorized
+	case status == http.StatusTooManyRequests:
+		retry := ""
+		if v := apiErr.Response.Header.Get("Retry-After"); v != "" {
+			retry = "; retry after " + redact(v) + " s"
+		}
+		return fmt.Errorf("platform %s: the platform's rate limit was reached%s: %w", op, retry, logical.ErrUpstreamRateLimited)
+	case status >= 400 && status < 500:
+		// Which status the platform uses for validation failures is not
+		// documented: every other 4xx is the caller's to fix.
+		if msg == "" {
+			msg = http.StatusText(status)
+		}
+		return callerErrorf("the platform refused to %s (HTTP %d): %s", op, status, msg)
+	}
+	return &platformError{op: op, status: status, requestID: redact(apiErr.RequestID), message: msg}
+}
+
+func isTimeout(err error) bool {
+	var netErr net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout())
+}
+
+// keyLike matches anything shaped like a provider key or a masked fragment of
+// one, such as OpenAI's "sk-proj-*****abcd" echo in its 401 message.
+var keyLike = regexp.MustCompile(`(?i)(sk|dop_v1)[-_][A-Za-z0-9_*.\-]*`)
+
+// maxUpstreamText bounds how much upstream text reaches a response.
+const maxUpstreamText = 300
+
+// redact removes every given secret and anything shaped like a key from
+// upstream text, and bounds its length. It is applied to every message the
+// platform or a provider sends back before it reaches a log or a response.
+func redact(text string, secrets ...string) string {
+	for _, s := range secrets {
+		if s != "" {
+			text = strings.ReplaceAll(text, s, "[redacted]")
+		}
+	}
+	text = keyLike.ReplaceAllString(text, "[redacted]")
+	text = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, text)
+	if len(text) > maxUpstreamText {
+		text = text[:maxUpstreamText] + "..."
+	}
+	return text
+}
+
+// errorResponse answers caller errors with a 400 and passes anything else on
+// as an error for Vault to report as a server fault.
+func errorResponse(err error) (*logical.Response, error) {
+	var ce *callerError
+	if errors.As(err, &ce) {
+		return logical.ErrorResponse(ce.Error()), nil
+	}
+	return nil, err
+}

@@ -1,0 +1,158 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func TestRedact(t *testing.T) {
+	secret := "sk-proj-ABCDEFGHIJKLMNOPQRSTUVWX"
+	cases := map[string]string{
+		"Incorrect API key provided: sk-proj-*****UVWX. You can find your API key at https://platform.openai.com/account/api-keys.": "sk-proj",
+		"key " + secret + " is bad":                  secret,
+		"token dop_v1_0123456789abcdef was rejected": "dop_v1_0123",
+		"line\nbreak\x00":                            "\n",
+	}
+	for in, leaked := range cases {
+		out := redact(in, secret)
+		if strings.Contains(out, leaked) {
+			t.Errorf("redact(%q) = %q still holds %q", in, out, leaked)
+		}
+	}
+	if out := redact(strings.Repeat("x", 1000)); len(out) > maxUpstreamText+3 {
+		t.Errorf("redact did not bound the length: %d", len(out))
+	}
+	if out := redact("name must be lowercase"); out != "name must be lowercase" {
+		t.Errorf("redact changed harmless text: %q", out)
+	}
+}
+
+// A platform whose error text echoes the key: the plugin shows the message
+// without the key. Uses the real godo client against a stub server that
+// answers like the platform.
+func TestPlatformErrors_ClassifiedAndRedacted(t *testing.T) {
+	secret := "sk-ant-api03-LEAKYLEAKYLEAKY0123456789"
+	cases := map[string]struct {
+		status int
+		body   string
+		check  func(t *testing.T, err error)
+	}{
+		"validation echoing the key": {422, `{"id":"invalid_argument","message":"key ` + secret + ` (sk-ant-***6789) rejected","request_id":"r1"}`, func(t *testing.T, err error) {
+			var ce *callerError
+			if !errors.As(err, &ce) || !strings.Contains(err.Error(), "HTTP 422") {
+				t.Fatalf("want a caller error, got %v", err)
+			}
+		}},
+		"not found": {404, `{"id":"not_found","message":"no such key","request_id":"r2"}`, func(t *testing.T, err error) {
+			if !errors.Is(err, errPlatformNotFound) {
+				t.Fatalf("want not found, got %v", err)
+			}
+		}},
+		"unauthorized": {401, `{"id":"unauthorized","message":"Unable to authenticate you","request_id":"r3"}`, func(t *testing.T, err error) {
+			if !errors.Is(err, errPlatformUnauthorized) {
+				t.Fatalf("want unauthorized, got %v", err)
+			}
+		}},
+		"rate limited": {429, `{"id":"too_many_requests","message":"API rate limit exceeded.","request_id":"r4"}`, func(t *testing.T, err error) {
+			if !errors.Is(err, logical.ErrUpstreamRateLimited) || !strings.Contains(err.Error(), "retry after 7 s") {
+				t.Fatalf("want rate limited with retry-after, got %v", err)
+			}
+		}},
+		"server error": {500, `{"id":"server_error","message":"boom ` + secret + `","request_id":"r5"}`, func(t *testing.T, err error) {
+			var pe *platformError
+			if !errors.As(err, &pe) || !strings.Contains(err.Error(), "request id r5") {
+				t.Fatalf("want a platform error with the request id, got %v", err)
+			}
+		}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Retry-After", "7")
+				w.WriteHeader(tc.status)
+				_, _ = w.Write([]byte(tc.body))
+			}))
+			defer srv.Close()
+			p, err := newGodoPlatform(srv.URL+"/", "tok", "test", 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = p.CreateKey(context.Background(), providerAnthropic, "name", secret)
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			tc.check(t, err)
+			if strings.Contains(err.Error(), "LEAKY") || strings.Contains(err.Error(), "***6789") {
+				t.Fatalf("error leaks the key: %v", err)
+			}
+		})
+	}
+}
+
+func TestValidateName(t *testing.T) {
+	valid := []string{"a", "team-a.bot-1", strings.Repeat("a", 64), "0", "sk", "s-k-"}
+	invalid := []string{"", strings.Repeat("a", 65), "A", "a b", "a_b", "a/b", "é", "sk-x", "a\n", "a\x00"}
+	for _, n := range valid {
+		if err := validateName(n); err != nil {
+			t.Errorf("validateName(%q) = %v", n, err)
+		}
+	}
+	for _, n := range invalid {
+		err := validateName(n)
+		if err == nil {
+			t.Errorf("validateName(%q) accepted", n)
+			continue
+		}
+		if !strings.Contains(err.Error(), nameRule) {
+			t.Errorf("validateName(%q) does not quote the rule: %v", n, err)
+		}
+	}
+}
+
+func FuzzValidateName(f *testing.F) {
+	for _, s := range []string{"team-a", "A", "sk-x", "é", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		err := validateName(name)
+		ok := len(name) >= 1 && len(name) <= 64 && !strings.HasPrefix(name, "sk-") &&
+			strings.Trim(name, "abcdefghijklmnopqrstuvwxyz0123456789-.") == ""
+		if (err == nil) != ok {
+			t.Fatalf("validateName(%q) = %v, rule says ok=%v", name, err, ok)
+		}
+		if err != nil && strings.Contains(err.Error(), name) && len(name) > 3 {
+			t.Fatalf("the error echoes the name: %v", err)
+		}
+	})
+}
+
+func FuzzNormalizeAPIKey(f *testing.F) {
+	for _, s := range []string{"sk-ant-api03-abc", " sk-proj-x\n", "sk-admin-x", "sk-ant-admin01-x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		for _, provider := range []string{providerAnthropic, providerOpenAI} {
+			key, err := normalizeAPIKey(provider, raw)
+			if err != nil {
+				if len(raw) > 8 && strings.Contains(err.Error(), strings.TrimSpace(raw)) {
+					t.Fatalf("the error echoes the key: %v", err)
+				}
+				continue
+			}
+			if key != strings.TrimSpace(key) || len(key) > maxKeyLength || !strings.HasPrefix(key, "sk-") {
+				t.Fatalf("accepted %q as %q", raw, key)
+			}
+			if strings.HasPrefix(key, "sk-admin-") || strings.HasPrefix(key, "sk-ant-admin") {
+				t.Fatalf("accepted an admin key %q", key)
+			}
+		}
+	})
+}

@@ -1,0 +1,208 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+var agentListField = &framework.FieldSchema{
+	Type:        framework.TypeSlice,
+	Description: "Agents, each with uuid and name.",
+	Required:    true,
+}
+
+func pathKeyAgents(b *gradientBackend) *framework.Path {
+	return &framework.Path{
+		Pattern:      "keys/" + framework.GenericNameRegex("name") + "/agents$",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "key-agents"},
+		Fields: map[string]*framework.FieldSchema{
+			"name": {Type: framework.TypeString, Description: "Name of the key."},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.pathKeyAgentsRead,
+				Summary:      "List the platform agents that use the key, all pages.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
+				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
+					"agents": agentListField,
+				}}}},
+			},
+		},
+		HelpSynopsis:    agentsHelpSynopsis,
+		HelpDescription: agentsHelpDescription,
+	}
+}
+
+func pathKeyReassign(b *gradientBackend) *framework.Path {
+	return &framework.Path{
+		Pattern:      "keys/" + framework.GenericNameRegex("name") + "/reassign$",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "key-agents"},
+		Fields: map[string]*framework.FieldSchema{
+			"name": {Type: framework.TypeString, Description: "Name of the key whose agents move."},
+			"to":   {Type: framework.TypeString, Description: "Name of the key, managed by this mount and of the same provider, that the agents move to.", Required: true},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:     b.pathKeyReassign,
+				Summary:      "Switch every agent that uses this key to another key.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "reassign"},
+				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
+					"moved": agentListField,
+					"to":    {Type: framework.TypeString, Description: "The key the agents now use.", Required: true},
+				}}}},
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
+		},
+		HelpSynopsis:    reassignHelpSynopsis,
+		HelpDescription: reassignHelpDescription,
+	}
+}
+
+func (b *gradientBackend) pathKeyAgentsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if err := validateName(name); err != nil {
+		return errorResponse(err)
+	}
+	k, err := getKey(ctx, req.Storage, name)
+	if err != nil || k == nil {
+		return nil, err
+	}
+	up, err := b.upstreamFor(ctx, req)
+	if err != nil {
+		return errorResponse(err)
+	}
+	agents, err := up.platform.ListAgentsByKey(ctx, k.Provider, k.UUID)
+	if errors.Is(err, errPlatformNotFound) {
+		return logical.ErrorResponse("platform key %s behind %q no longer exists (deleted outside Vault?)", k.UUID, name), nil
+	}
+	if err != nil {
+		return errorResponse(err)
+	}
+	return &logical.Response{Data: map[string]any{"agents": agentList(agents)}}, nil
+}
+
+// pathKeyReassign moves every agent from this key to another one. It is an
+// update with a `to` parameter, not an option of delete, because Vault
+// applies allowed_parameters to updates but not to deletes: a policy can pin
+// `to` to the team's own keys.
+func (b *gradientBackend) pathKeyReassign(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	to := d.Get("to").(string)
+	if err := validateName(name); err != nil {
+		return errorResponse(err)
+	}
+	if to == "" {
+		return logical.ErrorResponse("to is required: the name of the key the agents should use instead"), nil
+	}
+	if err := validateName(to); err != nil {
+		return errorResponse(fmt.Errorf("to: %w", err))
+	}
+	if to == name {
+		return logical.ErrorResponse("to names the same key; name another key of this mount"), nil
+	}
+	defer b.lockNames(name, to)()
+
+	from, err := getKey(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if from == nil {
+		return logical.ErrorResponse("there is no key named %q", name), nil
+	}
+	target, err := getKey(ctx, req.Storage, to)
+	if err != nil {
+		return nil, err
+	}
+	if target == nil {
+		return logical.ErrorResponse("there is no key named %q on this mount; agents can only move to keys it manages", to), nil
+	}
+	if target.Provider != from.Provider {
+		return logical.ErrorResponse("%q is an %s key and %q an %s key: agents can only move to a key of the same provider", name, from.Provider, to, target.Provider), nil
+	}
+	up, err := b.upstreamFor(ctx, req)
+	if err != nil {
+		return errorResponse(err)
+	}
+	agents, err := up.platform.ListAgentsByKey(ctx, from.Provider, from.UUID)
+	if err != nil {
+		return errorResponse(err)
+	}
+
+	resp := &logical.Response{}
+	var moved []platformAgent
+	for _, agent := range agents {
+		after, err := up.platform.SetAgentKey(ctx, from.Provider, agent.UUID, target.UUID)
+		if err != nil {
+			// Put the agents already moved back, so a failure leaves the
+			// platform as it was.
+			undoErr := b.moveAgentsBack(ctx, up, from, moved)
+			return errorResponse(fmt.Errorf("moving agent %s (%s) failed after %d of %d: %w%s",
+				agent.Name, agent.UUID, len(moved), len(agents), err, undoErr))
+		}
+		if changed := agentDrift(agent, after); changed != "" {
+			// Only the key was sent; if the platform changed anything else,
+			// someone must look at that agent.
+			b.Logger().Error("agent fields changed by a key switch", "agent", agent.UUID, "fields", changed)
+			resp.AddWarning(fmt.Sprintf("agent %s (%s): the platform changed %s while switching its key; check the agent", agent.Name, agent.UUID, changed))
+		}
+		moved = append(moved, agent)
+	}
+	b.Logger().Info("agents reassigned", "from", name, "to", to, "count", len(moved))
+	resp.Data = map[string]any{"moved": agentList(moved), "to": to}
+	return resp, nil
+}
+
+func (b *gradientBackend) moveAgentsBack(ctx context.Context, up *upstream, from *keyEntry, moved []platformAgent) string {
+	var failed []string
+	for _, agent := range moved {
+		if _, err := up.platform.SetAgentKey(ctx, from.Provider, agent.UUID, from.UUID); err != nil {
+			failed = append(failed, agent.UUID)
+		}
+	}
+	if len(failed) == 0 {
+		if len(moved) > 0 {
+			return "; the agents already moved were moved back"
+		}
+		return ""
+	}
+	return "; these agents could not be moved back and still use the new key: " + strings.Join(failed, ", ")
+}
+
+// agentDrift names the fields that differ between an agent before and after
+// a key switch; empty fields in the answer are not counted as changes.
+func agentDrift(before, after platformAgent) string {
+	var changed []string
+	check := func(field, a, b string) {
+		if b != "" && a != b {
+			changed = append(changed, field)
+		}
+	}
+	check("name", before.Name, after.Name)
+	check("instruction", before.Instruction, after.Instruction)
+	check("model", before.ModelUUID, after.ModelUUID)
+	check("region", before.Region, after.Region)
+	return strings.Join(changed, ", ")
+}
+
+func agentList(agents []platformAgent) []map[string]any {
+	out := make([]map[string]any, 0, len(agents))
+	for _, a := range agents {
+		out = append(out, map[string]any{"uuid": a.UUID, "name": a.Name})
+	}
+	return out
+}
+
+const agentsHelpSynopsis = "List the platform agents that use a key."
+
+const agentsHelpDescription = "Asks the platform which agents use the key, following every page, and returns their names and uuids. Use it before deleting a key."
+
+const reassignHelpSynopsis = "Move every agent that uses this key to another key of this mount."
+
+const reassignHelpDescription = "to names a key of the same provider managed by this mount. Each agent is switched with the platform's agent update, sending only the key field; if any switch fails, the agents already moved are moved back. Afterwards the key can be deleted without force. This is an update with a `to` parameter so that policies can restrict `to` with allowed_parameters, e.g. allowed_parameters = { \"to\" = [\"team-a-*\"] }."

@@ -1,0 +1,125 @@
+package backend
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/emulator"
+)
+
+func TestAgents_ListsEveryPage(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.emu.SetRateLimits(10000, 100000)
+	e.mustOK(logical.CreateOperation, "keys/popular", map[string]any{"provider": "openai", "api_key": openAIKey("popular")})
+	uuid := e.platformKeyNamed(providerOpenAI, "popular").UUID
+	// More than one page of the platform's largest page size.
+	const n = maxPageSize + 5
+	want := map[string]string{}
+	for i := range n {
+		a := e.createAgent(fmt.Sprintf("agent-%03d", i), providerOpenAI, uuid)
+		want[a.Uuid] = a.Name
+	}
+
+	resp := e.mustOK(logical.ReadOperation, "keys/popular/agents", nil)
+	agents := resp.Data["agents"].([]map[string]any)
+	if len(agents) != n {
+		t.Fatalf("got %d agents, want %d", len(agents), n)
+	}
+	for _, a := range agents {
+		if want[a["uuid"].(string)] != a["name"] {
+			t.Fatalf("unexpected agent %v", a)
+		}
+	}
+	if pages := e.emu.Counts()["GET /v2/gen-ai/openai/keys/{uuid}/agents"]; pages != 2 {
+		t.Fatalf("listed %d pages, want 2", pages)
+	}
+}
+
+func TestAgents_UnknownKey(t *testing.T) {
+	e := newTestEnv(t, nil)
+	if resp, err := e.request(logical.ReadOperation, "keys/nothing/agents", nil); resp != nil || err != nil {
+		t.Fatalf("agents of a missing key: %v %v", resp, err)
+	}
+}
+
+func TestReassign_MovesAgents(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/old", map[string]any{"provider": "anthropic", "api_key": anthropicKey("old")})
+	e.mustOK(logical.CreateOperation, "keys/new", map[string]any{"provider": "anthropic", "api_key": anthropicKey("new")})
+	oldUUID := e.platformKeyNamed(providerAnthropic, "old").UUID
+	newUUID := e.platformKeyNamed(providerAnthropic, "new").UUID
+	a1 := e.createAgent("first", providerAnthropic, oldUUID)
+	a2 := e.createAgent("second", providerAnthropic, oldUUID)
+	bystander := e.createAgent("bystander", providerAnthropic, newUUID)
+
+	resp := e.mustOK(logical.UpdateOperation, "keys/old/reassign", map[string]any{"to": "new"})
+	moved := resp.Data["moved"].([]map[string]any)
+	if len(moved) != 2 || resp.Data["to"] != "new" {
+		t.Fatalf("reassign response = %v", resp.Data)
+	}
+	for _, id := range []string{a1.Uuid, a2.Uuid, bystander.Uuid} {
+		if anthropic, _ := e.agentKey(id); anthropic != newUUID {
+			t.Fatalf("agent %s uses %s, want %s", id, anthropic, newUUID)
+		}
+	}
+	// Other fields of the agents are untouched.
+	for _, a := range e.state().Agents {
+		if a.Instruction != "answer questions" || a.ModelUUID != "model-1" || a.Region != "tor1" {
+			t.Fatalf("agent changed beyond its key: %+v", a)
+		}
+	}
+	if agents := e.mustOK(logical.ReadOperation, "keys/old/agents", nil).Data["agents"].([]map[string]any); len(agents) != 0 {
+		t.Fatalf("old key still has agents: %v", agents)
+	}
+}
+
+func TestReassign_Refusals(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/claude", map[string]any{"provider": "anthropic", "api_key": anthropicKey("claude")})
+	e.mustOK(logical.CreateOperation, "keys/gpt", map[string]any{"provider": "openai", "api_key": openAIKey("gpt")})
+	agent := e.createAgent("bot", providerAnthropic, e.platformKeyNamed(providerAnthropic, "claude").UUID)
+
+	cases := map[string]struct {
+		path     string
+		data     map[string]any
+		fragment string
+	}{
+		"missing to":     {"keys/claude/reassign", map[string]any{}, "to is required"},
+		"same key":       {"keys/claude/reassign", map[string]any{"to": "claude"}, "same key"},
+		"unmanaged to":   {"keys/claude/reassign", map[string]any{"to": "nobody"}, "no key named \"nobody\""},
+		"other provider": {"keys/claude/reassign", map[string]any{"to": "gpt"}, "same provider"},
+		"missing from":   {"keys/nobody/reassign", map[string]any{"to": "claude"}, "no key named \"nobody\""},
+		"bad to":         {"keys/claude/reassign", map[string]any{"to": "Bad Name"}, nameRule},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			e.mustBadRequest(logical.UpdateOperation, tc.path, tc.data, tc.fragment)
+			if anthropic, _ := e.agentKey(agent.Uuid); anthropic != e.platformKeyNamed(providerAnthropic, "claude").UUID {
+				t.Fatal("a refused reassign moved the agent")
+			}
+		})
+	}
+}
+
+// If one agent cannot be moved, the ones already moved go back.
+func TestReassign_PartialFailureMovesAgentsBack(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/from", map[string]any{"provider": "openai", "api_key": openAIKey("from")})
+	e.mustOK(logical.CreateOperation, "keys/to", map[string]any{"provider": "openai", "api_key": openAIKey("to")})
+	fromUUID := e.platformKeyNamed(providerOpenAI, "from").UUID
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, e.createAgent(fmt.Sprintf("agent-%d", i), providerOpenAI, fromUUID).Uuid)
+	}
+	// The first switch succeeds, the second fails.
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/agents/" + ids[1], Status: 500})
+
+	e.mustServerError(logical.UpdateOperation, "keys/from/reassign", map[string]any{"to": "to"}, "after 1 of 3", "moved back")
+	for _, id := range ids {
+		if _, openai := e.agentKey(id); openai != fromUUID {
+			t.Fatalf("agent %s left on %s after a failed reassign", id, openai)
+		}
+	}
+}

@@ -1,0 +1,270 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const configPath = "config"
+
+const (
+	defaultAPIURL         = "https://api.digitalocean.com"
+	defaultAnthropicURL   = "https://api.anthropic.com"
+	defaultOpenAIURL      = "https://api.openai.com"
+	defaultRequestTimeout = 30 * time.Second
+	defaultNameCacheTTL   = 10 * time.Second
+)
+
+// gradientConfig is the stored config. It is seal-wrapped: it holds the
+// DigitalOcean token.
+type gradientConfig struct {
+	Token          string        `json:"token"`
+	APIURL         string        `json:"api_url"`
+	AnthropicURL   string        `json:"anthropic_url"`
+	OpenAIURL      string        `json:"openai_url"`
+	VerifyKeys     bool          `json:"verify_keys"`
+	RequestTimeout time.Duration `json:"request_timeout"`
+	NameCacheTTL   time.Duration `json:"name_cache_ttl"`
+}
+
+func pathConfig(b *gradientBackend) *framework.Path {
+	return &framework.Path{
+		Pattern:      configPath + "$",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix},
+		Fields: map[string]*framework.FieldSchema{
+			"token": {
+				Type:         framework.TypeString,
+				Description:  "DigitalOcean API token with the genai read, create, update and delete scopes. Required on the first write; never returned.",
+				DisplayAttrs: &framework.DisplayAttributes{Sensitive: true},
+			},
+			"api_url": {
+				Type:        framework.TypeString,
+				Description: "Base URL of the DigitalOcean API.",
+				Default:     defaultAPIURL,
+			},
+			"anthropic_url": {
+				Type:        framework.TypeString,
+				Description: "Base URL of the Anthropic API, used to verify Anthropic keys.",
+				Default:     defaultAnthropicURL,
+			},
+			"openai_url": {
+				Type:        framework.TypeString,
+				Description: "Base URL of the OpenAI API, used to verify OpenAI keys.",
+				Default:     defaultOpenAIURL,
+			},
+			"verify_keys": {
+				Type:        framework.TypeBool,
+				Description: "Check every key with its provider before pushing it.",
+				Default:     true,
+			},
+			"request_timeout": {
+				Type:        framework.TypeDurationSecond,
+				Description: "Timeout of each call to the platform or a provider.",
+				Default:     int(defaultRequestTimeout.Seconds()),
+			},
+			"name_cache_ttl": {
+				Type:        framework.TypeDurationSecond,
+				Description: "How long the platform's key names may be reused for the duplicate-name check on create; 0 looks them up on every create.",
+				Default:     int(defaultNameCacheTTL.Seconds()),
+			},
+		},
+		ExistenceCheck: b.configExists,
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.pathConfigRead,
+				Summary:      "Read the configuration; the token is never returned.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read", OperationSuffix: "configuration"},
+				Responses: map[int][]framework.Response{
+					http.StatusOK: {{Description: "OK", Fields: configResponseFields}},
+				},
+			},
+			logical.CreateOperation: &framework.PathOperation{
+				Callback:     b.pathConfigWrite,
+				Summary:      "Configure the platform token and endpoints.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
+				Responses:    map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
+				// Every node answers with the same config; writes go to the
+				// active node, which checks the token.
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:                    b.pathConfigWrite,
+				Summary:                     "Configure the platform token and endpoints.",
+				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
+				Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
+			logical.DeleteOperation: &framework.PathOperation{
+				Callback:                    b.pathConfigDelete,
+				Summary:                     "Delete the configuration; stored keys stay in Vault and on the platform.",
+				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "delete", OperationSuffix: "configuration"},
+				Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
+		},
+		HelpSynopsis:    configHelpSynopsis,
+		HelpDescription: configHelpDescription,
+	}
+}
+
+var configResponseFields = map[string]*framework.FieldSchema{
+	"api_url":         {Type: framework.TypeString, Description: "Base URL of the DigitalOcean API.", Required: true},
+	"anthropic_url":   {Type: framework.TypeString, Description: "Base URL of the Anthropic API.", Required: true},
+	"openai_url":      {Type: framework.TypeString, Description: "Base URL of the OpenAI API.", Required: true},
+	"verify_keys":     {Type: framework.TypeBool, Description: "Whether keys are checked with their provider.", Required: true},
+	"request_timeout": {Type: framework.TypeDurationSecond, Description: "Timeout of each upstream call, in seconds.", Required: true},
+	"name_cache_ttl":  {Type: framework.TypeDurationSecond, Description: "How long platform key names are reused, in seconds.", Required: true},
+	"token_set":       {Type: framework.TypeBool, Description: "Whether a token is stored.", Required: true},
+}
+
+func (b *gradientBackend) configExists(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
+	cfg, err := getConfig(ctx, req.Storage)
+	return cfg != nil, err
+}
+
+func (b *gradientBackend) pathConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	cfg, err := getConfig(ctx, req.Storage)
+	if err != nil || cfg == nil {
+		return nil, err
+	}
+	return &logical.Response{Data: map[string]any{
+		"api_url":         cfg.APIURL,
+		"anthropic_url":   cfg.AnthropicURL,
+		"openai_url":      cfg.OpenAIURL,
+		"verify_keys":     cfg.VerifyKeys,
+		"request_timeout": int64(cfg.RequestTimeout.Seconds()),
+		"name_cache_ttl":  int64(cfg.NameCacheTTL.Seconds()),
+		"token_set":       cfg.Token != "",
+	}}, nil
+}
+
+// pathConfigWrite merges the request into the stored config, checks the token
+// with one platform call, and only then saves.
+func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	stored, err := getConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := mergeConfig(stored, d)
+	if err != nil {
+		return errorResponse(err)
+	}
+
+	up, err := b.newUpstream(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := up.platform.CheckToken(ctx); err != nil {
+		if errors.Is(err, errPlatformUnauthorized) {
+			return logical.ErrorResponse("the platform rejected the token (HTTP 401): use a DigitalOcean token with the genai scopes; nothing was saved"), nil
+		}
+		return errorResponse(fmt.Errorf("checking the token with the platform (nothing was saved): %w", err))
+	}
+
+	entry, err := logical.StorageEntryJSON(configPath, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := req.Storage.Put(ctx, entry); err != nil {
+		return nil, fmt.Errorf("storing the configuration: %w", err)
+	}
+	b.resetUpstream()
+	return nil, nil
+}
+
+func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfig, error) {
+	cfg := &gradientConfig{
+		APIURL:         defaultAPIURL,
+		AnthropicURL:   defaultAnthropicURL,
+		OpenAIURL:      defaultOpenAIURL,
+		VerifyKeys:     true,
+		RequestTimeout: defaultRequestTimeout,
+		NameCacheTTL:   defaultNameCacheTTL,
+	}
+	if stored != nil {
+		*cfg = *stored
+	}
+	if v, ok := d.GetOk("token"); ok {
+		cfg.Token = v.(string)
+	}
+	if cfg.Token == "" {
+		return nil, callerErrorf("token is required: a DigitalOcean API token with the genai scopes")
+	}
+	for field, target := range map[string]*string{"api_url": &cfg.APIURL, "anthropic_url": &cfg.AnthropicURL, "openai_url": &cfg.OpenAIURL} {
+		if v, ok := d.GetOk(field); ok {
+			*target = v.(string)
+		}
+		if err := validateBaseURL(field, *target); err != nil {
+			return nil, err
+		}
+	}
+	if v, ok := d.GetOk("verify_keys"); ok {
+		cfg.VerifyKeys = v.(bool)
+	}
+	if v, ok := d.GetOk("request_timeout"); ok {
+		cfg.RequestTimeout = time.Duration(v.(int)) * time.Second
+		if cfg.RequestTimeout <= 0 {
+			return nil, callerErrorf("request_timeout must be positive, e.g. 30s")
+		}
+	}
+	if v, ok := d.GetOk("name_cache_ttl"); ok {
+		cfg.NameCacheTTL = time.Duration(v.(int)) * time.Second
+		if cfg.NameCacheTTL < 0 {
+			return nil, callerErrorf("name_cache_ttl must be 0 or more, e.g. 10s")
+		}
+	}
+	return cfg, nil
+}
+
+// validateBaseURL accepts absolute http(s) URLs without user info: a URL with
+// credentials in it would put a secret in the stored config's plain fields.
+func validateBaseURL(field, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return callerErrorf("%s must be an absolute http or https URL, e.g. https://api.example.com", field)
+	}
+	if u.User != nil {
+		return callerErrorf("%s must not contain user info; the token goes in the token field", field)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return callerErrorf("%s must not have a query or fragment", field)
+	}
+	return nil
+}
+
+func (b *gradientBackend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	if err := req.Storage.Delete(ctx, configPath); err != nil {
+		return nil, fmt.Errorf("deleting the configuration: %w", err)
+	}
+	b.resetUpstream()
+	return nil, nil
+}
+
+func getConfig(ctx context.Context, s logical.Storage) (*gradientConfig, error) {
+	entry, err := s.Get(ctx, configPath)
+	if err != nil {
+		return nil, fmt.Errorf("reading the configuration: %w", err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	cfg := &gradientConfig{}
+	if err := entry.DecodeJSON(cfg); err != nil {
+		return nil, fmt.Errorf("decoding the configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+const configHelpSynopsis = "Configure the DigitalOcean token and the platform and provider endpoints."
+
+const configHelpDescription = "The token needs the genai read, create, update and delete scopes; a write checks it with one platform call and saves nothing if the platform rejects it. Reads return every field but the token, plus token_set. api_url, anthropic_url and openai_url default to the public APIs; point them at the project's emulator for development. verify_keys (default true) checks each key with its provider before it is pushed. name_cache_ttl bounds how often creates list the platform's key names to refuse duplicates."

@@ -1,0 +1,133 @@
+package backend
+
+import (
+	"net/http/httptest"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/emulator"
+)
+
+func TestConfig_ReadNeverReturnsToken(t *testing.T) {
+	e := newTestEnv(t, map[string]any{"name_cache_ttl": "0s", "request_timeout": "5s"})
+	resp := e.mustOK(logical.ReadOperation, "config", nil)
+	if _, ok := resp.Data["token"]; ok {
+		t.Fatalf("config read returned the token: %v", resp.Data)
+	}
+	want := map[string]any{
+		"api_url": e.srv.URL, "anthropic_url": e.srv.URL + "/anthropic", "openai_url": e.srv.URL + "/openai",
+		"verify_keys": true, "request_timeout": int64(5), "name_cache_ttl": int64(0), "token_set": true,
+	}
+	for k, v := range want {
+		if resp.Data[k] != v {
+			t.Errorf("%s = %#v, want %#v", k, resp.Data[k], v)
+		}
+	}
+}
+
+func TestConfig_UnconfiguredMount(t *testing.T) {
+	emu := emulator.New(emulator.Config{})
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+	e := newUnconfiguredEnv(t, emu, srv)
+
+	resp, err := e.request(logical.ReadOperation, "config", nil)
+	if err != nil || resp != nil {
+		t.Fatalf("unconfigured read: want no response (404), got resp=%v err=%v", resp, err)
+	}
+	e.mustBadRequest(logical.CreateOperation, "keys/first", map[string]any{
+		"provider": "anthropic", "api_key": anthropicKey("unconf"),
+	}, "not configured", "gradient/config")
+	if n := len(e.state().AnthropicKeys); n != 0 {
+		t.Fatalf("platform has %d keys", n)
+	}
+}
+
+func TestConfig_WriteIsValidatedAndChecked(t *testing.T) {
+	emu := emulator.New(emulator.Config{Tokens: []string{testToken}})
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+
+	cases := map[string]struct {
+		data     map[string]any
+		fragment string
+	}{
+		"no token":             {map[string]any{"api_url": srv.URL}, "token is required"},
+		"rejected token":       {map[string]any{"token": "wrong-token-0123456789", "api_url": srv.URL}, "rejected the token (HTTP 401)"},
+		"ftp url":              {map[string]any{"token": testToken, "api_url": "ftp://example.com"}, "api_url must be an absolute http or https URL"},
+		"relative url":         {map[string]any{"token": testToken, "openai_url": "/v1"}, "openai_url must be an absolute"},
+		"user info":            {map[string]any{"token": testToken, "anthropic_url": "https://user:pass@example.com"}, "must not contain user info"},
+		"negative cache ttl":   {map[string]any{"token": testToken, "api_url": srv.URL, "name_cache_ttl": "-5s"}, "name_cache_ttl"},
+		"zero request timeout": {map[string]any{"token": testToken, "api_url": srv.URL, "request_timeout": "0s"}, "request_timeout must be positive"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			e := newUnconfiguredEnv(t, emu, srv)
+			e.mustBadRequest(logical.UpdateOperation, "config", tc.data, tc.fragment)
+			if resp, _ := e.request(logical.ReadOperation, "config", nil); resp != nil {
+				t.Fatalf("a refused config write saved something: %v", resp.Data)
+			}
+		})
+	}
+}
+
+func TestConfig_PlatformDownSavesNothing(t *testing.T) {
+	emu := emulator.New(emulator.Config{Tokens: []string{testToken}})
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+	e := newUnconfiguredEnv(t, emu, srv)
+	emu.InjectFault(emulator.Fault{Path: "/v2/gen-ai", Status: 503})
+
+	e.mustServerError(logical.UpdateOperation, "config", map[string]any{"token": testToken, "api_url": srv.URL}, "HTTP 503", "nothing was saved")
+	if resp, _ := e.request(logical.ReadOperation, "config", nil); resp != nil {
+		t.Fatalf("config saved despite the failed token check")
+	}
+}
+
+func TestConfig_UpdateKeepsTokenAndSwitchesClient(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/before-switch", map[string]any{"provider": "anthropic", "api_key": anthropicKey("switch1")})
+
+	// A second platform; an update without token keeps the stored one, which
+	// the second emulator also accepts.
+	other := emulator.New(emulator.Config{Tokens: []string{testToken}})
+	otherSrv := httptest.NewServer(other)
+	t.Cleanup(otherSrv.Close)
+	e.mustOK(logical.UpdateOperation, "config", map[string]any{
+		"api_url": otherSrv.URL, "anthropic_url": otherSrv.URL + "/anthropic",
+	})
+	e.mustOK(logical.CreateOperation, "keys/after-switch", map[string]any{"provider": "anthropic", "api_key": anthropicKey("switch2")})
+
+	if n := len(other.State().AnthropicKeys); n != 1 {
+		t.Fatalf("the new platform has %d keys, want 1: the cached client was not dropped", n)
+	}
+	if n := len(e.state().AnthropicKeys); n != 1 {
+		t.Fatalf("the old platform has %d keys, want 1", n)
+	}
+}
+
+func TestConfig_InvalidateDropsCachedClient(t *testing.T) {
+	e := newTestEnv(t, nil)
+	first, err := e.b.getUpstream(t.Context(), e.storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.b.invalidate(t.Context(), "keys/unrelated")
+	if again, _ := e.b.getUpstream(t.Context(), e.storage); again != first {
+		t.Fatal("an unrelated invalidation dropped the client")
+	}
+	e.b.invalidate(t.Context(), configPath)
+	if again, _ := e.b.getUpstream(t.Context(), e.storage); again == first {
+		t.Fatal("invalidating config kept the old client")
+	}
+}
+
+func TestConfig_Delete(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.DeleteOperation, "config", nil)
+	if resp, _ := e.request(logical.ReadOperation, "config", nil); resp != nil {
+		t.Fatal("config still readable after delete")
+	}
+	e.mustBadRequest(logical.CreateOperation, "keys/after-delete", map[string]any{"provider": "openai", "api_key": openAIKey("cfgdel")}, "not configured")
+}

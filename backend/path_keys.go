@@ -1,0 +1,468 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func pathKeys(b *gradientBackend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern:      "keys/?$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "keys"},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{
+					Callback:     b.pathKeysList,
+					Summary:      "List the names of the managed keys.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
+					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
+						"keys": {Type: framework.TypeStringSlice, Description: "Key names, sorted."},
+					}}}},
+				},
+			},
+			HelpSynopsis:    keysListHelpSynopsis,
+			HelpDescription: keysListHelpDescription,
+		},
+		pathKeyAgents(b),
+		pathKeyReassign(b),
+		{
+			// The name matches anything here, slashes and all, so that a bad
+			// name reaches the handler and gets a 400 quoting the naming
+			// rule instead of a 404 "unsupported path". The agents and
+			// reassign paths come first because Vault routes to the first
+			// pattern that matches.
+			Pattern:      "keys/" + framework.MatchAllRegex("name"),
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "key"},
+			Fields: map[string]*framework.FieldSchema{
+				"name": {
+					Type:        framework.TypeString,
+					Description: "Name of the key, in Vault and on the platform: " + nameRule + ".",
+				},
+				"provider": {
+					Type:          framework.TypeString,
+					Description:   `Provider of the key: "anthropic" or "openai". Required on create; cannot change.`,
+					AllowedValues: []any{providerAnthropic, providerOpenAI},
+				},
+				"api_key": {
+					Type:         framework.TypeString,
+					Description:  "The provider's model API key. Required on create; a new value rotates the secret of the same platform key. Surrounding white space is trimmed.",
+					DisplayAttrs: &framework.DisplayAttributes{Sensitive: true},
+				},
+				"description": {
+					Type:        framework.TypeString,
+					Description: "Free text kept in Vault only.",
+				},
+				"uuid": {
+					Type:        framework.TypeString,
+					Description: "Adopt an existing platform key with this uuid instead of creating one: it is updated with this name and secret.",
+				},
+				"force": {
+					Type:        framework.TypeBool,
+					Description: "On delete: delete even though agents use the key; they lose access to the provider.",
+				},
+			},
+			ExistenceCheck: b.keyExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.CreateOperation: &framework.PathOperation{
+					Callback:                    b.pathKeyCreate,
+					Summary:                     "Verify a key with its provider, push it to the platform and store it.",
+					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "create"},
+					Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback:                    b.pathKeyUpdate,
+					Summary:                     "Rotate the secret of a key (same platform key and uuid) or change its description.",
+					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "update"},
+					Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+				logical.ReadOperation: &framework.PathOperation{
+					Callback:     b.pathKeyRead,
+					Summary:      "Read a key's metadata; never the key itself.",
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+					Responses:    map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
+				},
+				logical.DeleteOperation: &framework.PathOperation{
+					Callback:                    b.pathKeyDelete,
+					Summary:                     "Delete a key from the platform, then from Vault. Refused while agents use it, unless force=true.",
+					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "delete"},
+					Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+			},
+			HelpSynopsis:    keyHelpSynopsis,
+			HelpDescription: keyHelpDescription,
+		},
+	}
+}
+
+// keyResponseFields is what a read of keys/<name> returns: metadata only.
+var keyResponseFields = map[string]*framework.FieldSchema{
+	"name":        {Type: framework.TypeString, Description: "Name of the key.", Required: true},
+	"provider":    {Type: framework.TypeString, Description: "anthropic or openai.", Required: true},
+	"uuid":        {Type: framework.TypeString, Description: "UUID of the key on the platform.", Required: true},
+	"description": {Type: framework.TypeString, Description: "Free text kept in Vault.", Required: true},
+	"created_at":  {Type: framework.TypeTime, Description: "When the platform created the key.", Required: true},
+	"updated_at":  {Type: framework.TypeTime, Description: "When the platform last changed the key (its Date Modified).", Required: true},
+	"version":     {Type: framework.TypeInt, Description: "1 for the first secret, +1 for every new one.", Required: true},
+	"key_hint":    {Type: framework.TypeString, Description: "Last four characters of the key.", Required: true},
+}
+
+func keyResponse(k *keyEntry) *logical.Response {
+	return &logical.Response{Data: map[string]any{
+		"name":        k.Name,
+		"provider":    k.Provider,
+		"uuid":        k.UUID,
+		"description": k.Description,
+		"created_at":  k.CreatedAt.Format(time.RFC3339),
+		"updated_at":  k.UpdatedAt.Format(time.RFC3339),
+		"version":     k.Version,
+		"key_hint":    keyHint(k.APIKey),
+	}}
+}
+
+func (b *gradientBackend) keyExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
+	k, err := getKey(ctx, req.Storage, d.Get("name").(string))
+	return k != nil, err
+}
+
+func (b *gradientBackend) pathKeysList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	names, err := req.Storage.List(ctx, keyStoragePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing keys: %w", err)
+	}
+	sort.Strings(names)
+	return logical.ListResponse(names), nil
+}
+
+func (b *gradientBackend) pathKeyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if err := validateName(name); err != nil {
+		return errorResponse(err)
+	}
+	k, err := getKey(ctx, req.Storage, name)
+	if err != nil || k == nil {
+		return nil, err
+	}
+	return keyResponse(k), nil
+}
+
+// createRequest is a validated create.
+type createRequest struct {
+	name, provider, apiKey, description, adoptUUID string
+}
+
+func parseCreate(d *framework.FieldData) (createRequest, error) {
+	r := createRequest{
+		name:        d.Get("name").(string),
+		provider:    d.Get("provider").(string),
+		description: d.Get("description").(string),
+		adoptUUID:   strings.TrimSpace(d.Get("uuid").(string)),
+	}
+	if err := validateName(r.name); err != nil {
+		return r, err
+	}
+	if err := validateProvider(r.provider); err != nil {
+		return r, err
+	}
+	key, err := normalizeAPIKey(r.provider, d.Get("api_key").(string))
+	if err != nil {
+		return r, err
+	}
+	r.apiKey = key
+	return r, validateNameAgainstKey(r.name, r.apiKey)
+}
+
+// pathKeyCreate: validate, verify, push, store. Any failure leaves Vault and
+// the platform as they were.
+func (b *gradientBackend) pathKeyCreate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	r, err := parseCreate(d)
+	if err != nil {
+		return errorResponse(err)
+	}
+	defer b.lockNames(r.name)()
+
+	// The existence check ran before the lock: look again.
+	if existing, err := getKey(ctx, req.Storage, r.name); err != nil {
+		return nil, err
+	} else if existing != nil {
+		return logical.ErrorResponse("key %q was created meanwhile; write again to update it", r.name), nil
+	}
+	up, err := b.upstreamFor(ctx, req)
+	if err != nil {
+		return errorResponse(err)
+	}
+	if err := up.verifier.Verify(ctx, r.provider, r.apiKey); err != nil {
+		return errorResponse(err)
+	}
+
+	var k *keyEntry
+	if r.adoptUUID != "" {
+		k, err = b.adoptKey(ctx, req, up, r)
+	} else {
+		k, err = b.createKey(ctx, req, up, r)
+	}
+	if err != nil {
+		return errorResponse(err)
+	}
+	b.Logger().Info("key created", "name", k.Name, "provider", k.Provider, "uuid", k.UUID, "adopted", r.adoptUUID != "")
+	return keyResponse(k), nil
+}
+
+// createKey pushes a new key to the platform under a write-ahead log entry,
+// then stores it.
+func (b *gradientBackend) createKey(ctx context.Context, req *logical.Request, up *upstream, r createRequest) (*keyEntry, error) {
+	if err := b.refuseDuplicateName(ctx, req, up, r.provider, r.name, ""); err != nil {
+		return nil, err
+	}
+
+	// The WAL entry goes in before the platform call: if this node dies
+	// after the platform created the key but before Vault stored it, the
+	// rollback finds the orphan by provider and name and deletes it.
+	wal := &createWAL{Provider: r.provider, Name: r.name, Started: time.Now().UTC()}
+	walID, err := framework.PutWAL(ctx, req.Storage, walKindCreate, wal)
+	if err != nil {
+		return nil, fmt.Errorf("writing the write-ahead log (nothing was pushed): %w", err)
+	}
+
+	pk, err := up.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)
+	if err != nil {
+		// A refusal or a 5xx left nothing behind; a dropped connection or a
+		// timeout may have. Clean up now; the WAL stays if that fails.
+		b.settleWAL(ctx, req, walID, walKindCreate, wal)
+		return nil, err
+	}
+	b.names.put(r.provider, r.name, pk.UUID)
+
+	k := &keyEntry{
+		Name: r.name, Provider: r.provider, UUID: pk.UUID, Description: r.description,
+		APIKey: r.apiKey, Version: 1, CreatedAt: pk.CreatedAt, UpdatedAt: pk.UpdatedAt,
+	}
+	if err := putKey(ctx, req.Storage, k); err != nil {
+		b.settleWAL(ctx, req, walID, walKindCreate, wal)
+		return nil, fmt.Errorf("%w (the platform key was removed again)", err)
+	}
+	b.deleteWAL(ctx, req, walID)
+	return k, nil
+}
+
+// adoptKey takes over a key that already exists on the platform: it gets
+// this name and secret, and keeps its uuid and the agents that use it.
+func (b *gradientBackend) adoptKey(ctx context.Context, req *logical.Request, up *upstream, r createRequest) (*keyEntry, error) {
+	// Held until the key is stored, so two names cannot adopt one uuid.
+	b.adoptMu.Lock()
+	defer b.adoptMu.Unlock()
+
+	owner, err := findKeyByUUID(ctx, req.Storage, r.adoptUUID)
+	if err != nil {
+		return nil, err
+	}
+	if owner != "" {
+		return nil, callerErrorf("platform key %s is already managed by this mount as %q; a key cannot be adopted twice", r.adoptUUID, owner)
+	}
+	current, err := up.platform.GetKey(ctx, r.provider, r.adoptUUID)
+	if errors.Is(err, errPlatformNotFound) {
+		return nil, callerErrorf("there is no %s key with uuid %s on the platform; check the uuid and the provider", r.provider, r.adoptUUID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := b.refuseDuplicateName(ctx, req, up, r.provider, r.name, r.adoptUUID); err != nil {
+		return nil, err
+	}
+
+	wal := &keyChangeWAL{Provider: r.provider, UUID: r.adoptUUID, Name: r.name, OldName: current.Name}
+	walID, err := framework.PutWAL(ctx, req.Storage, walKindAdopt, wal)
+	if err != nil {
+		return nil, fmt.Errorf("writing the write-ahead log (nothing was pushed): %w", err)
+	}
+	pk, err := up.platform.UpdateKey(ctx, r.provider, r.adoptUUID, keyChange{Name: r.name, Secret: r.apiKey})
+	if err != nil {
+		b.settleWAL(ctx, req, walID, walKindAdopt, wal)
+		return nil, err
+	}
+	b.names.remove(r.provider, current.Name, r.adoptUUID)
+	b.names.put(r.provider, r.name, r.adoptUUID)
+
+	k := &keyEntry{
+		Name: r.name, Provider: r.provider, UUID: r.adoptUUID, Description: r.description,
+		APIKey: r.apiKey, Version: 1, CreatedAt: pk.CreatedAt, UpdatedAt: pk.UpdatedAt,
+	}
+	if err := putKey(ctx, req.Storage, k); err != nil {
+		b.settleWAL(ctx, req, walID, walKindAdopt, wal)
+		return nil, err
+	}
+	b.deleteWAL(ctx, req, walID)
+	return k, nil
+}
+
+// refuseDuplicateName refuses a name that another platform key of the
+// provider already has (except the key being adopted).
+func (b *gradientBackend) refuseDuplicateName(ctx context.Context, req *logical.Request, up *upstream, provider, name, exceptUUID string) error {
+	uuid, err := b.names.lookup(ctx, up.platform, provider, name, up.config.NameCacheTTL)
+	if err != nil {
+		return fmt.Errorf("checking the platform for a key with the same name (nothing was pushed): %w", err)
+	}
+	if uuid != "" && uuid != exceptUUID {
+		return callerErrorf("the platform already has a %s key named %q (uuid %s); to manage that key with Vault, write again with uuid=%s, or choose another name",
+			provider, name, uuid, uuid)
+	}
+	return nil
+}
+
+// pathKeyUpdate rotates the secret in place (same platform key and uuid, so
+// the agents that use it keep working) and/or changes the description.
+func (b *gradientBackend) pathKeyUpdate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if err := validateName(name); err != nil {
+		return errorResponse(err)
+	}
+	defer b.lockNames(name)()
+
+	k, err := getKey(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if k == nil {
+		return logical.ErrorResponse("key %q was deleted meanwhile; write it again to create it", name), nil
+	}
+	if v, ok := d.GetOk("provider"); ok && v.(string) != k.Provider {
+		return logical.ErrorResponse("the provider of key %q is %s and cannot change; create a key under another name instead", name, k.Provider), nil
+	}
+	if v, ok := d.GetOk("uuid"); ok && strings.TrimSpace(v.(string)) != k.UUID {
+		return logical.ErrorResponse("key %q already manages platform key %s; a managed key cannot adopt another uuid", name, k.UUID), nil
+	}
+
+	updated := *k
+	if v, ok := d.GetOk("description"); ok {
+		updated.Description = v.(string)
+	}
+	if raw, ok := d.GetOk("api_key"); ok {
+		apiKey, err := normalizeAPIKey(k.Provider, raw.(string))
+		if err != nil {
+			return errorResponse(err)
+		}
+		if err := validateNameAgainstKey(name, apiKey); err != nil {
+			return errorResponse(err)
+		}
+		if apiKey != k.APIKey {
+			if err := b.rotateSecret(ctx, req, &updated, apiKey); err != nil {
+				return errorResponse(err)
+			}
+			b.Logger().Info("key secret rotated", "name", name, "uuid", k.UUID, "version", updated.Version)
+			return keyResponse(&updated), nil
+		}
+	}
+	if updated != *k {
+		if err := putKey(ctx, req.Storage, &updated); err != nil {
+			return nil, err
+		}
+	}
+	return keyResponse(&updated), nil
+}
+
+// rotateSecret verifies the new secret, pushes it to the same platform key
+// under a WAL entry, and stores it with the next version.
+func (b *gradientBackend) rotateSecret(ctx context.Context, req *logical.Request, k *keyEntry, apiKey string) error {
+	up, err := b.upstreamFor(ctx, req)
+	if err != nil {
+		return err
+	}
+	if err := up.verifier.Verify(ctx, k.Provider, apiKey); err != nil {
+		return err
+	}
+	// The WAL holds no secret: if storage still has this version after a
+	// crash, rollback pushes the stored (old) secret back.
+	wal := &keyChangeWAL{Provider: k.Provider, UUID: k.UUID, Name: k.Name, Version: k.Version}
+	walID, err := framework.PutWAL(ctx, req.Storage, walKindRotate, wal)
+	if err != nil {
+		return fmt.Errorf("writing the write-ahead log (nothing was pushed): %w", err)
+	}
+	pk, err := up.platform.UpdateKey(ctx, k.Provider, k.UUID, keyChange{Secret: apiKey})
+	if errors.Is(err, errPlatformNotFound) {
+		b.deleteWAL(ctx, req, walID)
+		return callerErrorf("platform key %s behind %q no longer exists (deleted outside Vault?); delete %q and write it again", k.UUID, k.Name, k.Name)
+	}
+	if err != nil {
+		b.settleWAL(ctx, req, walID, walKindRotate, wal)
+		return err
+	}
+	k.APIKey = apiKey
+	k.Version++
+	k.UpdatedAt = pk.UpdatedAt
+	if err := putKey(ctx, req.Storage, k); err != nil {
+		b.settleWAL(ctx, req, walID, walKindRotate, wal)
+		return fmt.Errorf("%w (the previous secret was pushed back)", err)
+	}
+	b.deleteWAL(ctx, req, walID)
+	return nil
+}
+
+// pathKeyDelete deletes the platform key first and the Vault entry only after
+// that succeeded, so a failure never leaves a platform key Vault forgot.
+func (b *gradientBackend) pathKeyDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if err := validateName(name); err != nil {
+		return errorResponse(err)
+	}
+	defer b.lockNames(name)()
+
+	k, err := getKey(ctx, req.Storage, name)
+	if err != nil || k == nil {
+		return nil, err
+	}
+	up, err := b.upstreamFor(ctx, req)
+	if err != nil {
+		return errorResponse(err)
+	}
+
+	agents, err := up.platform.ListAgentsByKey(ctx, k.Provider, k.UUID)
+	if err != nil && !errors.Is(err, errPlatformNotFound) {
+		return errorResponse(err)
+	}
+	if len(agents) > 0 && !d.Get("force").(bool) {
+		return logical.ErrorResponse("key %q is used by %d agent(s): %s. Move them to another key first with: vault write %skeys/%s/reassign to=<other key>; or delete anyway with force=true (those agents lose access to %s). Nothing was changed.",
+			name, len(agents), describeAgents(agents), req.MountPoint, name, k.Provider), nil
+	}
+
+	// A 404 means the key is already gone from the platform: done.
+	if err := up.platform.DeleteKey(ctx, k.Provider, k.UUID); err != nil && !errors.Is(err, errPlatformNotFound) {
+		return errorResponse(err)
+	}
+	b.names.remove(k.Provider, k.Name, k.UUID)
+	if err := deleteKey(ctx, req.Storage, name); err != nil {
+		// The platform key is gone; deleting again finishes the job, since
+		// the platform's 404 counts as deleted.
+		return nil, fmt.Errorf("%w (the platform key is already deleted; delete again to finish)", err)
+	}
+	b.Logger().Info("key deleted", "name", name, "uuid", k.UUID, "agents_cut_off", len(agents))
+	return nil, nil
+}
+
+func describeAgents(agents []platformAgent) string {
+	parts := make([]string, len(agents))
+	for i, a := range agents {
+		parts[i] = fmt.Sprintf("%s (%s)", a.Name, a.UUID)
+	}
+	return strings.Join(parts, ", ")
+}
+
+const keysListHelpSynopsis = "List the managed provider keys."
+
+const keysListHelpDescription = "Lists the names of the Anthropic and OpenAI keys this mount manages, sorted."
+
+const keyHelpSynopsis = "Manage one provider key: verified with its provider, pushed to the Gradient platform, stored sealed in Vault."
+
+const keyHelpDescription = "Create: provider (anthropic or openai) and api_key are required; the key is verified with the provider, pushed to the platform under this name, then stored. With uuid=<platform key uuid> an existing platform key is adopted instead of creating one. A name another platform key already has is refused. Update: a new api_key is verified and pushed to the same platform key (same uuid, so agents keep working) and the version goes up by one; description can change; provider cannot. Read: metadata and the last four characters of the key, never the key (read creds/<name> for that). Delete: refused while agents use the key, unless force=true; move them first with keys/<name>/reassign. Names: " + nameRule + "."

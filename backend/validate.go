@@ -1,0 +1,118 @@
+package backend
+
+import (
+	"strings"
+	"unicode"
+)
+
+// nameRule is quoted in every refusal of a name, so the caller can fix it
+// without reading the docs.
+const nameRule = `a key name is 1 to 64 characters of lowercase letters, digits, hyphens and periods, does not start with "sk-", and never contains the API key`
+
+const (
+	maxNameLength = 64
+	maxKeyLength  = 1024
+)
+
+// validateName checks a name on its own. The name is never echoed back: a
+// name that breaks the rule may be a pasted key.
+func validateName(name string) error {
+	if name == "" || len(name) > maxNameLength {
+		return callerErrorf("invalid key name (length %d): %s", len(name), nameRule)
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return callerErrorf("invalid key name: it contains %s: %s", describeRune(r), nameRule)
+		}
+	}
+	if strings.HasPrefix(name, "sk-") {
+		return callerErrorf(`invalid key name: it starts with "sk-", like an API key: %s`, nameRule)
+	}
+	return nil
+}
+
+// validateNameAgainstKey refuses a name that is, or contains, the key: the
+// platform shows names in its control panel and in agent listings.
+func validateNameAgainstKey(name, apiKey string) error {
+	if apiKey != "" && strings.Contains(name, apiKey) {
+		return callerErrorf("invalid key name: it contains the API key: %s", nameRule)
+	}
+	return nil
+}
+
+func describeRune(r rune) string {
+	switch {
+	case r >= 'A' && r <= 'Z':
+		return "an upper-case letter"
+	case r == '/':
+		return "a slash"
+	case r == '_':
+		return "an underscore"
+	case unicode.IsSpace(r):
+		return "white space"
+	case r > unicode.MaxASCII:
+		return "a non-ASCII character"
+	default:
+		return "a character other than a-z, 0-9, '-' and '.'"
+	}
+}
+
+// validateProvider accepts exactly the providers the platform has.
+func validateProvider(provider string) error {
+	switch provider {
+	case providerAnthropic, providerOpenAI:
+		return nil
+	case "":
+		return callerErrorf(`provider is required: "anthropic" or "openai"`)
+	}
+	return callerErrorf(`unknown provider: use "anthropic" or "openai"`)
+}
+
+// normalizeAPIKey trims the surrounding white space that `api_key=@file`
+// brings and checks the key's shape for its provider. Messages never include
+// the key.
+func normalizeAPIKey(provider, raw string) (string, error) {
+	key := strings.TrimSpace(raw)
+	if key == "" {
+		return "", callerErrorf("api_key is required: pass the provider's model key, e.g. api_key=@key.txt")
+	}
+	if len(key) > maxKeyLength {
+		return "", callerErrorf("api_key is %d characters long; provider keys are at most %d", len(key), maxKeyLength)
+	}
+	for _, r := range key {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return "", callerErrorf("api_key contains white space or control characters inside it; paste the key alone")
+		}
+	}
+	switch provider {
+	case providerAnthropic:
+		if strings.HasPrefix(key, "sk-ant-admin") {
+			return "", callerErrorf("api_key is an Anthropic admin key; agents need a model key (sk-ant-api...)")
+		}
+		if !strings.HasPrefix(key, "sk-ant-") {
+			return "", callerErrorf(`api_key does not look like an Anthropic key: Anthropic keys start with "sk-ant-"`)
+		}
+	case providerOpenAI:
+		if strings.HasPrefix(key, "sk-admin-") {
+			return "", callerErrorf("api_key is an OpenAI admin key; agents need a model key (sk-proj-..., sk-svcacct-... or sk-...)")
+		}
+		if strings.HasPrefix(key, "sk-ant-") {
+			return "", callerErrorf(`api_key looks like an Anthropic key, but provider is "openai"`)
+		}
+		if !strings.HasPrefix(key, "sk-") {
+			return "", callerErrorf(`api_key does not look like an OpenAI key: OpenAI keys start with "sk-"`)
+		}
+	default:
+		return "", validateProvider(provider)
+	}
+	return key, nil
+}
+
+// keyHint is the last four characters of a key: enough to tell keys apart in
+// the control panel, too little to use.
+func keyHint(apiKey string) string {
+	if len(apiKey) <= 8 {
+		return ""
+	}
+	return apiKey[len(apiKey)-4:]
+}

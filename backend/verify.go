@@ -1,0 +1,79 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// keyVerifier asks a provider whether an API key works, before the key is
+// pushed anywhere.
+type keyVerifier interface {
+	Verify(ctx context.Context, provider, apiKey string) error
+}
+
+// anthropicVersion is the API version header Anthropic requires.
+const anthropicVersion = "2023-06-01"
+
+// httpVerifier verifies keys with the cheapest authenticated call each
+// provider offers: listing models.
+type httpVerifier struct {
+	client       *http.Client
+	anthropicURL string
+	openaiURL    string
+}
+
+func newHTTPVerifier(anthropicURL, openaiURL string, timeout time.Duration) *httpVerifier {
+	return &httpVerifier{
+		client:       &http.Client{Timeout: timeout},
+		anthropicURL: strings.TrimRight(anthropicURL, "/"),
+		openaiURL:    strings.TrimRight(openaiURL, "/"),
+	}
+}
+
+func (v *httpVerifier) Verify(ctx context.Context, provider, apiKey string) error {
+	var req *http.Request
+	var err error
+	switch provider {
+	case providerAnthropic:
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, v.anthropicURL+"/v1/models?limit=1", nil)
+		if err == nil {
+			req.Header.Set("x-api-key", apiKey)
+			req.Header.Set("anthropic-version", anthropicVersion)
+		}
+	case providerOpenAI:
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, v.openaiURL+"/v1/models", nil)
+		if err == nil {
+			req.Header.Set("Authorization", "Bearer "+apiKey)
+		}
+	default:
+		return unknownProvider(provider)
+	}
+	if err != nil {
+		return fmt.Errorf("building the %s verification request: %w", provider, err)
+	}
+
+	resp, err := v.client.Do(req)
+	if isTimeout(err) {
+		return fmt.Errorf("the %s API key could not be verified: %s did not answer within request_timeout", provider, provider)
+	}
+	if err != nil {
+		return fmt.Errorf("the %s API key could not be verified: %s is unreachable: %s", provider, provider, redact(err.Error(), apiKey))
+	}
+	// The body is drained and discarded unread: provider error text can echo
+	// fragments of the key.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	_ = resp.Body.Close()
+
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return nil
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return callerErrorf("the %s API key was rejected by the provider (HTTP %d): check that it is an active model key and that it was copied whole", provider, resp.StatusCode)
+	default:
+		return fmt.Errorf("the %s API key could not be verified: the provider answered HTTP %d; try again later, or set verify_keys=false on the config to skip verification", provider, resp.StatusCode)
+	}
+}
