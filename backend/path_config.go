@@ -35,6 +35,14 @@ type gradientConfig struct {
 }
 
 func pathConfig(b *gradientBackend) *framework.Path {
+	configWrite := &framework.PathOperation{
+		Callback:                    b.pathConfigWrite,
+		Summary:                     "Configure the platform token and endpoints.",
+		DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
+		Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
+		ForwardPerformanceStandby:   true,
+		ForwardPerformanceSecondary: true,
+	}
 	return &framework.Path{
 		Pattern:      configPath + "$",
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix},
@@ -85,24 +93,9 @@ func pathConfig(b *gradientBackend) *framework.Path {
 					http.StatusOK: {{Description: "OK", Fields: configResponseFields}},
 				},
 			},
-			logical.CreateOperation: &framework.PathOperation{
-				Callback:     b.pathConfigWrite,
-				Summary:      "Configure the platform token and endpoints.",
-				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
-				Responses:    map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
-				// Every node answers with the same config; writes go to the
-				// active node, which checks the token.
-				ForwardPerformanceStandby:   true,
-				ForwardPerformanceSecondary: true,
-			},
-			logical.UpdateOperation: &framework.PathOperation{
-				Callback:                    b.pathConfigWrite,
-				Summary:                     "Configure the platform token and endpoints.",
-				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
-				Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
-				ForwardPerformanceStandby:   true,
-				ForwardPerformanceSecondary: true,
-			},
+			// Writes go to the active node, which checks the token.
+			logical.CreateOperation: configWrite,
+			logical.UpdateOperation: configWrite,
 			logical.DeleteOperation: &framework.PathOperation{
 				Callback:                    b.pathConfigDelete,
 				Summary:                     "Delete the configuration; stored keys stay in Vault and on the platform.",
