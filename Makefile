@@ -1,0 +1,101 @@
+# Build, run and test vault-plugin-secrets-gradient.
+#
+#   make dev    build everything and run Vault + the Gradient emulator locally
+#   make test   vet, unit tests and the acceptance suite against a real Vault
+#
+# Run `make help` for the other targets.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+GO ?= go
+VERSION ?= v0.1.0
+MODULE := github.com/gradient-vault/vault-plugin-secrets-gradient
+PLUGIN_NAME := vault-plugin-secrets-gradient
+
+BIN_DIR := $(CURDIR)/bin
+PLUGIN_DIR := $(BIN_DIR)/plugins
+PLUGIN_BIN := $(PLUGIN_DIR)/$(PLUGIN_NAME)
+EMULATOR_BIN := $(BIN_DIR)/gradient-emulator
+
+# Where scripts/get-vault.sh caches the Vault binary it builds. The Makefile
+# owns this directory: `make clean` leaves it alone, `make clean-vault` removes it.
+VAULT_CACHE_DIR ?= $(CURDIR)/.cache/vault
+export VAULT_CACHE_DIR
+
+LDFLAGS := -X $(MODULE)/backend.Version=$(VERSION)
+ACCEPTANCE_TIMEOUT ?= 40m
+# Extra `go test` flags for the acceptance suite, e.g. TESTARGS='-run TestDurability'.
+TESTARGS ?=
+
+.PHONY: help
+help: ## Show this help
+	@echo "Usage: make <target>"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: deps
+deps: ## Download the Go modules
+	$(GO) mod download
+
+.PHONY: build
+build: deps ## Build the plugin into bin/plugins and the emulator into bin
+	@mkdir -p $(PLUGIN_DIR)
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(PLUGIN_BIN) ./cmd/$(PLUGIN_NAME)
+	$(GO) build -trimpath -o $(EMULATOR_BIN) ./cmd/gradient-emulator
+
+.PHONY: vault
+vault: ## Get a Vault binary (one on PATH >= 1.15, else build v1.21.0 into .cache/vault once)
+	@scripts/get-vault.sh >/dev/null
+
+.PHONY: dev
+dev: build ## Run Vault + emulator with the plugin mounted at gradient/ (Ctrl-C stops everything)
+	@VERSION="$(VERSION)" PLUGIN_DIR="$(PLUGIN_DIR)" PLUGIN_NAME="$(PLUGIN_NAME)" \
+		EMULATOR_BIN="$(EMULATOR_BIN)" scripts/dev.sh
+
+.PHONY: test
+test: vet test-unit test-acceptance ## Vet, unit tests and the acceptance suite (what CI runs)
+
+.PHONY: test-unit
+test-unit: deps ## Unit tests only (race detector on)
+	$(GO) test -race -count=1 ./...
+
+.PHONY: test-acceptance
+test-acceptance: build ## Acceptance suite against a real Vault through the vault CLI
+	@vault_bin=$$(scripts/get-vault.sh); \
+	echo "acceptance: Vault $$vault_bin, plugin $(PLUGIN_BIN) ($(VERSION))"; \
+	VAULT_BIN="$$vault_bin" GRADIENT_PLUGIN_DIR="$(PLUGIN_DIR)" GRADIENT_PLUGIN_VERSION="$(VERSION)" \
+		$(GO) test -tags acceptance -count=1 -timeout $(ACCEPTANCE_TIMEOUT) -v $(TESTARGS) ./acceptance/...
+
+FUZZTIME ?= 30s
+
+.PHONY: fuzz
+fuzz: deps ## Run every Fuzz test for FUZZTIME each (default 30s)
+	@grep -rl --include='*_test.go' --exclude-dir=.cache '^func Fuzz' . | while read -r file; do \
+		dir=$$(dirname "$$file"); \
+		for fn in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$$file"); do \
+			echo "fuzz: $$dir $$fn ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) "$$dir" || exit 1; \
+		done; \
+	done
+
+.PHONY: fmt
+fmt: ## Format the Go code
+	gofmt -s -w $$(find . -name '*.go' -not -path './.cache/*' -not -path './bin/*')
+
+.PHONY: vet
+vet: deps ## go vet, including the acceptance suite; fails on unformatted code
+	$(GO) vet ./...
+	$(GO) vet -tags acceptance ./acceptance/...
+	@unformatted=$$(gofmt -l $$(find . -name '*.go' -not -path './.cache/*' -not -path './bin/*')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
+
+.PHONY: clean
+clean: ## Remove build output (keeps the cached Vault binary)
+	rm -rf $(BIN_DIR) coverage.out coverage.html
+
+.PHONY: clean-vault
+clean-vault: ## Remove the cached Vault binary
+	chmod -R u+w $(VAULT_CACHE_DIR) 2>/dev/null || true
+	rm -rf $(VAULT_CACHE_DIR)
