@@ -80,6 +80,15 @@ fuzz: deps ## Run every Fuzz test for FUZZTIME each (default 30s)
 		done; \
 	done
 
+# Fixed iteration counts keep the uncached-create benchmark's platform list
+# near its seeded size; compare runs with benchstat.
+BENCHTIME ?= 500x
+BENCHCOUNT ?= 3
+
+.PHONY: bench
+bench: deps ## Benchmarks of the backend's hot paths (reads, creates with and without the name cache)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./backend/
+
 .PHONY: fmt
 fmt: ## Format the Go code
 	gofmt -s -w $$(find . -name '*.go' -not -path './.cache/*' -not -path './bin/*')
