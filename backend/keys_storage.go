@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -75,6 +76,29 @@ func findKeyByUUID(ctx context.Context, s logical.Storage, uuid string) (string,
 		}
 	}
 	return "", nil
+}
+
+// keyHandler handles a request on an existing key.
+type keyHandler func(ctx context.Context, req *logical.Request, d *framework.FieldData, k *keyEntry) (*logical.Response, error)
+
+// withKey starts every handler that acts on one existing key the same way:
+// a bad name is a 400 quoting the rule, a missing key is Vault's 404 (no
+// response), and handlers that change the key hold its lock throughout.
+func (b *gradientBackend) withKey(lock bool, h keyHandler) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		name := d.Get("name").(string)
+		if err := validateName(name); err != nil {
+			return errorResponse(err)
+		}
+		if lock {
+			defer b.lockNames(name)()
+		}
+		k, err := getKey(ctx, req.Storage, name)
+		if err != nil || k == nil {
+			return nil, err
+		}
+		return h(ctx, req, d, k)
+	}
 }
 
 // lockNames takes the per-name locks for every name, in the stable order

@@ -26,7 +26,7 @@ func pathKeyAgents(b *gradientBackend) *framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
-				Callback:     b.pathKeyAgentsRead,
+				Callback:     b.withKey(false, b.pathKeyAgentsRead),
 				Summary:      "List the platform agents that use the key, all pages.",
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
 				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
@@ -65,22 +65,14 @@ func pathKeyReassign(b *gradientBackend) *framework.Path {
 	}
 }
 
-func (b *gradientBackend) pathKeyAgentsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
-	if err := validateName(name); err != nil {
-		return errorResponse(err)
-	}
-	k, err := getKey(ctx, req.Storage, name)
-	if err != nil || k == nil {
-		return nil, err
-	}
+func (b *gradientBackend) pathKeyAgentsRead(ctx context.Context, req *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
 	up, err := b.upstreamFor(ctx, req)
 	if err != nil {
 		return errorResponse(err)
 	}
 	agents, err := up.platform.ListAgentsByKey(ctx, k.Provider, k.UUID)
 	if errors.Is(err, errPlatformNotFound) {
-		return logical.ErrorResponse("platform key %s behind %q no longer exists (deleted outside Vault?)", k.UUID, name), nil
+		return logical.ErrorResponse("platform key %s behind %q no longer exists (deleted outside Vault?)", k.UUID, k.Name), nil
 	}
 	if err != nil {
 		return errorResponse(err)

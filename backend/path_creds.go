@@ -19,7 +19,7 @@ func pathCreds(b *gradientBackend) *framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
-				Callback:     b.pathCredsRead,
+				Callback:     b.withKey(false, b.pathCredsRead),
 				Summary:      "Read the API key itself.",
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
 				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
@@ -35,15 +35,7 @@ func pathCreds(b *gradientBackend) *framework.Path {
 	}
 }
 
-func (b *gradientBackend) pathCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
-	if err := validateName(name); err != nil {
-		return errorResponse(err)
-	}
-	k, err := getKey(ctx, req.Storage, name)
-	if err != nil || k == nil {
-		return nil, err
-	}
+func (b *gradientBackend) pathCredsRead(_ context.Context, _ *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
 	return &logical.Response{Data: map[string]any{
 		"api_key":  k.APIKey,
 		"provider": k.Provider,

@@ -88,13 +88,13 @@ func pathKeys(b *gradientBackend) []*framework.Path {
 					ForwardPerformanceSecondary: true,
 				},
 				logical.ReadOperation: &framework.PathOperation{
-					Callback:     b.pathKeyRead,
+					Callback:     b.withKey(false, b.pathKeyRead),
 					Summary:      "Read a key's metadata; never the key itself.",
 					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
 					Responses:    map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
 				},
 				logical.DeleteOperation: &framework.PathOperation{
-					Callback:                    b.pathKeyDelete,
+					Callback:                    b.withKey(true, b.pathKeyDelete),
 					Summary:                     "Delete a key from the platform, then from Vault. Refused while agents use it, unless force=true.",
 					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "delete"},
 					Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
@@ -147,15 +147,7 @@ func (b *gradientBackend) pathKeysList(ctx context.Context, req *logical.Request
 	return logical.ListResponse(names), nil
 }
 
-func (b *gradientBackend) pathKeyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
-	if err := validateName(name); err != nil {
-		return errorResponse(err)
-	}
-	k, err := getKey(ctx, req.Storage, name)
-	if err != nil || k == nil {
-		return nil, err
-	}
+func (b *gradientBackend) pathKeyRead(_ context.Context, _ *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
 	return keyResponse(k), nil
 }
 
@@ -412,17 +404,9 @@ func (b *gradientBackend) rotateSecret(ctx context.Context, req *logical.Request
 
 // pathKeyDelete deletes the platform key first and the Vault entry only after
 // that succeeded, so a failure never leaves a platform key Vault forgot.
-func (b *gradientBackend) pathKeyDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
-	if err := validateName(name); err != nil {
-		return errorResponse(err)
-	}
-	defer b.lockNames(name)()
-
-	k, err := getKey(ctx, req.Storage, name)
-	if err != nil || k == nil {
-		return nil, err
-	}
+// Deleting what is not there is a success, as everywhere in Vault.
+func (b *gradientBackend) pathKeyDelete(ctx context.Context, req *logical.Request, d *framework.FieldData, k *keyEntry) (*logical.Response, error) {
+	name := k.Name
 	up, err := b.upstreamFor(ctx, req)
 	if err != nil {
 		return errorResponse(err)
