@@ -1,7 +1,9 @@
 package backend
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -121,5 +123,40 @@ func TestReassign_PartialFailureMovesAgentsBack(t *testing.T) {
 		if _, openai := e.agentKey(id); openai != fromUUID {
 			t.Fatalf("agent %s left on %s after a failed reassign", id, openai)
 		}
+	}
+}
+
+// driftingPlatform is the real platform client, except that a key switch
+// comes back with the agent renamed: the case the platform's unconfirmed
+// PUT semantics could produce, which the emulator (keeping every field)
+// never does.
+type driftingPlatform struct{ platform }
+
+func (p driftingPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, keyUUID string) (platformAgent, error) {
+	a, err := p.platform.SetAgentKey(ctx, provider, agentUUID, keyUUID)
+	a.Name += "-renamed"
+	return a, err
+}
+
+func TestReassign_ReportsOtherFieldsThatChanged(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.b.newUpstream = func(cfg *gradientConfig) (*upstream, error) {
+		up, err := defaultUpstream(cfg)
+		if err == nil {
+			up.platform = driftingPlatform{up.platform}
+		}
+		return up, err
+	}
+	e.b.resetUpstream()
+	e.mustOK(logical.CreateOperation, "keys/drift-from", map[string]any{"provider": "anthropic", "api_key": anthropicKey("driftfrom")})
+	e.mustOK(logical.CreateOperation, "keys/drift-to", map[string]any{"provider": "anthropic", "api_key": anthropicKey("driftto")})
+	agent := e.createAgent("watched", providerAnthropic, e.platformKeyNamed(providerAnthropic, "drift-from").UUID)
+
+	resp := e.mustOK(logical.UpdateOperation, "keys/drift-from/reassign", map[string]any{"to": "drift-to"})
+	if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], agent.Uuid) || !strings.Contains(resp.Warnings[0], "changed name") {
+		t.Fatalf("warnings = %v, want one naming the agent and the changed field", resp.Warnings)
+	}
+	if !strings.Contains(e.logs.String(), "agent fields changed by a key switch") {
+		t.Fatal("the drift was not logged")
 	}
 }

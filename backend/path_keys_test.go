@@ -513,3 +513,76 @@ func sudoRename(t *testing.T, e *testEnv, from, to string) {
 	t.Helper()
 	e.mustOK(logical.UpdateOperation, "rename/"+from, map[string]any{"new_name": to})
 }
+
+// Concurrent creates of one name: exactly one platform key, one Vault entry.
+func TestKeys_ConcurrentCreatesOfOneName(t *testing.T) {
+	e := newTestEnv(t, nil)
+	const n = 8
+	var wg sync.WaitGroup
+	results := make(chan *logical.Response, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// CreateOperation, as Vault sends when the existence check ran
+			// before any of them stored the key.
+			resp, err := e.request(logical.CreateOperation, "keys/contended", map[string]any{
+				"provider": "openai", "api_key": openAIKey(fmt.Sprintf("race%d", i)),
+			})
+			if err != nil {
+				t.Error(err)
+			}
+			results <- resp
+		}()
+	}
+	wg.Wait()
+	close(results)
+	won := 0
+	for resp := range results {
+		if resp != nil && !resp.IsError() {
+			won++
+		} else if resp == nil || !strings.Contains(resp.Error().Error(), "created meanwhile") {
+			t.Errorf("loser got %v", resp)
+		}
+	}
+	if won != 1 || len(e.state().OpenAIKeys) != 1 || len(e.listKeys()) != 1 {
+		t.Fatalf("won=%d platform=%d vault=%v", won, len(e.state().OpenAIKeys), e.listKeys())
+	}
+}
+
+// Two names adopting one platform key at once: one wins, the other is
+// refused, and the key ends up with the winner's name.
+func TestKeys_ConcurrentAdoptionsOfOneUUID(t *testing.T) {
+	e := newTestEnv(t, nil)
+	legacy, _, err := e.do.AgentPlatform.CreateAnthropicAPIKey(context.Background(), &godo.AnthropicAPIKeyCreateRequest{Name: "contested", ApiKey: anthropicKey("contested")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	winners := make(chan string, 2)
+	for _, name := range []string{"team-a-claim", "team-b-claim"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := e.request(logical.CreateOperation, "keys/"+name, map[string]any{
+				"provider": "anthropic", "api_key": anthropicKey(name), "uuid": legacy.Uuid,
+			})
+			if err == nil && !resp.IsError() {
+				winners <- name
+			}
+		}()
+	}
+	wg.Wait()
+	close(winners)
+	var won []string
+	for w := range winners {
+		won = append(won, w)
+	}
+	if len(won) != 1 {
+		t.Fatalf("winners = %v, want exactly one", won)
+	}
+	keys := e.state().AnthropicKeys
+	if len(keys) != 1 || keys[0].Name != won[0] || !slices.Equal(e.listKeys(), won) {
+		t.Fatalf("platform %+v, vault %v, winner %v", keys, e.listKeys(), won)
+	}
+}
