@@ -231,9 +231,9 @@ func (b *gradientBackend) createKey(ctx context.Context, req *logical.Request, u
 
 	pk, err := up.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)
 	if err != nil {
-		// A refusal or a 5xx left nothing behind; a dropped connection or a
-		// timeout may have. Clean up now; the WAL stays if that fails.
-		b.settleWAL(ctx, req, walID, walKindCreate, wal)
+		// A dropped connection or a timeout may have created the key: clean
+		// up now; the WAL stays if that fails.
+		b.settleFailedCall(ctx, req, walID, walKindCreate, wal, err)
 		return nil, err
 	}
 	b.names.put(r.provider, r.name, pk.UUID)
@@ -282,7 +282,7 @@ func (b *gradientBackend) adoptKey(ctx context.Context, req *logical.Request, up
 	}
 	pk, err := up.platform.UpdateKey(ctx, r.provider, r.adoptUUID, keyChange{Name: r.name, Secret: r.apiKey})
 	if err != nil {
-		b.settleWAL(ctx, req, walID, walKindAdopt, wal)
+		b.settleFailedCall(ctx, req, walID, walKindAdopt, wal, err)
 		return nil, err
 	}
 	b.names.remove(r.provider, current.Name, r.adoptUUID)
@@ -383,12 +383,11 @@ func (b *gradientBackend) rotateSecret(ctx context.Context, req *logical.Request
 		return fmt.Errorf("writing the write-ahead log (nothing was pushed): %w", err)
 	}
 	pk, err := up.platform.UpdateKey(ctx, k.Provider, k.UUID, keyChange{Secret: apiKey})
-	if errors.Is(err, errPlatformNotFound) {
-		b.deleteWAL(ctx, req, walID)
-		return callerErrorf("platform key %s behind %q no longer exists (deleted outside Vault?); delete %q and write it again", k.UUID, k.Name, k.Name)
-	}
 	if err != nil {
-		b.settleWAL(ctx, req, walID, walKindRotate, wal)
+		b.settleFailedCall(ctx, req, walID, walKindRotate, wal, err)
+		if errors.Is(err, errPlatformNotFound) {
+			return callerErrorf("platform key %s behind %q no longer exists (deleted outside Vault?); delete %q and write it again", k.UUID, k.Name, k.Name)
+		}
 		return err
 	}
 	k.APIKey = apiKey

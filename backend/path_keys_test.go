@@ -257,6 +257,20 @@ func TestKeys_PlatformHangTimesOut(t *testing.T) {
 	assertNoWAL(t, e)
 }
 
+// A definite refusal changed nothing on the platform, so the cleanup does
+// not list the platform's keys looking for an orphan.
+func TestKeys_PlatformRefusalNeedsNoCleanup(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/primer", map[string]any{"provider": "anthropic", "api_key": anthropicKey("refusal-primer")})
+	listings := e.emu.Counts()["GET /v2/gen-ai/anthropic/keys"]
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Status: 422})
+	e.mustBadRequest(logical.CreateOperation, "keys/refused", map[string]any{"provider": "anthropic", "api_key": anthropicKey("refused")}, "HTTP 422")
+	if n := e.emu.Counts()["GET /v2/gen-ai/anthropic/keys"] - listings; n != 0 {
+		t.Fatalf("a refused create listed the platform %d times", n)
+	}
+	assertNoWAL(t, e)
+}
+
 func TestKeys_UpdateRotatesInPlace(t *testing.T) {
 	e := newTestEnv(t, nil)
 	first := anthropicKey("rot1")

@@ -82,12 +82,11 @@ func (b *gradientBackend) pathRename(ctx context.Context, req *logical.Request, 
 		return nil, fmt.Errorf("writing the write-ahead log (nothing was changed): %w", err)
 	}
 	pk, err := up.platform.UpdateKey(ctx, k.Provider, k.UUID, keyChange{Name: newName})
-	if errors.Is(err, errPlatformNotFound) {
-		b.deleteWAL(ctx, req, walID)
-		return logical.ErrorResponse("platform key %s behind %q no longer exists (deleted outside Vault?)", k.UUID, name), nil
-	}
 	if err != nil {
-		b.settleWAL(ctx, req, walID, walKindRename, wal)
+		b.settleFailedCall(ctx, req, walID, walKindRename, wal, err)
+		if errors.Is(err, errPlatformNotFound) {
+			return logical.ErrorResponse("platform key %s behind %q no longer exists (deleted outside Vault?)", k.UUID, name), nil
+		}
 		return errorResponse(err)
 	}
 	b.names.remove(k.Provider, name, k.UUID)

@@ -175,6 +175,24 @@ func (b *gradientBackend) rollbackKeyChange(ctx context.Context, req *logical.Re
 	return nil
 }
 
+// settleFailedCall settles the entry of a platform call that failed. A
+// definite refusal (the platform answered 4xx) changed nothing, so the entry
+// just goes; a 5xx, a timeout or a dropped connection may have been applied
+// and is undone like any other incomplete change.
+func (b *gradientBackend) settleFailedCall(ctx context.Context, req *logical.Request, walID, kind string, wal any, callErr error) {
+	if platformRefused(callErr) {
+		b.deleteWAL(ctx, req, walID)
+		return
+	}
+	b.settleWAL(ctx, req, walID, kind, wal)
+}
+
+func platformRefused(err error) bool {
+	var ce *callerError
+	return errors.As(err, &ce) || errors.Is(err, errPlatformNotFound) ||
+		errors.Is(err, errPlatformUnauthorized) || errors.Is(err, logical.ErrUpstreamRateLimited)
+}
+
 // settleWAL undoes a failed operation at once, while the caller still holds
 // the name locks, and deletes the WAL entry if that worked. If it did not,
 // the entry stays and Vault's periodic rollback tries again later.
