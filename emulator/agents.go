@@ -106,10 +106,9 @@ func (e *Emulator) listAgents(w http.ResponseWriter, r *http.Request, _ string) 
 		writePlatformError(w, http.StatusBadRequest, "invalid_argument", msg)
 		return
 	}
-	e.mu.Lock()
-	body := e.agentPageLocked(r, e.agents, pr)
-	e.mu.Unlock()
-	writeJSON(w, http.StatusOK, body)
+	e.answerLocked(w, func() (any, *apiError) {
+		return e.agentPageLocked(r, e.agents, pr), nil
+	})
 }
 
 func (e *Emulator) createAgent(w http.ResponseWriter, r *http.Request, _ string) {
@@ -127,38 +126,30 @@ func (e *Emulator) createAgent(w http.ResponseWriter, r *http.Request, _ string)
 			return
 		}
 	}
-	e.mu.Lock()
-	if msg := e.checkKeyRefsLocked(req.AnthropicKeyUuid, req.OpenAiKeyUuid); msg != "" {
-		e.mu.Unlock()
-		writePlatformError(w, http.StatusBadRequest, "invalid_argument", msg)
-		return
-	}
-	t := now()
-	a := &agent{
-		uuid: newUUID(), name: req.Name, instruction: req.Instruction, modelUUID: req.ModelUuid,
-		region: req.Region, projectID: req.ProjectId,
-		anthropicKeyUUID: req.AnthropicKeyUuid, openAIKeyUUID: req.OpenAiKeyUuid,
-		createdAt: t, updatedAt: t,
-	}
-	e.agents = append(e.agents, a)
-	body := agentBody{e.viewLocked(a)}
-	e.mu.Unlock()
-	writeJSON(w, http.StatusOK, body)
+	e.answerLocked(w, func() (any, *apiError) {
+		if msg := e.checkKeyRefsLocked(req.AnthropicKeyUuid, req.OpenAiKeyUuid); msg != "" {
+			return nil, invalidArgument(msg)
+		}
+		t := now()
+		a := &agent{
+			uuid: newUUID(), name: req.Name, instruction: req.Instruction, modelUUID: req.ModelUuid,
+			region: req.Region, projectID: req.ProjectId,
+			anthropicKeyUUID: req.AnthropicKeyUuid, openAIKeyUUID: req.OpenAiKeyUuid,
+			createdAt: t, updatedAt: t,
+		}
+		e.agents = append(e.agents, a)
+		return agentBody{e.viewLocked(a)}, nil
+	})
 }
 
 func (e *Emulator) getAgent(w http.ResponseWriter, r *http.Request, id string) {
-	e.mu.Lock()
-	a := e.findAgentLocked(id)
-	var body agentBody
-	if a != nil {
-		body.Agent = e.viewLocked(a)
-	}
-	e.mu.Unlock()
-	if a == nil {
-		writePlatformError(w, http.StatusNotFound, "not_found", msgNotFound)
-		return
-	}
-	writeJSON(w, http.StatusOK, body)
+	e.answerLocked(w, func() (any, *apiError) {
+		a := e.findAgentLocked(id)
+		if a == nil {
+			return nil, notFound()
+		}
+		return agentBody{e.viewLocked(a)}, nil
+	})
 }
 
 // updateAgent changes only the fields the PUT sets to a non-empty value
@@ -170,21 +161,17 @@ func (e *Emulator) updateAgent(w http.ResponseWriter, r *http.Request, id string
 		writePlatformError(w, http.StatusBadRequest, "invalid_argument", "request body is not valid JSON")
 		return
 	}
-	e.mu.Lock()
-	a := e.findAgentLocked(id)
-	status, errID, msg := http.StatusOK, "", ""
-	switch {
-	case a == nil:
-		status, errID, msg = http.StatusNotFound, "not_found", msgNotFound
-	case req.Uuid != "" && req.Uuid != id:
-		status, errID, msg = http.StatusBadRequest, "invalid_argument", "uuid does not match the agent in the path"
-	default:
-		if m := e.checkKeyRefsLocked(req.AnthropicKeyUuid, req.OpenAiKeyUuid); m != "" {
-			status, errID, msg = http.StatusBadRequest, "invalid_argument", m
+	e.answerLocked(w, func() (any, *apiError) {
+		a := e.findAgentLocked(id)
+		if a == nil {
+			return nil, notFound()
 		}
-	}
-	var body agentBody
-	if status == http.StatusOK {
+		if req.Uuid != "" && req.Uuid != id {
+			return nil, invalidArgument("uuid does not match the agent in the path")
+		}
+		if msg := e.checkKeyRefsLocked(req.AnthropicKeyUuid, req.OpenAiKeyUuid); msg != "" {
+			return nil, invalidArgument(msg)
+		}
 		changed := false
 		for _, f := range []struct {
 			dst *string
@@ -201,28 +188,18 @@ func (e *Emulator) updateAgent(w http.ResponseWriter, r *http.Request, id string
 		if changed {
 			a.updatedAt = stampAfter(a.updatedAt)
 		}
-		body.Agent = e.viewLocked(a)
-	}
-	e.mu.Unlock()
-	if status != http.StatusOK {
-		writePlatformError(w, status, errID, msg)
-		return
-	}
-	writeJSON(w, http.StatusOK, body)
+		return agentBody{e.viewLocked(a)}, nil
+	})
 }
 
 func (e *Emulator) deleteAgent(w http.ResponseWriter, r *http.Request, id string) {
-	e.mu.Lock()
-	a := e.findAgentLocked(id)
-	var body agentBody
-	if a != nil {
-		body.Agent = e.viewLocked(a)
+	e.answerLocked(w, func() (any, *apiError) {
+		a := e.findAgentLocked(id)
+		if a == nil {
+			return nil, notFound()
+		}
+		body := agentBody{e.viewLocked(a)}
 		e.agents = slices.DeleteFunc(e.agents, func(x *agent) bool { return x == a })
-	}
-	e.mu.Unlock()
-	if a == nil {
-		writePlatformError(w, http.StatusNotFound, "not_found", msgNotFound)
-		return
-	}
-	writeJSON(w, http.StatusOK, body)
+		return body, nil
+	})
 }

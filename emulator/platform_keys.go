@@ -81,15 +81,14 @@ func (e *Emulator) listKeys(p *provider) handler {
 			writePlatformError(w, http.StatusBadRequest, "invalid_argument", msg)
 			return
 		}
-		e.mu.Lock()
-		all := e.keys[p.name]
-		infos := []any{}
-		for _, k := range paginate(all, pr) {
-			infos = append(infos, p.info(k, nil))
-		}
-		total := len(all)
-		e.mu.Unlock()
-		writeJSON(w, http.StatusOK, keyListBody{Infos: infos, Links: pr.links(r, total), Meta: pr.meta(total)})
+		e.answerLocked(w, func() (any, *apiError) {
+			all := e.keys[p.name]
+			infos := []any{}
+			for _, k := range paginate(all, pr) {
+				infos = append(infos, p.info(k, nil))
+			}
+			return keyListBody{Infos: infos, Links: pr.links(r, len(all)), Meta: pr.meta(len(all))}, nil
+		})
 	}
 }
 
@@ -111,35 +110,27 @@ func (e *Emulator) createKey(p *provider) handler {
 			writePlatformError(w, http.StatusBadRequest, "invalid_argument", "api_key is required")
 			return
 		}
-		e.mu.Lock()
-		if !e.keyWorksLocked(p, body.APIKey) {
-			e.mu.Unlock()
-			writePlatformError(w, http.StatusBadRequest, "invalid_argument", msgVerificationFailed)
-			return
-		}
-		t := now()
-		k := &apiKey{uuid: newUUID(), name: body.Name, secret: body.APIKey, createdAt: t, updatedAt: t}
-		e.keys[p.name] = append(e.keys[p.name], k)
-		info := p.info(k, nil)
-		e.mu.Unlock()
-		writeJSON(w, http.StatusOK, keyInfoBody{info})
+		e.answerLocked(w, func() (any, *apiError) {
+			if !e.keyWorksLocked(p, body.APIKey) {
+				return nil, invalidArgument(msgVerificationFailed)
+			}
+			t := now()
+			k := &apiKey{uuid: newUUID(), name: body.Name, secret: body.APIKey, createdAt: t, updatedAt: t}
+			e.keys[p.name] = append(e.keys[p.name], k)
+			return keyInfoBody{p.info(k, nil)}, nil
+		})
 	}
 }
 
 func (e *Emulator) getKey(p *provider) handler {
 	return func(w http.ResponseWriter, r *http.Request, id string) {
-		e.mu.Lock()
-		k := e.findKeyLocked(p, id)
-		var info any
-		if k != nil {
-			info = p.info(k, nil)
-		}
-		e.mu.Unlock()
-		if k == nil {
-			writePlatformError(w, http.StatusNotFound, "not_found", msgNotFound)
-			return
-		}
-		writeJSON(w, http.StatusOK, keyInfoBody{info})
+		e.answerLocked(w, func() (any, *apiError) {
+			k := e.findKeyLocked(p, id)
+			if k == nil {
+				return nil, notFound()
+			}
+			return keyInfoBody{p.info(k, nil)}, nil
+		})
 	}
 }
 
@@ -156,19 +147,16 @@ func (e *Emulator) updateKey(p *provider) handler {
 			writePlatformError(w, http.StatusBadRequest, "invalid_argument", "request body is not valid JSON")
 			return
 		}
-		e.mu.Lock()
-		k := e.findKeyLocked(p, id)
-		status, errID, msg := http.StatusOK, "", ""
-		switch {
-		case k == nil:
-			status, errID, msg = http.StatusNotFound, "not_found", msgNotFound
-		case body.UUID != "" && body.UUID != id:
-			status, errID, msg = http.StatusBadRequest, "invalid_argument", "api_key_uuid does not match the key in the path"
-		case body.APIKey != "" && !e.keyWorksLocked(p, body.APIKey):
-			status, errID, msg = http.StatusBadRequest, "invalid_argument", msgVerificationFailed
-		}
-		var info any
-		if status == http.StatusOK {
+		e.answerLocked(w, func() (any, *apiError) {
+			k := e.findKeyLocked(p, id)
+			switch {
+			case k == nil:
+				return nil, notFound()
+			case body.UUID != "" && body.UUID != id:
+				return nil, invalidArgument("api_key_uuid does not match the key in the path")
+			case body.APIKey != "" && !e.keyWorksLocked(p, body.APIKey):
+				return nil, invalidArgument(msgVerificationFailed)
+			}
 			changed := false
 			if body.Name != "" && body.Name != k.name {
 				k.name, changed = body.Name, true
@@ -179,14 +167,8 @@ func (e *Emulator) updateKey(p *provider) handler {
 			if changed {
 				k.updatedAt = stampAfter(k.updatedAt)
 			}
-			info = p.info(k, nil)
-		}
-		e.mu.Unlock()
-		if status != http.StatusOK {
-			writePlatformError(w, status, errID, msg)
-			return
-		}
-		writeJSON(w, http.StatusOK, keyInfoBody{info})
+			return keyInfoBody{p.info(k, nil)}, nil
+		})
 	}
 }
 
@@ -195,26 +177,21 @@ func (e *Emulator) updateKey(p *provider) handler {
 // control panel says deleting "removes access for every agent using it").
 func (e *Emulator) deleteKey(p *provider) handler {
 	return func(w http.ResponseWriter, r *http.Request, id string) {
-		e.mu.Lock()
-		k := e.findKeyLocked(p, id)
-		var info any
-		if k != nil {
+		e.answerLocked(w, func() (any, *apiError) {
+			k := e.findKeyLocked(p, id)
+			if k == nil {
+				return nil, notFound()
+			}
 			e.keys[p.name] = slices.DeleteFunc(e.keys[p.name], func(x *apiKey) bool { return x == k })
-			t := now()
+			deletedAt := now()
 			for _, a := range e.agents {
 				if ref := a.keyRef(p); *ref == id {
 					*ref = ""
 					a.updatedAt = stampAfter(a.updatedAt)
 				}
 			}
-			info = p.info(k, ts(t))
-		}
-		e.mu.Unlock()
-		if k == nil {
-			writePlatformError(w, http.StatusNotFound, "not_found", msgNotFound)
-			return
-		}
-		writeJSON(w, http.StatusOK, keyInfoBody{info})
+			return keyInfoBody{p.info(k, ts(deletedAt))}, nil
+		})
 	}
 }
 
@@ -226,20 +203,17 @@ func (e *Emulator) listAgentsByKey(p *provider) handler {
 			writePlatformError(w, http.StatusBadRequest, "invalid_argument", msg)
 			return
 		}
-		e.mu.Lock()
-		if e.findKeyLocked(p, id) == nil {
-			e.mu.Unlock()
-			writePlatformError(w, http.StatusNotFound, "not_found", msgNotFound)
-			return
-		}
-		var using []*agent
-		for _, a := range e.agents {
-			if *a.keyRef(p) == id {
-				using = append(using, a)
+		e.answerLocked(w, func() (any, *apiError) {
+			if e.findKeyLocked(p, id) == nil {
+				return nil, notFound()
 			}
-		}
-		body := e.agentPageLocked(r, using, pr)
-		e.mu.Unlock()
-		writeJSON(w, http.StatusOK, body)
+			var using []*agent
+			for _, a := range e.agents {
+				if *a.keyRef(p) == id {
+					using = append(using, a)
+				}
+			}
+			return e.agentPageLocked(r, using, pr), nil
+		})
 	}
 }

@@ -20,6 +20,33 @@ type platformError struct {
 	RequestID string `json:"request_id"`
 }
 
+// apiError is the platform error a handler decides on while it holds the
+// lock; answerLocked writes it once the lock is released.
+type apiError struct {
+	status      int
+	id, message string
+}
+
+func notFound() *apiError { return &apiError{http.StatusNotFound, "not_found", msgNotFound} }
+
+func invalidArgument(message string) *apiError {
+	return &apiError{http.StatusBadRequest, "invalid_argument", message}
+}
+
+// answerLocked runs fn under the emulator's lock and writes its answer, a
+// 200 with the body or the platform error, after unlocking: no handler
+// writes to the network while holding the lock.
+func (e *Emulator) answerLocked(w http.ResponseWriter, fn func() (any, *apiError)) {
+	e.mu.Lock()
+	body, apiErr := fn()
+	e.mu.Unlock()
+	if apiErr != nil {
+		writePlatformError(w, apiErr.status, apiErr.id, apiErr.message)
+		return
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
 // writePlatformError repeats the request id already set in x-request-id.
 func writePlatformError(w http.ResponseWriter, status int, id, message string) {
 	writeJSON(w, status, platformError{ID: id, Message: message, RequestID: w.Header().Get(headerRequestID)})
