@@ -27,27 +27,12 @@ func agentsOf(t testing.TB, d map[string]any, field string) []agentRef {
 		}
 		out = append(out, agentRef{UUID: str(m, "uuid"), Name: str(m, "name")})
 	}
-	slices.SortFunc(out, func(a, b agentRef) int {
-		if a.UUID < b.UUID {
-			return -1
-		} else if a.UUID > b.UUID {
-			return 1
-		}
-		return 0
-	})
-	return out
+	return sortedRefs(out...)
 }
 
 func sortedRefs(refs ...agentRef) []agentRef {
 	out := slices.Clone(refs)
-	slices.SortFunc(out, func(a, b agentRef) int {
-		if a.UUID < b.UUID {
-			return -1
-		} else if a.UUID > b.UUID {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b agentRef) int { return strings.Compare(a.UUID, b.UUID) })
 	return out
 }
 
