@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 )
 
 // TestBadNames: every invalid name is a 400 that quotes the naming rule, and

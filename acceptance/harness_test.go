@@ -28,7 +28,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 )
 
 const pluginName = "vault-plugin-secrets-gradient"

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 )
 
 // TestSecretHygiene runs last (its file sorts last) so its scan covers the

@@ -6,7 +6,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 )
 
 func TestConfig_ReadNeverReturnsToken(t *testing.T) {

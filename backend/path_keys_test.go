@@ -13,7 +13,7 @@ import (
 	"github.com/digitalocean/godo"
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 )
 
 func TestKeys_CreateReadListCreds(t *testing.T) {

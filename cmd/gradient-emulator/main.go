@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 )
 
 func main() {

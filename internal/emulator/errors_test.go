@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 )
 
 var requestIDFormat = regexp.MustCompile(`^[0-9a-f]{32}$`)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 )
 
 func TestKeyLifecycle(t *testing.T) {

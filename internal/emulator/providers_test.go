@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 )
 
 func TestAnthropicKeyCheck(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/digitalocean/godo"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 )
 
 func TestFaultStatus(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 )
 
 func TestCounts(t *testing.T) {

@@ -17,7 +17,7 @@ import (
 
 	"github.com/digitalocean/godo"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 )
 
 const testToken = "emulator-token"
