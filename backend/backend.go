@@ -5,9 +5,9 @@ package backend
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
@@ -21,7 +21,10 @@ var Version = "v0.0.0-dev"
 // operationPrefix starts every OpenAPI operation id ("gradient-write-key").
 const operationPrefix = "gradient"
 
-const backendHelp = `The Gradient secrets engine keeps Anthropic and OpenAI API keys in Vault and pushes them, verified with the provider, to DigitalOcean's Gradient AI platform as partner provider keys. Configure it at "config", manage keys at "keys/<name>", hand them to consumers at "creds/<name>".`
+const backendHelp = `The Gradient secrets engine keeps Anthropic and OpenAI API keys in Vault and
+pushes them, verified with the provider, to DigitalOcean's Gradient AI
+platform as partner provider keys. Configure it at "config", manage keys at
+"keys/<name>", hand them to consumers at "creds/<name>".`
 
 // Factory is the plugin's entry point, called by Vault for every mount.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
@@ -35,26 +38,30 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 type gradientBackend struct {
 	*framework.Backend
 
-	// upstreamMu guards upstream, the clients built from the stored config;
+	// clientsMu guards cached, the clients built from the stored config;
 	// invalidate drops them when config changes on any node.
-	upstreamMu sync.RWMutex
-	upstream   *upstream
+	clientsMu sync.RWMutex
+	cached    *clients
+	// buildClients builds clients from a config; tests can swap it.
+	buildClients func(*gradientConfig) (*clients, error)
 
 	// nameLocks serialize work on one key name without a global lock across
-	// network calls.
+	// network calls; uuidLocks serialize adoptions and renames of one
+	// platform key, so two names never manage it.
 	nameLocks []*locksutil.LockEntry
-	// adoptMu makes "is this uuid managed already?" and the store that
-	// follows atomic across names; only adoptions take it.
-	adoptMu sync.Mutex
+	uuidLocks []*locksutil.LockEntry
 
 	names *nameCache
 
-	// newUpstream builds clients from a config; tests can swap it.
-	newUpstream func(*gradientConfig) (*upstream, error)
+	// now is the clock of WAL entries; walMaxAge bounds how long a failing
+	// rollback is retried. Tests change both.
+	now       func() time.Time
+	walMaxAge time.Duration
 }
 
-// upstream is what a handler needs to reach the outside world.
-type upstream struct {
+// clients is what a handler needs to reach the outside world, built from
+// one version of the config.
+type clients struct {
 	config   *gradientConfig
 	platform platform
 	verifier keyVerifier
@@ -62,9 +69,12 @@ type upstream struct {
 
 func newBackend() *gradientBackend {
 	b := &gradientBackend{
-		nameLocks:   locksutil.CreateLocks(),
-		names:       newNameCache(),
-		newUpstream: defaultUpstream,
+		nameLocks:    locksutil.CreateLocks(),
+		uuidLocks:    locksutil.CreateLocks(),
+		names:        newNameCache(),
+		buildClients: newClients,
+		now:          time.Now,
+		walMaxAge:    defaultWALMaxAge,
 	}
 	b.Backend = &framework.Backend{
 		Help:           backendHelp,
@@ -98,34 +108,35 @@ func newBackend() *gradientBackend {
 // cache changes under them.
 func (b *gradientBackend) invalidate(_ context.Context, key string) {
 	if key == configPath {
-		b.resetUpstream()
+		b.dropClients()
 	}
 }
 
-func (b *gradientBackend) resetUpstream() {
-	b.upstreamMu.Lock()
-	defer b.upstreamMu.Unlock()
-	b.upstream = nil
+// dropClients forgets the cached clients (and the platform names learnt
+// through them), so the next request builds them from the stored config.
+func (b *gradientBackend) dropClients() {
+	b.clientsMu.Lock()
+	defer b.clientsMu.Unlock()
+	b.cached = nil
 	b.names.reset()
 }
 
-var errNotConfigured = errors.New("not configured")
-
-// getUpstream returns the cached clients, building them from the stored
-// config the first time. The cache is re-checked after taking the write lock
-// so concurrent first calls build once.
-func (b *gradientBackend) getUpstream(ctx context.Context, s logical.Storage) (*upstream, error) {
-	b.upstreamMu.RLock()
-	up := b.upstream
-	b.upstreamMu.RUnlock()
-	if up != nil {
-		return up, nil
+// clients returns the cached clients, building them from the stored config
+// the first time; errNotConfigured when there is none. The cache is
+// re-checked after taking the write lock so concurrent first calls build
+// once.
+func (b *gradientBackend) clients(ctx context.Context, s logical.Storage) (*clients, error) {
+	b.clientsMu.RLock()
+	c := b.cached
+	b.clientsMu.RUnlock()
+	if c != nil {
+		return c, nil
 	}
 
-	b.upstreamMu.Lock()
-	defer b.upstreamMu.Unlock()
-	if b.upstream != nil {
-		return b.upstream, nil
+	b.clientsMu.Lock()
+	defer b.clientsMu.Unlock()
+	if b.cached != nil {
+		return b.cached, nil
 	}
 	cfg, err := getConfig(ctx, s)
 	if err != nil {
@@ -134,25 +145,15 @@ func (b *gradientBackend) getUpstream(ctx context.Context, s logical.Storage) (*
 	if cfg == nil {
 		return nil, errNotConfigured
 	}
-	up, err = b.newUpstream(cfg)
+	c, err = b.buildClients(cfg)
 	if err != nil {
 		return nil, err
 	}
-	b.upstream = up
-	return up, nil
+	b.cached = c
+	return c, nil
 }
 
-// upstreamFor is getUpstream for handlers: an unconfigured mount is the
-// caller's to fix.
-func (b *gradientBackend) upstreamFor(ctx context.Context, req *logical.Request) (*upstream, error) {
-	up, err := b.getUpstream(ctx, req.Storage)
-	if errors.Is(err, errNotConfigured) {
-		return nil, callerErrorf("this mount is not configured: write %sconfig with a DigitalOcean token first", req.MountPoint)
-	}
-	return up, err
-}
-
-func defaultUpstream(cfg *gradientConfig) (*upstream, error) {
+func newClients(cfg *gradientConfig) (*clients, error) {
 	p, err := newGodoPlatform(withTrailingSlash(cfg.APIURL), cfg.Token, "vault-plugin-secrets-gradient/"+Version, cfg.RequestTimeout)
 	if err != nil {
 		return nil, err
@@ -161,7 +162,7 @@ func defaultUpstream(cfg *gradientConfig) (*upstream, error) {
 	if cfg.VerifyKeys {
 		v = newHTTPVerifier(cfg.AnthropicURL, cfg.OpenAIURL, cfg.RequestTimeout)
 	}
-	return &upstream{config: cfg, platform: p, verifier: v}, nil
+	return &clients{config: cfg, platform: p, verifier: v}, nil
 }
 
 // skipVerification is used when verify_keys is false.

@@ -14,6 +14,9 @@ import (
 )
 
 var (
+	// errNotConfigured: the mount has no config yet. respond turns it into
+	// a 400 that names the mount's config path.
+	errNotConfigured = errors.New("this mount is not configured")
 	// errPlatformNotFound: the platform answered 404 for the object.
 	errPlatformNotFound = errors.New("not found on the platform")
 	// errPlatformUnauthorized: the platform rejected the configured token.
@@ -28,6 +31,16 @@ func (e *callerError) Error() string { return e.msg }
 
 func callerErrorf(format string, args ...any) error {
 	return &callerError{msg: fmt.Sprintf(format, args...)}
+}
+
+// keyGoneIfNotFound turns the platform's 404 for a managed key into the
+// caller's answer: the key was deleted outside Vault, and this is how to
+// recover. Other errors pass unchanged.
+func keyGoneIfNotFound(err error, k *keyEntry) error {
+	if errors.Is(err, errPlatformNotFound) {
+		return callerErrorf("platform key %s behind %q no longer exists (deleted outside Vault?): delete %q in Vault and write it again to create a new platform key", k.UUID, k.Name, k.Name)
+	}
+	return err
 }
 
 // platformError is an upstream fault: a 5xx, an unexpected status, or a
@@ -125,14 +138,4 @@ func redact(text string, secrets ...string) string {
 		text = text[:maxUpstreamText] + "..."
 	}
 	return text
-}
-
-// errorResponse answers caller errors with a 400 and passes anything else on
-// as an error for Vault to report as a server fault.
-func errorResponse(err error) (*logical.Response, error) {
-	var ce *callerError
-	if errors.As(err, &ce) {
-		return logical.ErrorResponse(ce.Error()), nil
-	}
-	return nil, err
 }

@@ -3,10 +3,9 @@ package backend
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
-	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -58,59 +57,34 @@ func deleteKey(ctx context.Context, s logical.Storage, name string) error {
 	return nil
 }
 
-// findKeyByUUID returns the name under which this mount manages the platform
-// key uuid, or "". It reads every entry: adoption is rare, and an index would
-// be one more thing a failed write could leave inconsistent.
-func findKeyByUUID(ctx context.Context, s logical.Storage, uuid string) (string, error) {
+// findKeysByUUID returns every entry that holds the platform key uuid:
+// normally one, two only while a rename is between its two writes. It reads
+// every entry: adoption and rollback are rare, and an index would be one
+// more thing that a failed write could leave inconsistent. Uuids compare
+// case-insensitively.
+func findKeysByUUID(ctx context.Context, s logical.Storage, uuid string) ([]*keyEntry, error) {
 	names, err := s.List(ctx, keyStoragePrefix)
 	if err != nil {
-		return "", fmt.Errorf("listing keys: %w", err)
+		return nil, fmt.Errorf("listing keys: %w", err)
 	}
+	var found []*keyEntry
 	for _, name := range names {
 		k, err := getKey(ctx, s, name)
 		if err != nil {
-			return "", err
-		}
-		if k != nil && k.UUID == uuid {
-			return name, nil
-		}
-	}
-	return "", nil
-}
-
-// keyHandler handles a request on an existing key.
-type keyHandler func(ctx context.Context, req *logical.Request, d *framework.FieldData, k *keyEntry) (*logical.Response, error)
-
-// withKey starts every handler that acts on one existing key the same way:
-// a bad name is a 400 quoting the rule, a missing key is Vault's 404 (no
-// response), and handlers that change the key hold its lock throughout.
-func (b *gradientBackend) withKey(lock bool, h keyHandler) framework.OperationFunc {
-	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-		name := d.Get("name").(string)
-		if err := validateName(name); err != nil {
-			return errorResponse(err)
-		}
-		if lock {
-			defer b.lockNames(name)()
-		}
-		k, err := getKey(ctx, req.Storage, name)
-		if err != nil || k == nil {
 			return nil, err
 		}
-		return h(ctx, req, d, k)
-	}
-}
-
-// lockNames takes the per-name locks for every name, in the stable order
-// locksutil gives, and returns the function that releases them.
-func (b *gradientBackend) lockNames(names ...string) func() {
-	locks := locksutil.LocksForKeys(b.nameLocks, names)
-	for _, l := range locks {
-		l.Lock()
-	}
-	return func() {
-		for i := len(locks) - 1; i >= 0; i-- {
-			locks[i].Unlock()
+		if k != nil && strings.EqualFold(k.UUID, uuid) {
+			found = append(found, k)
 		}
 	}
+	return found, nil
+}
+
+// findKeyByUUID returns the entry that holds the platform key uuid, or nil.
+func findKeyByUUID(ctx context.Context, s logical.Storage, uuid string) (*keyEntry, error) {
+	found, err := findKeysByUUID(ctx, s, uuid)
+	if err != nil || len(found) == 0 {
+		return nil, err
+	}
+	return found[0], nil
 }

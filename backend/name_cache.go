@@ -33,8 +33,10 @@ func newNameCache() *nameCache {
 
 // lookup returns the uuid of a platform key of provider named name, or "".
 // With ttl 0 every call lists the platform (concurrent calls still share one
-// listing in flight).
-func (c *nameCache) lookup(ctx context.Context, p platform, provider, name string, ttl time.Duration) (string, error) {
+// listing in flight). The shared listing runs detached from any one
+// caller's cancellation, bounded by timeout: one caller that gives up must
+// not fail the others waiting on the same listing.
+func (c *nameCache) lookup(ctx context.Context, p platform, provider, name string, ttl, timeout time.Duration) (string, error) {
 	c.mu.Lock()
 	snap := c.snapshots[provider]
 	if snap != nil && ttl > 0 && c.now().Sub(snap.fetched) < ttl {
@@ -44,7 +46,7 @@ func (c *nameCache) lookup(ctx context.Context, p platform, provider, name strin
 	}
 	c.mu.Unlock()
 
-	v, err, _ := c.flight.Do(provider, func() (any, error) {
+	flight := c.flight.DoChan(provider, func() (any, error) {
 		// A listing that finished between the check above and this flight
 		// is as good as a new one.
 		c.mu.Lock()
@@ -54,7 +56,9 @@ func (c *nameCache) lookup(ctx context.Context, p platform, provider, name strin
 			return snap, nil
 		}
 		started := c.now()
-		keys, err := p.ListKeys(ctx, provider)
+		listCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		keys, err := p.ListKeys(listCtx, provider)
 		if err != nil {
 			return nil, err
 		}
@@ -69,12 +73,17 @@ func (c *nameCache) lookup(ctx context.Context, p platform, provider, name strin
 		c.mu.Unlock()
 		return fresh, nil
 	})
-	if err != nil {
-		return "", err
+	select {
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case res := <-flight:
+		if res.Err != nil {
+			return "", res.Err
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return res.Val.(*nameSnapshot).uuids[name], nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return v.(*nameSnapshot).uuids[name], nil
 }
 
 // put records that this mount gave a platform key the name.

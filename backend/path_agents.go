@@ -2,7 +2,6 @@ package backend
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -19,14 +18,14 @@ var agentListField = &framework.FieldSchema{
 
 func pathKeyAgents(b *gradientBackend) *framework.Path {
 	return &framework.Path{
-		Pattern:      "keys/" + framework.GenericNameRegex("name") + "/agents$",
+		Pattern:      "keys/" + keyNameSegment + "/agents$",
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "key-agents"},
 		Fields: map[string]*framework.FieldSchema{
 			"name": {Type: framework.TypeString, Description: "Name of the key."},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
-				Callback:     b.withKey(false, b.pathKeyAgentsRead),
+				Callback:     b.readingKey(b.pathKeyAgentsRead),
 				Summary:      "List the platform agents that use the key, all pages.",
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
 				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
@@ -41,7 +40,7 @@ func pathKeyAgents(b *gradientBackend) *framework.Path {
 
 func pathKeyReassign(b *gradientBackend) *framework.Path {
 	return &framework.Path{
-		Pattern:      "keys/" + framework.GenericNameRegex("name") + "/reassign$",
+		Pattern:      "keys/" + keyNameSegment + "/reassign$",
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "key-agents"},
 		Fields: map[string]*framework.FieldSchema{
 			"name": {Type: framework.TypeString, Description: "Name of the key whose agents move."},
@@ -49,7 +48,7 @@ func pathKeyReassign(b *gradientBackend) *framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
-				Callback:     b.pathKeyReassign,
+				Callback:     answered(b.pathKeyReassign),
 				Summary:      "Switch every agent that uses this key to another key.",
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "reassign"},
 				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
@@ -66,16 +65,13 @@ func pathKeyReassign(b *gradientBackend) *framework.Path {
 }
 
 func (b *gradientBackend) pathKeyAgentsRead(ctx context.Context, req *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
-	up, err := b.upstreamFor(ctx, req)
+	c, err := b.clients(ctx, req.Storage)
 	if err != nil {
-		return errorResponse(err)
+		return nil, err
 	}
-	agents, err := up.platform.ListAgentsByKey(ctx, k.Provider, k.UUID)
-	if errors.Is(err, errPlatformNotFound) {
-		return logical.ErrorResponse("platform key %s behind %q no longer exists (deleted outside Vault?)", k.UUID, k.Name), nil
-	}
+	agents, err := c.platform.ListAgentsByKey(ctx, k.Provider, k.UUID)
 	if err != nil {
-		return errorResponse(err)
+		return nil, keyGoneIfNotFound(err, k)
 	}
 	return &logical.Response{Data: map[string]any{"agents": agentList(agents)}}, nil
 }
@@ -88,16 +84,16 @@ func (b *gradientBackend) pathKeyReassign(ctx context.Context, req *logical.Requ
 	name := d.Get("name").(string)
 	to := d.Get("to").(string)
 	if err := validateName(name); err != nil {
-		return errorResponse(err)
+		return nil, err
 	}
 	if to == "" {
-		return logical.ErrorResponse("to is required: the name of the key the agents should use instead"), nil
+		return nil, callerErrorf("to is required: the name of the key the agents should use instead")
 	}
 	if err := validateName(to); err != nil {
-		return errorResponse(fmt.Errorf("to: %w", err))
+		return nil, fmt.Errorf("to: %w", err)
 	}
 	if to == name {
-		return logical.ErrorResponse("to names the same key; name another key of this mount"), nil
+		return nil, callerErrorf("to names the same key; name another key of this mount")
 	}
 	defer b.lockNames(name, to)()
 
@@ -106,65 +102,36 @@ func (b *gradientBackend) pathKeyReassign(ctx context.Context, req *logical.Requ
 		return nil, err
 	}
 	if from == nil {
-		return logical.ErrorResponse("there is no key named %q", name), nil
+		return nil, callerErrorf("there is no key named %q", name)
 	}
 	target, err := getKey(ctx, req.Storage, to)
 	if err != nil {
 		return nil, err
 	}
 	if target == nil {
-		return logical.ErrorResponse("there is no key named %q on this mount; agents can only move to keys it manages", to), nil
+		return nil, callerErrorf("there is no key named %q on this mount; agents can only move to keys it manages", to)
 	}
 	if target.Provider != from.Provider {
-		return logical.ErrorResponse("%q is an %s key and %q an %s key: agents can only move to a key of the same provider", name, from.Provider, to, target.Provider), nil
+		return nil, callerErrorf("%q is an %s key and %q an %s key: agents can only move to a key of the same provider", name, from.Provider, to, target.Provider)
 	}
-	up, err := b.upstreamFor(ctx, req)
+	c, err := b.clients(ctx, req.Storage)
 	if err != nil {
-		return errorResponse(err)
+		return nil, err
 	}
-	agents, err := up.platform.ListAgentsByKey(ctx, from.Provider, from.UUID)
+	agents, err := c.platform.ListAgentsByKey(ctx, from.Provider, from.UUID)
 	if err != nil {
-		return errorResponse(err)
+		return nil, keyGoneIfNotFound(err, from)
 	}
-
-	resp := &logical.Response{}
-	var moved []platformAgent
-	for _, agent := range agents {
-		after, err := up.platform.SetAgentKey(ctx, from.Provider, agent.UUID, target.UUID)
-		if err != nil {
-			// Put the agents already moved back, so a failure leaves the
-			// platform as it was.
-			undoErr := b.moveAgentsBack(ctx, up, from, moved)
-			return errorResponse(fmt.Errorf("moving agent %s (%s) failed after %d of %d: %w%s",
-				agent.Name, agent.UUID, len(moved), len(agents), err, undoErr))
-		}
-		if changed := agentDrift(agent, after); changed != "" {
-			// Only the key was sent; if the platform changed anything else,
-			// someone must look at that agent.
-			b.Logger().Error("agent fields changed by a key switch", "agent", agent.UUID, "fields", changed)
-			resp.AddWarning(fmt.Sprintf("agent %s (%s): the platform changed %s while switching its key; check the agent", agent.Name, agent.UUID, changed))
-		}
-		moved = append(moved, agent)
+	warnings, err := b.reassignAgents(ctx, req.Storage, c, from, target, agents)
+	if err != nil {
+		return nil, err
 	}
-	b.Logger().Info("agents reassigned", "from", name, "to", to, "count", len(moved))
-	resp.Data = map[string]any{"moved": agentList(moved), "to": to}
+	b.Logger().Info("agents reassigned", "from", name, "to", to, "count", len(agents))
+	resp := &logical.Response{Data: map[string]any{"moved": agentList(agents), "to": to}}
+	for _, w := range warnings {
+		resp.AddWarning(w)
+	}
 	return resp, nil
-}
-
-func (b *gradientBackend) moveAgentsBack(ctx context.Context, up *upstream, from *keyEntry, moved []platformAgent) string {
-	var failed []string
-	for _, agent := range moved {
-		if _, err := up.platform.SetAgentKey(ctx, from.Provider, agent.UUID, from.UUID); err != nil {
-			failed = append(failed, agent.UUID)
-		}
-	}
-	if len(failed) == 0 {
-		if len(moved) > 0 {
-			return "; the agents already moved were moved back"
-		}
-		return ""
-	}
-	return "; these agents could not be moved back and still use the new key: " + strings.Join(failed, ", ")
 }
 
 // agentDrift names the fields that differ between an agent before and after
@@ -197,4 +164,11 @@ const agentsHelpDescription = "Asks the platform which agents use the key, follo
 
 const reassignHelpSynopsis = "Move every agent that uses this key to another key of this mount."
 
-const reassignHelpDescription = "to names a key of the same provider managed by this mount. Each agent is switched with the platform's agent update, sending only the key field; if any switch fails, the agents already moved are moved back. Afterwards the key can be deleted without force. This is an update with a `to` parameter so that policies can restrict `to` with allowed_parameters, e.g. allowed_parameters = { \"to\" = [\"team-a-*\"] }."
+const reassignHelpDescription = `to names a key of the same provider managed by this mount. Each agent is
+switched with the platform's agent update, sending only the key field. If
+any switch fails, the agents already moved are moved back, and the answer
+says which key each agent uses afterwards. Afterwards the key can be deleted
+without force.
+
+This is an update with a "to" parameter so that policies can restrict "to"
+with allowed_parameters, e.g. allowed_parameters = { "to" = ["team-a-*"] }.`

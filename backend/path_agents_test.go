@@ -140,14 +140,14 @@ func (p driftingPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, 
 
 func TestReassign_ReportsOtherFieldsThatChanged(t *testing.T) {
 	e := newTestEnv(t, nil)
-	e.b.newUpstream = func(cfg *gradientConfig) (*upstream, error) {
-		up, err := defaultUpstream(cfg)
+	e.b.buildClients = func(cfg *gradientConfig) (*clients, error) {
+		c, err := newClients(cfg)
 		if err == nil {
-			up.platform = driftingPlatform{up.platform}
+			c.platform = driftingPlatform{c.platform}
 		}
-		return up, err
+		return c, err
 	}
-	e.b.resetUpstream()
+	e.b.dropClients()
 	e.mustOK(logical.CreateOperation, "keys/drift-from", map[string]any{"provider": "anthropic", "api_key": anthropicKey("driftfrom")})
 	e.mustOK(logical.CreateOperation, "keys/drift-to", map[string]any{"provider": "anthropic", "api_key": anthropicKey("driftto")})
 	agent := e.createAgent("watched", providerAnthropic, e.platformKeyNamed(providerAnthropic, "drift-from").UUID)

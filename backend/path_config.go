@@ -36,7 +36,7 @@ type gradientConfig struct {
 
 func pathConfig(b *gradientBackend) *framework.Path {
 	configWrite := &framework.PathOperation{
-		Callback:                    b.pathConfigWrite,
+		Callback:                    answered(b.pathConfigWrite),
 		Summary:                     "Configure the platform token and endpoints.",
 		DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
 		Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
@@ -86,7 +86,7 @@ func pathConfig(b *gradientBackend) *framework.Path {
 		ExistenceCheck: b.configExists,
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
-				Callback:     b.pathConfigRead,
+				Callback:     answered(b.pathConfigRead),
 				Summary:      "Read the configuration; the token is never returned.",
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read", OperationSuffix: "configuration"},
 				Responses: map[int][]framework.Response{
@@ -97,7 +97,7 @@ func pathConfig(b *gradientBackend) *framework.Path {
 			logical.CreateOperation: configWrite,
 			logical.UpdateOperation: configWrite,
 			logical.DeleteOperation: &framework.PathOperation{
-				Callback:                    b.pathConfigDelete,
+				Callback:                    answered(b.pathConfigDelete),
 				Summary:                     "Delete the configuration; stored keys stay in Vault and on the platform.",
 				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "delete", OperationSuffix: "configuration"},
 				Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
@@ -150,18 +150,18 @@ func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Requ
 	}
 	cfg, err := mergeConfig(stored, d)
 	if err != nil {
-		return errorResponse(err)
+		return nil, err
 	}
 
-	up, err := b.newUpstream(cfg)
+	c, err := b.buildClients(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if err := up.platform.CheckToken(ctx); err != nil {
+	if err := c.platform.CheckToken(ctx); err != nil {
 		if errors.Is(err, errPlatformUnauthorized) {
-			return logical.ErrorResponse("the platform rejected the token (HTTP 401): use a DigitalOcean token with the genai scopes; nothing was saved"), nil
+			return nil, callerErrorf("the platform rejected the token (HTTP 401): use a DigitalOcean token with the genai scopes; nothing was saved")
 		}
-		return errorResponse(fmt.Errorf("checking the token with the platform (nothing was saved): %w", err))
+		return nil, fmt.Errorf("checking the token with the platform (nothing was saved): %w", err)
 	}
 
 	entry, err := logical.StorageEntryJSON(configPath, cfg)
@@ -171,7 +171,7 @@ func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Requ
 	if err := req.Storage.Put(ctx, entry); err != nil {
 		return nil, fmt.Errorf("storing the configuration: %w", err)
 	}
-	b.resetUpstream()
+	b.dropClients()
 	return nil, nil
 }
 
@@ -239,7 +239,7 @@ func (b *gradientBackend) pathConfigDelete(ctx context.Context, req *logical.Req
 	if err := req.Storage.Delete(ctx, configPath); err != nil {
 		return nil, fmt.Errorf("deleting the configuration: %w", err)
 	}
-	b.resetUpstream()
+	b.dropClients()
 	return nil, nil
 }
 
@@ -260,4 +260,11 @@ func getConfig(ctx context.Context, s logical.Storage) (*gradientConfig, error) 
 
 const configHelpSynopsis = "Configure the DigitalOcean token and the platform and provider endpoints."
 
-const configHelpDescription = "The token needs the genai read, create, update and delete scopes; a write checks it with one platform call and saves nothing if the platform rejects it. Reads return every field but the token, plus token_set. api_url, anthropic_url and openai_url default to the public APIs; point them at the project's emulator for development. verify_keys (default true) checks each key with its provider before it is pushed. name_cache_ttl bounds how often creates list the platform's key names to refuse duplicates."
+const configHelpDescription = `The token needs the genai read, create, update and delete scopes; a write
+checks it with one platform call and saves nothing if the platform rejects
+it. Reads return every field but the token, plus token_set.
+
+api_url, anthropic_url and openai_url default to the public APIs; point them
+at the project's emulator for development. verify_keys (default true) checks
+each key with its provider before it is pushed. name_cache_ttl bounds how
+often creates list the platform's key names to refuse duplicates.`

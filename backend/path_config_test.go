@@ -109,16 +109,16 @@ func TestConfig_UpdateKeepsTokenAndSwitchesClient(t *testing.T) {
 
 func TestConfig_InvalidateDropsCachedClient(t *testing.T) {
 	e := newTestEnv(t, nil)
-	first, err := e.b.getUpstream(t.Context(), e.storage)
+	first, err := e.b.clients(t.Context(), e.storage)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.b.invalidate(t.Context(), "keys/unrelated")
-	if again, _ := e.b.getUpstream(t.Context(), e.storage); again != first {
+	if again, _ := e.b.clients(t.Context(), e.storage); again != first {
 		t.Fatal("an unrelated invalidation dropped the client")
 	}
 	e.b.invalidate(t.Context(), configPath)
-	if again, _ := e.b.getUpstream(t.Context(), e.storage); again == first {
+	if again, _ := e.b.clients(t.Context(), e.storage); again == first {
 		t.Fatal("invalidating config kept the old client")
 	}
 }

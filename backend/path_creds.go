@@ -19,7 +19,7 @@ func pathCreds(b *gradientBackend) *framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
-				Callback:     b.withKey(false, b.pathCredsRead),
+				Callback:     b.readingKey(b.pathCredsRead),
 				Summary:      "Read the API key itself.",
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
 				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
@@ -46,4 +46,7 @@ func (b *gradientBackend) pathCredsRead(_ context.Context, _ *logical.Request, _
 
 const credsHelpSynopsis = "Read a managed provider key."
 
-const credsHelpDescription = "Returns the API key, its provider, its platform uuid and its version. This is the only path that returns the secret: grant read on creds/<name> to the services that call the provider, and keys/<name> to the team that manages the key."
+const credsHelpDescription = `Returns the API key, its provider, its platform uuid and its version. This is
+the only path that returns the secret: grant read on creds/<name> to the
+services that call the provider, and keys/<name> to the team that manages
+the key.`

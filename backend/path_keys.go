@@ -20,7 +20,7 @@ func pathKeys(b *gradientBackend) []*framework.Path {
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "keys"},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ListOperation: &framework.PathOperation{
-					Callback:     b.pathKeysList,
+					Callback:     answered(b.pathKeysList),
 					Summary:      "List the names of the managed keys.",
 					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
 					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
@@ -62,7 +62,7 @@ func pathKeys(b *gradientBackend) []*framework.Path {
 				},
 				"uuid": {
 					Type:        framework.TypeString,
-					Description: "Adopt an existing platform key with this uuid instead of creating one: it is updated with this name and secret.",
+					Description: "Adopt an existing platform key with this uuid (8-4-4-4-12 hexadecimal digits) instead of creating one: it is updated with this name and secret.",
 				},
 				"force": {
 					Type:        framework.TypeBool,
@@ -72,7 +72,7 @@ func pathKeys(b *gradientBackend) []*framework.Path {
 			ExistenceCheck: b.keyExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.CreateOperation: &framework.PathOperation{
-					Callback:                    b.pathKeyCreate,
+					Callback:                    answered(b.pathKeyCreate),
 					Summary:                     "Verify a key with its provider, push it to the platform and store it.",
 					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "create"},
 					Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
@@ -80,7 +80,7 @@ func pathKeys(b *gradientBackend) []*framework.Path {
 					ForwardPerformanceSecondary: true,
 				},
 				logical.UpdateOperation: &framework.PathOperation{
-					Callback:                    b.pathKeyUpdate,
+					Callback:                    answered(b.pathKeyUpdate),
 					Summary:                     "Rotate the secret of a key (same platform key and uuid) or change its description.",
 					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "update"},
 					Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
@@ -88,13 +88,13 @@ func pathKeys(b *gradientBackend) []*framework.Path {
 					ForwardPerformanceSecondary: true,
 				},
 				logical.ReadOperation: &framework.PathOperation{
-					Callback:     b.withKey(false, b.pathKeyRead),
+					Callback:     b.readingKey(b.pathKeyRead),
 					Summary:      "Read a key's metadata; never the key itself.",
 					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
 					Responses:    map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
 				},
 				logical.DeleteOperation: &framework.PathOperation{
-					Callback:                    b.withKey(true, b.pathKeyDelete),
+					Callback:                    b.changingKey(b.pathKeyDelete),
 					Summary:                     "Delete a key from the platform, then from Vault. Refused while agents use it, unless force=true.",
 					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "delete"},
 					Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
@@ -161,7 +161,6 @@ func parseCreate(d *framework.FieldData) (createRequest, error) {
 		name:        d.Get("name").(string),
 		provider:    d.Get("provider").(string),
 		description: d.Get("description").(string),
-		adoptUUID:   strings.TrimSpace(d.Get("uuid").(string)),
 	}
 	if err := validateName(r.name); err != nil {
 		return r, err
@@ -169,6 +168,11 @@ func parseCreate(d *framework.FieldData) (createRequest, error) {
 	if err := validateProvider(r.provider); err != nil {
 		return r, err
 	}
+	uuid, err := parseUUIDField(d)
+	if err != nil {
+		return r, err
+	}
+	r.adoptUUID = uuid
 	key, err := normalizeAPIKey(r.provider, d.Get("api_key").(string))
 	if err != nil {
 		return r, err
@@ -177,137 +181,52 @@ func parseCreate(d *framework.FieldData) (createRequest, error) {
 	return r, validateNameAgainstKey(r.name, r.apiKey)
 }
 
-// pathKeyCreate: validate, verify, push, store. Any failure leaves Vault and
-// the platform as they were.
+// pathKeyCreate: validate, verify, push, store. A failure leaves Vault and
+// the platform as they were (see makeChange for what an ambiguous platform
+// failure means).
 func (b *gradientBackend) pathKeyCreate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	r, err := parseCreate(d)
 	if err != nil {
-		return errorResponse(err)
+		return nil, err
 	}
 	defer b.lockNames(r.name)()
+	defer b.lockUUID(r.adoptUUID)()
 
 	// The existence check ran before the lock: look again.
 	if existing, err := getKey(ctx, req.Storage, r.name); err != nil {
 		return nil, err
 	} else if existing != nil {
-		return logical.ErrorResponse("key %q was created meanwhile; write again to update it", r.name), nil
+		return nil, callerErrorf("key %q was created meanwhile; write again to update it", r.name)
 	}
-	up, err := b.upstreamFor(ctx, req)
+	c, err := b.clients(ctx, req.Storage)
 	if err != nil {
-		return errorResponse(err)
+		return nil, err
 	}
-	if err := up.verifier.Verify(ctx, r.provider, r.apiKey); err != nil {
-		return errorResponse(err)
+	if err := c.verifier.Verify(ctx, r.provider, r.apiKey); err != nil {
+		return nil, err
 	}
 
 	var k *keyEntry
 	if r.adoptUUID != "" {
-		k, err = b.adoptKey(ctx, req, up, r)
+		k, err = b.adoptKey(ctx, req.Storage, c, r)
 	} else {
-		k, err = b.createKey(ctx, req, up, r)
+		k, err = b.createKey(ctx, req.Storage, c, r)
 	}
 	if err != nil {
-		return errorResponse(err)
+		return nil, err
 	}
 	b.Logger().Info("key created", "name", k.Name, "provider", k.Provider, "uuid", k.UUID, "adopted", r.adoptUUID != "")
 	return keyResponse(k), nil
 }
 
-// createKey pushes a new key to the platform under a write-ahead log entry,
-// then stores it.
-func (b *gradientBackend) createKey(ctx context.Context, req *logical.Request, up *upstream, r createRequest) (*keyEntry, error) {
-	if err := b.refuseDuplicateName(ctx, req, up, r.provider, r.name, ""); err != nil {
-		return nil, err
-	}
-
-	// The WAL entry goes in before the platform call: if this node dies
-	// after the platform created the key but before Vault stored it, the
-	// rollback finds the orphan by provider and name and deletes it.
-	wal := &createWAL{Provider: r.provider, Name: r.name, Started: time.Now().UTC()}
-	walID, err := framework.PutWAL(ctx, req.Storage, walKindCreate, wal)
-	if err != nil {
-		return nil, fmt.Errorf("writing the write-ahead log (nothing was pushed): %w", err)
-	}
-
-	pk, err := up.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)
-	if err != nil {
-		// A dropped connection or a timeout may have created the key: clean
-		// up now; the WAL stays if that fails.
-		b.settleFailedCall(ctx, req, walID, walKindCreate, wal, err)
-		return nil, err
-	}
-	b.names.put(r.provider, r.name, pk.UUID)
-
-	k := &keyEntry{
-		Name: r.name, Provider: r.provider, UUID: pk.UUID, Description: r.description,
-		APIKey: r.apiKey, Version: 1, CreatedAt: pk.CreatedAt, UpdatedAt: pk.UpdatedAt,
-	}
-	if err := putKey(ctx, req.Storage, k); err != nil {
-		b.settleWAL(ctx, req, walID, walKindCreate, wal)
-		return nil, fmt.Errorf("%w (the platform key was removed again)", err)
-	}
-	b.deleteWAL(ctx, req, walID)
-	return k, nil
-}
-
-// adoptKey takes over a key that already exists on the platform: it gets
-// this name and secret, and keeps its uuid and the agents that use it.
-func (b *gradientBackend) adoptKey(ctx context.Context, req *logical.Request, up *upstream, r createRequest) (*keyEntry, error) {
-	// Held until the key is stored, so two names cannot adopt one uuid.
-	b.adoptMu.Lock()
-	defer b.adoptMu.Unlock()
-
-	owner, err := findKeyByUUID(ctx, req.Storage, r.adoptUUID)
-	if err != nil {
-		return nil, err
-	}
-	if owner != "" {
-		return nil, callerErrorf("platform key %s is already managed by this mount as %q; a key cannot be adopted twice", r.adoptUUID, owner)
-	}
-	current, err := up.platform.GetKey(ctx, r.provider, r.adoptUUID)
-	if errors.Is(err, errPlatformNotFound) {
-		return nil, callerErrorf("there is no %s key with uuid %s on the platform; check the uuid and the provider", r.provider, r.adoptUUID)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := b.refuseDuplicateName(ctx, req, up, r.provider, r.name, r.adoptUUID); err != nil {
-		return nil, err
-	}
-
-	wal := &keyChangeWAL{Provider: r.provider, UUID: r.adoptUUID, Name: r.name, OldName: current.Name}
-	walID, err := framework.PutWAL(ctx, req.Storage, walKindAdopt, wal)
-	if err != nil {
-		return nil, fmt.Errorf("writing the write-ahead log (nothing was pushed): %w", err)
-	}
-	pk, err := up.platform.UpdateKey(ctx, r.provider, r.adoptUUID, keyChange{Name: r.name, Secret: r.apiKey})
-	if err != nil {
-		b.settleFailedCall(ctx, req, walID, walKindAdopt, wal, err)
-		return nil, err
-	}
-	b.names.remove(r.provider, current.Name, r.adoptUUID)
-	b.names.put(r.provider, r.name, r.adoptUUID)
-
-	k := &keyEntry{
-		Name: r.name, Provider: r.provider, UUID: r.adoptUUID, Description: r.description,
-		APIKey: r.apiKey, Version: 1, CreatedAt: pk.CreatedAt, UpdatedAt: pk.UpdatedAt,
-	}
-	if err := putKey(ctx, req.Storage, k); err != nil {
-		b.settleWAL(ctx, req, walID, walKindAdopt, wal)
-		return nil, err
-	}
-	b.deleteWAL(ctx, req, walID)
-	return k, nil
-}
-
 // refuseDuplicateName refuses a name that another platform key of the
-// provider already has (except the key being adopted).
-func (b *gradientBackend) refuseDuplicateName(ctx context.Context, req *logical.Request, up *upstream, provider, name, exceptUUID string) error {
-	uuid, err := b.names.lookup(ctx, up.platform, provider, name, up.config.NameCacheTTL)
+// provider already has (except the key being adopted or renamed).
+func (b *gradientBackend) refuseDuplicateName(ctx context.Context, c *clients, provider, name, exceptUUID string) error {
+	uuid, err := b.names.lookup(ctx, c.platform, provider, name, c.config.NameCacheTTL, c.config.RequestTimeout)
 	if err != nil {
 		return fmt.Errorf("checking the platform for a key with the same name (nothing was pushed): %w", err)
 	}
-	if uuid != "" && uuid != exceptUUID {
+	if uuid != "" && !strings.EqualFold(uuid, exceptUUID) {
 		return callerErrorf("the platform already has a %s key named %q (uuid %s); to manage that key with Vault, write again with uuid=%s, or choose another name",
 			provider, name, uuid, uuid)
 	}
@@ -319,7 +238,7 @@ func (b *gradientBackend) refuseDuplicateName(ctx context.Context, req *logical.
 func (b *gradientBackend) pathKeyUpdate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	if err := validateName(name); err != nil {
-		return errorResponse(err)
+		return nil, err
 	}
 	defer b.lockNames(name)()
 
@@ -328,13 +247,15 @@ func (b *gradientBackend) pathKeyUpdate(ctx context.Context, req *logical.Reques
 		return nil, err
 	}
 	if k == nil {
-		return logical.ErrorResponse("key %q was deleted meanwhile; write it again to create it", name), nil
+		return nil, callerErrorf("key %q was deleted meanwhile; write it again to create it", name)
 	}
 	if v, ok := d.GetOk("provider"); ok && v.(string) != k.Provider {
-		return logical.ErrorResponse("the provider of key %q is %s and cannot change; create a key under another name instead", name, k.Provider), nil
+		return nil, callerErrorf("the provider of key %q is %s and cannot change; create a key under another name instead", name, k.Provider)
 	}
-	if v, ok := d.GetOk("uuid"); ok && strings.TrimSpace(v.(string)) != k.UUID {
-		return logical.ErrorResponse("key %q already manages platform key %s; a managed key cannot adopt another uuid", name, k.UUID), nil
+	if uuid, err := parseUUIDField(d); err != nil {
+		return nil, err
+	} else if uuid != "" && uuid != strings.ToLower(k.UUID) {
+		return nil, callerErrorf("key %q already manages platform key %s; a managed key cannot adopt another uuid", name, k.UUID)
 	}
 
 	updated := *k
@@ -344,14 +265,14 @@ func (b *gradientBackend) pathKeyUpdate(ctx context.Context, req *logical.Reques
 	if raw, ok := d.GetOk("api_key"); ok {
 		apiKey, err := normalizeAPIKey(k.Provider, raw.(string))
 		if err != nil {
-			return errorResponse(err)
+			return nil, err
 		}
 		if err := validateNameAgainstKey(name, apiKey); err != nil {
-			return errorResponse(err)
+			return nil, err
 		}
 		if apiKey != k.APIKey {
-			if err := b.rotateSecret(ctx, req, &updated, apiKey); err != nil {
-				return errorResponse(err)
+			if err := b.rotateSecret(ctx, req.Storage, &updated, apiKey); err != nil {
+				return nil, err
 			}
 			b.Logger().Info("key secret rotated", "name", name, "uuid", k.UUID, "version", updated.Version)
 			return keyResponse(&updated), nil
@@ -365,72 +286,36 @@ func (b *gradientBackend) pathKeyUpdate(ctx context.Context, req *logical.Reques
 	return keyResponse(&updated), nil
 }
 
-// rotateSecret verifies the new secret, pushes it to the same platform key
-// under a WAL entry, and stores it with the next version.
-func (b *gradientBackend) rotateSecret(ctx context.Context, req *logical.Request, k *keyEntry, apiKey string) error {
-	up, err := b.upstreamFor(ctx, req)
-	if err != nil {
-		return err
-	}
-	if err := up.verifier.Verify(ctx, k.Provider, apiKey); err != nil {
-		return err
-	}
-	// The WAL holds no secret: if storage still has this version after a
-	// crash, rollback pushes the stored (old) secret back.
-	wal := &keyChangeWAL{Provider: k.Provider, UUID: k.UUID, Name: k.Name, Version: k.Version}
-	walID, err := framework.PutWAL(ctx, req.Storage, walKindRotate, wal)
-	if err != nil {
-		return fmt.Errorf("writing the write-ahead log (nothing was pushed): %w", err)
-	}
-	pk, err := up.platform.UpdateKey(ctx, k.Provider, k.UUID, keyChange{Secret: apiKey})
-	if err != nil {
-		b.settleFailedCall(ctx, req, walID, walKindRotate, wal, err)
-		if errors.Is(err, errPlatformNotFound) {
-			return callerErrorf("platform key %s behind %q no longer exists (deleted outside Vault?); delete %q and write it again", k.UUID, k.Name, k.Name)
-		}
-		return err
-	}
-	k.APIKey = apiKey
-	k.Version++
-	k.UpdatedAt = pk.UpdatedAt
-	if err := putKey(ctx, req.Storage, k); err != nil {
-		b.settleWAL(ctx, req, walID, walKindRotate, wal)
-		return fmt.Errorf("%w (the previous secret was pushed back)", err)
-	}
-	b.deleteWAL(ctx, req, walID)
-	return nil
-}
-
 // pathKeyDelete deletes the platform key first and the Vault entry only after
 // that succeeded, so a failure never leaves a platform key Vault forgot.
-// Deleting what is not there is a success, as everywhere in Vault.
+// Deleting what is not there is a success, as everywhere in Vault. A delete
+// needs no write-ahead log entry: it cannot be undone, and repeating it
+// finishes it.
 func (b *gradientBackend) pathKeyDelete(ctx context.Context, req *logical.Request, d *framework.FieldData, k *keyEntry) (*logical.Response, error) {
-	name := k.Name
-	up, err := b.upstreamFor(ctx, req)
+	c, err := b.clients(ctx, req.Storage)
 	if err != nil {
-		return errorResponse(err)
+		return nil, err
 	}
-
-	agents, err := up.platform.ListAgentsByKey(ctx, k.Provider, k.UUID)
+	agents, err := c.platform.ListAgentsByKey(ctx, k.Provider, k.UUID)
 	if err != nil && !errors.Is(err, errPlatformNotFound) {
-		return errorResponse(err)
+		return nil, err
 	}
 	if len(agents) > 0 && !d.Get("force").(bool) {
-		return logical.ErrorResponse("key %q is used by %d agent(s): %s. Move them to another key first with: vault write %skeys/%s/reassign to=<other key>; or delete anyway with force=true (those agents lose access to %s). Nothing was changed.",
-			name, len(agents), describeAgents(agents), req.MountPoint, name, k.Provider), nil
+		return nil, callerErrorf("key %q is used by %d agent(s): %s. Move them to another key first with: vault write %skeys/%s/reassign to=<other key>; or delete anyway with force=true (those agents lose access to %s). Nothing was changed.",
+			k.Name, len(agents), describeAgents(agents), req.MountPoint, k.Name, k.Provider)
 	}
 
 	// A 404 means the key is already gone from the platform: done.
-	if err := up.platform.DeleteKey(ctx, k.Provider, k.UUID); err != nil && !errors.Is(err, errPlatformNotFound) {
-		return errorResponse(err)
+	if err := c.platform.DeleteKey(ctx, k.Provider, k.UUID); err != nil && !errors.Is(err, errPlatformNotFound) {
+		return nil, err
 	}
 	b.names.remove(k.Provider, k.Name, k.UUID)
-	if err := deleteKey(ctx, req.Storage, name); err != nil {
+	if err := deleteKey(ctx, req.Storage, k.Name); err != nil {
 		// The platform key is gone; deleting again finishes the job, since
 		// the platform's 404 counts as deleted.
 		return nil, fmt.Errorf("%w (the platform key is already deleted; delete again to finish)", err)
 	}
-	b.Logger().Info("key deleted", "name", name, "uuid", k.UUID, "agents_cut_off", len(agents))
+	b.Logger().Info("key deleted", "name", k.Name, "uuid", k.UUID, "agents_cut_off", len(agents))
 	return nil, nil
 }
 
@@ -448,4 +333,19 @@ const keysListHelpDescription = "Lists the names of the Anthropic and OpenAI key
 
 const keyHelpSynopsis = "Manage one provider key: verified with its provider, pushed to the Gradient platform, stored sealed in Vault."
 
-const keyHelpDescription = "Create: provider (anthropic or openai) and api_key are required; the key is verified with the provider, pushed to the platform under this name, then stored. With uuid=<platform key uuid> an existing platform key is adopted instead of creating one. A name another platform key already has is refused. Update: a new api_key is verified and pushed to the same platform key (same uuid, so agents keep working) and the version goes up by one; description can change; provider cannot. Read: metadata and the last four characters of the key, never the key (read creds/<name> for that). Delete: refused while agents use the key, unless force=true; move them first with keys/<name>/reassign. Names: " + nameRule + "."
+const keyHelpDescription = `Create: provider (anthropic or openai) and api_key are required; the key is
+verified with the provider, pushed to the platform under this name, then
+stored. With uuid=<platform key uuid> an existing platform key is adopted
+instead of creating one. A name another platform key already has is refused.
+
+Update: a new api_key is verified and pushed to the same platform key (same
+uuid, so agents keep working) and the version goes up by one; description
+can change; provider cannot.
+
+Read: metadata and the last four characters of the key, never the key (read
+creds/<name> for that).
+
+Delete: refused while agents use the key, unless force=true; move them first
+with keys/<name>/reassign.
+
+Names: ` + nameRule + "."

@@ -59,6 +59,9 @@ type platform interface {
 	// SetAgentKey points the agent at another key of the same provider and
 	// returns the agent as the platform reports it afterwards.
 	SetAgentKey(ctx context.Context, provider, agentUUID, keyUUID string) (platformAgent, error)
+	// ClockOffset bounds the platform's clock minus this node's, as last
+	// measured from an answer; ok is false before any answer came.
+	ClockOffset() (lo, hi time.Duration, ok bool)
 }
 
 // maxPageSize is the platform's largest per_page: fewer round trips, fewer
@@ -67,22 +70,28 @@ const maxPageSize = 200
 
 // godoPlatform implements platform with godo's AgentPlatform service.
 type godoPlatform struct {
-	api godo.AgentPlatformService
+	api   godo.AgentPlatformService
+	clock *platformClock
 }
 
 // newGodoPlatform builds a client without godo's automatic retries: those
 // retry POST too, and a retried create can leave a duplicate key behind.
 func newGodoPlatform(baseURL, token, userAgent string, timeout time.Duration) (*godoPlatform, error) {
+	clock := newPlatformClock()
 	httpClient := &http.Client{
-		Timeout:   timeout,
-		Transport: &bearerTransport{token: token, base: http.DefaultTransport.(*http.Transport).Clone()},
+		Timeout: timeout,
+		Transport: &clockTransport{clock: clock, base: &bearerTransport{
+			token: token, base: http.DefaultTransport.(*http.Transport).Clone(),
+		}},
 	}
 	client, err := godo.New(httpClient, godo.SetBaseURL(baseURL), godo.SetUserAgent(userAgent))
 	if err != nil {
 		return nil, fmt.Errorf("building the platform client: %w", err)
 	}
-	return &godoPlatform{api: client.AgentPlatform}, nil
+	return &godoPlatform{api: client.AgentPlatform, clock: clock}, nil
 }
+
+func (p *godoPlatform) ClockOffset() (lo, hi time.Duration, ok bool) { return p.clock.offset() }
 
 func (p *godoPlatform) CreateKey(ctx context.Context, provider, name, secret string) (platformKey, error) {
 	switch provider {

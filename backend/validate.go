@@ -1,13 +1,16 @@
 package backend
 
 import (
+	"regexp"
 	"strings"
 	"unicode"
+
+	"github.com/hashicorp/vault/sdk/framework"
 )
 
 // nameRule is quoted in every refusal of a name, so the caller can fix it
 // without reading the docs.
-const nameRule = `a key name is 1 to 64 characters of lowercase letters, digits, hyphens and periods, does not start with "sk-", and never contains the API key`
+const nameRule = `a key name is 1 to 64 characters of lowercase letters, digits, hyphens and periods, with no two periods in a row, does not start with "sk-", and never contains the API key`
 
 const (
 	maxNameLength = 64
@@ -28,7 +31,39 @@ func validateName(name string) error {
 	if strings.HasPrefix(name, "sk-") {
 		return callerErrorf(`invalid key name: it starts with "sk-", like an API key: %s`, nameRule)
 	}
+	// Vault's storage refuses any path with ".." in it, as a parent
+	// reference; so does this rule, before storage is reached.
+	if strings.Contains(name, "..") {
+		return callerErrorf(`invalid key name: it contains "..": %s`, nameRule)
+	}
 	return nil
+}
+
+// keyNameSegment matches one path segment as the key name. Every path that
+// takes a key name uses it or a pattern wider than it, so a name the rule
+// accepts reaches every path of its key; what the rule refuses reaches the
+// handler and gets the rule's 400 rather than Vault's "unsupported path".
+const keyNameSegment = `(?P<name>[^/]+)`
+
+// platformUUID is the canonical text form of a platform uuid. It is the only
+// caller text that goes into a platform URL path besides validated names,
+// so nothing else may pass: godo joins it to the path, and "../" would
+// resolve to another object.
+var platformUUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// parseUUIDField reads the optional uuid field, lower-cased. A value that
+// is not a canonical uuid is refused without being echoed: it may be a key
+// pasted into the wrong field, and error strings reach the audit log in
+// plain text.
+func parseUUIDField(d *framework.FieldData) (string, error) {
+	raw := strings.TrimSpace(d.Get("uuid").(string))
+	if raw == "" {
+		return "", nil
+	}
+	if !platformUUID.MatchString(raw) {
+		return "", callerErrorf("uuid is not a platform key uuid: it must be 36 characters, 8-4-4-4-12 hexadecimal digits (as the control panel and doctl show it)")
+	}
+	return strings.ToLower(raw), nil
 }
 
 // validateNameAgainstKey refuses a name that is, or contains, the key: the

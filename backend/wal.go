@@ -11,215 +11,226 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// Every change to the platform is bracketed by a write-ahead log entry:
-// written before the platform call, deleted once Vault's storage matches the
-// platform. If the node dies in between, Vault's periodic rollback (on the
-// node that wrote it: wal/ is local storage) calls walRollback, which compares
-// storage with the entry and undoes only what storage does not reflect.
+// Every change to the platform takes one road, makeChange: a write-ahead log
+// entry is written before the platform call and deleted once Vault's storage
+// matches the platform. If the node dies in between, Vault's periodic
+// rollback (on the node that wrote it: wal/ is local storage) hands the entry
+// back to walRollback, which puts the platform back in line with storage.
+//
+// Each kind of entry knows how to undo its change, and that undo is always
+// the same idea: make the platform key (found by uuid, never by name) say
+// what storage says. It is safe to run at any time, any number of times,
+// because storage is the truth and the undo only copies it.
 const (
-	walKindCreate = "create-key"
-	walKindAdopt  = "adopt-key"
-	walKindRotate = "rotate-key"
-	walKindRename = "rename-key"
+	walKindCreate   = "create-key"
+	walKindAdopt    = "adopt-key"
+	walKindRotate   = "rotate-key"
+	walKindRename   = "rename-key"
+	walKindReassign = "reassign-agents"
 )
 
-// walRollbackMinAge keeps rollback away from operations still in flight; the
-// longest one is bounded by a few request timeouts.
-const walRollbackMinAge = 10 * time.Minute
+const (
+	// walRollbackMinAge keeps rollback away from operations still in
+	// flight; the longest one is bounded by a few request timeouts.
+	walRollbackMinAge = 10 * time.Minute
+	// defaultWALMaxAge bounds how long a rollback that keeps failing is
+	// retried (after config was deleted, say, or when the old secret to
+	// push back was revoked at the provider). Past it the entry is dropped
+	// with an error log that says what an operator must finish by hand.
+	defaultWALMaxAge = 24 * time.Hour
+)
 
-// orphanClockSlack allows for the platform's clock being behind Vault's when
-// deciding whether a key with the WAL's name was created by this operation.
-const orphanClockSlack = 5 * time.Minute
+// walEntry is what one write-ahead log entry holds: enough to find and undo
+// its platform change, never a secret.
+type walEntry interface {
+	kind() string
+	// undo makes the platform match storage for this change. It takes no
+	// locks: a request calls it holding the locks of the change, and
+	// walRollback takes them first.
+	undo(ctx context.Context, b *gradientBackend, s logical.Storage) error
+	// lockScope names the keys and the platform uuid whose locks the
+	// change holds.
+	lockScope() (names []string, uuid string)
+	// describe gives the key/value pairs an operator needs to finish the
+	// change by hand.
+	describe() []any
+	// undone says in words what a successful undo did.
+	undone() string
+	created() time.Time
+}
 
-// createWAL holds what rollback needs to find an orphan before its uuid is
-// known: the platform key was to be created with this provider and name at or
-// after Started.
-type createWAL struct {
+// walHeader is common to every entry.
+type walHeader struct {
 	Provider string    `json:"provider"`
-	Name     string    `json:"name"`
-	Started  time.Time `json:"started"`
+	Created  time.Time `json:"created"`
 }
 
-// keyChangeWAL describes a change to an existing platform key: an adoption
-// (Name and secret pushed; OldName is the name to restore), a rotation
-// (Version is the stored version that was being replaced) or a rename (Name is
-// the new name, OldName the old one). It never holds a secret: the secret to
-// restore is the one still in storage.
-type keyChangeWAL struct {
-	Provider string `json:"provider"`
-	UUID     string `json:"uuid"`
-	Name     string `json:"name"`
-	OldName  string `json:"old_name,omitempty"`
-	Version  int    `json:"version,omitempty"`
+func (h walHeader) created() time.Time { return h.Created }
+
+// pendingChange is one platform change on its way through makeChange.
+type pendingChange struct {
+	entry walEntry
+	// apply makes the platform call(s).
+	apply func(ctx context.Context) error
+	// commit writes storage to match the platform; nil when storage keeps
+	// nothing about the change (a reassign).
+	commit func(ctx context.Context) error
+	// multiStep marks an apply that makes several platform calls: a
+	// refusal of one does not mean that nothing changed.
+	multiStep bool
 }
 
-// walRollback is called by Vault for WAL entries older than the minimum age.
-// It takes the per-name locks the original operation held. An error keeps the
-// entry for the next pass; it is never swallowed, or a key would leak.
+// makeChange runs a platform change through the write-ahead log and owns the
+// clean-up policy:
+//   - a definite refusal of a single call (the platform answered 4xx)
+//     changed nothing: the entry just goes;
+//   - an ambiguous failure (5xx, timeout, dropped connection) may have been
+//     applied, or may still be applied after this answer: it is undone at
+//     once, and the entry stays for the periodic rollback either way, which
+//     catches a change that lands late;
+//   - a failed storage write after the platform change is undone at once;
+//     the entry goes only if that worked.
+//
+// The error says what happened to the platform, never more than that.
+func (b *gradientBackend) makeChange(ctx context.Context, s logical.Storage, c pendingChange) error {
+	walID, err := framework.PutWAL(ctx, s, c.entry.kind(), c.entry)
+	if err != nil {
+		return fmt.Errorf("writing the write-ahead log (nothing was changed on the platform): %w", err)
+	}
+	if err := c.apply(ctx); err != nil {
+		if !c.multiStep && platformRefused(err) {
+			b.deleteWAL(ctx, s, walID)
+			return err
+		}
+		return fmt.Errorf("%w; %s", err, b.undoNow(ctx, s, walID, c.entry, true))
+	}
+	if c.commit != nil {
+		if err := c.commit(ctx); err != nil {
+			return fmt.Errorf("%w; %s", err, b.undoNow(ctx, s, walID, c.entry, false))
+		}
+	}
+	b.deleteWAL(ctx, s, walID)
+	return nil
+}
+
+// undoNow undoes a failed change while the request still holds its locks,
+// and says in words what came of it.
+func (b *gradientBackend) undoNow(ctx context.Context, s logical.Storage, walID string, w walEntry, keepEntry bool) string {
+	if err := w.undo(ctx, b, s); err != nil {
+		b.Logger().Error("undoing a failed platform change failed; the write-ahead log keeps it for the periodic rollback",
+			append([]any{"kind", w.kind(), "wal_id", walID, "error", err}, w.describe()...)...)
+		return fmt.Sprintf("undoing the platform change failed too (%v); Vault's periodic rollback retries it", err)
+	}
+	if keepEntry {
+		return w.undone() + "; Vault's periodic rollback checks again later, in case the platform applies the change late"
+	}
+	b.deleteWAL(ctx, s, walID)
+	return w.undone()
+}
+
+// walRollback is called by Vault for entries older than the minimum age. It
+// takes the locks the original change held. An error keeps the entry for the
+// next pass, until it is older than walMaxAge.
 func (b *gradientBackend) walRollback(ctx context.Context, req *logical.Request, kind string, data any) error {
-	switch kind {
-	case walKindCreate:
-		var w createWAL
-		if err := decodeWAL(data, &w); err != nil {
-			return err
-		}
-		defer b.lockNames(w.Name)()
-		return b.rollbackCreate(ctx, req, &w)
-	case walKindAdopt, walKindRotate, walKindRename:
-		var w keyChangeWAL
-		if err := decodeWAL(data, &w); err != nil {
-			return err
-		}
-		names := []string{w.Name}
-		if w.OldName != "" {
-			names = append(names, w.OldName)
-		}
-		defer b.lockNames(names...)()
-		return b.rollbackKeyChange(ctx, req, kind, &w)
+	w, err := decodeWAL(kind, data)
+	if err != nil {
+		// An entry that cannot be read cannot be acted on; keeping it
+		// would retry it for ever.
+		b.Logger().Error("dropping a write-ahead log entry that cannot be read", "kind", kind, "error", err)
+		return nil
 	}
-	// An unknown kind cannot be acted on; keeping it would retry forever.
-	b.Logger().Error("dropping write-ahead log entry of unknown kind", "kind", kind)
-	return nil
+	unlock, err := b.lockForRollback(ctx, req.Storage, w)
+	if err == nil {
+		err = w.undo(ctx, b, req.Storage)
+		unlock()
+	}
+	if err == nil {
+		return nil
+	}
+	if age := b.now().Sub(w.created()); !w.created().IsZero() && age > b.walMaxAge {
+		b.Logger().Error("giving up on a platform change that could not be rolled back; finish it by hand",
+			append([]any{"kind", kind, "age", age.Round(time.Second).String(), "error", err}, w.describe()...)...)
+		return nil
+	}
+	return err
 }
 
-func (b *gradientBackend) rollback(ctx context.Context, req *logical.Request, kind string, wal any) error {
-	switch w := wal.(type) {
-	case *createWAL:
-		return b.rollbackCreate(ctx, req, w)
-	case *keyChangeWAL:
-		return b.rollbackKeyChange(ctx, req, kind, w)
-	}
-	return fmt.Errorf("no rollback for %T", wal)
-}
-
-// rollbackCreate deletes every platform key with the WAL's name that this
-// operation may have created and that storage does not hold.
-func (b *gradientBackend) rollbackCreate(ctx context.Context, req *logical.Request, w *createWAL) error {
-	up, err := b.getUpstream(ctx, req.Storage)
-	if err != nil {
-		return fmt.Errorf("rolling back the create of %q: %w", w.Name, err)
-	}
-	stored, err := getKey(ctx, req.Storage, w.Name)
-	if err != nil {
-		return err
-	}
-	keys, err := up.platform.ListKeys(ctx, w.Provider)
-	if err != nil {
-		return fmt.Errorf("rolling back the create of %q: %w", w.Name, err)
-	}
-	for _, k := range keys {
-		if k.Name != w.Name || (stored != nil && stored.UUID == k.UUID) {
-			continue
-		}
-		if !k.CreatedAt.IsZero() && k.CreatedAt.Before(w.Started.Add(-orphanClockSlack)) {
-			continue // older than this operation: not ours
-		}
-		if err := up.platform.DeleteKey(ctx, w.Provider, k.UUID); err != nil && !errors.Is(err, errPlatformNotFound) {
-			return fmt.Errorf("rolling back the create of %q: deleting orphan %s: %w", w.Name, k.UUID, err)
-		}
-		b.names.remove(w.Provider, w.Name, k.UUID)
-		b.Logger().Warn("deleted orphaned platform key", "name", w.Name, "provider", w.Provider, "uuid", k.UUID)
-	}
-	return nil
-}
-
-// rollbackKeyChange restores the platform key to what storage says, when
-// storage shows that the change did not complete.
-func (b *gradientBackend) rollbackKeyChange(ctx context.Context, req *logical.Request, kind string, w *keyChangeWAL) error {
-	up, err := b.getUpstream(ctx, req.Storage)
-	if err != nil {
-		return fmt.Errorf("rolling back %s of %s: %w", kind, w.UUID, err)
-	}
-	stored, err := getKey(ctx, req.Storage, w.Name)
-	if err != nil {
-		return err
-	}
-	completed := stored != nil && stored.UUID == w.UUID
-
-	var change keyChange
-	switch kind {
-	case walKindAdopt:
-		if completed {
-			return nil
-		}
-		// The secret the key had before cannot be restored (the platform
-		// never returns it); the one pushed was verified, so it works.
-		change = keyChange{Name: w.OldName}
-	case walKindRename:
-		if completed {
-			// The new entry is stored; finish by dropping the old one if it
-			// survived.
-			if old, err := getKey(ctx, req.Storage, w.OldName); err != nil {
-				return err
-			} else if old != nil && old.UUID == w.UUID {
-				return deleteKey(ctx, req.Storage, w.OldName)
+// lockForRollback takes the name locks of the change, plus the lock of the
+// name that storage holds the uuid under now (a later rename may have moved
+// it), then the uuid's lock. Names come before the uuid everywhere, so the
+// order cannot deadlock; if the uuid moved while the locks were taken, it
+// tries again.
+func (b *gradientBackend) lockForRollback(ctx context.Context, s logical.Storage, w walEntry) (func(), error) {
+	names, uuid := w.lockScope()
+	for attempt := 0; attempt < 3; attempt++ {
+		var holder string
+		if uuid != "" {
+			k, err := findKeyByUUID(ctx, s, uuid)
+			if err != nil {
+				return nil, err
 			}
-			return nil
+			if k != nil {
+				holder = k.Name
+			}
 		}
-		change = keyChange{Name: w.OldName}
-	case walKindRotate:
-		if !completed || stored.Version > w.Version {
-			return nil // stored, or the key is gone: nothing to restore
+		unlockNames := b.lockNames(append(names, holder)...)
+		unlockUUID := b.lockUUID(uuid)
+		unlock := func() { unlockUUID(); unlockNames() }
+		if uuid == "" {
+			return unlock, nil
 		}
-		change = keyChange{Secret: stored.APIKey}
+		k, err := findKeyByUUID(ctx, s, uuid)
+		if err != nil {
+			unlock()
+			return nil, err
+		}
+		if k == nil || k.Name == holder {
+			return unlock, nil
+		}
+		unlock()
 	}
-
-	if _, err := up.platform.UpdateKey(ctx, w.Provider, w.UUID, change); err != nil && !errors.Is(err, errPlatformNotFound) {
-		return fmt.Errorf("rolling back %s of %s: %w", kind, w.UUID, err)
-	}
-	if change.Name != "" {
-		b.names.remove(w.Provider, w.Name, w.UUID)
-		b.names.put(w.Provider, w.OldName, w.UUID)
-	}
-	b.Logger().Warn("rolled back incomplete platform change", "kind", kind, "uuid", w.UUID, "name", w.Name)
-	return nil
+	return nil, fmt.Errorf("platform key %s moved between names while rollback took its locks; retrying on the next pass", uuid)
 }
 
-// settleFailedCall settles the entry of a platform call that failed. A
-// definite refusal (the platform answered 4xx) changed nothing, so the entry
-// just goes; a 5xx, a timeout or a dropped connection may have been applied
-// and is undone like any other incomplete change.
-func (b *gradientBackend) settleFailedCall(ctx context.Context, req *logical.Request, walID, kind string, wal any, callErr error) {
-	if platformRefused(callErr) {
-		b.deleteWAL(ctx, req, walID)
-		return
-	}
-	b.settleWAL(ctx, req, walID, kind, wal)
-}
-
-func platformRefused(err error) bool {
-	var ce *callerError
-	return errors.As(err, &ce) || errors.Is(err, errPlatformNotFound) ||
-		errors.Is(err, errPlatformUnauthorized) || errors.Is(err, logical.ErrUpstreamRateLimited)
-}
-
-// settleWAL undoes a failed operation at once, while the caller still holds
-// the name locks, and deletes the WAL entry if that worked. If it did not,
-// the entry stays and Vault's periodic rollback tries again later.
-func (b *gradientBackend) settleWAL(ctx context.Context, req *logical.Request, walID, kind string, wal any) {
-	if err := b.rollback(ctx, req, kind, wal); err != nil {
-		b.Logger().Error("immediate rollback failed; the write-ahead log keeps it for later", "kind", kind, "wal_id", walID, "error", err)
-		return
-	}
-	b.deleteWAL(ctx, req, walID)
-}
-
-// deleteWAL removes an entry whose operation is complete. A failure is only
-// logged: the rollback will find storage complete and do nothing.
-func (b *gradientBackend) deleteWAL(ctx context.Context, req *logical.Request, walID string) {
-	if err := framework.DeleteWAL(ctx, req.Storage, walID); err != nil {
+// deleteWAL removes an entry whose change is settled. A failure is only
+// logged: the rollback will find storage complete and change nothing.
+func (b *gradientBackend) deleteWAL(ctx context.Context, s logical.Storage, walID string) {
+	if err := framework.DeleteWAL(ctx, s, walID); err != nil {
 		b.Logger().Warn("could not delete a write-ahead log entry; rollback will find nothing to undo", "wal_id", walID, "error", err)
 	}
 }
 
 // decodeWAL turns the generic data Vault hands back into the entry's type.
-func decodeWAL(data any, out any) error {
+func decodeWAL(kind string, data any) (walEntry, error) {
+	var w walEntry
+	switch kind {
+	case walKindCreate:
+		w = &createWAL{}
+	case walKindAdopt:
+		w = &adoptWAL{}
+	case walKindRotate:
+		w = &rotateWAL{}
+	case walKindRename:
+		w = &renameWAL{}
+	case walKindReassign:
+		w = &reassignWAL{}
+	default:
+		return nil, errors.New("unknown kind")
+	}
 	raw, err := json.Marshal(data)
+	if err == nil {
+		err = json.Unmarshal(raw, w)
+	}
 	if err != nil {
-		return fmt.Errorf("decoding a write-ahead log entry: %w", err)
+		return nil, fmt.Errorf("decoding: %w", err)
 	}
-	if err := json.Unmarshal(raw, out); err != nil {
-		return fmt.Errorf("decoding a write-ahead log entry: %w", err)
-	}
-	return nil
+	return w, nil
+}
+
+// platformRefused reports a definite refusal: the platform answered and
+// changed nothing.
+func platformRefused(err error) bool {
+	var ce *callerError
+	return errors.As(err, &ce) || errors.Is(err, errPlatformNotFound) ||
+		errors.Is(err, errPlatformUnauthorized) || errors.Is(err, logical.ErrUpstreamRateLimited)
 }

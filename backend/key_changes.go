@@ -1,0 +1,519 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// The platform changes this mount makes, each as a write-ahead log entry with
+// its undo, and the function that sends it down makeChange's road. Handlers
+// parse, validate and lock; these functions change the platform and storage.
+
+// ---- create ----
+
+// createWAL holds what the undo of a create needs to find the key it made
+// when the platform's answer was lost and its uuid is unknown.
+type createWAL struct {
+	walHeader
+	Name string `json:"name"`
+	// Started and Deadline bound, on this node's clock, when the platform
+	// can have created the key: from just before the call to one request
+	// timeout after the client gave up (a request the platform accepted
+	// is applied within that, or not at all).
+	Started  time.Time `json:"started"`
+	Deadline time.Time `json:"deadline"`
+	// UUID is known only in memory, once the platform answered; the undo
+	// of a failed storage write then deletes exactly that key.
+	UUID string `json:"-"`
+}
+
+func (w *createWAL) kind() string                  { return walKindCreate }
+func (w *createWAL) lockScope() ([]string, string) { return []string{w.Name}, "" }
+func (w *createWAL) undone() string                { return "if the platform created the key, it was removed again" }
+func (w *createWAL) describe() []any {
+	return []any{"provider", w.Provider, "name", w.Name, "started", w.Started.Format(time.RFC3339)}
+}
+
+// createKey pushes a new key to the platform and stores it.
+func (b *gradientBackend) createKey(ctx context.Context, s logical.Storage, c *clients, r createRequest) (*keyEntry, error) {
+	if err := b.refuseDuplicateName(ctx, c, r.provider, r.name, ""); err != nil {
+		return nil, err
+	}
+	started := b.now().UTC()
+	w := &createWAL{
+		walHeader: walHeader{Provider: r.provider, Created: started},
+		Name:      r.name,
+		Started:   started,
+		Deadline:  started.Add(2 * c.config.RequestTimeout),
+	}
+	var k *keyEntry
+	err := b.makeChange(ctx, s, pendingChange{
+		entry: w,
+		apply: func(ctx context.Context) error {
+			pk, err := c.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)
+			if err != nil {
+				return err
+			}
+			w.UUID = pk.UUID
+			k = &keyEntry{
+				Name: r.name, Provider: r.provider, UUID: pk.UUID, Description: r.description,
+				APIKey: r.apiKey, Version: 1, CreatedAt: pk.CreatedAt, UpdatedAt: pk.UpdatedAt,
+			}
+			return nil
+		},
+		commit: func(ctx context.Context) error {
+			b.names.put(r.provider, r.name, k.UUID)
+			return putKey(ctx, s, k)
+		},
+	})
+	return k, err
+}
+
+// undo deletes the key this create made, if storage does not hold it. With
+// the uuid unknown, the key is the one named like the WAL whose creation
+// time, on the platform's clock, falls inside the call's window. A key
+// created by someone else in the same window cannot be told apart: then
+// nothing is deleted and the error names the candidates.
+func (w *createWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storage) error {
+	c, err := b.clients(ctx, s)
+	if err != nil {
+		return fmt.Errorf("rolling back the create of %q: %w", w.Name, err)
+	}
+	candidates := []string{w.UUID}
+	if w.UUID == "" {
+		if candidates, err = w.findCreated(ctx, c); err != nil {
+			return fmt.Errorf("rolling back the create of %q: %w", w.Name, err)
+		}
+	}
+	var orphans []string
+	for _, uuid := range candidates {
+		if stored, err := findKeyByUUID(ctx, s, uuid); err != nil {
+			return err
+		} else if stored == nil {
+			orphans = append(orphans, uuid)
+		}
+	}
+	switch len(orphans) {
+	case 0:
+		return nil
+	case 1:
+	default:
+		return fmt.Errorf("rolling back the create of %q: %d keys with that name were created while the create was in flight (%s) and Vault holds none of them; one is someone else's, so none was deleted: delete the one this mount made by hand",
+			w.Name, len(orphans), strings.Join(orphans, ", "))
+	}
+	if err := c.platform.DeleteKey(ctx, w.Provider, orphans[0]); err != nil && !errors.Is(err, errPlatformNotFound) {
+		return fmt.Errorf("rolling back the create of %q: deleting orphan %s: %w", w.Name, orphans[0], err)
+	}
+	b.names.remove(w.Provider, w.Name, orphans[0])
+	b.Logger().Warn("deleted orphaned platform key", "name", w.Name, "provider", w.Provider, "uuid", orphans[0])
+	return nil
+}
+
+// findCreated lists the provider's keys named like the WAL and returns those
+// the create can have made. The platform's clock is not this node's: its
+// offset is measured from the Date header of the listing itself, and its
+// timestamps have one-second resolution, so the window widens by the
+// measurement's uncertainty and one second.
+func (w *createWAL) findCreated(ctx context.Context, c *clients) ([]string, error) {
+	keys, err := c.platform.ListKeys(ctx, w.Provider)
+	if err != nil {
+		return nil, err
+	}
+	lo, hi, ok := c.platform.ClockOffset()
+	if !ok {
+		lo, hi = -unknownClockSlack, unknownClockSlack
+	}
+	earliest := w.Started.Add(lo).Add(-time.Second)
+	latest := w.Deadline.Add(hi).Add(time.Second)
+	var found []string
+	for _, k := range keys {
+		if k.Name != w.Name || k.CreatedAt.Before(earliest) || k.CreatedAt.After(latest) {
+			continue
+		}
+		found = append(found, k.UUID)
+	}
+	return found, nil
+}
+
+// unknownClockSlack is the platform clock's assumed offset when no answer
+// has carried a Date header: wide, so that an orphan is still found.
+const unknownClockSlack = 5 * time.Minute
+
+// ---- adopt ----
+
+// adoptWAL: a platform key took this name and secret; OldName is the name
+// it had, restored by the undo. The secret it had cannot be restored: the
+// platform never returns it.
+type adoptWAL struct {
+	walHeader
+	UUID    string `json:"uuid"`
+	Name    string `json:"name"`
+	OldName string `json:"old_name"`
+}
+
+func (w *adoptWAL) kind() string                  { return walKindAdopt }
+func (w *adoptWAL) lockScope() ([]string, string) { return []string{w.Name}, w.UUID }
+func (w *adoptWAL) undone() string {
+	return "the key's old name was restored on the platform (the secret sent stays on it: the platform never returns the old one)"
+}
+func (w *adoptWAL) describe() []any {
+	return []any{"provider", w.Provider, "uuid", w.UUID, "name", w.Name, "old_name", w.OldName}
+}
+
+// adoptKey takes over a key that already exists on the platform: it gets
+// this name and secret, and keeps its uuid and the agents that use it. The
+// caller holds the uuid's lock, so no other adoption or rename can make two
+// names manage it.
+func (b *gradientBackend) adoptKey(ctx context.Context, s logical.Storage, c *clients, r createRequest) (*keyEntry, error) {
+	if owner, err := findKeyByUUID(ctx, s, r.adoptUUID); err != nil {
+		return nil, err
+	} else if owner != nil {
+		return nil, callerErrorf("platform key %s is already managed by this mount as %q; a key cannot be adopted twice", r.adoptUUID, owner.Name)
+	}
+	current, err := c.platform.GetKey(ctx, r.provider, r.adoptUUID)
+	if errors.Is(err, errPlatformNotFound) {
+		return nil, callerErrorf("there is no %s key with uuid %s on the platform; check the uuid and the provider", r.provider, r.adoptUUID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := b.refuseDuplicateName(ctx, c, r.provider, r.name, r.adoptUUID); err != nil {
+		return nil, err
+	}
+
+	w := &adoptWAL{
+		walHeader: walHeader{Provider: r.provider, Created: b.now().UTC()},
+		UUID:      r.adoptUUID, Name: r.name, OldName: current.Name,
+	}
+	var k *keyEntry
+	err = b.makeChange(ctx, s, pendingChange{
+		entry: w,
+		apply: func(ctx context.Context) error {
+			pk, err := c.platform.UpdateKey(ctx, r.provider, r.adoptUUID, keyChange{Name: r.name, Secret: r.apiKey})
+			if err != nil {
+				return err
+			}
+			k = &keyEntry{
+				Name: r.name, Provider: r.provider, UUID: r.adoptUUID, Description: r.description,
+				APIKey: r.apiKey, Version: 1, CreatedAt: pk.CreatedAt, UpdatedAt: pk.UpdatedAt,
+			}
+			return nil
+		},
+		commit: func(ctx context.Context) error {
+			b.names.remove(r.provider, current.Name, r.adoptUUID)
+			b.names.put(r.provider, r.name, r.adoptUUID)
+			return putKey(ctx, s, k)
+		},
+	})
+	return k, err
+}
+
+// undo gives the key its old name back unless storage holds its uuid (the
+// adoption completed, or another name adopted it since).
+func (w *adoptWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storage) error {
+	if stored, err := findKeyByUUID(ctx, s, w.UUID); err != nil || stored != nil {
+		return err
+	}
+	return b.pushName(ctx, s, w.Provider, w.UUID, w.Name, w.OldName)
+}
+
+// ---- rotate ----
+
+// rotateWAL: the secret of platform key UUID was being replaced while
+// storage held Version. The undo pushes back the secret storage holds.
+type rotateWAL struct {
+	walHeader
+	UUID    string `json:"uuid"`
+	Name    string `json:"name"`
+	Version int    `json:"version"`
+}
+
+func (w *rotateWAL) kind() string                  { return walKindRotate }
+func (w *rotateWAL) lockScope() ([]string, string) { return []string{w.Name}, w.UUID }
+func (w *rotateWAL) undone() string                { return "the previous secret was pushed back to the platform" }
+func (w *rotateWAL) describe() []any {
+	return []any{"provider", w.Provider, "uuid", w.UUID, "name", w.Name, "version", w.Version}
+}
+
+// rotateSecret verifies the new secret, pushes it to the same platform key
+// (same uuid, so the agents that use it keep working) and stores k with it
+// and the next version in one write. Fields the caller set on k are stored
+// with it; on an error the caller discards k.
+func (b *gradientBackend) rotateSecret(ctx context.Context, s logical.Storage, k *keyEntry, apiKey string) error {
+	c, err := b.clients(ctx, s)
+	if err != nil {
+		return err
+	}
+	if err := c.verifier.Verify(ctx, k.Provider, apiKey); err != nil {
+		return err
+	}
+	w := &rotateWAL{
+		walHeader: walHeader{Provider: k.Provider, Created: b.now().UTC()},
+		UUID:      k.UUID, Name: k.Name, Version: k.Version,
+	}
+	return b.makeChange(ctx, s, pendingChange{
+		entry: w,
+		apply: func(ctx context.Context) error {
+			pk, err := c.platform.UpdateKey(ctx, k.Provider, k.UUID, keyChange{Secret: apiKey})
+			if err != nil {
+				return keyGoneIfNotFound(err, k)
+			}
+			k.UpdatedAt = pk.UpdatedAt
+			return nil
+		},
+		commit: func(ctx context.Context) error {
+			k.APIKey = apiKey
+			k.Version++
+			return putKey(ctx, s, k)
+		},
+	})
+}
+
+// undo pushes the stored secret back unless storage already holds a later
+// version, found by uuid under whatever name the key has now.
+func (w *rotateWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storage) error {
+	stored, err := findKeyByUUID(ctx, s, w.UUID)
+	if err != nil || stored == nil || stored.Version > w.Version {
+		return err // deleted since, or the rotation completed
+	}
+	c, err := b.clients(ctx, s)
+	if err != nil {
+		return fmt.Errorf("rolling back the rotation of %s: %w", w.UUID, err)
+	}
+	if _, err := c.platform.UpdateKey(ctx, w.Provider, w.UUID, keyChange{Secret: stored.APIKey}); err != nil && !errors.Is(err, errPlatformNotFound) {
+		return fmt.Errorf("rolling back the rotation of %s: %w", w.UUID, err)
+	}
+	b.Logger().Warn("pushed the stored secret back after an incomplete rotation", "uuid", w.UUID, "name", stored.Name, "version", stored.Version)
+	return nil
+}
+
+// ---- rename ----
+
+// renameWAL: platform key UUID was being renamed from OldName to Name.
+type renameWAL struct {
+	walHeader
+	UUID    string `json:"uuid"`
+	Name    string `json:"name"`
+	OldName string `json:"old_name"`
+}
+
+func (w *renameWAL) kind() string                  { return walKindRename }
+func (w *renameWAL) lockScope() ([]string, string) { return []string{w.Name, w.OldName}, w.UUID }
+func (w *renameWAL) undone() string                { return "the old name was restored on the platform" }
+func (w *renameWAL) describe() []any {
+	return []any{"provider", w.Provider, "uuid", w.UUID, "name", w.Name, "old_name", w.OldName}
+}
+
+// renameKey renames the platform key and moves the Vault entry. The caller
+// holds both names' locks and the uuid's.
+func (b *gradientBackend) renameKey(ctx context.Context, s logical.Storage, c *clients, k *keyEntry, newName string) (*keyEntry, error) {
+	if err := b.refuseDuplicateName(ctx, c, k.Provider, newName, k.UUID); err != nil {
+		return nil, err
+	}
+	w := &renameWAL{
+		walHeader: walHeader{Provider: k.Provider, Created: b.now().UTC()},
+		UUID:      k.UUID, Name: newName, OldName: k.Name,
+	}
+	renamed := *k
+	renamed.Name = newName
+	err := b.makeChange(ctx, s, pendingChange{
+		entry: w,
+		apply: func(ctx context.Context) error {
+			pk, err := c.platform.UpdateKey(ctx, k.Provider, k.UUID, keyChange{Name: newName})
+			if err != nil {
+				return keyGoneIfNotFound(err, k)
+			}
+			renamed.UpdatedAt = pk.UpdatedAt
+			return nil
+		},
+		commit: func(ctx context.Context) error {
+			b.names.remove(k.Provider, k.Name, k.UUID)
+			b.names.put(k.Provider, newName, k.UUID)
+			if err := putKey(ctx, s, &renamed); err != nil {
+				return err
+			}
+			if err := deleteKey(ctx, s, k.Name); err != nil {
+				// Put storage back as it was, so the undo sees the old
+				// name alone and restores it on the platform.
+				if undoErr := deleteKey(ctx, s, newName); undoErr != nil {
+					return fmt.Errorf("%w; removing the new entry failed too: %v", err, undoErr)
+				}
+				return err
+			}
+			return nil
+		},
+	})
+	return &renamed, err
+}
+
+// undo gives the platform key the name storage holds it under. If storage
+// holds it under the new name too, the rename completed and only a leftover
+// old entry is dropped.
+func (w *renameWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storage) error {
+	stored, err := findKeysByUUID(ctx, s, w.UUID)
+	if err != nil || len(stored) == 0 {
+		return err // deleted since: nothing to restore
+	}
+	for _, k := range stored {
+		if k.Name == w.Name {
+			for _, old := range stored {
+				if old.Name == w.OldName {
+					return deleteKey(ctx, s, old.Name)
+				}
+			}
+			return nil
+		}
+	}
+	if len(stored) > 1 {
+		return fmt.Errorf("platform key %s is stored under %d names; delete all but one by hand", w.UUID, len(stored))
+	}
+	return b.pushName(ctx, s, w.Provider, w.UUID, w.Name, stored[0].Name)
+}
+
+// pushName sets the platform key's name back to name (it had from before)
+// and keeps the name cache in step. A key that is gone counts as done.
+func (b *gradientBackend) pushName(ctx context.Context, s logical.Storage, provider, uuid, from, name string) error {
+	c, err := b.clients(ctx, s)
+	if err != nil {
+		return fmt.Errorf("restoring the name of %s: %w", uuid, err)
+	}
+	if _, err := c.platform.UpdateKey(ctx, provider, uuid, keyChange{Name: name}); err != nil && !errors.Is(err, errPlatformNotFound) {
+		return fmt.Errorf("restoring the name of %s: %w", uuid, err)
+	}
+	b.names.remove(provider, from, uuid)
+	b.names.put(provider, name, uuid)
+	b.Logger().Warn("restored the name of a platform key after an incomplete change", "uuid", uuid, "name", name)
+	return nil
+}
+
+// ---- reassign ----
+
+// reassignWAL: the agents were being moved from key From to key To.
+type reassignWAL struct {
+	walHeader
+	From     string   `json:"from"`
+	To       string   `json:"to"`
+	FromName string   `json:"from_name"`
+	ToName   string   `json:"to_name"`
+	Agents   []string `json:"agents"`
+}
+
+func (w *reassignWAL) kind() string                  { return walKindReassign }
+func (w *reassignWAL) lockScope() ([]string, string) { return []string{w.FromName, w.ToName}, "" }
+func (w *reassignWAL) undone() string                { return "the agents already moved were moved back" }
+func (w *reassignWAL) describe() []any {
+	return []any{"provider", w.Provider, "from", w.From, "to", w.To, "agents", strings.Join(w.Agents, ",")}
+}
+
+// reassignAgents switches every agent from one key to the other. Agents
+// whose fields other than the key changed are returned as warnings.
+func (b *gradientBackend) reassignAgents(ctx context.Context, s logical.Storage, c *clients, from, to *keyEntry, agents []platformAgent) ([]string, error) {
+	w := &reassignWAL{
+		walHeader: walHeader{Provider: from.Provider, Created: b.now().UTC()},
+		From:      from.UUID, To: to.UUID, FromName: from.Name, ToName: to.Name,
+	}
+	for _, a := range agents {
+		w.Agents = append(w.Agents, a.UUID)
+	}
+	var warnings []string
+	err := b.makeChange(ctx, s, pendingChange{
+		entry:     w,
+		multiStep: len(agents) > 1,
+		apply: func(ctx context.Context) error {
+			for i, agent := range agents {
+				after, err := c.platform.SetAgentKey(ctx, from.Provider, agent.UUID, to.UUID)
+				if err != nil {
+					return fmt.Errorf("moving agent %s (%s) failed after %d of %d were moved: %w", agent.Name, agent.UUID, i, len(agents), err)
+				}
+				if changed := agentDrift(agent, after); changed != "" {
+					// Only the key was sent; if the platform changed
+					// anything else, someone must look at that agent.
+					b.Logger().Error("agent fields changed by a key switch", "agent", agent.UUID, "fields", changed)
+					warnings = append(warnings, fmt.Sprintf("agent %s (%s): the platform changed %s while switching its key; check the agent", agent.Name, agent.UUID, changed))
+				}
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w. %s", err, b.whereAgentsAre(ctx, c, from, to, agents))
+	}
+	return warnings, nil
+}
+
+// undo moves back to From every agent of the move that now uses To. If the
+// From key is gone, the agents have nowhere to go back to and the move
+// stands.
+func (w *reassignWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storage) error {
+	c, err := b.clients(ctx, s)
+	if err != nil {
+		return fmt.Errorf("rolling back the reassign from %s: %w", w.From, err)
+	}
+	onTarget, err := c.platform.ListAgentsByKey(ctx, w.Provider, w.To)
+	if errors.Is(err, errPlatformNotFound) {
+		return nil // the target is gone, and the agents with it
+	}
+	if err != nil {
+		return fmt.Errorf("rolling back the reassign from %s: %w", w.From, err)
+	}
+	var failed []string
+	for _, a := range onTarget {
+		if !slices.Contains(w.Agents, a.UUID) {
+			continue
+		}
+		_, err := c.platform.SetAgentKey(ctx, w.Provider, a.UUID, w.From)
+		if errors.Is(err, errPlatformNotFound) {
+			b.Logger().Warn("the source key of a failed reassign is gone; the agents stay on the target", "from", w.From, "to", w.To)
+			return nil
+		}
+		if err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", a.UUID, err))
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("moving agents back to %s failed: %s", w.From, strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+// whereAgentsAre asks the platform where each agent of a failed move is now,
+// so the caller learns the state rather than a guess.
+func (b *gradientBackend) whereAgentsAre(ctx context.Context, c *clients, from, to *keyEntry, agents []platformAgent) string {
+	onFrom, errFrom := c.platform.ListAgentsByKey(ctx, from.Provider, from.UUID)
+	onTo, errTo := c.platform.ListAgentsByKey(ctx, to.Provider, to.UUID)
+	if errFrom != nil || errTo != nil {
+		return "Where the agents are now could not be read back from the platform: list them with keys/<name>/agents"
+	}
+	var back, moved, elsewhere []string
+	for _, a := range agents {
+		label := fmt.Sprintf("%s (%s)", a.Name, a.UUID)
+		switch {
+		case containsAgent(onFrom, a.UUID):
+			back = append(back, label)
+		case containsAgent(onTo, a.UUID):
+			moved = append(moved, label)
+		default:
+			elsewhere = append(elsewhere, label)
+		}
+	}
+	parts := []string{"Now:"}
+	add := func(what string, list []string) {
+		if len(list) > 0 {
+			parts = append(parts, fmt.Sprintf("%s: %s;", what, strings.Join(list, ", ")))
+		}
+	}
+	add(fmt.Sprintf("on %q", from.Name), back)
+	add(fmt.Sprintf("on %q", to.Name), moved)
+	add("on neither key", elsewhere)
+	return strings.TrimSuffix(strings.Join(parts, " "), ";")
+}
+
+func containsAgent(agents []platformAgent, uuid string) bool {
+	return slices.ContainsFunc(agents, func(a platformAgent) bool { return a.UUID == uuid })
+}

@@ -1,0 +1,105 @@
+package backend
+
+import (
+	"context"
+	"errors"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Request plumbing: how every handler is called, answered and locked.
+
+// answered wraps a handler so that its errors become the caller's answer in
+// one place: a caller mistake is a 400 carrying the whole message (with the
+// field name and any context the handler wrapped around it), anything else
+// goes to Vault as a server fault. Handlers never build error responses.
+func answered(h framework.OperationFunc) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		resp, err := h(ctx, req, d)
+		if err != nil {
+			return respond(req, err)
+		}
+		return resp, nil
+	}
+}
+
+// respond turns a handler's error into Vault's answer.
+func respond(req *logical.Request, err error) (*logical.Response, error) {
+	if errors.Is(err, errNotConfigured) {
+		return logical.ErrorResponse("this mount is not configured: write " + req.MountPoint + "config with a DigitalOcean token first"), nil
+	}
+	var ce *callerError
+	if errors.As(err, &ce) {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	return nil, err
+}
+
+// keyHandler handles a request on an existing key.
+type keyHandler func(ctx context.Context, req *logical.Request, d *framework.FieldData, k *keyEntry) (*logical.Response, error)
+
+// readingKey starts a handler that only reads one existing key: a bad name is
+// a 400 quoting the rule, a missing key is Vault's 404 (no response).
+func (b *gradientBackend) readingKey(h keyHandler) framework.OperationFunc {
+	return b.onKey(false, h)
+}
+
+// changingKey is readingKey for handlers that change the key: they hold the
+// key name's lock from before the read to the end.
+func (b *gradientBackend) changingKey(h keyHandler) framework.OperationFunc {
+	return b.onKey(true, h)
+}
+
+func (b *gradientBackend) onKey(lock bool, h keyHandler) framework.OperationFunc {
+	return answered(func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		name := d.Get("name").(string)
+		if err := validateName(name); err != nil {
+			return nil, err
+		}
+		if lock {
+			defer b.lockNames(name)()
+		}
+		k, err := getKey(ctx, req.Storage, name)
+		if err != nil || k == nil {
+			return nil, err
+		}
+		return h(ctx, req, d, k)
+	})
+}
+
+// lockNames takes the per-name locks for every name, in the stable order
+// locksutil gives, and returns the function that releases them. Empty names
+// are skipped.
+func (b *gradientBackend) lockNames(names ...string) func() {
+	var keys []string
+	for _, n := range names {
+		if n != "" {
+			keys = append(keys, n)
+		}
+	}
+	return lockAll(locksutil.LocksForKeys(b.nameLocks, keys))
+}
+
+// lockUUID takes the lock of one platform key uuid: adoptions and renames
+// hold it, so two names can never come to manage one platform key. It is
+// always taken after the name locks, from a lock set of its own, so the
+// order is the same everywhere. An empty uuid locks nothing.
+func (b *gradientBackend) lockUUID(uuid string) func() {
+	if uuid == "" {
+		return func() {}
+	}
+	return lockAll([]*locksutil.LockEntry{locksutil.LockForKey(b.uuidLocks, uuid)})
+}
+
+func lockAll(locks []*locksutil.LockEntry) func() {
+	for _, l := range locks {
+		l.Lock()
+	}
+	return func() {
+		for i := len(locks) - 1; i >= 0; i-- {
+			locks[i].Unlock()
+		}
+	}
+}
