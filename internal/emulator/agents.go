@@ -130,7 +130,7 @@ func (e *Emulator) createAgent(w http.ResponseWriter, r *http.Request, _ string)
 		if msg := e.checkKeyRefsLocked(req.AnthropicKeyUuid, req.OpenAiKeyUuid); msg != "" {
 			return nil, invalidArgument(msg)
 		}
-		t := now()
+		t := e.nowLocked()
 		a := &agent{
 			uuid: newUUID(), name: req.Name, instruction: req.Instruction, modelUUID: req.ModelUuid,
 			region: req.Region, projectID: req.ProjectId,
@@ -186,7 +186,7 @@ func (e *Emulator) updateAgent(w http.ResponseWriter, r *http.Request, id string
 			}
 		}
 		if changed {
-			a.updatedAt = stampAfter(a.updatedAt)
+			a.updatedAt = e.stampAfterLocked(a.updatedAt)
 		}
 		return agentBody{e.viewLocked(a)}, nil
 	})

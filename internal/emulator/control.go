@@ -110,6 +110,14 @@ func (e *Emulator) SetRateLimits(perMinute, perHour int) {
 	e.limits = limits{perMinute: perMinute, perHour: perHour}
 }
 
+// SetClockSkew sets how far the platform's clock runs ahead of this
+// machine's (negative: behind); Reset sets it back to 0.
+func (e *Emulator) SetClockSkew(d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.clockSkew = d
+}
+
 // Counts returns how many requests reached each route, keyed like
 // "POST /v2/gen-ai/anthropic/keys" or "GET /anthropic/v1/models". A request
 // counts on arrival, whatever its outcome (401, 429, fault, success).
@@ -157,6 +165,7 @@ func (e *Emulator) serveControl(w http.ResponseWriter, r *http.Request) {
 		"rate-limits": {http.MethodPost, e.controlRateLimits},
 		"reset":       {http.MethodPost, func(http.ResponseWriter, *http.Request) error { e.Reset(); return nil }},
 		"tokens":      {http.MethodPost, e.controlToken},
+		"clock":       {http.MethodPost, e.controlClock},
 	}
 	o, ok := ops[name]
 	switch {
@@ -251,5 +260,20 @@ func (e *Emulator) controlToken(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("token is required")
 	}
 	e.AddToken(body.Token)
+	return nil
+}
+
+func (e *Emulator) controlClock(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Skew json.RawMessage `json:"skew"`
+	}
+	if err := decodeControl(w, r, &body); err != nil {
+		return err
+	}
+	d, err := parseDuration(body.Skew)
+	if err != nil {
+		return fmt.Errorf("skew: %w", err)
+	}
+	e.SetClockSkew(d)
 	return nil
 }

@@ -48,9 +48,15 @@
 //     A "status" fault on a provider path answers in that provider's error
 //     shape (e.g. Anthropic's overloaded_error for 529), not the platform's.
 //   - Timestamps are RFC 3339 in UTC with sub-second precision, so updated_at
-//     visibly moves even when two updates land within one second.
+//     visibly moves even when two updates land within one second. (The real
+//     platform's have one-second resolution; clients must allow for both.)
+//   - The platform's clock can run apart from the client's (SetClockSkew, or
+//     POST clock {"skew"}): timestamps and every platform answer's Date
+//     header follow it.
+//   - A "late" fault holds a request for its delay whether or not the client
+//     still waits, then applies it: a change that lands after a timeout.
 //
 // Reset clears all state and test settings (keys, agents, revocations, faults,
-// latency, counts, rate windows and rate limits set at run time) but keeps the
+// clock skew, latency, counts, rate windows and rate limits set at run time) but keeps the
 // Config and any token added with AddToken.
 package emulator

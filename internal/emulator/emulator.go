@@ -46,6 +46,10 @@ type Emulator struct {
 	latency time.Duration
 	counts  map[string]int
 	release chan struct{} // closed by Reset so hung requests return
+	// clockSkew is how far the platform's clock runs ahead of this
+	// machine's (negative: behind). Timestamps and the Date header follow
+	// it, as they would on a platform whose clock is not the client's.
+	clockSkew time.Duration
 }
 
 // New returns an emulator with empty state.
@@ -79,6 +83,7 @@ func (e *Emulator) resetLocked() {
 	e.revoked = map[string]bool{}
 	e.faults = nil
 	e.latency = 0
+	e.clockSkew = 0
 	e.counts = map[string]int{}
 	if e.release != nil {
 		close(e.release)
@@ -109,6 +114,9 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // rate-limit, then faults and routing.
 func (e *Emulator) servePlatform(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(headerRequestID, newRequestID())
+	// net/http would stamp its own clock; the platform's is the one that
+	// matters to a client comparing it with created_at.
+	w.Header().Set("Date", e.now().Format(http.TimeFormat))
 	m := e.routes.match(r.Method, r.URL.Path)
 	e.count(m)
 	if !bufferBody(w, r, platformErrors) || !sleepCtx(r.Context(), e.currentLatency()) {
@@ -177,14 +185,21 @@ func (e *Emulator) currentLatency() time.Duration {
 	return e.latency
 }
 
-// now is the emulator's clock for timestamps. Stored times are UTC without a
-// monotonic reading so they compare and print like the ones on the wire.
-func now() time.Time { return time.Now().UTC() }
+// nowLocked is the platform's clock for timestamps. Stored times are UTC
+// without a monotonic reading so they compare and print like the ones on the
+// wire.
+func (e *Emulator) nowLocked() time.Time { return time.Now().UTC().Round(0).Add(e.clockSkew) }
 
-// stampAfter returns the current time, nudged past prev so updated_at always
-// moves when something changes, even on a coarse clock.
-func stampAfter(prev time.Time) time.Time {
-	t := now()
+func (e *Emulator) now() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.nowLocked()
+}
+
+// stampAfterLocked returns the current time, nudged past prev so updated_at
+// always moves when something changes, even on a coarse clock.
+func (e *Emulator) stampAfterLocked(prev time.Time) time.Time {
+	t := e.nowLocked()
 	if !t.After(prev) {
 		t = prev.Add(time.Nanosecond)
 	}

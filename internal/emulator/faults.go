@@ -16,7 +16,7 @@ type Fault struct {
 	Method string        `json:"method"` // "" = any method
 	Path   string        `json:"path"`   // URL path prefix to match, "" = any
 	Count  int           `json:"count"`  // matching requests it applies to; 0 -> 1
-	Mode   string        `json:"mode"`   // "status" (default), "hang" or "drop"
+	Mode   string        `json:"mode"`   // "status" (default), "hang", "drop" or "late"
 	Status int           `json:"status"` // for mode status; default 500
 	Delay  time.Duration `json:"delay"`  // extra latency before the fault acts
 }
@@ -33,6 +33,10 @@ const (
 	// reused connection (as it would against the real API), so drop is meant
 	// for POST, PUT and DELETE.
 	modeDrop = "drop"
+	// modeLate holds the request for Delay whether or not the client is
+	// still waiting, then applies it and drops the connection: a change
+	// the platform applies after the client gave up on it.
+	modeLate = "late"
 
 	hangTimeout = 10 * time.Minute
 )
@@ -90,8 +94,8 @@ func (f Fault) normalized() (Fault, error) {
 		return f, fmt.Errorf("count %d is negative", f.Count)
 	case f.Delay < 0:
 		return f, fmt.Errorf("delay %s is negative", f.Delay)
-	case f.Mode != modeStatus && f.Mode != modeHang && f.Mode != modeDrop:
-		return f, fmt.Errorf("mode %q is not one of status, hang, drop", f.Mode)
+	case f.Mode != modeStatus && f.Mode != modeHang && f.Mode != modeDrop && f.Mode != modeLate:
+		return f, fmt.Errorf("mode %q is not one of status, hang, drop, late", f.Mode)
 	}
 	if f.Count == 0 {
 		f.Count = 1
@@ -130,6 +134,19 @@ func (e *Emulator) takeFault(method, path string) (Fault, bool) {
 
 // applyFault acts out f. serve runs the real handler, for modeDrop.
 func (e *Emulator) applyFault(w http.ResponseWriter, r *http.Request, f Fault, serve func(http.ResponseWriter), errs errorWriter) {
+	if f.Mode == modeLate {
+		e.mu.Lock()
+		release := e.release
+		e.mu.Unlock()
+		select {
+		case <-time.After(f.Delay):
+		case <-release:
+			return // Reset: the late change never lands
+		}
+		serve(&discardWriter{header: http.Header{}})
+		dropConnection(w)
+		return
+	}
 	if !sleepCtx(r.Context(), f.Delay) {
 		return
 	}

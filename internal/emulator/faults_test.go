@@ -190,3 +190,50 @@ func TestLatency(t *testing.T) {
 	}
 	_ = e.emu.State()
 }
+
+// A late fault applies the change after the client gave up on it.
+func TestFaultLateAppliesAfterTheClientGaveUp(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	e.emu.InjectFault(emulator.Fault{Mode: "late", Method: "POST", Path: "/v2/gen-ai/openai/keys", Delay: 400 * time.Millisecond})
+	c := e.godoClient(t, testToken, 100*time.Millisecond)
+	_, _, err := openAIProvider.create(context.Background(), c, "late", openAIKey())
+	if err == nil || !os.IsTimeout(err) {
+		t.Fatalf("want a client timeout, got %v", err)
+	}
+	if n := len(e.emu.State().OpenAIKeys); n != 0 {
+		t.Fatalf("the late create landed before its delay: %d keys", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(e.emu.State().OpenAIKeys) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if keys := e.emu.State().OpenAIKeys; len(keys) != 1 || keys[0].Name != "late" {
+		t.Fatalf("the late create never landed: %+v", keys)
+	}
+}
+
+// The platform's clock can be set apart from this machine's: timestamps and
+// the Date header follow it.
+func TestClockSkew(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	e.emu.SetClockSkew(-3 * time.Hour)
+	r := e.platform(t, "GET", "/v2/gen-ai/agents", nil)
+	date, err := http.ParseTime(r.header.Get("Date"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off := time.Until(date); off > -3*time.Hour+time.Minute || off < -3*time.Hour-time.Minute {
+		t.Fatalf("Date is %v from now, want about -3h", off)
+	}
+	e.createKey(t, anthropicProvider, "skewed")
+	k := e.emu.State().AnthropicKeys[0]
+	if off := time.Until(k.CreatedAt); off > -3*time.Hour+time.Minute {
+		t.Fatalf("created_at is %v from now, want about -3h", off)
+	}
+	e.emu.Reset()
+	if r := e.platform(t, "GET", "/v2/gen-ai/agents", nil); r.header.Get("Date") == "" {
+		t.Fatal("no Date header")
+	} else if d, _ := http.ParseTime(r.header.Get("Date")); time.Since(d) > time.Minute {
+		t.Fatal("Reset kept the skew")
+	}
+}

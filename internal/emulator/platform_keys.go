@@ -114,7 +114,7 @@ func (e *Emulator) createKey(p *provider) handler {
 			if !e.keyWorksLocked(p, body.APIKey) {
 				return nil, invalidArgument(msgVerificationFailed)
 			}
-			t := now()
+			t := e.nowLocked()
 			k := &apiKey{uuid: newUUID(), name: body.Name, secret: body.APIKey, createdAt: t, updatedAt: t}
 			e.keys[p.name] = append(e.keys[p.name], k)
 			return keyInfoBody{p.info(k, nil)}, nil
@@ -165,7 +165,7 @@ func (e *Emulator) updateKey(p *provider) handler {
 				k.secret, changed = body.APIKey, true
 			}
 			if changed {
-				k.updatedAt = stampAfter(k.updatedAt)
+				k.updatedAt = e.stampAfterLocked(k.updatedAt)
 			}
 			return keyInfoBody{p.info(k, nil)}, nil
 		})
@@ -183,11 +183,11 @@ func (e *Emulator) deleteKey(p *provider) handler {
 				return nil, notFound()
 			}
 			e.keys[p.name] = slices.DeleteFunc(e.keys[p.name], func(x *apiKey) bool { return x == k })
-			deletedAt := now()
+			deletedAt := e.nowLocked()
 			for _, a := range e.agents {
 				if ref := a.keyRef(p); *ref == id {
 					*ref = ""
-					a.updatedAt = stampAfter(a.updatedAt)
+					a.updatedAt = e.stampAfterLocked(a.updatedAt)
 				}
 			}
 			return keyInfoBody{p.info(k, ts(deletedAt))}, nil
