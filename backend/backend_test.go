@@ -34,6 +34,9 @@ type testEnv struct {
 	// do is a godo client for setting up platform state the way another
 	// user of the platform would (keys made in the control panel, agents).
 	do *godo.Client
+
+	mu        sync.Mutex
+	unchecked []exchange // responses of send, checked at the end
 }
 
 type syncBuffer struct {
@@ -94,6 +97,7 @@ func newUnconfiguredEnv(t testing.TB, emu *emulator.Emulator, srv *httptest.Serv
 	}
 	e := &testEnv{t: t, b: raw.(*gradientBackend), storage: storage, emu: emu, srv: srv, logs: logs, do: do}
 	t.Cleanup(e.assertNoSecretsLogged)
+	t.Cleanup(e.checkCollectedSchemas)
 	return e
 }
 
@@ -106,9 +110,34 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // request sends a request through HandleRequest, as Vault would, and checks
-// every successful response against the schema the path declares.
+// every successful response against the schema the path declares. Call it
+// from the test's goroutine only: the schema check fails the test with
+// t.Fatalf; other goroutines use send.
 func (e *testEnv) request(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
 	e.t.Helper()
+	resp, err := e.handle(op, path, data)
+	e.validateSchema(op, path, resp, err)
+	return resp, err
+}
+
+// send is request for other goroutines: the schema check of its response
+// waits for the end of the test, on the test's goroutine.
+func (e *testEnv) send(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
+	resp, err := e.handle(op, path, data)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.unchecked = append(e.unchecked, exchange{op, path, resp, err})
+	return resp, err
+}
+
+type exchange struct {
+	op   logical.Operation
+	path string
+	resp *logical.Response
+	err  error
+}
+
+func (e *testEnv) handle(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
 	req := &logical.Request{
 		Operation:  op,
 		Path:       path,
@@ -117,14 +146,29 @@ func (e *testEnv) request(op logical.Operation, path string, data map[string]any
 		MountPoint: "gradient/",
 	}
 	resp, err := e.b.HandleRequest(context.Background(), req)
+	e.trackSecrets(data)
+	return resp, err
+}
+
+func (e *testEnv) validateSchema(op logical.Operation, path string, resp *logical.Response, err error) {
+	e.t.Helper()
 	// A nil read is Vault's 404 and has no body to check.
 	notFound := resp == nil && op == logical.ReadOperation
 	// The SDK's schema helpers take a *testing.T; benchmarks skip them.
 	if t, ok := e.t.(*testing.T); ok && err == nil && !notFound && (resp == nil || !resp.IsError()) {
 		schema.ValidateResponse(t, schema.GetResponseSchema(t, e.b.Route(path), op), resp, true)
 	}
-	e.trackSecrets(data)
-	return resp, err
+}
+
+// checkCollectedSchemas checks the responses that send collected.
+func (e *testEnv) checkCollectedSchemas() {
+	e.mu.Lock()
+	collected := e.unchecked
+	e.unchecked = nil
+	e.mu.Unlock()
+	for _, x := range collected {
+		e.validateSchema(x.op, x.path, x.resp, x.err)
+	}
 }
 
 // mustOK fails the test unless the request succeeded.
@@ -302,10 +346,13 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 // faultyStorage fails writes and deletes under one prefix, so a test can
 // break the step after a platform call without breaking the WAL before it.
+// It can also fail deletes alone, and run a hook once after a List.
 type faultyStorage struct {
 	logical.Storage
-	mu         sync.Mutex
-	failPrefix string
+	mu                sync.Mutex
+	failPrefix        string
+	failDeletesPrefix string
+	afterList         func(prefix string)
 }
 
 func (s *faultyStorage) failUnder(prefix string) {
@@ -314,22 +361,49 @@ func (s *faultyStorage) failUnder(prefix string) {
 	s.failPrefix = prefix
 }
 
-func (s *faultyStorage) failing(key string) bool {
+// failDeletesUnder fails only deletes under prefix ("" stops).
+func (s *faultyStorage) failDeletesUnder(prefix string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.failPrefix != "" && strings.HasPrefix(key, s.failPrefix)
+	s.failDeletesPrefix = prefix
+}
+
+// onNextList runs hook once, after the next List has read its result and
+// before it returns it.
+func (s *faultyStorage) onNextList(hook func(prefix string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.afterList = hook
+}
+
+func (s *faultyStorage) failing(key string, prefix *string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return *prefix != "" && strings.HasPrefix(key, *prefix)
 }
 
 func (s *faultyStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
-	if s.failing(e.Key) {
+	if s.failing(e.Key, &s.failPrefix) {
 		return errors.New("injected storage failure")
 	}
 	return s.Storage.Put(ctx, e)
 }
 
 func (s *faultyStorage) Delete(ctx context.Context, key string) error {
-	if s.failing(key) {
+	if s.failing(key, &s.failPrefix) || s.failing(key, &s.failDeletesPrefix) {
 		return errors.New("injected storage failure")
 	}
 	return s.Storage.Delete(ctx, key)
+}
+
+func (s *faultyStorage) List(ctx context.Context, prefix string) ([]string, error) {
+	keys, err := s.Storage.List(ctx, prefix)
+	s.mu.Lock()
+	hook := s.afterList
+	s.afterList = nil
+	s.mu.Unlock()
+	if hook != nil {
+		hook(prefix)
+	}
+	return keys, err
 }

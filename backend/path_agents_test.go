@@ -160,3 +160,68 @@ func TestReassign_ReportsOtherFieldsThatChanged(t *testing.T) {
 		t.Fatal("the drift was not logged")
 	}
 }
+
+// A switch the platform applied but never answered is moved back with the
+// rest, and the error says where every agent is.
+func TestReassign_SwitchAppliedButUnansweredIsMovedBack(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/lost-from", map[string]any{"provider": "anthropic", "api_key": anthropicKey("lostfrom")})
+	e.mustOK(logical.CreateOperation, "keys/lost-to", map[string]any{"provider": "anthropic", "api_key": anthropicKey("lostto")})
+	fromUUID := e.platformKeyNamed(providerAnthropic, "lost-from").UUID
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, e.createAgent(fmt.Sprintf("lost-%d", i), providerAnthropic, fromUUID).Uuid)
+	}
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/agents/" + ids[1], Mode: "drop"})
+
+	msg := e.mustServerError(logical.UpdateOperation, "keys/lost-from/reassign", map[string]any{"to": "lost-to"}, "after 1 of 3", "moved back", `on "lost-from"`)
+	for _, id := range ids {
+		if anthropic, _ := e.agentKey(id); anthropic != fromUUID {
+			t.Fatalf("agent %s stranded on %s; the error said: %s", id, anthropic, msg)
+		}
+		if !strings.Contains(msg, id) {
+			t.Errorf("the error does not say where agent %s is: %s", id, msg)
+		}
+	}
+	assertSettlesOnRollback(t, e)
+}
+
+// A refused switch (4xx) keeps its context: which agent, after how many, and
+// where every agent is now.
+func TestReassign_RefusedSwitchKeepsTheWholeMessage(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/ref-from", map[string]any{"provider": "openai", "api_key": openAIKey("reffrom")})
+	e.mustOK(logical.CreateOperation, "keys/ref-to", map[string]any{"provider": "openai", "api_key": openAIKey("refto")})
+	fromUUID := e.platformKeyNamed(providerOpenAI, "ref-from").UUID
+	var ids []string
+	for i := range 2 {
+		ids = append(ids, e.createAgent(fmt.Sprintf("ref-%d", i), providerOpenAI, fromUUID).Uuid)
+	}
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/agents/" + ids[1], Status: 422})
+	e.mustBadRequest(logical.UpdateOperation, "keys/ref-from/reassign", map[string]any{"to": "ref-to"}, "failed after 1 of 2", "HTTP 422", `on "ref-from"`, ids[0], ids[1])
+	for _, id := range ids {
+		if _, openai := e.agentKey(id); openai != fromUUID {
+			t.Fatalf("agent %s left on %s", id, openai)
+		}
+	}
+}
+
+// Reassign from a key deleted outside Vault: a 400 that says so and how to
+// recover, as agents answers.
+func TestReassign_FromKeyDeletedOutsideVault(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/gone-from", map[string]any{"provider": "anthropic", "api_key": anthropicKey("gonefrom")})
+	e.mustOK(logical.CreateOperation, "keys/gone-to", map[string]any{"provider": "anthropic", "api_key": anthropicKey("goneto")})
+	if _, _, err := e.do.AgentPlatform.DeleteAnthropicAPIKey(t.Context(), e.platformKeyNamed(providerAnthropic, "gone-from").UUID); err != nil {
+		t.Fatal(err)
+	}
+	e.mustBadRequest(logical.UpdateOperation, "keys/gone-from/reassign", map[string]any{"to": "gone-to"}, "no longer exists", "write it again")
+	e.mustBadRequest(logical.ReadOperation, "keys/gone-from/agents", nil, "no longer exists", "write it again")
+}
+
+// The field name reaches the caller: a bad "to" says it was "to".
+func TestReassign_BadToNamesTheField(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/field-from", map[string]any{"provider": "anthropic", "api_key": anthropicKey("fieldfrom")})
+	e.mustBadRequest(logical.UpdateOperation, "keys/field-from/reassign", map[string]any{"to": "Bad_Name"}, "to: invalid key name", "a key name is 1 to 64")
+}

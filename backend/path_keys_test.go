@@ -374,7 +374,7 @@ func TestKeys_NameCache(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := e.request(logical.CreateOperation, fmt.Sprintf("keys/bulk-%02d", i), map[string]any{
+			resp, err := e.send(logical.CreateOperation, fmt.Sprintf("keys/bulk-%02d", i), map[string]any{
 				"provider": "anthropic", "api_key": anthropicKey(fmt.Sprintf("bulk%02d", i)),
 			})
 			if err == nil && resp.IsError() {
@@ -549,7 +549,7 @@ func TestKeys_ConcurrentCreatesOfOneName(t *testing.T) {
 			defer wg.Done()
 			// CreateOperation, as Vault sends when the existence check ran
 			// before any of them stored the key.
-			resp, err := e.request(logical.CreateOperation, "keys/contended", map[string]any{
+			resp, err := e.send(logical.CreateOperation, "keys/contended", map[string]any{
 				"provider": "openai", "api_key": openAIKey(fmt.Sprintf("race%d", i)),
 			})
 			if err != nil {
@@ -587,7 +587,7 @@ func TestKeys_ConcurrentAdoptionsOfOneUUID(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := e.request(logical.CreateOperation, "keys/"+name, map[string]any{
+			resp, err := e.send(logical.CreateOperation, "keys/"+name, map[string]any{
 				"provider": "anthropic", "api_key": anthropicKey(name), "uuid": legacy.Uuid,
 			})
 			if err == nil && !resp.IsError() {
@@ -607,5 +607,137 @@ func TestKeys_ConcurrentAdoptionsOfOneUUID(t *testing.T) {
 	keys := e.state().AnthropicKeys
 	if len(keys) != 1 || keys[0].Name != won[0] || !slices.Equal(e.listKeys(), won) {
 		t.Fatalf("platform %+v, vault %v, winner %v", keys, e.listKeys(), won)
+	}
+}
+
+// uuid= goes into a platform URL path: only the canonical form passes, so no
+// team can reach another object (another team's agent, say) through "../",
+// and the "already managed" check cannot be sidestepped by spelling.
+func TestKeys_AdoptAcceptsOnlyCanonicalUUIDs(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/team-b-key", map[string]any{"provider": "anthropic", "api_key": anthropicKey("teamb")})
+	teamB := e.platformKeyNamed(providerAnthropic, "team-b-key").UUID
+	agent := e.createAgent("team-b-agent", providerAnthropic, teamB)
+	before := e.emu.Counts()
+
+	for _, bad := range []string{
+		"../../agents/" + agent.Uuid,
+		"./" + teamB,
+		teamB + "/",
+		"../keys/" + teamB,
+		teamB + "?",
+		teamB + "#x",
+		teamB[:35],
+		teamB + "0",
+	} {
+		msg := e.mustBadRequest(logical.CreateOperation, "keys/team-a-evil", map[string]any{"provider": "anthropic", "api_key": anthropicKey("evil"), "uuid": bad}, "8-4-4-4-12 hexadecimal digits")
+		if strings.Contains(msg, teamB) || strings.Contains(msg, agent.Uuid) {
+			t.Errorf("the refusal echoes the value: %s", msg)
+		}
+	}
+	after := e.emu.Counts()
+	for route, n := range after {
+		if strings.Contains(route, "agents") && n != before[route] {
+			t.Errorf("a refused uuid reached the platform: %s", route)
+		}
+	}
+	for _, a := range e.state().Agents {
+		if a.UUID == agent.Uuid && a.Name != "team-b-agent" {
+			t.Fatalf("team B's agent was changed: %+v", a)
+		}
+	}
+	// Upper case is the same uuid: still refused as managed.
+	e.mustBadRequest(logical.CreateOperation, "keys/team-a-evil", map[string]any{"provider": "anthropic", "api_key": anthropicKey("evil"), "uuid": strings.ToUpper(teamB)},
+		"already managed by this mount", "team-b-key")
+	if got := e.listKeys(); len(got) != 1 {
+		t.Fatalf("a refused adoption stored something: %v", got)
+	}
+}
+
+// A key pasted into uuid= is not echoed: error strings reach the audit log
+// in plain text.
+func TestKeys_KeyPastedIntoUUIDIsNotEchoed(t *testing.T) {
+	e := newTestEnv(t, nil)
+	pasted := anthropicKey("pasted-into-uuid")
+	msg := e.mustBadRequest(logical.CreateOperation, "keys/pasted", map[string]any{"provider": "anthropic", "api_key": anthropicKey("real"), "uuid": pasted}, "uuid is not a platform key uuid")
+	if strings.Contains(msg, pasted[:20]) {
+		t.Fatalf("the key pasted into uuid= is echoed: %s", msg)
+	}
+	e.mustOK(logical.CreateOperation, "keys/pasted", map[string]any{"provider": "anthropic", "api_key": anthropicKey("real")})
+	msg = e.mustBadRequest(logical.UpdateOperation, "keys/pasted", map[string]any{"uuid": pasted}, "uuid is not a platform key uuid")
+	if strings.Contains(msg, pasted[:20]) {
+		t.Fatalf("the key pasted into uuid= is echoed on update: %s", msg)
+	}
+}
+
+// Vault's storage refuses paths with "..": the name rule refuses them first,
+// with its 400 instead of a 500 from the existence check.
+func TestKeys_NameWithDoublePeriodIsRefusedByTheRule(t *testing.T) {
+	e := newTestEnv(t, nil)
+	for _, name := range []string{"a..b", "..", "team-a..x"} {
+		e.mustBadRequest(logical.CreateOperation, "keys/"+name, map[string]any{"provider": "anthropic", "api_key": anthropicKey("dots")}, `contains ".."`, "a key name is 1 to 64")
+	}
+	if len(e.state().AnthropicKeys) != 0 {
+		t.Fatal("a refused name reached the platform")
+	}
+}
+
+// One name rule for every path: a name the rule accepts reaches agents,
+// reassign and a delete without force.
+func TestKeys_EveryPathTakesEveryValidName(t *testing.T) {
+	e := newTestEnv(t, nil)
+	names := []string{"bot-", "-bot", ".bot", "a.b-"}
+	for i, name := range names {
+		e.mustOK(logical.CreateOperation, "keys/"+name, map[string]any{"provider": "openai", "api_key": openAIKey(fmt.Sprintf("edge%d", i))})
+	}
+	agent := e.createAgent("edge-agent", providerOpenAI, e.platformKeyNamed(providerOpenAI, "bot-").UUID)
+	resp := e.mustOK(logical.ReadOperation, "keys/bot-/agents", nil)
+	if agents := resp.Data["agents"].([]map[string]any); len(agents) != 1 || agents[0]["uuid"] != agent.Uuid {
+		t.Fatalf("agents of bot- = %v", resp.Data)
+	}
+	e.mustOK(logical.UpdateOperation, "keys/bot-/reassign", map[string]any{"to": "-bot"})
+	e.mustOK(logical.UpdateOperation, "keys/-bot/reassign", map[string]any{"to": ".bot"})
+	if _, openai := e.agentKey(agent.Uuid); openai != e.platformKeyNamed(providerOpenAI, ".bot").UUID {
+		t.Fatal("the agent did not reach .bot")
+	}
+	e.mustOK(logical.DeleteOperation, "keys/bot-", nil)
+	e.mustOK(logical.DeleteOperation, "keys/-bot", nil)
+}
+
+// Two names never manage one platform key: an adoption that scans storage
+// while a rename moves the same key waits for the rename (both hold the
+// uuid's lock) and then sees the key under its new name.
+func TestKeys_AdoptionDoesNotRaceRename(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/race-a", map[string]any{"provider": "anthropic", "api_key": anthropicKey("race")})
+	uuid := e.platformKeyNamed(providerAnthropic, "race-a").UUID
+
+	renamed := make(chan struct{})
+	e.storage.onNextList(func(string) {
+		// The adoption has listed the names; a rename runs now.
+		go func() {
+			defer close(renamed)
+			_, _ = e.send(logical.UpdateOperation, "rename/race-a", map[string]any{"new_name": "race-c"})
+		}()
+		select {
+		case <-renamed: // no lock kept the rename out
+		case <-time.After(300 * time.Millisecond): // it waits for the uuid's lock
+		}
+	})
+	resp, err := e.request(logical.CreateOperation, "keys/race-b", map[string]any{"provider": "anthropic", "api_key": anthropicKey("race-b"), "uuid": uuid})
+	<-renamed
+	if err != nil {
+		t.Fatal(err)
+	}
+	owners, err := findKeysByUUID(t.Context(), e.storage, uuid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(owners) != 1 {
+		var names []string
+		for _, o := range owners {
+			names = append(names, o.Name)
+		}
+		t.Fatalf("platform key %s is managed by %d names: %v (adoption answered %v)", uuid, len(owners), names, resp)
 	}
 }

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -200,10 +201,17 @@ func TestWAL_AdoptStorageFailureRestoresName(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.storage.failUnder("keys/")
-	e.mustServerError(logical.CreateOperation, "keys/adopter", map[string]any{"provider": "anthropic", "api_key": anthropicKey("adopter"), "uuid": legacy.Uuid})
+	adopter := anthropicKey("adopter")
+	e.mustServerError(logical.CreateOperation, "keys/adopter", map[string]any{"provider": "anthropic", "api_key": adopter, "uuid": legacy.Uuid}, "old name was restored", "secret sent stays on it")
 	e.storage.failUnder("")
-	if k := e.platformKeyNamed(providerAnthropic, "hand-made"); k == nil || k.UUID != legacy.Uuid {
+	k := e.platformKeyNamed(providerAnthropic, "hand-made")
+	if k == nil || k.UUID != legacy.Uuid {
 		t.Fatalf("platform name not restored: %+v", e.state().AnthropicKeys)
+	}
+	// What the README promises: the secret sent stays (the platform never
+	// returns the old one), and it is a verified key.
+	if k.Secret != adopter {
+		t.Fatalf("the platform key holds neither the old secret nor the adopter's")
 	}
 	assertNoWAL(t, e)
 }
@@ -215,4 +223,169 @@ func TestWAL_UnknownKindIsDropped(t *testing.T) {
 	}
 	rollbackNow(t, e)
 	assertNoWAL(t, e)
+}
+
+// A rename a->b whose WAL entry could not be deleted, then b->c: rollback
+// finds the key by uuid under c and leaves the platform name alone.
+func TestWAL_RenameRollbackFollowsTheUUIDNotTheName(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/ren-a", map[string]any{"provider": "anthropic", "api_key": anthropicKey("renuuid")})
+	e.storage.failDeletesUnder("wal/")
+	sudoRename(t, e, "ren-a", "ren-b")
+	e.storage.failDeletesUnder("")
+	if walCount(t, e) != 1 {
+		t.Fatal("setup: the rename's entry should have survived")
+	}
+	sudoRename(t, e, "ren-b", "ren-c")
+	rollbackNow(t, e)
+	if e.platformKeyNamed(providerAnthropic, "ren-c") == nil {
+		t.Fatalf("rollback renamed the key back: %+v", e.state().AnthropicKeys)
+	}
+	assertNoWAL(t, e)
+}
+
+// A rename whose platform answer was lost and whose undo failed, retried to
+// another name: rollback does not rename it back to the first target or the
+// old name.
+func TestWAL_RetriedRenameIsNotUndone(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/retry-a", map[string]any{"provider": "openai", "api_key": openAIKey("retryren")})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Mode: "drop"})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Status: 503})
+	msg := e.mustServerError(logical.UpdateOperation, "rename/retry-a", map[string]any{"new_name": "retry-b"})
+	if !strings.Contains(msg, "undoing the platform change failed too") {
+		t.Errorf("the error does not say the undo failed: %s", msg)
+	}
+	sudoRename(t, e, "retry-a", "retry-c")
+	rollbackNow(t, e)
+	if e.platformKeyNamed(providerOpenAI, "retry-c") == nil {
+		t.Fatalf("rollback renamed the key away from its stored name: %+v", e.state().OpenAIKeys)
+	}
+	assertNoWAL(t, e)
+}
+
+// A rotation whose undo failed, then renamed by an operator: rollback still
+// finds the key (by uuid) and pushes the stored secret back.
+func TestWAL_RotationRollbackAfterRename(t *testing.T) {
+	e := newTestEnv(t, nil)
+	first := anthropicKey("rotren-first")
+	e.mustOK(logical.CreateOperation, "keys/rotren", map[string]any{"provider": "anthropic", "api_key": first})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Mode: "drop"})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 503})
+	e.mustServerError(logical.UpdateOperation, "keys/rotren", map[string]any{"api_key": anthropicKey("rotren-second")})
+	sudoRename(t, e, "rotren", "rotren-renamed")
+	rollbackNow(t, e)
+	if k := e.platformKeyNamed(providerAnthropic, "rotren-renamed"); k == nil || k.Secret != first {
+		t.Fatalf("the platform holds a secret Vault does not: %+v", k)
+	}
+	assertNoWAL(t, e)
+}
+
+// A create that failed with a 5xx leaves alone a key with the same name that
+// someone made in the control panel just before (inside the name cache's
+// window), though the platform's clock is not Vault's.
+func TestWAL_FailedCreateSparesKeyMadeElsewhere(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/primer", map[string]any{"provider": "anthropic", "api_key": anthropicKey("spare-primer")})
+	other, _, err := e.do.AgentPlatform.CreateAnthropicAPIKey(context.Background(), &godo.AnthropicAPIKeyCreateRequest{Name: "contested", ApiKey: anthropicKey("contested-other")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Ten seconds pass on the platform (its clock is also ahead of Vault's
+	// from now on): the name cache still misses the other key.
+	e.emu.SetClockSkew(10 * time.Second)
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Status: 503})
+	e.mustServerError(logical.CreateOperation, "keys/contested", map[string]any{"provider": "anthropic", "api_key": anthropicKey("contested")}, "HTTP 503")
+	rollbackNow(t, e)
+	if k := e.platformKeyNamed(providerAnthropic, "contested"); k == nil || k.UUID != other.Uuid {
+		t.Fatalf("the cleanup deleted a key this mount did not create: %+v", e.state().AnthropicKeys)
+	}
+	assertNoWAL(t, e)
+}
+
+// The orphan of a lost answer is found whatever the platform's clock says.
+func TestWAL_OrphanFoundWhenPlatformClockIsOff(t *testing.T) {
+	for _, skew := range []time.Duration{-time.Hour, 3 * time.Minute, 2 * time.Hour} {
+		t.Run(skew.String(), func(t *testing.T) {
+			e := newTestEnv(t, nil)
+			e.emu.SetClockSkew(skew)
+			e.mustOK(logical.CreateOperation, "keys/primer", map[string]any{"provider": "openai", "api_key": openAIKey("skew-primer")})
+			e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "drop"})
+			e.mustServerError(logical.CreateOperation, "keys/skewed", map[string]any{"provider": "openai", "api_key": openAIKey("skewed")})
+			if e.platformKeyNamed(providerOpenAI, "skewed") != nil {
+				t.Fatalf("orphan left on the platform: %+v", e.state().OpenAIKeys)
+			}
+			assertSettlesOnRollback(t, e)
+		})
+	}
+}
+
+// A create that the platform applies after the request timed out is removed
+// by the periodic rollback: the entry outlives the immediate undo.
+func TestWAL_CreateThatLandsLateIsRemoved(t *testing.T) {
+	e := newTestEnv(t, map[string]any{"request_timeout": "1s"})
+	e.mustOK(logical.CreateOperation, "keys/primer", map[string]any{"provider": "openai", "api_key": openAIKey("late-primer")})
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "late", Delay: 1500 * time.Millisecond})
+	e.mustServerError(logical.CreateOperation, "keys/late", map[string]any{"provider": "openai", "api_key": openAIKey("late")}, "timed out")
+	deadline := time.Now().Add(10 * time.Second)
+	for e.platformKeyNamed(providerOpenAI, "late") == nil && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if e.platformKeyNamed(providerOpenAI, "late") == nil {
+		t.Fatal("setup: the late create never landed")
+	}
+	assertSettlesOnRollback(t, e)
+	if e.platformKeyNamed(providerOpenAI, "late") != nil {
+		t.Fatal("the late create was left on the platform")
+	}
+	if e.platformKeyNamed(providerOpenAI, "primer") == nil {
+		t.Fatal("rollback deleted a key it did not create")
+	}
+}
+
+// An error says what happened: when the undo failed, it does not claim a
+// clean-up.
+func TestWAL_ErrorSaysWhenTheUndoFailed(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.storage.failUnder("keys/")
+	e.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/v2/gen-ai/anthropic/keys/", Status: 503})
+	msg := e.mustServerError(logical.CreateOperation, "keys/undo-fails", map[string]any{"provider": "anthropic", "api_key": anthropicKey("undofails")}, "undoing the platform change failed too")
+	e.storage.failUnder("")
+	if strings.Contains(msg, "removed again") {
+		t.Errorf("the error claims a clean-up that failed: %s", msg)
+	}
+	if walCount(t, e) != 1 {
+		t.Fatal("the entry of a failed undo was dropped")
+	}
+	rollbackNow(t, e)
+	if e.platformKeyNamed(providerAnthropic, "undo-fails") != nil {
+		t.Fatal("rollback left the orphan")
+	}
+	assertNoWAL(t, e)
+}
+
+// A rollback that keeps failing is retried until the entry is older than the
+// maximum age, then dropped with an error log that names the change.
+func TestWAL_FailingRollbackIsDroppedAfterMaxAge(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/primer", map[string]any{"provider": "anthropic", "api_key": anthropicKey("maxage-primer")})
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Mode: "drop"})
+	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/anthropic/keys", Status: 503})
+	e.mustServerError(logical.CreateOperation, "keys/stuck", map[string]any{"provider": "anthropic", "api_key": anthropicKey("stuck")})
+	e.mustOK(logical.DeleteOperation, "config", nil)
+	if resp := rollbackNow(t, e); resp == nil || !resp.IsError() {
+		t.Fatal("a rollback without config should fail and keep its entry")
+	}
+	if walCount(t, e) != 1 {
+		t.Fatal("the entry was dropped before its maximum age")
+	}
+	e.b.now = func() time.Time { return time.Now().Add(defaultWALMaxAge + time.Hour) }
+	rollbackNow(t, e)
+	assertNoWAL(t, e)
+	logs := e.logs.String()
+	for _, want := range []string{"finish it by hand", "kind=create-key", "provider=anthropic", "name=stuck"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the log of the dropped entry lacks %q", want)
+		}
+	}
 }
