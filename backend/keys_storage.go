@@ -39,6 +39,16 @@ func getKey(ctx context.Context, s logical.Storage, name string) (*keyEntry, err
 	return k, nil
 }
 
+// getExistingKey is getKey for a key the caller named: a missing one is the
+// caller's mistake.
+func getExistingKey(ctx context.Context, s logical.Storage, name string) (*keyEntry, error) {
+	k, err := getKey(ctx, s, name)
+	if err == nil && k == nil {
+		err = callerErrorf("there is no key named %q", name)
+	}
+	return k, err
+}
+
 func putKey(ctx context.Context, s logical.Storage, k *keyEntry) error {
 	entry, err := logical.StorageEntryJSON(keyStoragePrefix+k.Name, k)
 	if err != nil {

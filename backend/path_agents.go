@@ -2,7 +2,6 @@ package backend
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"strings"
 
@@ -81,28 +80,17 @@ func (b *gradientBackend) pathKeyAgentsRead(ctx context.Context, req *logical.Re
 // applies allowed_parameters to updates but not to deletes: a policy can pin
 // `to` to the team's own keys.
 func (b *gradientBackend) pathKeyReassign(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
-	to := d.Get("to").(string)
-	if err := validateName(name); err != nil {
-		return nil, err
-	}
-	if to == "" {
-		return nil, callerErrorf("to is required: the name of the key the agents should use instead")
-	}
-	if err := validateName(to); err != nil {
-		return nil, fmt.Errorf("to: %w", err)
-	}
-	if to == name {
-		return nil, callerErrorf("to names the same key; name another key of this mount")
-	}
-	defer b.lockNames(name, to)()
-
-	from, err := getKey(ctx, req.Storage, name)
+	name, to, err := parseNamePair(d, "to",
+		"to is required: the name of the key the agents should use instead",
+		"to names the same key; name another key of this mount")
 	if err != nil {
 		return nil, err
 	}
-	if from == nil {
-		return nil, callerErrorf("there is no key named %q", name)
+	defer b.lockNames(name, to)()
+
+	from, err := getExistingKey(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
 	}
 	target, err := getKey(ctx, req.Storage, to)
 	if err != nil {

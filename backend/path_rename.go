@@ -36,28 +36,15 @@ func pathRename(b *gradientBackend) *framework.Path {
 }
 
 func (b *gradientBackend) pathRename(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
-	newName := d.Get("new_name").(string)
-	if err := validateName(name); err != nil {
-		return nil, err
-	}
-	if newName == "" {
-		return nil, callerErrorf("new_name is required")
-	}
-	if err := validateName(newName); err != nil {
-		return nil, fmt.Errorf("new_name: %w", err)
-	}
-	if newName == name {
-		return nil, callerErrorf("new_name is the current name")
-	}
-	defer b.lockNames(name, newName)()
-
-	k, err := getKey(ctx, req.Storage, name)
+	name, newName, err := parseNamePair(d, "new_name", "new_name is required", "new_name is the current name")
 	if err != nil {
 		return nil, err
 	}
-	if k == nil {
-		return nil, callerErrorf("there is no key named %q", name)
+	defer b.lockNames(name, newName)()
+
+	k, err := getExistingKey(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
 	}
 	defer b.lockUUID(k.UUID)()
 	if err := validateNameAgainstKey(newName, k.APIKey); err != nil {

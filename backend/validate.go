@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"unicode"
@@ -37,6 +38,27 @@ func validateName(name string) error {
 		return callerErrorf(`invalid key name: it contains "..": %s`, nameRule)
 	}
 	return nil
+}
+
+// parseNamePair reads the path's key name and a second key name from field
+// (reassign's "to", rename's "new_name"): both follow the rule and differ.
+// A refusal of the second names its field.
+func parseNamePair(d *framework.FieldData, field, missing, same string) (name, other string, err error) {
+	name = d.Get("name").(string)
+	other = d.Get(field).(string)
+	switch err := validateName(name); {
+	case err != nil:
+		return "", "", err
+	case other == "":
+		return "", "", callerErrorf("%s", missing)
+	}
+	if err := validateName(other); err != nil {
+		return "", "", fmt.Errorf("%s: %w", field, err)
+	}
+	if other == name {
+		return "", "", callerErrorf("%s", same)
+	}
+	return name, other, nil
 }
 
 // keyNameSegment matches one path segment as the key name. Every path that
