@@ -70,6 +70,8 @@ type godoPlatform struct {
 	api godo.AgentPlatformService
 }
 
+var _ platform = (*godoPlatform)(nil)
+
 // newGodoPlatform builds a client without godo's automatic retries: those
 // retry POST too, and a retried create can leave a duplicate key behind.
 func newGodoPlatform(baseURL, token, userAgent string, timeout time.Duration) (*godoPlatform, error) {
@@ -84,99 +86,145 @@ func newGodoPlatform(baseURL, token, userAgent string, timeout time.Duration) (*
 	return &godoPlatform{api: client.AgentPlatform}, nil
 }
 
-func (p *godoPlatform) CreateKey(ctx context.Context, provider, name, secret string) (platformKey, error) {
-	switch provider {
-	case providerAnthropic:
-		k, resp, err := p.api.CreateAnthropicAPIKey(ctx, &godo.AnthropicAPIKeyCreateRequest{Name: name, ApiKey: secret})
-		if err != nil {
-			return platformKey{}, classifyPlatformError("create key", resp, err, secret)
-		}
-		return fromAnthropic(k), nil
-	case providerOpenAI:
-		k, resp, err := p.api.CreateOpenAIAPIKey(ctx, &godo.OpenAIAPIKeyCreateRequest{Name: name, ApiKey: secret})
-		if err != nil {
-			return platformKey{}, classifyPlatformError("create key", resp, err, secret)
-		}
-		return fromOpenAI(k), nil
+// providerAPI is one provider's row in the table of godo's AgentPlatform
+// methods. The Anthropic and OpenAI families differ only in which method is
+// called and which godo type comes back, so each godoPlatform method is
+// written once against this table instead of once per provider.
+type providerAPI struct {
+	create     func(ctx context.Context, api godo.AgentPlatformService, name, secret string) (platformKey, *godo.Response, error)
+	get        func(ctx context.Context, api godo.AgentPlatformService, uuid string) (platformKey, *godo.Response, error)
+	update     func(ctx context.Context, api godo.AgentPlatformService, uuid string, change keyChange) (platformKey, *godo.Response, error)
+	delete     func(ctx context.Context, api godo.AgentPlatformService, uuid string) (*godo.Response, error)
+	list       func(ctx context.Context, api godo.AgentPlatformService, opt *godo.ListOptions) ([]platformKey, *godo.Response, error)
+	listAgents func(ctx context.Context, api godo.AgentPlatformService, uuid string, opt *godo.ListOptions) ([]*godo.Agent, *godo.Response, error)
+	// setAgentKey sets the agent's key field of this provider on an update.
+	setAgentKey func(update *godo.AgentUpdateRequest, keyUUID string)
+}
+
+var providerAPIs = map[string]*providerAPI{
+	providerAnthropic: {
+		create: func(ctx context.Context, api godo.AgentPlatformService, name, secret string) (platformKey, *godo.Response, error) {
+			k, resp, err := api.CreateAnthropicAPIKey(ctx, &godo.AnthropicAPIKeyCreateRequest{Name: name, ApiKey: secret})
+			return fromAnthropic(k), resp, err
+		},
+		get: func(ctx context.Context, api godo.AgentPlatformService, uuid string) (platformKey, *godo.Response, error) {
+			k, resp, err := api.GetAnthropicAPIKey(ctx, uuid)
+			return fromAnthropic(k), resp, err
+		},
+		update: func(ctx context.Context, api godo.AgentPlatformService, uuid string, change keyChange) (platformKey, *godo.Response, error) {
+			k, resp, err := api.UpdateAnthropicAPIKey(ctx, uuid, &godo.AnthropicAPIKeyUpdateRequest{
+				ApiKeyUuid: uuid, Name: change.Name, ApiKey: change.Secret,
+			})
+			return fromAnthropic(k), resp, err
+		},
+		delete: func(ctx context.Context, api godo.AgentPlatformService, uuid string) (*godo.Response, error) {
+			_, resp, err := api.DeleteAnthropicAPIKey(ctx, uuid)
+			return resp, err
+		},
+		list: func(ctx context.Context, api godo.AgentPlatformService, opt *godo.ListOptions) ([]platformKey, *godo.Response, error) {
+			page, resp, err := api.ListAnthropicAPIKeys(ctx, opt)
+			return mapKeys(page, fromAnthropic), resp, err
+		},
+		listAgents: func(ctx context.Context, api godo.AgentPlatformService, uuid string, opt *godo.ListOptions) ([]*godo.Agent, *godo.Response, error) {
+			return api.ListAgentsByAnthropicAPIKey(ctx, uuid, opt)
+		},
+		setAgentKey: func(update *godo.AgentUpdateRequest, keyUUID string) { update.AnthropicKeyUuid = keyUUID },
+	},
+	providerOpenAI: {
+		create: func(ctx context.Context, api godo.AgentPlatformService, name, secret string) (platformKey, *godo.Response, error) {
+			k, resp, err := api.CreateOpenAIAPIKey(ctx, &godo.OpenAIAPIKeyCreateRequest{Name: name, ApiKey: secret})
+			return fromOpenAI(k), resp, err
+		},
+		get: func(ctx context.Context, api godo.AgentPlatformService, uuid string) (platformKey, *godo.Response, error) {
+			k, resp, err := api.GetOpenAIAPIKey(ctx, uuid)
+			return fromOpenAI(k), resp, err
+		},
+		update: func(ctx context.Context, api godo.AgentPlatformService, uuid string, change keyChange) (platformKey, *godo.Response, error) {
+			k, resp, err := api.UpdateOpenAIAPIKey(ctx, uuid, &godo.OpenAIAPIKeyUpdateRequest{
+				ApiKeyUuid: uuid, Name: change.Name, ApiKey: change.Secret,
+			})
+			return fromOpenAI(k), resp, err
+		},
+		delete: func(ctx context.Context, api godo.AgentPlatformService, uuid string) (*godo.Response, error) {
+			_, resp, err := api.DeleteOpenAIAPIKey(ctx, uuid)
+			return resp, err
+		},
+		list: func(ctx context.Context, api godo.AgentPlatformService, opt *godo.ListOptions) ([]platformKey, *godo.Response, error) {
+			page, resp, err := api.ListOpenAIAPIKeys(ctx, opt)
+			return mapKeys(page, fromOpenAI), resp, err
+		},
+		listAgents: func(ctx context.Context, api godo.AgentPlatformService, uuid string, opt *godo.ListOptions) ([]*godo.Agent, *godo.Response, error) {
+			return api.ListAgentsByOpenAIAPIKey(ctx, uuid, opt)
+		},
+		setAgentKey: func(update *godo.AgentUpdateRequest, keyUUID string) { update.OpenAiKeyUuid = keyUUID },
+	},
+}
+
+// apiFor looks the provider up in the table once per call.
+func apiFor(provider string) (*providerAPI, error) {
+	if api, ok := providerAPIs[provider]; ok {
+		return api, nil
 	}
-	return platformKey{}, unknownProvider(provider)
+	return nil, unknownProvider(provider)
+}
+
+func (p *godoPlatform) CreateKey(ctx context.Context, provider, name, secret string) (platformKey, error) {
+	api, err := apiFor(provider)
+	if err != nil {
+		return platformKey{}, err
+	}
+	k, resp, err := api.create(ctx, p.api, name, secret)
+	if err != nil {
+		return platformKey{}, classifyPlatformError("create key", resp, err, secret)
+	}
+	return k, nil
 }
 
 func (p *godoPlatform) GetKey(ctx context.Context, provider, uuid string) (platformKey, error) {
-	switch provider {
-	case providerAnthropic:
-		k, resp, err := p.api.GetAnthropicAPIKey(ctx, uuid)
-		if err != nil {
-			return platformKey{}, classifyPlatformError("get key", resp, err)
-		}
-		return fromAnthropic(k), nil
-	case providerOpenAI:
-		k, resp, err := p.api.GetOpenAIAPIKey(ctx, uuid)
-		if err != nil {
-			return platformKey{}, classifyPlatformError("get key", resp, err)
-		}
-		return fromOpenAI(k), nil
+	api, err := apiFor(provider)
+	if err != nil {
+		return platformKey{}, err
 	}
-	return platformKey{}, unknownProvider(provider)
+	k, resp, err := api.get(ctx, p.api, uuid)
+	if err != nil {
+		return platformKey{}, classifyPlatformError("get key", resp, err)
+	}
+	return k, nil
 }
 
 func (p *godoPlatform) UpdateKey(ctx context.Context, provider, uuid string, change keyChange) (platformKey, error) {
-	switch provider {
-	case providerAnthropic:
-		k, resp, err := p.api.UpdateAnthropicAPIKey(ctx, uuid, &godo.AnthropicAPIKeyUpdateRequest{
-			ApiKeyUuid: uuid, Name: change.Name, ApiKey: change.Secret,
-		})
-		if err != nil {
-			return platformKey{}, classifyPlatformError("update key", resp, err, change.Secret)
-		}
-		return fromAnthropic(k), nil
-	case providerOpenAI:
-		k, resp, err := p.api.UpdateOpenAIAPIKey(ctx, uuid, &godo.OpenAIAPIKeyUpdateRequest{
-			ApiKeyUuid: uuid, Name: change.Name, ApiKey: change.Secret,
-		})
-		if err != nil {
-			return platformKey{}, classifyPlatformError("update key", resp, err, change.Secret)
-		}
-		return fromOpenAI(k), nil
+	api, err := apiFor(provider)
+	if err != nil {
+		return platformKey{}, err
 	}
-	return platformKey{}, unknownProvider(provider)
+	k, resp, err := api.update(ctx, p.api, uuid, change)
+	if err != nil {
+		return platformKey{}, classifyPlatformError("update key", resp, err, change.Secret)
+	}
+	return k, nil
 }
 
 func (p *godoPlatform) DeleteKey(ctx context.Context, provider, uuid string) error {
-	var resp *godo.Response
-	var err error
-	switch provider {
-	case providerAnthropic:
-		_, resp, err = p.api.DeleteAnthropicAPIKey(ctx, uuid)
-	case providerOpenAI:
-		_, resp, err = p.api.DeleteOpenAIAPIKey(ctx, uuid)
-	default:
-		return unknownProvider(provider)
-	}
+	api, err := apiFor(provider)
 	if err != nil {
+		return err
+	}
+	if resp, err := api.delete(ctx, p.api, uuid); err != nil {
 		return classifyPlatformError("delete key", resp, err)
 	}
 	return nil
 }
 
 func (p *godoPlatform) ListKeys(ctx context.Context, provider string) ([]platformKey, error) {
+	api, err := apiFor(provider)
+	if err != nil {
+		return nil, err
+	}
 	var keys []platformKey
-	err := forEachPage(func(opt *godo.ListOptions) (*godo.Response, error) {
-		switch provider {
-		case providerAnthropic:
-			page, resp, err := p.api.ListAnthropicAPIKeys(ctx, opt)
-			for _, k := range page {
-				keys = append(keys, fromAnthropic(k))
-			}
-			return resp, err
-		case providerOpenAI:
-			page, resp, err := p.api.ListOpenAIAPIKeys(ctx, opt)
-			for _, k := range page {
-				keys = append(keys, fromOpenAI(k))
-			}
-			return resp, err
-		}
-		return nil, unknownProvider(provider)
+	err = forEachPage(func(opt *godo.ListOptions) (*godo.Response, error) {
+		page, resp, err := api.list(ctx, p.api, opt)
+		keys = append(keys, page...)
+		return resp, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing %s keys: %w", provider, err)
@@ -193,19 +241,13 @@ func (p *godoPlatform) CheckToken(ctx context.Context) error {
 }
 
 func (p *godoPlatform) ListAgentsByKey(ctx context.Context, provider, uuid string) ([]platformAgent, error) {
+	api, err := apiFor(provider)
+	if err != nil {
+		return nil, err
+	}
 	var agents []platformAgent
-	err := forEachPage(func(opt *godo.ListOptions) (*godo.Response, error) {
-		var page []*godo.Agent
-		var resp *godo.Response
-		var err error
-		switch provider {
-		case providerAnthropic:
-			page, resp, err = p.api.ListAgentsByAnthropicAPIKey(ctx, uuid, opt)
-		case providerOpenAI:
-			page, resp, err = p.api.ListAgentsByOpenAIAPIKey(ctx, uuid, opt)
-		default:
-			return nil, unknownProvider(provider)
-		}
+	err = forEachPage(func(opt *godo.ListOptions) (*godo.Response, error) {
+		page, resp, err := api.listAgents(ctx, p.api, uuid, opt)
 		for _, a := range page {
 			agents = append(agents, fromAgent(a))
 		}
@@ -218,18 +260,15 @@ func (p *godoPlatform) ListAgentsByKey(ctx context.Context, provider, uuid strin
 }
 
 func (p *godoPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, keyUUID string) (platformAgent, error) {
+	api, err := apiFor(provider)
+	if err != nil {
+		return platformAgent{}, err
+	}
 	// Only the key field is sent (godo's omitempty drops the rest): whether
 	// the platform keeps fields a PUT leaves out is unconfirmed, so callers
 	// compare the returned agent with what they listed before.
 	update := &godo.AgentUpdateRequest{Uuid: agentUUID}
-	switch provider {
-	case providerAnthropic:
-		update.AnthropicKeyUuid = keyUUID
-	case providerOpenAI:
-		update.OpenAiKeyUuid = keyUUID
-	default:
-		return platformAgent{}, unknownProvider(provider)
-	}
+	api.setAgentKey(update, keyUUID)
 	agent, resp, err := p.api.UpdateAgent(ctx, agentUUID, update)
 	if err != nil {
 		return platformAgent{}, classifyPlatformError("update agent", resp, err)
@@ -286,6 +325,14 @@ func fromOpenAI(k *godo.OpenAiApiKey) platformKey {
 		return platformKey{}
 	}
 	return platformKey{UUID: k.Uuid, Name: k.Name, CreatedAt: timestamp(k.CreatedAt), UpdatedAt: timestamp(k.UpdatedAt)}
+}
+
+func mapKeys[K any](page []K, from func(K) platformKey) []platformKey {
+	keys := make([]platformKey, 0, len(page))
+	for _, k := range page {
+		keys = append(keys, from(k))
+	}
+	return keys
 }
 
 func fromAgent(a *godo.Agent) platformAgent {
