@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"time"
 
 	"github.com/digitalocean/godo"
@@ -160,6 +161,28 @@ var providerAPIs = map[string]*providerAPI{
 	},
 }
 
+// canonicalUUID is the text form of a UUID, any version, either case.
+var canonicalUUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// isPlatformUUID reports whether s is a uuid in canonical form. godo pastes
+// uuids into request paths as they are ("/v2/gen-ai/<provider>/keys/" + uuid)
+// and "../" segments resolve, so text that is anything else could address
+// another object on the platform, or add a query.
+func isPlatformUUID(s string) bool { return canonicalUUID.MatchString(s) }
+
+// errMalformedUUID: a uuid bound for a request path is not canonical, and
+// nothing was sent.
+var errMalformedUUID = errors.New("is not a canonical uuid (8-4-4-4-12 hexadecimal digits); nothing was sent to the platform")
+
+// requireUUID refuses a uuid that isPlatformUUID does not accept, before any
+// request is built. The value is not echoed: it may be a pasted API key.
+func requireUUID(op, what, uuid string) error {
+	if isPlatformUUID(uuid) {
+		return nil
+	}
+	return fmt.Errorf("platform %s: the %s uuid %w", op, what, errMalformedUUID)
+}
+
 // apiFor looks the provider up in the table once per call.
 func apiFor(provider string) (*providerAPI, error) {
 	if api, ok := providerAPIs[provider]; ok {
@@ -185,6 +208,9 @@ func (p *godoPlatform) GetKey(ctx context.Context, provider, uuid string) (platf
 	if err != nil {
 		return platformKey{}, err
 	}
+	if err := requireUUID("get key", "key", uuid); err != nil {
+		return platformKey{}, err
+	}
 	k, resp, err := api.get(ctx, p.api, uuid)
 	if err != nil {
 		return platformKey{}, classifyPlatformError("get key", resp, err)
@@ -197,6 +223,9 @@ func (p *godoPlatform) UpdateKey(ctx context.Context, provider, uuid string, cha
 	if err != nil {
 		return platformKey{}, err
 	}
+	if err := requireUUID("update key", "key", uuid); err != nil {
+		return platformKey{}, err
+	}
 	k, resp, err := api.update(ctx, p.api, uuid, change)
 	if err != nil {
 		return platformKey{}, classifyPlatformError("update key", resp, err, change.Secret)
@@ -207,6 +236,9 @@ func (p *godoPlatform) UpdateKey(ctx context.Context, provider, uuid string, cha
 func (p *godoPlatform) DeleteKey(ctx context.Context, provider, uuid string) error {
 	api, err := apiFor(provider)
 	if err != nil {
+		return err
+	}
+	if err := requireUUID("delete key", "key", uuid); err != nil {
 		return err
 	}
 	if resp, err := api.delete(ctx, p.api, uuid); err != nil {
@@ -245,6 +277,9 @@ func (p *godoPlatform) ListAgentsByKey(ctx context.Context, provider, uuid strin
 	if err != nil {
 		return nil, err
 	}
+	if err := requireUUID("list agents", "key", uuid); err != nil {
+		return nil, err
+	}
 	var agents []platformAgent
 	err = forEachPage(func(opt *godo.ListOptions) (*godo.Response, error) {
 		page, resp, err := api.listAgents(ctx, p.api, uuid, opt)
@@ -262,6 +297,14 @@ func (p *godoPlatform) ListAgentsByKey(ctx context.Context, provider, uuid strin
 func (p *godoPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, keyUUID string) (platformAgent, error) {
 	api, err := apiFor(provider)
 	if err != nil {
+		return platformAgent{}, err
+	}
+	if err := requireUUID("update agent", "agent", agentUUID); err != nil {
+		return platformAgent{}, err
+	}
+	// The key uuid goes in the body, not the path, but a malformed one is
+	// no more use to the platform than to us.
+	if err := requireUUID("update agent", "key", keyUUID); err != nil {
 		return platformAgent{}, err
 	}
 	// Only the key field is sent (godo's omitempty drops the rest): whether

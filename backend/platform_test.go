@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -206,4 +207,105 @@ func TestGodoPlatform_ProviderTable(t *testing.T) {
 			t.Fatalf("an unknown provider sent %d requests", n)
 		}
 	})
+}
+
+func TestIsPlatformUUID(t *testing.T) {
+	valid := []string{
+		testKeyUUID,
+		strings.ToUpper(testKeyUUID),
+		"00000000-0000-0000-0000-000000000000",
+		"FFFFFFFF-ffff-FFFF-ffff-FFFFFFFFFFFF",
+		"6ba7b810-9dad-11d1-80b4-00c04fd430c8", // version 1
+		"01890a5d-ac96-774b-bcce-b302099a8057", // version 7
+	}
+	invalid := []string{
+		"",
+		"3f1c2b9a8d4e4a6b9c1d2e3f4a5b6c7d",
+		"{" + testKeyUUID + "}",
+		"urn:uuid:" + testKeyUUID,
+		"3f1c2b9g-8d4e-4a6b-9c1d-2e3f4a5b6c7d",
+		" " + testKeyUUID,
+		testKeyUUID + "\n",
+		testKeyUUID + "0",
+		"3f1c2b9a-8d4e-4a6b-9c1d2e3f-4a5b6c7d",
+		"３f1c2b9a-8d4e-4a6b-9c1d-2e3f4a5b6c7d", // a full-width digit
+	}
+	for _, s := range valid {
+		if !isPlatformUUID(s) {
+			t.Errorf("isPlatformUUID(%q) = false", s)
+		}
+	}
+	for _, s := range invalid {
+		if isPlatformUUID(s) {
+			t.Errorf("isPlatformUUID(%q) = true", s)
+		}
+	}
+}
+
+// godo pastes uuids into request paths and "../" resolves: every method that
+// puts a uuid in a path refuses a non-canonical one before sending anything,
+// without echoing it. Sent through the real godo client to a recording server.
+func TestGodoPlatform_RefusesMalformedUUIDs(t *testing.T) {
+	ctx := context.Background()
+	calls := map[string]func(p *godoPlatform, uuid string) error{
+		"get key": func(p *godoPlatform, uuid string) error {
+			_, err := p.GetKey(ctx, providerAnthropic, uuid)
+			return err
+		},
+		"update key": func(p *godoPlatform, uuid string) error {
+			_, err := p.UpdateKey(ctx, providerOpenAI, uuid, keyChange{Name: "renamed"})
+			return err
+		},
+		"delete key": func(p *godoPlatform, uuid string) error { return p.DeleteKey(ctx, providerAnthropic, uuid) },
+		"list agents by key": func(p *godoPlatform, uuid string) error {
+			_, err := p.ListAgentsByKey(ctx, providerOpenAI, uuid)
+			return err
+		},
+		"set agent key, agent uuid": func(p *godoPlatform, uuid string) error {
+			_, err := p.SetAgentKey(ctx, providerAnthropic, uuid, testKeyUUID)
+			return err
+		},
+		"set agent key, key uuid": func(p *godoPlatform, uuid string) error {
+			_, err := p.SetAgentKey(ctx, providerAnthropic, testAgentUUID, uuid)
+			return err
+		},
+	}
+	malformed := []string{
+		"../../agents/" + testAgentUUID,
+		"./" + testKeyUUID,
+		testKeyUUID + "/",
+		testKeyUUID + "?x",
+		testKeyUUID + "#x",
+		"sk-ant-api03-PASTEDKEYPASTEDKEY0123456789",
+	}
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) {
+			f := newFakePlatform(t)
+			p := f.platform(t)
+			for _, bad := range malformed {
+				err := call(p, bad)
+				if !errors.Is(err, errMalformedUUID) {
+					t.Errorf("%q: want errMalformedUUID, got %v", bad, err)
+					continue
+				}
+				if strings.Contains(err.Error(), bad) || strings.Contains(err.Error(), "PASTEDKEY") {
+					t.Errorf("%q: the error echoes the value: %v", bad, err)
+				}
+			}
+			if got := f.requests(); len(got) != 0 {
+				t.Fatalf("malformed uuids reached the platform: %+v", got)
+			}
+
+			upper := strings.ToUpper(testKeyUUID)
+			if name == "set agent key, agent uuid" {
+				upper = strings.ToUpper(testAgentUUID)
+			}
+			if err := call(p, upper); err != nil {
+				t.Fatalf("a canonical upper-case uuid was refused: %v", err)
+			}
+			if got := f.requests(); len(got) != 1 {
+				t.Fatalf("sent %d requests for a canonical uuid, want 1", len(got))
+			}
+		})
+	}
 }
