@@ -60,6 +60,12 @@ func (e *platformError) Error() string {
 // other 4xx: the platform's validation message is shown, redacted) or a
 // platformError. Secrets sent with the request are removed from any text.
 func classifyPlatformError(op string, resp *godo.Response, err error, secrets ...string) error {
+	// Not err.Error(): the *url.Error around a refused redirect names the
+	// Location.
+	var redirect *redirectError
+	if errors.As(err, &redirect) {
+		return &platformError{op: op, message: redirect.Error()}
+	}
 	if isTimeout(err) {
 		return &platformError{op: op, message: "timed out waiting for the platform (request_timeout on config); the change may or may not have been applied"}
 	}

@@ -77,8 +77,9 @@ var _ platform = (*godoPlatform)(nil)
 // retry POST too, and a retried create can leave a duplicate key behind.
 func newGodoPlatform(baseURL, token, userAgent string, timeout time.Duration) (*godoPlatform, error) {
 	httpClient := &http.Client{
-		Timeout:   timeout,
-		Transport: &bearerTransport{token: token, base: http.DefaultTransport.(*http.Transport).Clone()},
+		Timeout:       timeout,
+		Transport:     &bearerTransport{token: token, base: http.DefaultTransport.(*http.Transport).Clone()},
+		CheckRedirect: refuseRedirects("the platform"),
 	}
 	client, err := godo.New(httpClient, godo.SetBaseURL(baseURL), godo.SetUserAgent(userAgent))
 	if err != nil {
@@ -338,6 +339,34 @@ func forEachPage(list func(*godo.ListOptions) (*godo.Response, error)) error {
 			current = opt.Page
 		}
 		opt = &godo.ListOptions{Page: current + 1, PerPage: maxPageSize}
+	}
+}
+
+// redirectError: an upstream answered a request that carries credentials
+// with a redirect. It keeps only the status: the Location could hold
+// anything, secrets included, and the *url.Error that http.Client wraps this
+// in prints it, so callers unwrap this error rather than print that one.
+type redirectError struct {
+	upstream string
+	status   int
+}
+
+func (e *redirectError) Error() string {
+	return fmt.Sprintf("%s answered with a redirect (HTTP %d); refusing to follow it, because the request carries credentials", e.upstream, e.status)
+}
+
+// refuseRedirects is the CheckRedirect of every client that sends a
+// credential. Following a redirect would send it to wherever the Location
+// points: bearerTransport sets the token again on every hop, which defeats
+// Go's removal of Authorization on a redirect to another host, and Go
+// forwards other headers such as x-api-key whatever the host.
+func refuseRedirects(upstream string) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, _ []*http.Request) error {
+		status := 0
+		if req.Response != nil {
+			status = req.Response.StatusCode
+		}
+		return &redirectError{upstream: upstream, status: status}
 	}
 }
 

@@ -4,13 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 )
 
 // Canonical uuids as the platform hands them out.
@@ -307,5 +313,103 @@ func TestGodoPlatform_RefusesMalformedUUIDs(t *testing.T) {
 				t.Fatalf("sent %d requests for a canonical uuid, want 1", len(got))
 			}
 		})
+	}
+}
+
+// locationMarker is put in every redirect's Location: errors must not show
+// it, since a Location could carry anything.
+const locationMarker = "LOCATIONMARKER"
+
+// newRedirectPair starts a server that answers every request with status,
+// pointing at a second server that would answer 200 with an empty list. It
+// returns the first server's URL and the number of requests the second one
+// received.
+func newRedirectPair(t *testing.T, status int) (string, *atomic.Int32) {
+	t.Helper()
+	hits := &atomic.Int32{}
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"api_key_infos":[],"api_key_info":{"uuid":"` + testKeyUUID + `"},"data":[],"meta":{"total":0}}`))
+	}))
+	t.Cleanup(target.Close)
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+r.URL.Path+"?leak="+locationMarker, status)
+	}))
+	t.Cleanup(redirector.Close)
+	return redirector.URL, hits
+}
+
+const redirectRefusal = "answered with a redirect (HTTP %d); refusing to follow it, because the request carries credentials"
+
+// The platform client follows no redirect: the token (which bearerTransport
+// would set again on every hop) and the key in a create never reach the
+// Location, and the failure is an upstream fault, not a caller error.
+func TestGodoPlatform_RefusesRedirects(t *testing.T) {
+	ctx := context.Background()
+	secret := anthropicKey("redirect")
+	calls := map[string]func(p *godoPlatform) error{
+		"list keys": func(p *godoPlatform) error {
+			_, err := p.ListKeys(ctx, providerAnthropic)
+			return err
+		},
+		"create key": func(p *godoPlatform) error {
+			_, err := p.CreateKey(ctx, providerAnthropic, "redirected", secret)
+			return err
+		},
+		"check token": func(p *godoPlatform) error { return p.CheckToken(ctx) },
+	}
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		for name, call := range calls {
+			t.Run(fmt.Sprintf("%s/%d", name, status), func(t *testing.T) {
+				url, hits := newRedirectPair(t, status)
+				p, err := newGodoPlatform(url+"/", "redirect-test-token", "test", 5*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = call(p)
+				if n := hits.Load(); n != 0 {
+					t.Fatalf("the redirect target received %d requests", n)
+				}
+				if err == nil {
+					t.Fatal("want an error")
+				}
+				if want := "the platform " + fmt.Sprintf(redirectRefusal, status); !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q lacks %q", err, want)
+				}
+				var pe *platformError
+				var ce *callerError
+				if !errors.As(err, &pe) || errors.As(err, &ce) {
+					t.Errorf("want an upstream fault, got %T: %v", err, err)
+				}
+				for _, leak := range []string{locationMarker, "127.0.0.1", "redirect-test-token", secret} {
+					if strings.Contains(err.Error(), leak) {
+						t.Errorf("error shows %q: %v", leak, err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// Through HandleRequest: a config write whose api_url redirects is a server
+// error that says why, and saves nothing.
+func TestConfig_WriteRefusesPlatformRedirect(t *testing.T) {
+	emu := emulator.New(emulator.Config{Tokens: []string{testToken}})
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+	e := newUnconfiguredEnv(t, emu, srv)
+	url, hits := newRedirectPair(t, http.StatusFound)
+
+	msg := e.mustServerError(logical.UpdateOperation, "config", map[string]any{"token": testToken, "api_url": url},
+		"the platform "+fmt.Sprintf(redirectRefusal, http.StatusFound), "nothing was saved")
+	if strings.Contains(msg, locationMarker) {
+		t.Errorf("the error shows the Location: %s", msg)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the redirect target received %d requests", n)
+	}
+	if resp, _ := e.request(logical.ReadOperation, "config", nil); resp != nil {
+		t.Fatal("config saved despite the refused redirect")
 	}
 }
