@@ -69,6 +69,10 @@ const maxPageSize = 200
 // godoPlatform implements platform with godo's AgentPlatform service.
 type godoPlatform struct {
 	api godo.AgentPlatformService
+	// token is kept to redact it from the platform's error text, whatever
+	// its shape: a platform message that echoes it must not reach a log or
+	// a response.
+	token string
 }
 
 var _ platform = (*godoPlatform)(nil)
@@ -85,7 +89,13 @@ func newGodoPlatform(baseURL, token, userAgent string, timeout time.Duration) (*
 	if err != nil {
 		return nil, fmt.Errorf("building the platform client: %w", err)
 	}
-	return &godoPlatform{api: client.AgentPlatform}, nil
+	return &godoPlatform{api: client.AgentPlatform, token: token}, nil
+}
+
+// classify is classifyPlatformError with the configured token among the
+// secrets to redact.
+func (p *godoPlatform) classify(op string, resp *godo.Response, err error, secrets ...string) error {
+	return classifyPlatformError(op, resp, err, append([]string{p.token}, secrets...)...)
 }
 
 // providerAPI is one provider's row in the table of godo's AgentPlatform
@@ -199,7 +209,7 @@ func (p *godoPlatform) CreateKey(ctx context.Context, provider, name, secret str
 	}
 	k, resp, err := api.create(ctx, p.api, name, secret)
 	if err != nil {
-		return platformKey{}, classifyPlatformError("create key", resp, err, secret)
+		return platformKey{}, p.classify("create key", resp, err, secret)
 	}
 	return k, nil
 }
@@ -214,7 +224,7 @@ func (p *godoPlatform) GetKey(ctx context.Context, provider, uuid string) (platf
 	}
 	k, resp, err := api.get(ctx, p.api, uuid)
 	if err != nil {
-		return platformKey{}, classifyPlatformError("get key", resp, err)
+		return platformKey{}, p.classify("get key", resp, err)
 	}
 	return k, nil
 }
@@ -229,7 +239,7 @@ func (p *godoPlatform) UpdateKey(ctx context.Context, provider, uuid string, cha
 	}
 	k, resp, err := api.update(ctx, p.api, uuid, change)
 	if err != nil {
-		return platformKey{}, classifyPlatformError("update key", resp, err, change.Secret)
+		return platformKey{}, p.classify("update key", resp, err, change.Secret)
 	}
 	return k, nil
 }
@@ -243,7 +253,7 @@ func (p *godoPlatform) DeleteKey(ctx context.Context, provider, uuid string) err
 		return err
 	}
 	if resp, err := api.delete(ctx, p.api, uuid); err != nil {
-		return classifyPlatformError("delete key", resp, err)
+		return p.classify("delete key", resp, err)
 	}
 	return nil
 }
@@ -254,7 +264,7 @@ func (p *godoPlatform) ListKeys(ctx context.Context, provider string) ([]platfor
 		return nil, err
 	}
 	var keys []platformKey
-	err = forEachPage(func(opt *godo.ListOptions) (*godo.Response, error) {
+	err = p.forEachPage(func(opt *godo.ListOptions) (*godo.Response, error) {
 		page, resp, err := api.list(ctx, p.api, opt)
 		keys = append(keys, page...)
 		return resp, err
@@ -268,7 +278,7 @@ func (p *godoPlatform) ListKeys(ctx context.Context, provider string) ([]platfor
 func (p *godoPlatform) CheckToken(ctx context.Context) error {
 	_, resp, err := p.api.ListAnthropicAPIKeys(ctx, &godo.ListOptions{Page: 1, PerPage: 1})
 	if err != nil {
-		return classifyPlatformError("check token", resp, err)
+		return p.classify("check token", resp, err)
 	}
 	return nil
 }
@@ -282,7 +292,7 @@ func (p *godoPlatform) ListAgentsByKey(ctx context.Context, provider, uuid strin
 		return nil, err
 	}
 	var agents []platformAgent
-	err = forEachPage(func(opt *godo.ListOptions) (*godo.Response, error) {
+	err = p.forEachPage(func(opt *godo.ListOptions) (*godo.Response, error) {
 		page, resp, err := api.listAgents(ctx, p.api, uuid, opt)
 		for _, a := range page {
 			agents = append(agents, fromAgent(a))
@@ -315,19 +325,19 @@ func (p *godoPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, key
 	api.setAgentKey(update, keyUUID)
 	agent, resp, err := p.api.UpdateAgent(ctx, agentUUID, update)
 	if err != nil {
-		return platformAgent{}, classifyPlatformError("update agent", resp, err)
+		return platformAgent{}, p.classify("update agent", resp, err)
 	}
 	return fromAgent(agent), nil
 }
 
 // forEachPage calls list with successive pages until the platform says the
 // last page was reached. Errors from list are classified here once.
-func forEachPage(list func(*godo.ListOptions) (*godo.Response, error)) error {
+func (p *godoPlatform) forEachPage(list func(*godo.ListOptions) (*godo.Response, error)) error {
 	opt := &godo.ListOptions{Page: 1, PerPage: maxPageSize}
 	for {
 		resp, err := list(opt)
 		if err != nil {
-			return classifyPlatformError("list", resp, err)
+			return p.classify("list", resp, err)
 		}
 		// The platform leaves out links entirely when one page holds
 		// everything.
