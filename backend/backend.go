@@ -60,6 +60,19 @@ type upstream struct {
 	verifier keyVerifier
 }
 
+// closeIdleConnections closes the idle keep-alive connections of the clients
+// that have any. Clients that are replaced and not closed keep theirs, and
+// two goroutines each, until the idle timeout: a few config writes in a row
+// piled up hundreds. A request still running keeps its connection; net/http
+// closes it once idle unless another request starts on that client.
+func (u *upstream) closeIdleConnections() {
+	for _, c := range []any{u.platform, u.verifier} {
+		if c, ok := c.(interface{ CloseIdleConnections() }); ok {
+			c.CloseIdleConnections()
+		}
+	}
+}
+
 func newBackend() *gradientBackend {
 	b := &gradientBackend{
 		nameLocks:   locksutil.CreateLocks(),
@@ -105,6 +118,9 @@ func (b *gradientBackend) invalidate(_ context.Context, key string) {
 func (b *gradientBackend) resetUpstream() {
 	b.upstreamMu.Lock()
 	defer b.upstreamMu.Unlock()
+	if b.upstream != nil {
+		b.upstream.closeIdleConnections()
+	}
 	b.upstream = nil
 	b.names.reset()
 }

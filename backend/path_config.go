@@ -159,6 +159,10 @@ func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Requ
 	if err != nil {
 		return nil, err
 	}
+	// These clients only check the token: they are never the cached ones
+	// (getUpstream builds those on the next call), so nothing else closes
+	// their connections.
+	defer up.closeIdleConnections()
 	if err := up.platform.CheckToken(ctx); err != nil {
 		if errors.Is(err, errPlatformUnauthorized) {
 			return logical.ErrorResponse("the platform rejected the token (HTTP 401): use a DigitalOcean token with the genai scopes; nothing was saved"), nil

@@ -1,8 +1,11 @@
 package backend
 
 import (
+	"fmt"
 	"net/http/httptest"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -91,5 +94,39 @@ func TestConfig_APIURLPath(t *testing.T) {
 				t.Fatalf("config read %v", resp.Data)
 			}
 		})
+	}
+}
+
+// Each config write builds new clients, for the token check and then for the
+// cached upstream. The clients they replace must close their idle keep-alive
+// connections, or every write leaves goroutines (and sockets) behind until
+// the idle timeout.
+func TestConfig_WritesDoNotPileUpConnections(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/idle-conns", map[string]any{"provider": "openai", "api_key": openAIKey("idleconns")})
+	data := map[string]any{
+		"token": testToken, "api_url": e.srv.URL,
+		"anthropic_url": e.srv.URL + "/anthropic", "openai_url": e.srv.URL + "/openai",
+	}
+	settle := func(limit int) int {
+		n := runtime.NumGoroutine()
+		for deadline := time.Now().Add(2 * time.Second); n > limit && time.Now().Before(deadline); n = runtime.NumGoroutine() {
+			time.Sleep(20 * time.Millisecond)
+		}
+		return n
+	}
+	before := runtime.NumGoroutine()
+
+	for i := range 50 {
+		data["request_timeout"] = fmt.Sprintf("%ds", 10+i%5)
+		e.mustOK(logical.UpdateOperation, "config", data)
+		// A rotation goes through both cached clients (verifier and
+		// platform), so the next write replaces clients that hold
+		// connections of their own.
+		e.mustOK(logical.UpdateOperation, "keys/idle-conns", map[string]any{"api_key": openAIKey(fmt.Sprintf("idleconns%d", i))})
+	}
+
+	if after := settle(before + 20); after > before+20 {
+		t.Fatalf("goroutines went from %d to %d after 50 config writes: the replaced clients kept their idle connections", before, after)
 	}
 }

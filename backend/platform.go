@@ -73,6 +73,9 @@ type godoPlatform struct {
 	// its shape: a platform message that echoes it must not reach a log or
 	// a response.
 	token string
+	// httpClient is kept to close its idle connections when the client is
+	// replaced.
+	httpClient *http.Client
 }
 
 var _ platform = (*godoPlatform)(nil)
@@ -89,8 +92,12 @@ func newGodoPlatform(baseURL, token, userAgent string, timeout time.Duration) (*
 	if err != nil {
 		return nil, fmt.Errorf("building the platform client: %w", err)
 	}
-	return &godoPlatform{api: client.AgentPlatform, token: token}, nil
+	return &godoPlatform{api: client.AgentPlatform, token: token, httpClient: httpClient}, nil
 }
+
+// CloseIdleConnections closes the client's idle keep-alive connections; see
+// upstream.closeIdleConnections.
+func (p *godoPlatform) CloseIdleConnections() { p.httpClient.CloseIdleConnections() }
 
 // classify is classifyPlatformError with the configured token among the
 // secrets to redact.
@@ -393,6 +400,14 @@ func (t *bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+t.token)
 	return t.base.RoundTrip(r)
+}
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the
+// transport underneath, which holds the connections.
+func (t *bearerTransport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 func fromAnthropic(k *godo.AnthropicApiKeyInfo) platformKey {

@@ -29,11 +29,21 @@ type httpVerifier struct {
 
 func newHTTPVerifier(anthropicURL, openaiURL string, timeout time.Duration) *httpVerifier {
 	return &httpVerifier{
-		client:       &http.Client{Timeout: timeout, CheckRedirect: refuseRedirects("the provider")},
+		client: &http.Client{
+			Timeout: timeout,
+			// Its own transport, not http.DefaultTransport: closing the idle
+			// connections of a replaced verifier must not close other users'.
+			Transport:     http.DefaultTransport.(*http.Transport).Clone(),
+			CheckRedirect: refuseRedirects("the provider"),
+		},
 		anthropicURL: strings.TrimRight(anthropicURL, "/"),
 		openaiURL:    strings.TrimRight(openaiURL, "/"),
 	}
 }
+
+// CloseIdleConnections closes the client's idle keep-alive connections; see
+// upstream.closeIdleConnections.
+func (v *httpVerifier) CloseIdleConnections() { v.client.CloseIdleConnections() }
 
 func (v *httpVerifier) Verify(ctx context.Context, provider, apiKey string) error {
 	var req *http.Request
