@@ -67,6 +67,19 @@ type clients struct {
 	verifier keyVerifier
 }
 
+// closeIdleConnections closes the idle keep-alive connections of the clients
+// that have any. Clients that are replaced and not closed keep theirs, and
+// two goroutines each, until the idle timeout: a few config writes in a row
+// piled up hundreds. A request still running keeps its connection; net/http
+// closes it once idle unless another request starts on that client.
+func (c *clients) closeIdleConnections() {
+	for _, c := range []any{c.platform, c.verifier} {
+		if c, ok := c.(interface{ CloseIdleConnections() }); ok {
+			c.CloseIdleConnections()
+		}
+	}
+}
+
 func newBackend() *gradientBackend {
 	b := &gradientBackend{
 		nameLocks:    locksutil.CreateLocks(),
@@ -117,6 +130,9 @@ func (b *gradientBackend) invalidate(_ context.Context, key string) {
 func (b *gradientBackend) dropClients() {
 	b.clientsMu.Lock()
 	defer b.clientsMu.Unlock()
+	if b.cached != nil {
+		b.cached.closeIdleConnections()
+	}
 	b.cached = nil
 	b.names.reset()
 }

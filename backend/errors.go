@@ -73,6 +73,12 @@ func (e *platformError) Error() string {
 // other 4xx: the platform's validation message is shown, redacted) or a
 // platformError. Secrets sent with the request are removed from any text.
 func classifyPlatformError(op string, resp *godo.Response, err error, secrets ...string) error {
+	// Not err.Error(): the *url.Error around a refused redirect names the
+	// Location.
+	var redirect *redirectError
+	if errors.As(err, &redirect) {
+		return &platformError{op: op, message: redirect.Error()}
+	}
 	if isTimeout(err) {
 		return &platformError{op: op, message: "timed out waiting for the platform (request_timeout on config); the change may or may not have been applied"}
 	}
@@ -92,7 +98,7 @@ func classifyPlatformError(op string, resp *godo.Response, err error, secrets ..
 	case status == http.StatusTooManyRequests:
 		retry := ""
 		if v := apiErr.Response.Header.Get("Retry-After"); v != "" {
-			retry = "; retry after " + redact(v) + " s"
+			retry = "; retry after " + redact(v, secrets...) + " s"
 		}
 		return fmt.Errorf("platform %s: the platform's rate limit was reached%s: %w", op, retry, logical.ErrUpstreamRateLimited)
 	case status >= 400 && status < 500:
@@ -103,7 +109,7 @@ func classifyPlatformError(op string, resp *godo.Response, err error, secrets ..
 		}
 		return callerErrorf("the platform refused to %s (HTTP %d): %s", op, status, msg)
 	}
-	return &platformError{op: op, status: status, requestID: redact(apiErr.RequestID), message: msg}
+	return &platformError{op: op, status: status, requestID: redact(apiErr.RequestID, secrets...), message: msg}
 }
 
 func isTimeout(err error) bool {
@@ -112,8 +118,10 @@ func isTimeout(err error) bool {
 }
 
 // keyLike matches anything shaped like a provider key or a masked fragment of
-// one, such as OpenAI's "sk-proj-*****abcd" echo in its 401 message.
-var keyLike = regexp.MustCompile(`(?i)(sk|dop_v1)[-_][A-Za-z0-9_*.\-]*`)
+// one, such as OpenAI's "sk-proj-*****abcd" echo in its 401 message, and
+// every shape of DigitalOcean token: personal (dop_v1_), OAuth (doo_v1_)
+// and refresh (dor_v1_), with room for prefixes DigitalOcean adds later.
+var keyLike = regexp.MustCompile(`(?i)(sk|do[a-z]_v1)[-_][A-Za-z0-9_*.\-]*`)
 
 // maxUpstreamText bounds how much upstream text reaches a response.
 const maxUpstreamText = 300

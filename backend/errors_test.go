@@ -18,6 +18,9 @@ func TestRedact(t *testing.T) {
 		"Incorrect API key provided: sk-proj-*****UVWX. You can find your API key at https://platform.openai.com/account/api-keys.": "sk-proj",
 		"key " + secret + " is bad":                  secret,
 		"token dop_v1_0123456789abcdef was rejected": "dop_v1_0123",
+		"oauth doo_v1_0123456789abcdef expired":      "doo_v1_0123",
+		"refresh dor_v1_0123456789abcdef revoked":    "dor_v1_0123",
+		"upper DOP_V1_0123456789ABCDEF":              "0123456789",
 		"line\nbreak\x00":                            "\n",
 	}
 	for in, leaked := range cases {
@@ -155,4 +158,71 @@ func FuzzNormalizeAPIKey(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The configured DigitalOcean token, whatever its shape, and anything shaped
+// like a DigitalOcean token never come back in a platform error, on every
+// path classifyPlatformError takes: a caller error (4xx), an upstream fault
+// (5xx, with its request id) and a rate limit (Retry-After). Real godo
+// client against a stub platform.
+func TestGodoPlatform_RedactsTokenFromErrors(t *testing.T) {
+	const token = "emulator-token-123456"
+	hex := strings.Repeat("0123456789abcdef", 4)
+	message := "token " + token + " denied; also doo_v1_" + hex + ", dor_v1_" + hex + " and dop_v1_" + hex
+	ctx := context.Background()
+	calls := map[string]func(p *godoPlatform) error{
+		"create": func(p *godoPlatform) error {
+			_, err := p.CreateKey(ctx, providerOpenAI, "n", openAIKey("redacttoken"))
+			return err
+		},
+		"get": func(p *godoPlatform) error {
+			_, err := p.GetKey(ctx, providerAnthropic, testKeyUUID)
+			return err
+		},
+		"update": func(p *godoPlatform) error {
+			_, err := p.UpdateKey(ctx, providerAnthropic, testKeyUUID, keyChange{Name: "n"})
+			return err
+		},
+		"delete": func(p *godoPlatform) error { return p.DeleteKey(ctx, providerOpenAI, testKeyUUID) },
+		"list": func(p *godoPlatform) error {
+			_, err := p.ListKeys(ctx, providerAnthropic)
+			return err
+		},
+		"list agents": func(p *godoPlatform) error {
+			_, err := p.ListAgentsByKey(ctx, providerOpenAI, testKeyUUID)
+			return err
+		},
+		"set agent key": func(p *godoPlatform) error {
+			_, err := p.SetAgentKey(ctx, providerAnthropic, testAgentUUID, testKeyUUID)
+			return err
+		},
+		"check token": func(p *godoPlatform) error { return p.CheckToken(ctx) },
+	}
+	for _, status := range []int{http.StatusBadRequest, http.StatusUnprocessableEntity, http.StatusInternalServerError, http.StatusTooManyRequests} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Retry-After", token)
+			w.WriteHeader(status)
+			_, _ = w.Write([]byte(`{"id":"x","message":"` + message + `","request_id":"req-` + token + `"}`))
+		}))
+		p, err := newGodoPlatform(srv.URL+"/", token, "test", 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, call := range calls {
+			err := call(p)
+			if err == nil {
+				t.Fatalf("%d %s: want an error", status, name)
+			}
+			for _, leak := range []string{token, "123456", "doo_v1", "dor_v1", "dop_v1", hex[:12]} {
+				if strings.Contains(err.Error(), leak) {
+					t.Errorf("%d %s: error shows %q: %v", status, name, leak, err)
+				}
+			}
+			if status != http.StatusTooManyRequests && !strings.Contains(err.Error(), "denied") {
+				t.Errorf("%d %s: the platform's message was lost: %v", status, name, err)
+			}
+		}
+		srv.Close()
+	}
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -157,6 +159,10 @@ func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Requ
 	if err != nil {
 		return nil, err
 	}
+	// These clients only check the token: they are never the cached ones
+	// (clients builds those on the next call), so nothing else closes
+	// their connections.
+	defer c.closeIdleConnections()
 	if err := c.platform.CheckToken(ctx); err != nil {
 		if errors.Is(err, errPlatformUnauthorized) {
 			return nil, callerErrorf("the platform rejected the token (HTTP 401): use a DigitalOcean token with the genai scopes; nothing was saved")
@@ -188,7 +194,12 @@ func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfi
 		*cfg = *stored
 	}
 	if v, ok := d.GetOk("token"); ok {
-		cfg.Token = v.(string)
+		// token=@do-token.txt brings the file's newline, which net/http
+		// refuses in a header: trimmed as api_key is.
+		cfg.Token = strings.TrimSpace(v.(string))
+		if strings.IndexFunc(cfg.Token, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+			return nil, callerErrorf("token must not contain white space or control characters; check that it was copied whole")
+		}
 	}
 	if cfg.Token == "" {
 		return nil, callerErrorf("token is required: a DigitalOcean API token with the genai scopes")
@@ -219,8 +230,9 @@ func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfi
 	return cfg, nil
 }
 
-// validateBaseURL accepts absolute http(s) URLs without user info: a URL with
-// credentials in it would put a secret in the stored config's plain fields.
+// validateBaseURL accepts absolute http(s) URLs without user info, query or
+// fragment, and api_url without a path. A URL with credentials in it would
+// put a secret in the stored config's plain fields.
 func validateBaseURL(field, raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
@@ -231,6 +243,12 @@ func validateBaseURL(field, raw string) error {
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return callerErrorf("%s must not have a query or fragment", field)
+	}
+	// godo addresses the platform from the host root ("/v2/..."), so a path
+	// in api_url would be dropped without a word. The provider URLs may keep
+	// theirs: the verifier appends to them.
+	if p := u.EscapedPath(); field == "api_url" && p != "" && p != "/" {
+		return callerErrorf("api_url must not have a path: the DigitalOcean API is addressed from the host root, e.g. https://api.digitalocean.com")
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"time"
 
 	"github.com/digitalocean/godo"
@@ -72,7 +73,16 @@ const maxPageSize = 200
 type godoPlatform struct {
 	api   godo.AgentPlatformService
 	clock *platformClock
+	// token is kept to redact it from the platform's error text, whatever
+	// its shape: a platform message that echoes it must not reach a log or
+	// a response.
+	token string
+	// httpClient is kept to close its idle connections when the client is
+	// replaced.
+	httpClient *http.Client
 }
+
+var _ platform = (*godoPlatform)(nil)
 
 // newGodoPlatform builds a client without godo's automatic retries: those
 // retry POST too, and a retried create can leave a duplicate key behind.
@@ -83,109 +93,197 @@ func newGodoPlatform(baseURL, token, userAgent string, timeout time.Duration) (*
 		Transport: &clockTransport{clock: clock, base: &bearerTransport{
 			token: token, base: http.DefaultTransport.(*http.Transport).Clone(),
 		}},
+		CheckRedirect: refuseRedirects("the platform"),
 	}
 	client, err := godo.New(httpClient, godo.SetBaseURL(baseURL), godo.SetUserAgent(userAgent))
 	if err != nil {
 		return nil, fmt.Errorf("building the platform client: %w", err)
 	}
-	return &godoPlatform{api: client.AgentPlatform, clock: clock}, nil
+	return &godoPlatform{api: client.AgentPlatform, clock: clock, token: token, httpClient: httpClient}, nil
+}
+
+// CloseIdleConnections closes the client's idle keep-alive connections; see
+// clients.closeIdleConnections.
+func (p *godoPlatform) CloseIdleConnections() { p.httpClient.CloseIdleConnections() }
+
+// classify is classifyPlatformError with the configured token among the
+// secrets to redact.
+func (p *godoPlatform) classify(op string, resp *godo.Response, err error, secrets ...string) error {
+	return classifyPlatformError(op, resp, err, append([]string{p.token}, secrets...)...)
+}
+
+// providerAPI is one provider's row in the table of godo's AgentPlatform
+// methods. The Anthropic and OpenAI families differ only in which method is
+// called and which godo type comes back, so each godoPlatform method is
+// written once against this table instead of once per provider.
+type providerAPI struct {
+	create     func(ctx context.Context, api godo.AgentPlatformService, name, secret string) (platformKey, *godo.Response, error)
+	get        func(ctx context.Context, api godo.AgentPlatformService, uuid string) (platformKey, *godo.Response, error)
+	update     func(ctx context.Context, api godo.AgentPlatformService, uuid string, change keyChange) (platformKey, *godo.Response, error)
+	delete     func(ctx context.Context, api godo.AgentPlatformService, uuid string) (*godo.Response, error)
+	list       func(ctx context.Context, api godo.AgentPlatformService, opt *godo.ListOptions) ([]platformKey, *godo.Response, error)
+	listAgents func(ctx context.Context, api godo.AgentPlatformService, uuid string, opt *godo.ListOptions) ([]*godo.Agent, *godo.Response, error)
+	// setAgentKey sets the agent's key field of this provider on an update.
+	setAgentKey func(update *godo.AgentUpdateRequest, keyUUID string)
+}
+
+var providerAPIs = map[string]*providerAPI{
+	providerAnthropic: {
+		create: func(ctx context.Context, api godo.AgentPlatformService, name, secret string) (platformKey, *godo.Response, error) {
+			k, resp, err := api.CreateAnthropicAPIKey(ctx, &godo.AnthropicAPIKeyCreateRequest{Name: name, ApiKey: secret})
+			return fromAnthropic(k), resp, err
+		},
+		get: func(ctx context.Context, api godo.AgentPlatformService, uuid string) (platformKey, *godo.Response, error) {
+			k, resp, err := api.GetAnthropicAPIKey(ctx, uuid)
+			return fromAnthropic(k), resp, err
+		},
+		update: func(ctx context.Context, api godo.AgentPlatformService, uuid string, change keyChange) (platformKey, *godo.Response, error) {
+			k, resp, err := api.UpdateAnthropicAPIKey(ctx, uuid, &godo.AnthropicAPIKeyUpdateRequest{
+				ApiKeyUuid: uuid, Name: change.Name, ApiKey: change.Secret,
+			})
+			return fromAnthropic(k), resp, err
+		},
+		delete: func(ctx context.Context, api godo.AgentPlatformService, uuid string) (*godo.Response, error) {
+			_, resp, err := api.DeleteAnthropicAPIKey(ctx, uuid)
+			return resp, err
+		},
+		list: func(ctx context.Context, api godo.AgentPlatformService, opt *godo.ListOptions) ([]platformKey, *godo.Response, error) {
+			page, resp, err := api.ListAnthropicAPIKeys(ctx, opt)
+			return mapKeys(page, fromAnthropic), resp, err
+		},
+		listAgents: func(ctx context.Context, api godo.AgentPlatformService, uuid string, opt *godo.ListOptions) ([]*godo.Agent, *godo.Response, error) {
+			return api.ListAgentsByAnthropicAPIKey(ctx, uuid, opt)
+		},
+		setAgentKey: func(update *godo.AgentUpdateRequest, keyUUID string) { update.AnthropicKeyUuid = keyUUID },
+	},
+	providerOpenAI: {
+		create: func(ctx context.Context, api godo.AgentPlatformService, name, secret string) (platformKey, *godo.Response, error) {
+			k, resp, err := api.CreateOpenAIAPIKey(ctx, &godo.OpenAIAPIKeyCreateRequest{Name: name, ApiKey: secret})
+			return fromOpenAI(k), resp, err
+		},
+		get: func(ctx context.Context, api godo.AgentPlatformService, uuid string) (platformKey, *godo.Response, error) {
+			k, resp, err := api.GetOpenAIAPIKey(ctx, uuid)
+			return fromOpenAI(k), resp, err
+		},
+		update: func(ctx context.Context, api godo.AgentPlatformService, uuid string, change keyChange) (platformKey, *godo.Response, error) {
+			k, resp, err := api.UpdateOpenAIAPIKey(ctx, uuid, &godo.OpenAIAPIKeyUpdateRequest{
+				ApiKeyUuid: uuid, Name: change.Name, ApiKey: change.Secret,
+			})
+			return fromOpenAI(k), resp, err
+		},
+		delete: func(ctx context.Context, api godo.AgentPlatformService, uuid string) (*godo.Response, error) {
+			_, resp, err := api.DeleteOpenAIAPIKey(ctx, uuid)
+			return resp, err
+		},
+		list: func(ctx context.Context, api godo.AgentPlatformService, opt *godo.ListOptions) ([]platformKey, *godo.Response, error) {
+			page, resp, err := api.ListOpenAIAPIKeys(ctx, opt)
+			return mapKeys(page, fromOpenAI), resp, err
+		},
+		listAgents: func(ctx context.Context, api godo.AgentPlatformService, uuid string, opt *godo.ListOptions) ([]*godo.Agent, *godo.Response, error) {
+			return api.ListAgentsByOpenAIAPIKey(ctx, uuid, opt)
+		},
+		setAgentKey: func(update *godo.AgentUpdateRequest, keyUUID string) { update.OpenAiKeyUuid = keyUUID },
+	},
+}
+
+// canonicalUUID is the text form of a UUID, any version, either case.
+var canonicalUUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// isPlatformUUID reports whether s is a uuid in canonical form. godo pastes
+// uuids into request paths as they are ("/v2/gen-ai/<provider>/keys/" + uuid)
+// and "../" segments resolve, so text that is anything else could address
+// another object on the platform, or add a query.
+func isPlatformUUID(s string) bool { return canonicalUUID.MatchString(s) }
+
+// errMalformedUUID: a uuid bound for a request path is not canonical, and
+// nothing was sent.
+var errMalformedUUID = errors.New("is not a canonical uuid (8-4-4-4-12 hexadecimal digits); nothing was sent to the platform")
+
+// requireUUID refuses a uuid that isPlatformUUID does not accept, before any
+// request is built. The value is not echoed: it may be a pasted API key.
+func requireUUID(op, what, uuid string) error {
+	if isPlatformUUID(uuid) {
+		return nil
+	}
+	return fmt.Errorf("platform %s: the %s uuid %w", op, what, errMalformedUUID)
+}
+
+// apiFor looks the provider up in the table once per call.
+func apiFor(provider string) (*providerAPI, error) {
+	if api, ok := providerAPIs[provider]; ok {
+		return api, nil
+	}
+	return nil, unknownProvider(provider)
 }
 
 func (p *godoPlatform) ClockOffset() (lo, hi time.Duration, ok bool) { return p.clock.offset() }
 
 func (p *godoPlatform) CreateKey(ctx context.Context, provider, name, secret string) (platformKey, error) {
-	switch provider {
-	case providerAnthropic:
-		k, resp, err := p.api.CreateAnthropicAPIKey(ctx, &godo.AnthropicAPIKeyCreateRequest{Name: name, ApiKey: secret})
-		if err != nil {
-			return platformKey{}, classifyPlatformError("create key", resp, err, secret)
-		}
-		return fromAnthropic(k), nil
-	case providerOpenAI:
-		k, resp, err := p.api.CreateOpenAIAPIKey(ctx, &godo.OpenAIAPIKeyCreateRequest{Name: name, ApiKey: secret})
-		if err != nil {
-			return platformKey{}, classifyPlatformError("create key", resp, err, secret)
-		}
-		return fromOpenAI(k), nil
+	api, err := apiFor(provider)
+	if err != nil {
+		return platformKey{}, err
 	}
-	return platformKey{}, unknownProvider(provider)
+	k, resp, err := api.create(ctx, p.api, name, secret)
+	if err != nil {
+		return platformKey{}, p.classify("create key", resp, err, secret)
+	}
+	return k, nil
 }
 
 func (p *godoPlatform) GetKey(ctx context.Context, provider, uuid string) (platformKey, error) {
-	switch provider {
-	case providerAnthropic:
-		k, resp, err := p.api.GetAnthropicAPIKey(ctx, uuid)
-		if err != nil {
-			return platformKey{}, classifyPlatformError("get key", resp, err)
-		}
-		return fromAnthropic(k), nil
-	case providerOpenAI:
-		k, resp, err := p.api.GetOpenAIAPIKey(ctx, uuid)
-		if err != nil {
-			return platformKey{}, classifyPlatformError("get key", resp, err)
-		}
-		return fromOpenAI(k), nil
+	api, err := apiFor(provider)
+	if err != nil {
+		return platformKey{}, err
 	}
-	return platformKey{}, unknownProvider(provider)
+	if err := requireUUID("get key", "key", uuid); err != nil {
+		return platformKey{}, err
+	}
+	k, resp, err := api.get(ctx, p.api, uuid)
+	if err != nil {
+		return platformKey{}, p.classify("get key", resp, err)
+	}
+	return k, nil
 }
 
 func (p *godoPlatform) UpdateKey(ctx context.Context, provider, uuid string, change keyChange) (platformKey, error) {
-	switch provider {
-	case providerAnthropic:
-		k, resp, err := p.api.UpdateAnthropicAPIKey(ctx, uuid, &godo.AnthropicAPIKeyUpdateRequest{
-			ApiKeyUuid: uuid, Name: change.Name, ApiKey: change.Secret,
-		})
-		if err != nil {
-			return platformKey{}, classifyPlatformError("update key", resp, err, change.Secret)
-		}
-		return fromAnthropic(k), nil
-	case providerOpenAI:
-		k, resp, err := p.api.UpdateOpenAIAPIKey(ctx, uuid, &godo.OpenAIAPIKeyUpdateRequest{
-			ApiKeyUuid: uuid, Name: change.Name, ApiKey: change.Secret,
-		})
-		if err != nil {
-			return platformKey{}, classifyPlatformError("update key", resp, err, change.Secret)
-		}
-		return fromOpenAI(k), nil
+	api, err := apiFor(provider)
+	if err != nil {
+		return platformKey{}, err
 	}
-	return platformKey{}, unknownProvider(provider)
+	if err := requireUUID("update key", "key", uuid); err != nil {
+		return platformKey{}, err
+	}
+	k, resp, err := api.update(ctx, p.api, uuid, change)
+	if err != nil {
+		return platformKey{}, p.classify("update key", resp, err, change.Secret)
+	}
+	return k, nil
 }
 
 func (p *godoPlatform) DeleteKey(ctx context.Context, provider, uuid string) error {
-	var resp *godo.Response
-	var err error
-	switch provider {
-	case providerAnthropic:
-		_, resp, err = p.api.DeleteAnthropicAPIKey(ctx, uuid)
-	case providerOpenAI:
-		_, resp, err = p.api.DeleteOpenAIAPIKey(ctx, uuid)
-	default:
-		return unknownProvider(provider)
-	}
+	api, err := apiFor(provider)
 	if err != nil {
-		return classifyPlatformError("delete key", resp, err)
+		return err
+	}
+	if err := requireUUID("delete key", "key", uuid); err != nil {
+		return err
+	}
+	if resp, err := api.delete(ctx, p.api, uuid); err != nil {
+		return p.classify("delete key", resp, err)
 	}
 	return nil
 }
 
 func (p *godoPlatform) ListKeys(ctx context.Context, provider string) ([]platformKey, error) {
+	api, err := apiFor(provider)
+	if err != nil {
+		return nil, err
+	}
 	var keys []platformKey
-	err := forEachPage(func(opt *godo.ListOptions) (*godo.Response, error) {
-		switch provider {
-		case providerAnthropic:
-			page, resp, err := p.api.ListAnthropicAPIKeys(ctx, opt)
-			for _, k := range page {
-				keys = append(keys, fromAnthropic(k))
-			}
-			return resp, err
-		case providerOpenAI:
-			page, resp, err := p.api.ListOpenAIAPIKeys(ctx, opt)
-			for _, k := range page {
-				keys = append(keys, fromOpenAI(k))
-			}
-			return resp, err
-		}
-		return nil, unknownProvider(provider)
+	err = p.forEachPage(func(opt *godo.ListOptions) (*godo.Response, error) {
+		page, resp, err := api.list(ctx, p.api, opt)
+		keys = append(keys, page...)
+		return resp, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing %s keys: %w", provider, err)
@@ -196,25 +294,22 @@ func (p *godoPlatform) ListKeys(ctx context.Context, provider string) ([]platfor
 func (p *godoPlatform) CheckToken(ctx context.Context) error {
 	_, resp, err := p.api.ListAnthropicAPIKeys(ctx, &godo.ListOptions{Page: 1, PerPage: 1})
 	if err != nil {
-		return classifyPlatformError("check token", resp, err)
+		return p.classify("check token", resp, err)
 	}
 	return nil
 }
 
 func (p *godoPlatform) ListAgentsByKey(ctx context.Context, provider, uuid string) ([]platformAgent, error) {
+	api, err := apiFor(provider)
+	if err != nil {
+		return nil, err
+	}
+	if err := requireUUID("list agents", "key", uuid); err != nil {
+		return nil, err
+	}
 	var agents []platformAgent
-	err := forEachPage(func(opt *godo.ListOptions) (*godo.Response, error) {
-		var page []*godo.Agent
-		var resp *godo.Response
-		var err error
-		switch provider {
-		case providerAnthropic:
-			page, resp, err = p.api.ListAgentsByAnthropicAPIKey(ctx, uuid, opt)
-		case providerOpenAI:
-			page, resp, err = p.api.ListAgentsByOpenAIAPIKey(ctx, uuid, opt)
-		default:
-			return nil, unknownProvider(provider)
-		}
+	err = p.forEachPage(func(opt *godo.ListOptions) (*godo.Response, error) {
+		page, resp, err := api.listAgents(ctx, p.api, uuid, opt)
 		for _, a := range page {
 			agents = append(agents, fromAgent(a))
 		}
@@ -227,33 +322,38 @@ func (p *godoPlatform) ListAgentsByKey(ctx context.Context, provider, uuid strin
 }
 
 func (p *godoPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, keyUUID string) (platformAgent, error) {
+	api, err := apiFor(provider)
+	if err != nil {
+		return platformAgent{}, err
+	}
+	if err := requireUUID("update agent", "agent", agentUUID); err != nil {
+		return platformAgent{}, err
+	}
+	// The key uuid goes in the body, not the path, but a malformed one is
+	// no more use to the platform than to us.
+	if err := requireUUID("update agent", "key", keyUUID); err != nil {
+		return platformAgent{}, err
+	}
 	// Only the key field is sent (godo's omitempty drops the rest): whether
 	// the platform keeps fields a PUT leaves out is unconfirmed, so callers
 	// compare the returned agent with what they listed before.
 	update := &godo.AgentUpdateRequest{Uuid: agentUUID}
-	switch provider {
-	case providerAnthropic:
-		update.AnthropicKeyUuid = keyUUID
-	case providerOpenAI:
-		update.OpenAiKeyUuid = keyUUID
-	default:
-		return platformAgent{}, unknownProvider(provider)
-	}
+	api.setAgentKey(update, keyUUID)
 	agent, resp, err := p.api.UpdateAgent(ctx, agentUUID, update)
 	if err != nil {
-		return platformAgent{}, classifyPlatformError("update agent", resp, err)
+		return platformAgent{}, p.classify("update agent", resp, err)
 	}
 	return fromAgent(agent), nil
 }
 
 // forEachPage calls list with successive pages until the platform says the
 // last page was reached. Errors from list are classified here once.
-func forEachPage(list func(*godo.ListOptions) (*godo.Response, error)) error {
+func (p *godoPlatform) forEachPage(list func(*godo.ListOptions) (*godo.Response, error)) error {
 	opt := &godo.ListOptions{Page: 1, PerPage: maxPageSize}
 	for {
 		resp, err := list(opt)
 		if err != nil {
-			return classifyPlatformError("list", resp, err)
+			return p.classify("list", resp, err)
 		}
 		// The platform leaves out links entirely when one page holds
 		// everything.
@@ -265,6 +365,34 @@ func forEachPage(list func(*godo.ListOptions) (*godo.Response, error)) error {
 			current = opt.Page
 		}
 		opt = &godo.ListOptions{Page: current + 1, PerPage: maxPageSize}
+	}
+}
+
+// redirectError: an upstream answered a request that carries credentials
+// with a redirect. It keeps only the status: the Location could hold
+// anything, secrets included, and the *url.Error that http.Client wraps this
+// in prints it, so callers unwrap this error rather than print that one.
+type redirectError struct {
+	upstream string
+	status   int
+}
+
+func (e *redirectError) Error() string {
+	return fmt.Sprintf("%s answered with a redirect (HTTP %d); refusing to follow it, because the request carries credentials", e.upstream, e.status)
+}
+
+// refuseRedirects is the CheckRedirect of every client that sends a
+// credential. Following a redirect would send it to wherever the Location
+// points: bearerTransport sets the token again on every hop, which defeats
+// Go's removal of Authorization on a redirect to another host, and Go
+// forwards other headers such as x-api-key whatever the host.
+func refuseRedirects(upstream string) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, _ []*http.Request) error {
+		status := 0
+		if req.Response != nil {
+			status = req.Response.StatusCode
+		}
+		return &redirectError{upstream: upstream, status: status}
 	}
 }
 
@@ -283,6 +411,14 @@ func (t *bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.base.RoundTrip(r)
 }
 
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the
+// transport underneath, which holds the connections.
+func (t *bearerTransport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 func fromAnthropic(k *godo.AnthropicApiKeyInfo) platformKey {
 	if k == nil {
 		return platformKey{}
@@ -295,6 +431,14 @@ func fromOpenAI(k *godo.OpenAiApiKey) platformKey {
 		return platformKey{}
 	}
 	return platformKey{UUID: k.Uuid, Name: k.Name, CreatedAt: timestamp(k.CreatedAt), UpdatedAt: timestamp(k.UpdatedAt)}
+}
+
+func mapKeys[K any](page []K, from func(K) platformKey) []platformKey {
+	keys := make([]platformKey, 0, len(page))
+	for _, k := range page {
+		keys = append(keys, from(k))
+	}
+	return keys
 }
 
 func fromAgent(a *godo.Agent) platformAgent {

@@ -2,7 +2,6 @@ package backend
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 	"unicode"
 
@@ -67,14 +66,11 @@ func parseNamePair(d *framework.FieldData, field, missing, same string) (name, o
 // handler and gets the rule's 400 rather than Vault's "unsupported path".
 const keyNameSegment = `(?P<name>[^/]+)`
 
-// platformUUID is the canonical text form of a platform uuid. It is the only
+// parseUUIDField reads the optional uuid field, lower-cased. It is the only
 // caller text that goes into a platform URL path besides validated names,
-// so nothing else may pass: godo joins it to the path, and "../" would
-// resolve to another object.
-var platformUUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
-// parseUUIDField reads the optional uuid field, lower-cased. A value that
-// is not a canonical uuid is refused without being echoed: it may be a key
+// so only the canonical form passes (isPlatformUUID; the platform client
+// checks again before it builds a path). A value that is not one is refused
+// without being echoed: it may be a key
 // pasted into the wrong field, and error strings reach the audit log in
 // plain text.
 func parseUUIDField(d *framework.FieldData) (string, error) {
@@ -82,7 +78,7 @@ func parseUUIDField(d *framework.FieldData) (string, error) {
 	if raw == "" {
 		return "", nil
 	}
-	if !platformUUID.MatchString(raw) {
+	if !isPlatformUUID(raw) {
 		return "", callerErrorf("uuid is not a platform key uuid: it must be 36 characters, 8-4-4-4-12 hexadecimal digits (as the control panel and doctl show it)")
 	}
 	return strings.ToLower(raw), nil

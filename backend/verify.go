@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,11 +29,21 @@ type httpVerifier struct {
 
 func newHTTPVerifier(anthropicURL, openaiURL string, timeout time.Duration) *httpVerifier {
 	return &httpVerifier{
-		client:       &http.Client{Timeout: timeout},
+		client: &http.Client{
+			Timeout: timeout,
+			// Its own transport, not http.DefaultTransport: closing the idle
+			// connections of a replaced verifier must not close other users'.
+			Transport:     http.DefaultTransport.(*http.Transport).Clone(),
+			CheckRedirect: refuseRedirects("the provider"),
+		},
 		anthropicURL: strings.TrimRight(anthropicURL, "/"),
 		openaiURL:    strings.TrimRight(openaiURL, "/"),
 	}
 }
+
+// CloseIdleConnections closes the client's idle keep-alive connections; see
+// clients.closeIdleConnections.
+func (v *httpVerifier) CloseIdleConnections() { v.client.CloseIdleConnections() }
 
 func (v *httpVerifier) Verify(ctx context.Context, provider, apiKey string) error {
 	var req *http.Request
@@ -57,6 +68,12 @@ func (v *httpVerifier) Verify(ctx context.Context, provider, apiKey string) erro
 	}
 
 	resp, err := v.client.Do(req)
+	// Not err.Error(): the *url.Error around a refused redirect names the
+	// Location.
+	var redirect *redirectError
+	if errors.As(err, &redirect) {
+		return fmt.Errorf("the %s API key could not be verified: %w", provider, redirect)
+	}
 	if isTimeout(err) {
 		return fmt.Errorf("the %s API key could not be verified: %s did not answer within request_timeout", provider, provider)
 	}
