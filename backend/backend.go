@@ -52,6 +52,10 @@ type gradientBackend struct {
 	uuidLocks []*locksutil.LockEntry
 
 	names *nameCache
+	// budget is the mount's share of the platform's rate limits, shared by
+	// every request, the scheduler and background work; it outlives the
+	// clients, which a config write replaces.
+	budget *rateBudget
 
 	// now is the clock of WAL entries; walMaxAge bounds how long a failing
 	// rollback is retried. Tests change both.
@@ -82,13 +86,14 @@ func (c *clients) closeIdleConnections() {
 
 func newBackend() *gradientBackend {
 	b := &gradientBackend{
-		nameLocks:    locksutil.CreateLocks(),
-		uuidLocks:    locksutil.CreateLocks(),
-		names:        newNameCache(),
-		buildClients: newClients,
-		now:          time.Now,
-		walMaxAge:    defaultWALMaxAge,
+		nameLocks: locksutil.CreateLocks(),
+		uuidLocks: locksutil.CreateLocks(),
+		names:     newNameCache(),
+		budget:    newRateBudget(0, 0),
+		now:       time.Now,
+		walMaxAge: defaultWALMaxAge,
 	}
+	b.buildClients = func(cfg *gradientConfig) (*clients, error) { return newClients(cfg, b.budget) }
 	b.Backend = &framework.Backend{
 		Help:           backendHelp,
 		BackendType:    logical.TypeLogical,
@@ -169,8 +174,9 @@ func (b *gradientBackend) clients(ctx context.Context, s logical.Storage) (*clie
 	return c, nil
 }
 
-func newClients(cfg *gradientConfig) (*clients, error) {
-	p, err := newGodoPlatform(withTrailingSlash(cfg.APIURL), cfg.Token, "vault-plugin-secrets-gradient/"+Version, cfg.RequestTimeout)
+func newClients(cfg *gradientConfig, budget *rateBudget) (*clients, error) {
+	budget.configure(cfg.RateLimitPerMinute, cfg.RateLimitPerHour)
+	p, err := newGodoPlatform(withTrailingSlash(cfg.APIURL), cfg.Token, "vault-plugin-secrets-gradient/"+Version, cfg.RequestTimeout, budget)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,17 @@ import (
 )
 
 const testToken = "emulator-token"
+
+// Unit tests run with short backoffs and a rate budget far above what they
+// send, so that they test the logic, not the clock; the tests of retries and
+// of the budget set their own.
+func TestMain(m *testing.M) {
+	retryBaseDelay = 2 * time.Millisecond
+	os.Exit(m.Run())
+}
+
+// unlimited is a rate budget no unit test reaches.
+var unlimited = map[string]any{"rate_limit_per_minute": 6_000_000, "rate_limit_per_hour": 360_000_000}
 
 // testEnv is a backend on in-memory storage, configured against an
 // in-process emulator that it reaches through the real godo client over
@@ -66,10 +78,12 @@ func newTestEnv(t testing.TB, config map[string]any) *testEnv {
 
 	e := newUnconfiguredEnv(t, emu, srv)
 	data := map[string]any{
-		"token":         testToken,
-		"api_url":       srv.URL,
-		"anthropic_url": srv.URL + "/anthropic",
-		"openai_url":    srv.URL + "/openai",
+		"rate_limit_per_minute": unlimited["rate_limit_per_minute"],
+		"rate_limit_per_hour":   unlimited["rate_limit_per_hour"],
+		"token":                 testToken,
+		"api_url":               srv.URL,
+		"anthropic_url":         srv.URL + "/anthropic",
+		"openai_url":            srv.URL + "/openai",
 	}
 	for k, v := range config {
 		data[k] = v

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 
@@ -78,6 +79,15 @@ func classifyPlatformError(op string, resp *godo.Response, err error, secrets ..
 	var redirect *redirectError
 	if errors.As(err, &redirect) {
 		return &platformError{op: op, message: redirect.Error()}
+	}
+	// The mount's own budget refused to wait past the deadline: say so,
+	// without the URL that net/http wraps around it.
+	if errors.Is(err, logical.ErrUpstreamRateLimited) {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("platform %s: %w", op, err)
 	}
 	if isTimeout(err) {
 		return &platformError{op: op, message: "timed out waiting for the platform (request_timeout on config); the change may or may not have been applied"}

@@ -53,10 +53,15 @@ func (b *gradientBackend) createKey(ctx context.Context, s logical.Storage, c *c
 		Deadline:  started.Add(2 * c.config.RequestTimeout),
 	}
 	var k *keyEntry
+	resent := false
 	err := b.makeChange(ctx, s, pendingChange{
-		entry: w,
+		entry:   w,
+		lingers: func() bool { return resent },
 		apply: func(ctx context.Context) error {
 			pk, err := c.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)
+			if err != nil && !platformRefused(err) {
+				pk, resent, err = b.recoverCreate(ctx, s, c, w, r, err)
+			}
 			if err != nil {
 				return err
 			}
@@ -75,6 +80,32 @@ func (b *gradientBackend) createKey(ctx context.Context, s logical.Storage, c *c
 	return k, err
 }
 
+// recoverCreate follows a create whose answer was lost (a timeout, a dropped
+// connection, a 5xx). A create is never re-sent blindly: the platform's
+// keys are looked up first. Exactly one new key with the name means the
+// create happened, and that key is taken; none means it did not, and it is
+// sent once more; anything else, or a lookup that fails, leaves the original
+// error, which makeChange undoes and keeps for the periodic rollback.
+// resent reports that the create was sent again: the first may still land.
+func (b *gradientBackend) recoverCreate(ctx context.Context, s logical.Storage, c *clients, w *createWAL, r createRequest, callErr error) (pk platformKey, resent bool, err error) {
+	found, others, err := w.lookUp(ctx, s, c)
+	if err != nil {
+		return platformKey{}, false, callErr
+	}
+	switch {
+	case len(found) == 1:
+		b.Logger().Warn("the platform created the key though its answer was lost; keeping that key", "name", r.name, "provider", r.provider, "uuid", found[0].UUID)
+		return found[0], false, nil
+	case len(found) == 0 && others == 0:
+		b.Logger().Warn("a create's answer was lost and the platform has no such key; sending it once more", "name", r.name, "provider", r.provider)
+		pk, err := c.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)
+		return pk, true, err
+	}
+	// Another key has the name now (made elsewhere meanwhile): creating
+	// again would make a duplicate.
+	return platformKey{}, false, callErr
+}
+
 // undo deletes the key this create made, if storage does not hold it. With
 // the uuid unknown, the key is the one named like the WAL whose creation
 // time, on the platform's clock, falls inside the call's window. A key
@@ -85,18 +116,20 @@ func (w *createWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 	if err != nil {
 		return fmt.Errorf("rolling back the create of %q: %w", w.Name, err)
 	}
-	candidates := []string{w.UUID}
-	if w.UUID == "" {
-		if candidates, err = w.findCreated(ctx, c); err != nil {
-			return fmt.Errorf("rolling back the create of %q: %w", w.Name, err)
-		}
-	}
 	var orphans []string
-	for _, uuid := range candidates {
-		if stored, err := findKeyByUUID(ctx, s, uuid); err != nil {
+	if w.UUID != "" {
+		if stored, err := findKeyByUUID(ctx, s, w.UUID); err != nil {
 			return err
 		} else if stored == nil {
-			orphans = append(orphans, uuid)
+			orphans = append(orphans, w.UUID)
+		}
+	} else {
+		found, _, err := w.lookUp(ctx, s, c)
+		if err != nil {
+			return fmt.Errorf("rolling back the create of %q: %w", w.Name, err)
+		}
+		for _, k := range found {
+			orphans = append(orphans, k.UUID)
 		}
 	}
 	switch len(orphans) {
@@ -115,15 +148,16 @@ func (w *createWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 	return nil
 }
 
-// findCreated lists the provider's keys named like the WAL and returns those
-// the create can have made. The platform's clock is not this node's: its
-// offset is measured from the Date header of the listing itself, and its
-// timestamps have one-second resolution, so the window widens by the
-// measurement's uncertainty and one second.
-func (w *createWAL) findCreated(ctx context.Context, c *clients) ([]string, error) {
+// lookUp lists the provider's keys named like the WAL that the create can
+// have made and that storage does not hold, and counts the other keys with
+// that name. The platform's clock
+// is not this node's: its offset is measured from the Date header of the
+// listing itself, and its timestamps have one-second resolution, so the
+// window widens by the measurement's uncertainty and one second.
+func (w *createWAL) lookUp(ctx context.Context, s logical.Storage, c *clients) (found []platformKey, others int, err error) {
 	keys, err := c.platform.ListKeys(ctx, w.Provider)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	lo, hi, ok := c.platform.ClockOffset()
 	if !ok {
@@ -131,14 +165,23 @@ func (w *createWAL) findCreated(ctx context.Context, c *clients) ([]string, erro
 	}
 	earliest := w.Started.Add(lo).Add(-time.Second)
 	latest := w.Deadline.Add(hi).Add(time.Second)
-	var found []string
 	for _, k := range keys {
-		if k.Name != w.Name || k.CreatedAt.Before(earliest) || k.CreatedAt.After(latest) {
+		if k.Name != w.Name {
 			continue
 		}
-		found = append(found, k.UUID)
+		if k.CreatedAt.Before(earliest) || k.CreatedAt.After(latest) {
+			others++
+			continue
+		}
+		if stored, err := findKeyByUUID(ctx, s, k.UUID); err != nil {
+			return nil, 0, err
+		} else if stored == nil {
+			found = append(found, k)
+		} else {
+			others++
+		}
 	}
-	return found, nil
+	return found, others, nil
 }
 
 // unknownClockSlack is the platform clock's assumed offset when no answer

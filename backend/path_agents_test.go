@@ -116,7 +116,7 @@ func TestReassign_PartialFailureMovesAgentsBack(t *testing.T) {
 		ids = append(ids, e.createAgent(fmt.Sprintf("agent-%d", i), providerOpenAI, fromUUID).Uuid)
 	}
 	// The first switch succeeds, the second fails.
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/agents/" + ids[1], Status: 500})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/agents/" + ids[1], Status: 500, Count: maxAttempts})
 
 	e.mustServerError(logical.UpdateOperation, "keys/from/reassign", map[string]any{"to": "to"}, "after 1 of 3", "moved back")
 	for _, id := range ids {
@@ -141,7 +141,7 @@ func (p driftingPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, 
 func TestReassign_ReportsOtherFieldsThatChanged(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.b.buildClients = func(cfg *gradientConfig) (*clients, error) {
-		c, err := newClients(cfg)
+		c, err := newClients(cfg, e.b.budget)
 		if err == nil {
 			c.platform = driftingPlatform{c.platform}
 		}
@@ -172,7 +172,9 @@ func TestReassign_SwitchAppliedButUnansweredIsMovedBack(t *testing.T) {
 	for i := range 3 {
 		ids = append(ids, e.createAgent(fmt.Sprintf("lost-%d", i), providerAnthropic, fromUUID).Uuid)
 	}
+	// The switch is applied but its answer lost, and every retry fails.
 	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/agents/" + ids[1], Mode: "drop"})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/agents/" + ids[1], Status: 503, Count: maxAttempts - 1})
 
 	msg := e.mustServerError(logical.UpdateOperation, "keys/lost-from/reassign", map[string]any{"to": "lost-to"}, "after 1 of 3", "moved back", `on "lost-from"`)
 	for _, id := range ids {

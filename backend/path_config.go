@@ -34,6 +34,11 @@ type gradientConfig struct {
 	VerifyKeys     bool          `json:"verify_keys"`
 	RequestTimeout time.Duration `json:"request_timeout"`
 	NameCacheTTL   time.Duration `json:"name_cache_ttl"`
+	// The platform's rate limits for this token; the mount paces itself
+	// under them (rate_budget.go). Zero (configs stored before these
+	// fields existed) means the default.
+	RateLimitPerMinute int `json:"rate_limit_per_minute"`
+	RateLimitPerHour   int `json:"rate_limit_per_hour"`
 }
 
 func pathConfig(b *gradientBackend) *framework.Path {
@@ -84,6 +89,16 @@ func pathConfig(b *gradientBackend) *framework.Path {
 				Description: "How long the platform's key names may be reused for the duplicate-name check on create; 0 looks them up on every create.",
 				Default:     int(defaultNameCacheTTL.Seconds()),
 			},
+			"rate_limit_per_minute": {
+				Type:        framework.TypeInt,
+				Description: "The platform's requests per rolling minute for this token; the mount paces every request at 95% of it.",
+				Default:     defaultRateLimitPerMinute,
+			},
+			"rate_limit_per_hour": {
+				Type:        framework.TypeInt,
+				Description: "The platform's requests per rolling hour for this token; the mount never uses more than 95% of it in any hour.",
+				Default:     defaultRateLimitPerHour,
+			},
 		},
 		ExistenceCheck: b.configExists,
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -113,13 +128,15 @@ func pathConfig(b *gradientBackend) *framework.Path {
 }
 
 var configResponseFields = map[string]*framework.FieldSchema{
-	"api_url":         {Type: framework.TypeString, Description: "Base URL of the DigitalOcean API.", Required: true},
-	"anthropic_url":   {Type: framework.TypeString, Description: "Base URL of the Anthropic API.", Required: true},
-	"openai_url":      {Type: framework.TypeString, Description: "Base URL of the OpenAI API.", Required: true},
-	"verify_keys":     {Type: framework.TypeBool, Description: "Whether keys are checked with their provider.", Required: true},
-	"request_timeout": {Type: framework.TypeDurationSecond, Description: "Timeout of each upstream call, in seconds.", Required: true},
-	"name_cache_ttl":  {Type: framework.TypeDurationSecond, Description: "How long platform key names are reused, in seconds.", Required: true},
-	"token_set":       {Type: framework.TypeBool, Description: "Whether a token is stored.", Required: true},
+	"api_url":               {Type: framework.TypeString, Description: "Base URL of the DigitalOcean API.", Required: true},
+	"anthropic_url":         {Type: framework.TypeString, Description: "Base URL of the Anthropic API.", Required: true},
+	"openai_url":            {Type: framework.TypeString, Description: "Base URL of the OpenAI API.", Required: true},
+	"verify_keys":           {Type: framework.TypeBool, Description: "Whether keys are checked with their provider.", Required: true},
+	"request_timeout":       {Type: framework.TypeDurationSecond, Description: "Timeout of each upstream call, in seconds.", Required: true},
+	"name_cache_ttl":        {Type: framework.TypeDurationSecond, Description: "How long platform key names are reused, in seconds.", Required: true},
+	"rate_limit_per_minute": {Type: framework.TypeInt, Description: "The platform's requests per rolling minute.", Required: true},
+	"rate_limit_per_hour":   {Type: framework.TypeInt, Description: "The platform's requests per rolling hour.", Required: true},
+	"token_set":             {Type: framework.TypeBool, Description: "Whether a token is stored.", Required: true},
 }
 
 func (b *gradientBackend) configExists(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
@@ -133,13 +150,15 @@ func (b *gradientBackend) pathConfigRead(ctx context.Context, req *logical.Reque
 		return nil, err
 	}
 	return &logical.Response{Data: map[string]any{
-		"api_url":         cfg.APIURL,
-		"anthropic_url":   cfg.AnthropicURL,
-		"openai_url":      cfg.OpenAIURL,
-		"verify_keys":     cfg.VerifyKeys,
-		"request_timeout": int64(cfg.RequestTimeout.Seconds()),
-		"name_cache_ttl":  int64(cfg.NameCacheTTL.Seconds()),
-		"token_set":       cfg.Token != "",
+		"api_url":               cfg.APIURL,
+		"anthropic_url":         cfg.AnthropicURL,
+		"openai_url":            cfg.OpenAIURL,
+		"verify_keys":           cfg.VerifyKeys,
+		"request_timeout":       int64(cfg.RequestTimeout.Seconds()),
+		"name_cache_ttl":        int64(cfg.NameCacheTTL.Seconds()),
+		"rate_limit_per_minute": orDefault(cfg.RateLimitPerMinute, defaultRateLimitPerMinute),
+		"rate_limit_per_hour":   orDefault(cfg.RateLimitPerHour, defaultRateLimitPerHour),
+		"token_set":             cfg.Token != "",
 	}}, nil
 }
 
@@ -183,12 +202,14 @@ func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Requ
 
 func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfig, error) {
 	cfg := &gradientConfig{
-		APIURL:         defaultAPIURL,
-		AnthropicURL:   defaultAnthropicURL,
-		OpenAIURL:      defaultOpenAIURL,
-		VerifyKeys:     true,
-		RequestTimeout: defaultRequestTimeout,
-		NameCacheTTL:   defaultNameCacheTTL,
+		APIURL:             defaultAPIURL,
+		AnthropicURL:       defaultAnthropicURL,
+		OpenAIURL:          defaultOpenAIURL,
+		VerifyKeys:         true,
+		RequestTimeout:     defaultRequestTimeout,
+		NameCacheTTL:       defaultNameCacheTTL,
+		RateLimitPerMinute: defaultRateLimitPerMinute,
+		RateLimitPerHour:   defaultRateLimitPerHour,
 	}
 	if stored != nil {
 		*cfg = *stored
@@ -227,7 +248,26 @@ func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfi
 			return nil, callerErrorf("name_cache_ttl must be 0 or more, e.g. 10s")
 		}
 	}
+	for field, target := range map[string]*int{"rate_limit_per_minute": &cfg.RateLimitPerMinute, "rate_limit_per_hour": &cfg.RateLimitPerHour} {
+		if v, ok := d.GetOk(field); ok {
+			*target = v.(int)
+			if *target < 1 {
+				return nil, callerErrorf("%s must be at least 1: the platform's limit for this token (250 a minute and 5000 an hour unless DigitalOcean raised them)", field)
+			}
+		}
+	}
+	if cfg.RateLimitPerHour < cfg.RateLimitPerMinute {
+		return nil, callerErrorf("rate_limit_per_hour (%d) is below rate_limit_per_minute (%d); the platform's defaults are 5000 and 250", cfg.RateLimitPerHour, cfg.RateLimitPerMinute)
+	}
 	return cfg, nil
+}
+
+// orDefault reads a stored number that older configs lack.
+func orDefault(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
 }
 
 // validateBaseURL accepts absolute http(s) URLs without user info, query or

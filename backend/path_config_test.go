@@ -77,7 +77,7 @@ func TestConfig_PlatformDownSavesNothing(t *testing.T) {
 	srv := httptest.NewServer(emu)
 	t.Cleanup(srv.Close)
 	e := newUnconfiguredEnv(t, emu, srv)
-	emu.InjectFault(emulator.Fault{Path: "/v2/gen-ai", Status: 503})
+	emu.InjectFault(emulator.Fault{Path: "/v2/gen-ai", Status: 503, Count: maxAttempts})
 
 	e.mustServerError(logical.UpdateOperation, "config", map[string]any{"token": testToken, "api_url": srv.URL}, "HTTP 503", "nothing was saved")
 	if resp, _ := e.request(logical.ReadOperation, "config", nil); resp != nil {

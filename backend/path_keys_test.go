@@ -222,10 +222,10 @@ func TestKeys_PlatformFailuresChangeNothing(t *testing.T) {
 		// the entry stays for the periodic rollback.
 		ambiguous bool
 	}{
-		"platform 500":        {emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Status: 500}, false, "HTTP 500", true},
+		"platform 500":        {emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Status: 500, Count: 2}, false, "HTTP 500", true},
 		"platform refuses":    {emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Status: 422}, true, "HTTP 422", false},
 		"platform rate limit": {emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Status: 429}, false, "rate limit", false},
-		"name listing fails":  {emulator.Fault{Method: "GET", Path: "/v2/gen-ai/anthropic/keys", Status: 500}, false, "same name", false},
+		"name listing fails":  {emulator.Fault{Method: "GET", Path: "/v2/gen-ai/anthropic/keys", Status: 500, Count: maxAttempts}, false, "same name", false},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -258,7 +258,7 @@ func TestKeys_PlatformFailuresChangeNothing(t *testing.T) {
 func TestKeys_PlatformHangTimesOut(t *testing.T) {
 	e := newTestEnv(t, map[string]any{"request_timeout": "1s"})
 	e.mustOK(logical.CreateOperation, "keys/primer", map[string]any{"provider": "openai", "api_key": openAIKey("hang-primer")})
-	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "hang"})
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "hang", Count: 2})
 	e.mustServerError(logical.CreateOperation, "keys/hangs", map[string]any{"provider": "openai", "api_key": openAIKey("hangs")}, "timed out")
 	if e.platformKeyNamed(providerOpenAI, "hangs") != nil || slices.Contains(e.listKeys(), "hangs") {
 		t.Fatal("a timed-out create left state behind")
@@ -329,7 +329,7 @@ func TestKeys_UpdateFailsCleanly(t *testing.T) {
 	e := newTestEnv(t, nil)
 	first := anthropicKey("upf1")
 	e.mustOK(logical.CreateOperation, "keys/update-fails", map[string]any{"provider": "anthropic", "api_key": first})
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 500})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 500, Count: maxAttempts})
 
 	e.mustServerError(logical.UpdateOperation, "keys/update-fails", map[string]any{"api_key": anthropicKey("upf2")}, "HTTP 500")
 	if k := e.platformKeyNamed(providerAnthropic, "update-fails"); k.Secret != first {
@@ -523,7 +523,7 @@ func TestKeys_DeleteWhenPlatformKeyAlreadyGone(t *testing.T) {
 func TestKeys_DeleteFailureKeepsVaultEntry(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/sticky", map[string]any{"provider": "openai", "api_key": openAIKey("sticky")})
-	e.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/v2/gen-ai/openai/keys/", Status: 500})
+	e.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/v2/gen-ai/openai/keys/", Status: 500, Count: maxAttempts})
 	e.mustServerError(logical.DeleteOperation, "keys/sticky", nil, "HTTP 500")
 	if len(e.listKeys()) != 1 || e.platformKeyNamed(providerOpenAI, "sticky") == nil {
 		t.Fatal("a failed platform delete changed Vault or the platform")

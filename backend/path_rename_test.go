@@ -88,7 +88,7 @@ func TestRename_StorageFailureRenamesBack(t *testing.T) {
 func TestRename_PlatformFailure(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/stay", map[string]any{"provider": "anthropic", "api_key": anthropicKey("stay")})
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 502})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 502, Count: maxAttempts})
 	e.mustServerError(logical.UpdateOperation, "rename/stay", map[string]any{"new_name": "moved"}, "HTTP 502")
 	if e.platformKeyNamed(providerAnthropic, "stay") == nil || !slices.Equal(e.listKeys(), []string{"stay"}) {
 		t.Fatal("a failed rename changed something")

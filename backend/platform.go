@@ -80,26 +80,36 @@ type godoPlatform struct {
 	// httpClient is kept to close its idle connections when the client is
 	// replaced.
 	httpClient *http.Client
+	// timeout bounds each operation (request_timeout).
+	timeout time.Duration
 }
 
 var _ platform = (*godoPlatform)(nil)
 
-// newGodoPlatform builds a client without godo's automatic retries: those
-// retry POST too, and a retried create can leave a duplicate key behind.
-func newGodoPlatform(baseURL, token, userAgent string, timeout time.Duration) (*godoPlatform, error) {
+// newGodoPlatform builds a client without godo's automatic retries (those
+// retry POST too, and a retried create can leave a duplicate key behind);
+// retry.go decides per operation instead. Every request waits for the
+// mount's rate budget.
+func newGodoPlatform(baseURL, token, userAgent string, timeout time.Duration, budget *rateBudget) (*godoPlatform, error) {
 	clock := newPlatformClock()
 	httpClient := &http.Client{
 		Timeout: timeout,
-		Transport: &clockTransport{clock: clock, base: &bearerTransport{
+		Transport: &budgetTransport{budget: budget, base: &clockTransport{clock: clock, base: &bearerTransport{
 			token: token, base: http.DefaultTransport.(*http.Transport).Clone(),
-		}},
+		}}},
 		CheckRedirect: refuseRedirects("the platform"),
 	}
 	client, err := godo.New(httpClient, godo.SetBaseURL(baseURL), godo.SetUserAgent(userAgent))
 	if err != nil {
 		return nil, fmt.Errorf("building the platform client: %w", err)
 	}
-	return &godoPlatform{api: client.AgentPlatform, clock: clock, token: token, httpClient: httpClient}, nil
+	return &godoPlatform{api: client.AgentPlatform, clock: clock, token: token, httpClient: httpClient, timeout: timeout}, nil
+}
+
+// operation bounds one platform operation, retries and waits included, by
+// request_timeout.
+func (p *godoPlatform) operation(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, p.timeout)
 }
 
 // CloseIdleConnections closes the client's idle keep-alive connections; see
@@ -223,7 +233,13 @@ func (p *godoPlatform) CreateKey(ctx context.Context, provider, name, secret str
 	if err != nil {
 		return platformKey{}, err
 	}
-	k, resp, err := api.create(ctx, p.api, name, secret)
+	ctx, cancel := p.operation(ctx)
+	defer cancel()
+	var k platformKey
+	resp, err := retryPlatform(ctx, "create key", func(ctx context.Context) (resp *godo.Response, err error) {
+		k, resp, err = api.create(ctx, p.api, name, secret)
+		return resp, err
+	})
 	if err != nil {
 		return platformKey{}, p.classify("create key", resp, err, secret)
 	}
@@ -238,7 +254,13 @@ func (p *godoPlatform) GetKey(ctx context.Context, provider, uuid string) (platf
 	if err := requireUUID("get key", "key", uuid); err != nil {
 		return platformKey{}, err
 	}
-	k, resp, err := api.get(ctx, p.api, uuid)
+	ctx, cancel := p.operation(ctx)
+	defer cancel()
+	var k platformKey
+	resp, err := retryPlatform(ctx, "get key", func(ctx context.Context) (resp *godo.Response, err error) {
+		k, resp, err = api.get(ctx, p.api, uuid)
+		return resp, err
+	})
 	if err != nil {
 		return platformKey{}, p.classify("get key", resp, err)
 	}
@@ -253,7 +275,13 @@ func (p *godoPlatform) UpdateKey(ctx context.Context, provider, uuid string, cha
 	if err := requireUUID("update key", "key", uuid); err != nil {
 		return platformKey{}, err
 	}
-	k, resp, err := api.update(ctx, p.api, uuid, change)
+	ctx, cancel := p.operation(ctx)
+	defer cancel()
+	var k platformKey
+	resp, err := retryPlatform(ctx, "update key", func(ctx context.Context) (resp *godo.Response, err error) {
+		k, resp, err = api.update(ctx, p.api, uuid, change)
+		return resp, err
+	})
 	if err != nil {
 		return platformKey{}, p.classify("update key", resp, err, change.Secret)
 	}
@@ -268,7 +296,12 @@ func (p *godoPlatform) DeleteKey(ctx context.Context, provider, uuid string) err
 	if err := requireUUID("delete key", "key", uuid); err != nil {
 		return err
 	}
-	if resp, err := api.delete(ctx, p.api, uuid); err != nil {
+	ctx, cancel := p.operation(ctx)
+	defer cancel()
+	resp, err := retryPlatform(ctx, "delete key", func(ctx context.Context) (*godo.Response, error) {
+		return api.delete(ctx, p.api, uuid)
+	})
+	if err != nil {
 		return p.classify("delete key", resp, err)
 	}
 	return nil
@@ -280,9 +313,11 @@ func (p *godoPlatform) ListKeys(ctx context.Context, provider string) ([]platfor
 		return nil, err
 	}
 	var keys []platformKey
-	err = p.forEachPage(func(opt *godo.ListOptions) (*godo.Response, error) {
+	err = p.forEachPage(ctx, func(ctx context.Context, opt *godo.ListOptions) (*godo.Response, error) {
 		page, resp, err := api.list(ctx, p.api, opt)
-		keys = append(keys, page...)
+		if err == nil {
+			keys = append(keys, page...)
+		}
 		return resp, err
 	})
 	if err != nil {
@@ -292,7 +327,12 @@ func (p *godoPlatform) ListKeys(ctx context.Context, provider string) ([]platfor
 }
 
 func (p *godoPlatform) CheckToken(ctx context.Context) error {
-	_, resp, err := p.api.ListAnthropicAPIKeys(ctx, &godo.ListOptions{Page: 1, PerPage: 1})
+	ctx, cancel := p.operation(ctx)
+	defer cancel()
+	resp, err := retryPlatform(ctx, "check token", func(ctx context.Context) (*godo.Response, error) {
+		_, resp, err := p.api.ListAnthropicAPIKeys(ctx, &godo.ListOptions{Page: 1, PerPage: 1})
+		return resp, err
+	})
 	if err != nil {
 		return p.classify("check token", resp, err)
 	}
@@ -308,7 +348,7 @@ func (p *godoPlatform) ListAgentsByKey(ctx context.Context, provider, uuid strin
 		return nil, err
 	}
 	var agents []platformAgent
-	err = p.forEachPage(func(opt *godo.ListOptions) (*godo.Response, error) {
+	err = p.forEachPage(ctx, func(ctx context.Context, opt *godo.ListOptions) (*godo.Response, error) {
 		page, resp, err := api.listAgents(ctx, p.api, uuid, opt)
 		for _, a := range page {
 			agents = append(agents, fromAgent(a))
@@ -339,7 +379,13 @@ func (p *godoPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, key
 	// compare the returned agent with what they listed before.
 	update := &godo.AgentUpdateRequest{Uuid: agentUUID}
 	api.setAgentKey(update, keyUUID)
-	agent, resp, err := p.api.UpdateAgent(ctx, agentUUID, update)
+	ctx, cancel := p.operation(ctx)
+	defer cancel()
+	var agent *godo.Agent
+	resp, err := retryPlatform(ctx, "update agent", func(ctx context.Context) (resp *godo.Response, err error) {
+		agent, resp, err = p.api.UpdateAgent(ctx, agentUUID, update)
+		return resp, err
+	})
 	if err != nil {
 		return platformAgent{}, p.classify("update agent", resp, err)
 	}
@@ -347,11 +393,15 @@ func (p *godoPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, key
 }
 
 // forEachPage calls list with successive pages until the platform says the
-// last page was reached. Errors from list are classified here once.
-func (p *godoPlatform) forEachPage(list func(*godo.ListOptions) (*godo.Response, error)) error {
+// last page was reached; each page is retried on its own, and the whole
+// listing is one operation within request_timeout. Errors from list are
+// classified here once.
+func (p *godoPlatform) forEachPage(ctx context.Context, list func(context.Context, *godo.ListOptions) (*godo.Response, error)) error {
+	ctx, cancel := p.operation(ctx)
+	defer cancel()
 	opt := &godo.ListOptions{Page: 1, PerPage: maxPageSize}
 	for {
-		resp, err := list(opt)
+		resp, err := retryPlatform(ctx, "list", func(ctx context.Context) (*godo.Response, error) { return list(ctx, opt) })
 		if err != nil {
 			return p.classify("list", resp, err)
 		}

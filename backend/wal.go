@@ -78,6 +78,10 @@ type pendingChange struct {
 	// multiStep marks an apply that makes several platform calls: a
 	// refusal of one does not mean that nothing changed.
 	multiStep bool
+	// lingers, when it reports true after a success, keeps the entry for
+	// the periodic rollback anyway: a create sent again after a lost answer
+	// succeeded, and the first one may still land.
+	lingers func() bool
 }
 
 // makeChange runs a platform change through the write-ahead log and owns the
@@ -109,7 +113,9 @@ func (b *gradientBackend) makeChange(ctx context.Context, s logical.Storage, c p
 			return fmt.Errorf("%w; %s", err, b.undoNow(ctx, s, walID, c.entry, false))
 		}
 	}
-	b.deleteWAL(ctx, s, walID)
+	if c.lingers == nil || !c.lingers() {
+		b.deleteWAL(ctx, s, walID)
+	}
 	return nil
 }
 

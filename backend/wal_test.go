@@ -73,18 +73,40 @@ func TestWAL_CreateStorageFailureRemovesPlatformKey(t *testing.T) {
 }
 
 // A connection dropped after the platform applied the create: the plugin
-// cannot know the uuid, so it finds the orphan by name and deletes it.
-func TestWAL_CreateDroppedConnectionCleansUp(t *testing.T) {
+// does not send the create again blindly. It looks the name up, finds the
+// key its call made, and keeps it: one platform key, stored, no entry left.
+func TestWAL_CreateWithLostAnswerKeepsTheKeyItMade(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "drop"})
-	e.mustServerError(logical.CreateOperation, "keys/dropped", map[string]any{"provider": "openai", "api_key": openAIKey("dropped")})
-	if keys := e.state().OpenAIKeys; len(keys) != 0 {
-		t.Fatalf("orphan left on the platform: %+v", keys)
+	resp := e.mustOK(logical.CreateOperation, "keys/dropped", map[string]any{"provider": "openai", "api_key": openAIKey("dropped")})
+	keys := e.state().OpenAIKeys
+	if len(keys) != 1 || keys[0].UUID != resp.Data["uuid"] {
+		t.Fatalf("platform %+v, stored uuid %v: want the one key the create made", keys, resp.Data["uuid"])
 	}
-	if len(e.listKeys()) != 0 {
-		t.Fatal("vault stored a key whose create failed")
+	if n := e.emu.Counts()["POST /v2/gen-ai/openai/keys"]; n != 1 {
+		t.Fatalf("the create was sent %d times; a lost answer must not make it send again when the key exists", n)
 	}
+	assertNoWAL(t, e)
+}
+
+// A create whose answer was lost and that the platform did not apply is sent
+// once more.
+func TestWAL_CreateThatDidNotLandIsSentOnceMore(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Status: 503})
+	resp := e.mustOK(logical.CreateOperation, "keys/resent", map[string]any{"provider": "anthropic", "api_key": anthropicKey("resent")})
+	if keys := e.state().AnthropicKeys; len(keys) != 1 || keys[0].UUID != resp.Data["uuid"] {
+		t.Fatalf("platform %+v, stored uuid %v", keys, resp.Data["uuid"])
+	}
+	if n := e.emu.Counts()["POST /v2/gen-ai/anthropic/keys"]; n != 2 {
+		t.Fatalf("creates sent = %d, want 2 (the failed one and one more)", n)
+	}
+	// The first attempt could still land late: its entry stays for the
+	// periodic rollback, which finds nothing to undo.
 	assertSettlesOnRollback(t, e)
+	if len(e.state().AnthropicKeys) != 1 {
+		t.Fatal("rollback deleted the stored key")
+	}
 }
 
 // When the immediate cleanup fails too, the WAL entry survives and Vault's
@@ -94,8 +116,10 @@ func TestWAL_DeferredRollbackDeletesOrphan(t *testing.T) {
 	// A first create fills the name cache, so the faults below hit the
 	// create and its cleanup, not the duplicate-name check.
 	e.mustOK(logical.CreateOperation, "keys/primer", map[string]any{"provider": "openai", "api_key": openAIKey("primer")})
+	// The answer to the create is lost, and the platform cannot be
+	// listed, neither to recover the key nor to clean it up.
 	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503})
+	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: 2 * maxAttempts})
 	e.mustServerError(logical.CreateOperation, "keys/orphan", map[string]any{"provider": "openai", "api_key": openAIKey("orphan")})
 	if e.platformKeyNamed(providerOpenAI, "orphan") == nil {
 		t.Fatal("setup: want the orphan on the platform before rollback")
@@ -105,7 +129,7 @@ func TestWAL_DeferredRollbackDeletesOrphan(t *testing.T) {
 	}
 
 	// Platform still failing: the rollback reports and keeps the entry.
-	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503})
+	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: maxAttempts})
 	if resp := rollbackNow(t, e); resp == nil || !resp.IsError() {
 		t.Fatalf("a failed rollback was not reported: %v", resp)
 	}
@@ -179,7 +203,7 @@ func TestWAL_RotateDeferredRollback(t *testing.T) {
 	e.mustOK(logical.CreateOperation, "keys/defer", map[string]any{"provider": "anthropic", "api_key": first})
 	// The push is applied but its answer lost; the immediate undo fails.
 	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 503})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 503, Count: 2*maxAttempts - 1})
 	e.mustServerError(logical.UpdateOperation, "keys/defer", map[string]any{"api_key": anthropicKey("defer-second")})
 	if k := e.platformKeyNamed(providerAnthropic, "defer"); k.Secret == first {
 		t.Fatal("setup: the dropped push should have been applied")
@@ -251,7 +275,7 @@ func TestWAL_RetriedRenameIsNotUndone(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/retry-a", map[string]any{"provider": "openai", "api_key": openAIKey("retryren")})
 	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Status: 503})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Status: 503, Count: 2*maxAttempts - 1})
 	msg := e.mustServerError(logical.UpdateOperation, "rename/retry-a", map[string]any{"new_name": "retry-b"})
 	if !strings.Contains(msg, "undoing the platform change failed too") {
 		t.Errorf("the error does not say the undo failed: %s", msg)
@@ -271,7 +295,7 @@ func TestWAL_RotationRollbackAfterRename(t *testing.T) {
 	first := anthropicKey("rotren-first")
 	e.mustOK(logical.CreateOperation, "keys/rotren", map[string]any{"provider": "anthropic", "api_key": first})
 	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 503})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 503, Count: 2*maxAttempts - 1})
 	e.mustServerError(logical.UpdateOperation, "keys/rotren", map[string]any{"api_key": anthropicKey("rotren-second")})
 	sudoRename(t, e, "rotren", "rotren-renamed")
 	rollbackNow(t, e)
@@ -303,43 +327,65 @@ func TestWAL_FailedCreateSparesKeyMadeElsewhere(t *testing.T) {
 	assertNoWAL(t, e)
 }
 
-// The orphan of a lost answer is found whatever the platform's clock says.
-func TestWAL_OrphanFoundWhenPlatformClockIsOff(t *testing.T) {
+// The key a lost answer made is found whatever the platform's clock says,
+// by its creation time on the platform's own clock.
+func TestWAL_LostCreateFoundWhenPlatformClockIsOff(t *testing.T) {
 	for _, skew := range []time.Duration{-time.Hour, 3 * time.Minute, 2 * time.Hour} {
 		t.Run(skew.String(), func(t *testing.T) {
 			e := newTestEnv(t, nil)
 			e.emu.SetClockSkew(skew)
 			e.mustOK(logical.CreateOperation, "keys/primer", map[string]any{"provider": "openai", "api_key": openAIKey("skew-primer")})
 			e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "drop"})
-			e.mustServerError(logical.CreateOperation, "keys/skewed", map[string]any{"provider": "openai", "api_key": openAIKey("skewed")})
-			if e.platformKeyNamed(providerOpenAI, "skewed") != nil {
-				t.Fatalf("orphan left on the platform: %+v", e.state().OpenAIKeys)
+			resp := e.mustOK(logical.CreateOperation, "keys/skewed", map[string]any{"provider": "openai", "api_key": openAIKey("skewed")})
+			if k := e.platformKeyNamed(providerOpenAI, "skewed"); k == nil || k.UUID != resp.Data["uuid"] || len(e.state().OpenAIKeys) != 2 {
+				t.Fatalf("platform %+v, stored uuid %v", e.state().OpenAIKeys, resp.Data["uuid"])
 			}
-			assertSettlesOnRollback(t, e)
+			assertNoWAL(t, e)
 		})
 	}
 }
 
-// A create that the platform applies after the request timed out is removed
-// by the periodic rollback: the entry outlives the immediate undo.
+// The same, when the key cannot be recovered at once: the rollback finds the
+// orphan by its time on the platform's clock and deletes it.
+func TestWAL_OrphanFoundWhenPlatformClockIsOff(t *testing.T) {
+	for _, skew := range []time.Duration{-time.Hour, 2 * time.Hour} {
+		t.Run(skew.String(), func(t *testing.T) {
+			e := newTestEnv(t, nil)
+			e.emu.SetClockSkew(skew)
+			e.mustOK(logical.CreateOperation, "keys/primer", map[string]any{"provider": "openai", "api_key": openAIKey("orphan-skew-primer")})
+			e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "drop"})
+			e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: 2 * maxAttempts})
+			e.mustServerError(logical.CreateOperation, "keys/skewed", map[string]any{"provider": "openai", "api_key": openAIKey("orphan-skewed")})
+			if e.platformKeyNamed(providerOpenAI, "skewed") == nil {
+				t.Fatal("setup: want the orphan on the platform before rollback")
+			}
+			assertSettlesOnRollback(t, e)
+			if e.platformKeyNamed(providerOpenAI, "skewed") != nil || e.platformKeyNamed(providerOpenAI, "primer") == nil {
+				t.Fatalf("platform after rollback: %+v", e.state().OpenAIKeys)
+			}
+		})
+	}
+}
+
+// A create that the platform applies after the request timed out: the
+// plugin found no key and sent the create once more, which succeeded; the
+// first one lands later and the periodic rollback removes it, because the
+// entry outlives the request.
 func TestWAL_CreateThatLandsLateIsRemoved(t *testing.T) {
 	e := newTestEnv(t, map[string]any{"request_timeout": "1s"})
 	e.mustOK(logical.CreateOperation, "keys/primer", map[string]any{"provider": "openai", "api_key": openAIKey("late-primer")})
 	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "late", Delay: 1500 * time.Millisecond})
-	e.mustServerError(logical.CreateOperation, "keys/late", map[string]any{"provider": "openai", "api_key": openAIKey("late")}, "timed out")
+	resp := e.mustOK(logical.CreateOperation, "keys/late", map[string]any{"provider": "openai", "api_key": openAIKey("late")})
 	deadline := time.Now().Add(10 * time.Second)
-	for e.platformKeyNamed(providerOpenAI, "late") == nil && time.Now().Before(deadline) {
+	for len(e.state().OpenAIKeys) < 3 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if e.platformKeyNamed(providerOpenAI, "late") == nil {
+	if len(e.state().OpenAIKeys) != 3 {
 		t.Fatal("setup: the late create never landed")
 	}
 	assertSettlesOnRollback(t, e)
-	if e.platformKeyNamed(providerOpenAI, "late") != nil {
-		t.Fatal("the late create was left on the platform")
-	}
-	if e.platformKeyNamed(providerOpenAI, "primer") == nil {
-		t.Fatal("rollback deleted a key it did not create")
+	if k := e.platformKeyNamed(providerOpenAI, "late"); k == nil || k.UUID != resp.Data["uuid"] || len(e.state().OpenAIKeys) != 2 {
+		t.Fatalf("after rollback: platform %+v, stored uuid %v", e.state().OpenAIKeys, resp.Data["uuid"])
 	}
 }
 
@@ -348,7 +394,7 @@ func TestWAL_CreateThatLandsLateIsRemoved(t *testing.T) {
 func TestWAL_ErrorSaysWhenTheUndoFailed(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.storage.failUnder("keys/")
-	e.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/v2/gen-ai/anthropic/keys/", Status: 503})
+	e.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/v2/gen-ai/anthropic/keys/", Status: 503, Count: maxAttempts})
 	msg := e.mustServerError(logical.CreateOperation, "keys/undo-fails", map[string]any{"provider": "anthropic", "api_key": anthropicKey("undofails")}, "undoing the platform change failed too")
 	e.storage.failUnder("")
 	if strings.Contains(msg, "removed again") {
@@ -370,7 +416,7 @@ func TestWAL_FailingRollbackIsDroppedAfterMaxAge(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/primer", map[string]any{"provider": "anthropic", "api_key": anthropicKey("maxage-primer")})
 	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/anthropic/keys", Status: 503})
+	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/anthropic/keys", Status: 503, Count: 2 * maxAttempts})
 	e.mustServerError(logical.CreateOperation, "keys/stuck", map[string]any{"provider": "anthropic", "api_key": anthropicKey("stuck")})
 	e.mustOK(logical.DeleteOperation, "config", nil)
 	if resp := rollbackNow(t, e); resp == nil || !resp.IsError() {

@@ -1,0 +1,184 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/time/rate"
+)
+
+// The platform counts every request of a token over a rolling minute and a
+// rolling hour (250 and 5,000 by default) and answers 429 past either. The
+// mount keeps a budget of its own so that bulk imports and scheduled
+// rotations never get there: every platform request, from a handler, the
+// scheduler or any background work, waits for the budget first.
+//
+// golang.org/x/time/rate does the pacing. It is the Go team's token bucket,
+// already in the SDK's dependency graph, and a bucket of size b filled at r
+// per second lets through at most b + r*w requests in any window of w
+// seconds, which is exactly the bound a rolling window needs:
+//   - per minute: b = 1, r = 95% of the limit / 60 s. Requests are spaced
+//     evenly, none waits much longer than its fair share, and no minute ever
+//     sees more than 1 + 0.95 * limit.
+//   - per hour: b = r * 3600 s = half of 95% of the limit. A bulk import of
+//     up to that many requests runs at the minute pace; past it the pace
+//     falls evenly to the sustained rate, and no hour ever sees more than
+//     95% of the limit.
+const (
+	defaultRateLimitPerMinute = 250
+	defaultRateLimitPerHour   = 5000
+	// budgetShare is the part of the platform's limits the mount uses,
+	// leaving room for the token's other users and for rounding.
+	budgetShare = 0.95
+)
+
+// rateBudget is one mount's share of the platform's rate limits.
+type rateBudget struct {
+	mu     sync.Mutex
+	minute *rate.Limiter
+	hour   *rate.Limiter
+	// pausedUntil holds every request back after the platform said so: a
+	// 429's retry-after, or a window with nothing remaining until reset.
+	pausedUntil time.Time
+	seen        budgetSeen
+	now         func() time.Time
+}
+
+// budgetSeen is what the platform's rate-limit headers said last.
+type budgetSeen struct {
+	Limit     int
+	Remaining int
+	Reset     time.Time
+	At        time.Time
+}
+
+func newRateBudget(perMinute, perHour int) *rateBudget {
+	b := &rateBudget{now: time.Now}
+	b.configure(perMinute, perHour)
+	return b
+}
+
+// configure sets the limits; a config write calls it. Zero means default.
+func (b *rateBudget) configure(perMinute, perHour int) {
+	if perMinute <= 0 {
+		perMinute = defaultRateLimitPerMinute
+	}
+	if perHour <= 0 {
+		perHour = defaultRateLimitPerHour
+	}
+	minuteRate := rate.Limit(budgetShare * float64(perMinute) / 60)
+	hourBurst := int(budgetShare * float64(perHour) / 2)
+	hourRate := rate.Limit(float64(hourBurst) / 3600)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.minute == nil {
+		b.minute = rate.NewLimiter(minuteRate, 1)
+		b.hour = rate.NewLimiter(hourRate, max(hourBurst, 1))
+		return
+	}
+	b.minute.SetLimit(minuteRate)
+	b.hour.SetLimit(hourRate)
+	b.hour.SetBurst(max(hourBurst, 1))
+}
+
+// wait takes one request's place in the budget, waiting for it within the
+// context's deadline. When the wait would run past the deadline nothing is
+// taken and the error wraps logical.ErrUpstreamRateLimited with how long to
+// wait.
+func (b *rateBudget) wait(ctx context.Context) error {
+	now := b.now()
+	b.mu.Lock()
+	pause := b.pausedUntil.Sub(now)
+	minute := b.minute.ReserveN(now, 1)
+	hour := b.hour.ReserveN(now, 1)
+	b.mu.Unlock()
+
+	delay := max(pause, minute.DelayFrom(now), hour.DelayFrom(now))
+	if deadline, ok := ctx.Deadline(); ok && now.Add(delay).After(deadline) {
+		minute.CancelAt(now)
+		hour.CancelAt(now)
+		return fmt.Errorf("the mount's platform rate budget is spent for now (rate_limit_per_minute, rate_limit_per_hour); retry after %d s: %w",
+			int(delay.Round(time.Second).Seconds())+1, logical.ErrUpstreamRateLimited)
+	}
+	if delay <= 0 {
+		return nil
+	}
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		minute.Cancel()
+		hour.Cancel()
+		return ctx.Err()
+	}
+}
+
+// observe follows the platform's rate-limit headers: a 429 pauses every
+// request for its retry-after; a window with nothing remaining pauses them
+// until its reset.
+func (b *rateBudget) observe(resp *http.Response) {
+	h := resp.Header
+	limit, errL := strconv.Atoi(h.Get("Ratelimit-Limit"))
+	remaining, errR := strconv.Atoi(h.Get("Ratelimit-Remaining"))
+	resetUnix, errT := strconv.ParseInt(h.Get("Ratelimit-Reset"), 10, 64)
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if errL == nil && errR == nil && errT == nil {
+		b.seen = budgetSeen{Limit: limit, Remaining: remaining, Reset: time.Unix(resetUnix, 0), At: now}
+		if remaining <= 0 {
+			b.pauseLocked(time.Unix(resetUnix, 0))
+		}
+	}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		if secs, err := strconv.Atoi(h.Get("Retry-After")); err == nil {
+			b.pauseLocked(now.Add(time.Duration(secs) * time.Second))
+		}
+	}
+}
+
+func (b *rateBudget) pauseLocked(until time.Time) {
+	if until.After(b.pausedUntil) {
+		b.pausedUntil = until
+	}
+}
+
+// lastSeen reports the platform's own count, for status.
+func (b *rateBudget) lastSeen() budgetSeen {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.seen
+}
+
+// budgetTransport makes every platform request wait for the budget, and
+// feeds every answer's headers back to it.
+type budgetTransport struct {
+	budget *rateBudget
+	base   http.RoundTripper
+}
+
+func (t *budgetTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if err := t.budget.wait(r.Context()); err != nil {
+		return nil, err
+	}
+	resp, err := t.base.RoundTrip(r)
+	if err == nil {
+		t.budget.observe(resp)
+	}
+	return resp, err
+}
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the
+// transport underneath.
+func (t *budgetTransport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}

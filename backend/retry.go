@@ -1,0 +1,122 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/digitalocean/godo"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// The retry policy of every upstream call, in one place.
+//
+// Reads, updates and deletes of the platform are re-sent after a transient
+// failure (a transport error, a 429 or a 5xx other than 501): an update sends
+// the whole new state, so sending it twice is the same as once, and a delete
+// that lands twice answers 404, which counts as done. A create is never
+// re-sent blindly: it is not idempotent, and a second one can leave a
+// duplicate key. After an ambiguous create, createKey looks the name up and
+// either takes the key the first call made or creates once more
+// (recoverCreate). Provider verification is re-sent after a 429 or a 5xx;
+// a 401 or 403 is the provider's final word.
+//
+// Every attempt and every wait fits inside the operation's request_timeout:
+// when the next wait would not, the last error is the answer.
+var retriedPlatformOps = map[string]bool{
+	"get key":      true,
+	"list":         true,
+	"check token":  true,
+	"update key":   true,
+	"delete key":   true,
+	"update agent": true,
+	"create key":   false,
+}
+
+const (
+	maxAttempts      = 4
+	retryMaxDelay    = 5 * time.Second
+	retryJitterShare = 0.5
+)
+
+// retryBaseDelay is the first backoff; tests shorten it.
+var retryBaseDelay = 100 * time.Millisecond
+
+// retryAfter returns how long to wait before attempt+1: exponential backoff
+// with jitter, but never less than the upstream asked for (retry-after, or a
+// rate-limit window's reset).
+func retryAfter(attempt int, resp *http.Response, now time.Time) time.Duration {
+	d := min(retryBaseDelay<<attempt, retryMaxDelay)
+	d = d - time.Duration(rand.Float64()*retryJitterShare*float64(d))
+	if resp == nil {
+		return d
+	}
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+		d = max(d, time.Duration(secs)*time.Second)
+	}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		if unix, err := strconv.ParseInt(resp.Header.Get("Ratelimit-Reset"), 10, 64); err == nil {
+			d = max(d, time.Unix(unix, 0).Sub(now))
+		}
+	}
+	return d
+}
+
+// transientStatus reports a status worth another attempt.
+func transientStatus(status int) bool {
+	return status == http.StatusTooManyRequests || (status >= 500 && status != http.StatusNotImplemented)
+}
+
+// retryPlatform runs one platform call under op's policy.
+func retryPlatform(ctx context.Context, op string, call func(context.Context) (*godo.Response, error)) (*godo.Response, error) {
+	for attempt := 0; ; attempt++ {
+		resp, err := call(ctx)
+		if err == nil || !retriedPlatformOps[op] || attempt+1 >= maxAttempts || !transientPlatformError(ctx, err) {
+			return resp, err
+		}
+		var httpResp *http.Response
+		if resp != nil {
+			httpResp = resp.Response
+		}
+		if !sleepWithin(ctx, retryAfter(attempt, httpResp, time.Now())) {
+			return resp, err
+		}
+	}
+}
+
+// transientPlatformError: a 429 or 5xx answer, or a transport failure while
+// the operation still has time. The mount's own rate budget running out is
+// not transient: it already waited all it could.
+func transientPlatformError(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || errors.Is(err, logical.ErrUpstreamRateLimited) {
+		return false
+	}
+	var redirect *redirectError
+	if errors.As(err, &redirect) {
+		return false
+	}
+	var apiErr *godo.ErrorResponse
+	if errors.As(err, &apiErr) && apiErr.Response != nil {
+		return transientStatus(apiErr.Response.StatusCode)
+	}
+	return true
+}
+
+// sleepWithin waits d unless that would run past the context's deadline or
+// the context ends first; it reports whether it waited.
+func sleepWithin(ctx context.Context, d time.Duration) bool {
+	if deadline, ok := ctx.Deadline(); ok && time.Now().Add(d).After(deadline) {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
