@@ -142,19 +142,13 @@ func (s *vaultServer) start() error {
 	cmd.Env = cleanEnv("HOME=" + filepath.Join(s.dir, "home"))
 	cmd.Stdout = f
 	cmd.Stderr = f
-	// Vault leads its own process group, which its plugin processes join.
-	// If the test binary dies (timeout panic, SIGKILL), Vault dies with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	setVaultProcAttr(cmd)
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return fmt.Errorf("starting vault: %w", err)
 	}
-	// Plugins outlive a killed Vault, so a reaper in a group of its own
-	// kills Vault's whole group if the test binary goes away first.
-	reaper := exec.Command("sh", "-c", fmt.Sprintf(
-		"while kill -0 %d 2>/dev/null; do sleep 1; done; kill -KILL -%d 2>/dev/null", os.Getpid(), cmd.Process.Pid))
-	reaper.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := reaper.Start(); err != nil {
+	reaper, err := startReaper(cmd.Process.Pid)
+	if err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		f.Close()
@@ -232,10 +226,10 @@ func (s *vaultServer) stop() {
 		<-done
 	}
 	// Whatever is left of Vault's process group (plugins) goes too.
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	killGroup(cmd.Process.Pid)
 	for _, c := range children {
 		if processExe(c) == pluginPath {
-			_ = syscall.Kill(c, syscall.SIGKILL)
+			_ = killProcess(c)
 		}
 	}
 	if reaper != nil {
