@@ -52,9 +52,33 @@ func recordStderr(args []string, stderr string) {
 	fmt.Fprintf(cliLog.f, "$ vault %s\n%s\n", args[0], stderr)
 }
 
-// run executes the real vault CLI against s with token (none when empty) and
-// stdin. t may be nil outside a test.
-func (s *vaultServer) run(t testing.TB, token, stdin string, args ...string) cliResult {
+// cliOpts says how one vault command runs. Build it with as and chain the
+// rest: as(token).withStdin(key).ok().
+type cliOpts struct {
+	token       string // VAULT_TOKEN; none when empty
+	stdin       string // the command's standard input; none when empty
+	mustSucceed bool   // fail the test unless the command exits 0
+}
+
+// as runs the command with token. cliOpts{} runs it with no token.
+func as(token string) cliOpts { return cliOpts{token: token} }
+
+// withStdin feeds in to the command (for `api_key=-` and `token=-`).
+func (o cliOpts) withStdin(in string) cliOpts {
+	o.stdin = in
+	return o
+}
+
+// ok fails the test unless the command exits 0.
+func (o cliOpts) ok() cliOpts {
+	o.mustSucceed = true
+	return o
+}
+
+// vault runs the real vault CLI against s, the one way the suite runs it.
+// t may be nil outside a test (not with ok): a command that cannot be
+// started then comes back with Code -1 instead of failing the test.
+func (s *vaultServer) vault(t testing.TB, o cliOpts, args ...string) cliResult {
 	if t != nil {
 		t.Helper()
 	}
@@ -62,14 +86,14 @@ func (s *vaultServer) run(t testing.TB, token, stdin string, args ...string) cli
 	defer cancel()
 	cmd := exec.CommandContext(ctx, vaultBin, args...)
 	env := []string{"VAULT_ADDR=" + s.addr, "HOME=" + filepath.Join(s.dir, "home"), "NO_COLOR=1"}
-	if token != "" {
-		env = append(env, "VAULT_TOKEN="+token)
+	if o.token != "" {
+		env = append(env, "VAULT_TOKEN="+o.token)
 	}
 	cmd.Env = cleanEnv(env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
+	if o.stdin != "" {
+		cmd.Stdin = strings.NewReader(o.stdin)
 	}
 	err := cmd.Run()
 	r := cliResult{Args: args, Stdout: stdout.String(), Stderr: stderr.String()}
@@ -86,39 +110,16 @@ func (s *vaultServer) run(t testing.TB, token, stdin string, args ...string) cli
 		r.Stderr += err.Error()
 	}
 	recordStderr(args, r.Stderr)
+	if o.mustSucceed && r.Code != 0 {
+		t.Fatalf("expected success:\n%s", r)
+	}
 	return r
-}
-
-// vault runs the CLI with token.
-func (s *vaultServer) vault(t testing.TB, token string, args ...string) cliResult {
-	t.Helper()
-	return s.run(t, token, "", args...)
-}
-
-// ok runs the CLI and fails the test unless it exits 0; it returns stdout.
-func (s *vaultServer) ok(t testing.TB, token string, args ...string) string {
-	t.Helper()
-	r := s.run(t, token, "", args...)
-	if r.Code != 0 {
-		t.Fatalf("expected success:\n%s", r)
-	}
-	return r.Stdout
-}
-
-// okStdin is ok with stdin (for `api_key=-` and `token=-`).
-func (s *vaultServer) okStdin(t testing.TB, token, stdin string, args ...string) string {
-	t.Helper()
-	r := s.run(t, token, stdin, args...)
-	if r.Code != 0 {
-		t.Fatalf("expected success:\n%s", r)
-	}
-	return r.Stdout
 }
 
 // readData runs `vault read -format=json path` and returns its data.
 func (s *vaultServer) readData(t testing.TB, token, path string) map[string]any {
 	t.Helper()
-	out := s.ok(t, token, "read", "-format=json", path)
+	out := s.vault(t, as(token).ok(), "read", "-format=json", path).Stdout
 	return decodeData(t, out)
 }
 
@@ -126,7 +127,7 @@ func (s *vaultServer) readData(t testing.TB, token, path string) map[string]any 
 // response data (nil when the response has none).
 func (s *vaultServer) writeData(t testing.TB, token, path string, args ...string) map[string]any {
 	t.Helper()
-	out := s.ok(t, token, append([]string{"write", "-format=json", path}, args...)...)
+	out := s.vault(t, as(token).ok(), append([]string{"write", "-format=json", path}, args...)...).Stdout
 	if strings.TrimSpace(out) == "" {
 		return nil
 	}
@@ -147,7 +148,7 @@ func decodeData(t testing.TB, out string) map[string]any {
 // list runs `vault list -format=json path`; an empty or missing list is nil.
 func (s *vaultServer) list(t testing.TB, token, path string) []string {
 	t.Helper()
-	r := s.run(t, token, "", "list", "-format=json", path)
+	r := s.vault(t, as(token), "list", "-format=json", path)
 	if r.Code != 0 {
 		// An empty list: exit 2 with "No value found", or with -format=json
 		// an empty object and no error text.

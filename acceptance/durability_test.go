@@ -69,7 +69,7 @@ log_level        = "debug"
 	if err := s.waitHealth(501, 60*time.Second); err != nil { // not initialized
 		t.Fatal(err)
 	}
-	out := s.ok(t, "", "operator", "init", "-key-shares=1", "-key-threshold=1", "-format=json")
+	out := s.vault(t, cliOpts{}.ok(), "operator", "init", "-key-shares=1", "-key-threshold=1", "-format=json").Stdout
 	var init struct {
 		Keys      []string `json:"unseal_keys_b64"`
 		RootToken string   `json:"root_token"`
@@ -94,7 +94,7 @@ func (s *vaultServer) unseal(t *testing.T) {
 	if err := s.waitHealth(503, 60*time.Second); err != nil { // sealed
 		t.Fatal(err)
 	}
-	if r := s.run(t, "", "", "operator", "unseal", s.unsealKey); r.Code != 0 {
+	if r := s.vault(t, cliOpts{}, "operator", "unseal", s.unsealKey); r.Code != 0 {
 		t.Fatalf("unseal failed:\n%s", r)
 	}
 	if err := s.waitHealth(200, 60*time.Second); err != nil {
@@ -141,7 +141,7 @@ func TestDurability(t *testing.T) {
 	}
 	for name, provider := range keys {
 		if strings.HasPrefix(name, "durable-rotated-") {
-			f.v.ok(t, f.root, "write", f.mount+"/keys/"+name, "api_key="+newKey(provider))
+			f.v.vault(t, as(f.root).ok(), "write", f.mount+"/keys/"+name, "api_key="+newKey(provider))
 		}
 	}
 	record := func() map[string]keyRecord {
@@ -179,7 +179,7 @@ func TestDurability(t *testing.T) {
 	}
 
 	v.restart(t)
-	v.ok(t, f.root, "plugin", "reload", "-plugin="+pluginName)
+	v.vault(t, as(f.root).ok(), "plugin", "reload", "-plugin="+pluginName)
 
 	after := record()
 	for name := range keys {

@@ -66,7 +66,7 @@ func stopShared() {
 
 // mountPlugin enables the plugin at mount and configures it against e.
 func (s *vaultServer) mountPlugin(t testing.TB, mount string, e *emu) error {
-	r := s.run(t, s.rootToken, "", "secrets", "enable", "-path="+mount,
+	r := s.vault(t, as(s.rootToken), "secrets", "enable", "-path="+mount,
 		"-plugin-version="+pluginVersion, pluginName)
 	if r.Code != 0 {
 		return fmt.Errorf("enabling the plugin at %s: %s", mount, r.Stderr)
@@ -74,7 +74,7 @@ func (s *vaultServer) mountPlugin(t testing.TB, mount string, e *emu) error {
 	if e == nil {
 		return nil
 	}
-	r = s.run(t, s.rootToken, e.token, "write", mount+"/config", "token=-",
+	r = s.vault(t, as(s.rootToken).withStdin(e.token), "write", mount+"/config", "token=-",
 		"api_url="+e.url, "anthropic_url="+e.url+"/anthropic", "openai_url="+e.url+"/openai")
 	if r.Code != 0 {
 		return fmt.Errorf("configuring %s: %s", mount, r.Stderr)
@@ -90,7 +90,7 @@ func (f *fixture) newMount(t testing.TB, prefix string, e *emu) string {
 	if err := f.v.mountPlugin(t, mount, e); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { f.v.run(nil, f.root, "", "secrets", "disable", mount) })
+	t.Cleanup(func() { f.v.vault(nil, as(f.root), "secrets", "disable", mount) })
 	return mount
 }
 
@@ -98,7 +98,7 @@ func (f *fixture) newMount(t testing.TB, prefix string, e *emu) string {
 func (f *fixture) writeKey(t testing.TB, mount, name, provider, apiKey string, extra ...string) map[string]any {
 	t.Helper()
 	args := append([]string{"write", mount + "/keys/" + name, "provider=" + provider, "api_key=" + apiKey}, extra...)
-	f.v.ok(t, f.root, args...)
+	f.v.vault(t, as(f.root).ok(), args...)
 	return f.v.readData(t, f.root, mount+"/keys/"+name)
 }
 

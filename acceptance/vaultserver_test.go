@@ -278,7 +278,7 @@ func tailFile(path string, n int) string {
 }
 
 func (s *vaultServer) enableAudit() error {
-	r := s.run(nil, s.rootToken, "", "audit", "enable", "file", "file_path="+s.auditPath)
+	r := s.vault(nil, as(s.rootToken), "audit", "enable", "file", "file_path="+s.auditPath)
 	if r.Code != 0 {
 		return fmt.Errorf("enabling the audit device: %s", r.Stderr)
 	}
@@ -287,7 +287,7 @@ func (s *vaultServer) enableAudit() error {
 
 // registerPlugin registers the plugin by sha256 with its version.
 func (s *vaultServer) registerPlugin() error {
-	r := s.run(nil, s.rootToken, "", "plugin", "register",
+	r := s.vault(nil, as(s.rootToken), "plugin", "register",
 		"-sha256="+pluginSHA256, "-version="+pluginVersion, "secret", pluginName)
 	if r.Code != 0 {
 		return fmt.Errorf("registering the plugin: %s", r.Stderr)
