@@ -10,12 +10,6 @@ import (
 	"testing"
 )
 
-// policyDir holds the example policies the README shows; the suite loads
-// these exact files.
-const policyDir = "../examples/policies"
-
-var examplePolicies = []string{"team-a", "team-b", "consumer", "gradient-admin"}
-
 // token creates a token holding policies, recorded as a secret.
 func (f *fixture) token(t testing.TB, policies ...string) string {
 	t.Helper()
@@ -200,22 +194,4 @@ path "gradient/keys/+/reassign" {
 		r = f.v.vault(t, as(teamA), "write", keys+src+"/reassign", "to="+target)
 		assertDenied(t, r)
 	})
-}
-
-// TestReadmeShowsExamplePolicies: the README's policy examples are exactly
-// the files this suite runs.
-func TestReadmeShowsExamplePolicies(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatalf("reading README.md: %v", err)
-	}
-	for _, p := range examplePolicies {
-		b, err := os.ReadFile(filepath.Join(policyDir, p+".hcl"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(readme), strings.TrimSpace(string(b))) {
-			t.Errorf("README.md does not contain examples/policies/%s.hcl verbatim", p)
-		}
-	}
 }

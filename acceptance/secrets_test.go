@@ -1,5 +1,3 @@
-//go:build acceptance
-
 package acceptance
 
 import (
@@ -8,10 +6,15 @@ import (
 	"fmt"
 	"math/big"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"testing"
 )
+
+// Secrets the suite uses, and the scan for them. No build tag: the scanner's
+// own test (TestSecretScanner) runs with plain `go test`.
 
 var secrets = struct {
 	sync.Mutex
@@ -138,4 +141,31 @@ func fragments(s string) []string {
 		out = append(out, body[:12], body[len(body)-12:])
 	}
 	return out
+}
+
+// TestSecretScanner checks the scanner itself: it must find a secret, or a
+// long fragment of one, and nothing else.
+func TestSecretScanner(t *testing.T) {
+	dir := t.TempDir()
+	secret := "sk-proj-" + randomString(alnum, 40)
+	body := secret[len("sk-proj-"):]
+	cases := map[string]struct {
+		text string
+		leak bool
+	}{
+		"whole key":             {"error: " + secret, true},
+		"masked, head visible":  {"key sk-proj-" + body[:12] + "****", true},
+		"masked, tail visible":  {"key sk-proj-****" + body[len(body)-12:], true},
+		"last four only (hint)": {"hint " + body[len(body)-4:], false},
+		"unrelated text":        {"nothing to see", false},
+	}
+	for label, c := range cases {
+		path := filepath.Join(dir, strings.ReplaceAll(label, " ", "_")+".log")
+		if err := os.WriteFile(path, []byte(c.text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got := len(scanFiles([]string{path}, []string{secret})) > 0; got != c.leak {
+			t.Errorf("%s: leak found = %v, want %v", label, got, c.leak)
+		}
+	}
 }
