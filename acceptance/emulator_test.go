@@ -16,6 +16,8 @@ import (
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 )
 
+// emu is an emulator of the Gradient platform and both providers, served on
+// loopback for the plugin to reach; it keeps its request log for failures.
 type emu struct {
 	*emulator.Emulator
 	url   string

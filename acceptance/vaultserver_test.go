@@ -17,28 +17,8 @@ import (
 	"time"
 )
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// cleanEnv is the test's environment without any VAULT_ variable, so a
-// developer's own Vault settings never leak into the suite.
-func cleanEnv(extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "VAULT_") || strings.HasPrefix(kv, "HOME=") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, extra...)
-}
-
+// vaultServer is a Vault server process the suite started: a dev server
+// (startDevVault) or one on raft storage (startRaftVault).
 type vaultServer struct {
 	name      string
 	dir       string
@@ -293,4 +273,26 @@ func (s *vaultServer) registerPlugin() error {
 		return fmt.Errorf("registering the plugin: %s", r.Stderr)
 	}
 	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// cleanEnv is the test's environment without any VAULT_ variable, so a
+// developer's own Vault settings never leak into the suite.
+func cleanEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "VAULT_") || strings.HasPrefix(kv, "HOME=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, extra...)
 }
