@@ -57,15 +57,15 @@ func TestDeleteRefusedWhileAgentsUseKey(t *testing.T) {
 			}
 
 			before := f.snapshot(t, f.mount, f.emu)
-			r := f.v.vault(t, f.root, "delete", path)
+			r := f.v.vault(t, as(f.root), "delete", path)
 			assertCode(t, r, 400, a1.Name, a1.UUID, a2.Name, a2.UUID, "reassign", "force=true")
 			f.assertUnchanged(t, before, f.mount, f.emu)
 			if d2 := f.v.readData(t, f.root, path); str(d2, "uuid") != uuid {
 				t.Errorf("key changed after a refused delete: %v", d2)
 			}
 
-			f.v.ok(t, f.root, "delete", path, "force=true")
-			assertNotFound(t, f.v.vault(t, f.root, "read", path))
+			f.v.vault(t, as(f.root).ok(), "delete", path, "force=true")
+			assertNotFound(t, f.v.vault(t, as(f.root), "read", path))
 			if pk := f.emu.key(provider, uuid); pk != nil {
 				t.Errorf("platform still has the key after a forced delete: %+v", pk)
 			}
@@ -131,7 +131,7 @@ func TestReassign(t *testing.T) {
 			}
 
 			// No agents left: delete without force.
-			f.v.ok(t, f.root, "delete", f.mount+"/keys/"+from)
+			f.v.vault(t, as(f.root).ok(), "delete", f.mount+"/keys/"+from)
 			if pk := f.emu.key(provider, fromUUID); pk != nil {
 				t.Errorf("platform still has %s", from)
 			}
@@ -162,7 +162,7 @@ func TestReassign(t *testing.T) {
 			t.Run(label, func(t *testing.T) {
 				before := f.snapshot(t, f.mount, f.emu)
 				// -force lets the CLI send a request without data.
-				r := f.v.vault(t, f.root, append([]string{"write", "-force", f.mount + "/keys/" + from + "/reassign"}, args...)...)
+				r := f.v.vault(t, as(f.root), append([]string{"write", "-force", f.mount + "/keys/" + from + "/reassign"}, args...)...)
 				assertCode(t, r, 400)
 				f.assertUnchanged(t, before, f.mount, f.emu)
 			})
@@ -171,7 +171,7 @@ func TestReassign(t *testing.T) {
 		// A source key Vault does not have: 400 or 404 both tell the caller.
 		t.Run("missing source key", func(t *testing.T) {
 			before := f.snapshot(t, f.mount, f.emu)
-			r := f.v.vault(t, f.root, "write", f.mount+"/keys/"+uniqueName("no-such-key")+"/reassign", "to="+from)
+			r := f.v.vault(t, as(f.root), "write", f.mount+"/keys/"+uniqueName("no-such-key")+"/reassign", "to="+from)
 			if r.Code == 0 || !(strings.Contains(r.Stderr, "Code: 400") || strings.Contains(r.Stderr, "Code: 404")) {
 				t.Errorf("expected 400 or 404:\n%s", r)
 			}

@@ -43,7 +43,7 @@ func TestBadNames(t *testing.T) {
 				key = newKey(provider)
 			}
 			before := f.snapshot(t, f.mount, f.emu)
-			r := f.v.vault(t, f.root, "write", f.mount+"/keys/"+c.name, "provider="+provider, "api_key="+key)
+			r := f.v.vault(t, as(f.root), "write", f.mount+"/keys/"+c.name, "provider="+provider, "api_key="+key)
 			assertCode(t, r, 400, "name")
 			if !strings.Contains(r.Stderr, "lowercase") || !strings.Contains(r.Stderr, "64") {
 				t.Errorf("the error does not quote the naming rule:\n%s", r)
@@ -56,7 +56,7 @@ func TestBadNames(t *testing.T) {
 	// plugin sees it; the caller still gets a 400 and nothing changes.
 	t.Run("tab", func(t *testing.T) {
 		before := f.snapshot(t, f.mount, f.emu)
-		r := f.v.vault(t, f.root, "write", f.mount+"/keys/team\ta", "provider=anthropic", "api_key="+newAnthropicKey())
+		r := f.v.vault(t, as(f.root), "write", f.mount+"/keys/team\ta", "provider=anthropic", "api_key="+newAnthropicKey())
 		assertCode(t, r, 400)
 		f.assertUnchanged(t, before, f.mount, f.emu)
 	})
@@ -64,7 +64,7 @@ func TestBadNames(t *testing.T) {
 	t.Run("64 characters is fine", func(t *testing.T) {
 		name := strings.Repeat("b", 58) + randomString(lowerAln, 6)
 		f.writeKey(t, f.mount, name, "anthropic", newAnthropicKey())
-		f.v.ok(t, f.root, "delete", f.mount+"/keys/"+name)
+		f.v.vault(t, as(f.root).ok(), "delete", f.mount+"/keys/"+name)
 	})
 }
 
@@ -112,7 +112,7 @@ func TestBadKeys(t *testing.T) {
 				stdin = c.key
 			}
 			before := f.snapshot(t, f.mount, f.emu)
-			r := f.v.run(t, f.root, stdin, args...)
+			r := f.v.vault(t, as(f.root).withStdin(stdin), args...)
 			assertCode(t, r, 400, c.want)
 			f.assertUnchanged(t, before, f.mount, f.emu)
 		})
@@ -123,7 +123,7 @@ func TestBadKeys(t *testing.T) {
 		k := newOpenAIKey()
 		d := f.writeKey(t, f.mount, name, "openai", k)
 		before := f.snapshot(t, f.mount, f.emu)
-		r := f.v.vault(t, f.root, "write", f.mount+"/keys/"+name, "api_key="+mustNotLeak("sk-admin-"+randomString(alnum, 40)))
+		r := f.v.vault(t, as(f.root), "write", f.mount+"/keys/"+name, "api_key="+mustNotLeak("sk-admin-"+randomString(alnum, 40)))
 		assertCode(t, r, 400, "admin")
 		f.assertUnchanged(t, before, f.mount, f.emu)
 		if d2 := f.v.readData(t, f.root, f.mount+"/keys/"+name); num(d2, "version") != num(d, "version") || str(d2, "key_hint") != str(d, "key_hint") {
@@ -144,7 +144,7 @@ func TestProviderRejectsKey(t *testing.T) {
 			revoked := newKey(provider)
 			f.emu.Revoke(revoked)
 			before := f.snapshot(t, f.mount, f.emu)
-			r := f.v.vault(t, f.root, "write", f.mount+"/keys/"+uniqueName("rejected"), "provider="+provider, "api_key="+revoked)
+			r := f.v.vault(t, as(f.root), "write", f.mount+"/keys/"+uniqueName("rejected"), "provider="+provider, "api_key="+revoked)
 			assertCode(t, r, 400, "rejected by the provider (HTTP 401)")
 			f.assertUnchanged(t, before, f.mount, f.emu)
 
@@ -152,7 +152,7 @@ func TestProviderRejectsKey(t *testing.T) {
 			k := newKey(provider)
 			d := f.writeKey(t, f.mount, name, provider, k)
 			before = f.snapshot(t, f.mount, f.emu)
-			r = f.v.vault(t, f.root, "write", f.mount+"/keys/"+name, "api_key="+revoked)
+			r = f.v.vault(t, as(f.root), "write", f.mount+"/keys/"+name, "api_key="+revoked)
 			assertCode(t, r, 400, "rejected by the provider (HTTP 401)")
 			f.assertUnchanged(t, before, f.mount, f.emu)
 			if d2 := f.v.readData(t, f.root, f.mount+"/keys/"+name); num(d2, "version") != num(d, "version") {
@@ -172,7 +172,7 @@ func faultMount(t *testing.T, f *fixture, overrides ...string) (*emu, string) {
 	e := newEmulator(t)
 	mount := f.newMount(t, "fault", e)
 	if len(overrides) > 0 {
-		f.v.ok(t, f.root, append([]string{"write", mount + "/config"}, overrides...)...)
+		f.v.vault(t, as(f.root).ok(), append([]string{"write", mount + "/config"}, overrides...)...)
 	}
 	return e, mount
 }
@@ -222,10 +222,10 @@ func TestProviderUnavailable(t *testing.T) {
 		t.Run(label, func(t *testing.T) {
 			e, mount := faultMount(t, f)
 			if overrides := c.setup(t, e); len(overrides) > 0 {
-				f.v.ok(t, f.root, append([]string{"write", mount + "/config"}, overrides...)...)
+				f.v.vault(t, as(f.root).ok(), append([]string{"write", mount + "/config"}, overrides...)...)
 			}
 			before := f.snapshot(t, mount, e)
-			r := f.v.vault(t, f.root, "write", mount+"/keys/"+uniqueName("unverified"), "provider="+c.provider, "api_key="+newKey(c.provider))
+			r := f.v.vault(t, as(f.root), "write", mount+"/keys/"+uniqueName("unverified"), "provider="+c.provider, "api_key="+newKey(c.provider))
 			assert5xx(t, r, "could not be verified")
 			f.assertUnchanged(t, before, mount, e)
 		})
@@ -241,7 +241,7 @@ func TestPlatformFaults(t *testing.T) {
 		e, mount := faultMount(t, f)
 		e.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Count: 1000, Mode: "status", Status: 500})
 		before := f.snapshot(t, mount, e)
-		r := f.v.vault(t, f.root, "write", mount+"/keys/"+uniqueName("p500"), "provider=anthropic", "api_key="+newAnthropicKey())
+		r := f.v.vault(t, as(f.root), "write", mount+"/keys/"+uniqueName("p500"), "provider=anthropic", "api_key="+newAnthropicKey())
 		assert5xx(t, r, "500")
 		f.assertUnchanged(t, before, mount, e)
 	})
@@ -253,7 +253,7 @@ func TestPlatformFaults(t *testing.T) {
 		d := f.writeKey(t, mount, name, "openai", k)
 		e.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Count: 1000, Mode: "status", Status: 500})
 		before := f.snapshot(t, mount, e)
-		r := f.v.vault(t, f.root, "write", mount+"/keys/"+name, "api_key="+newOpenAIKey())
+		r := f.v.vault(t, as(f.root), "write", mount+"/keys/"+name, "api_key="+newOpenAIKey())
 		assert5xx(t, r, "500")
 		f.assertUnchanged(t, before, mount, e)
 		if d2 := f.v.readData(t, f.root, mount+"/keys/"+name); num(d2, "version") != num(d, "version") || str(d2, "key_hint") != str(d, "key_hint") {
@@ -270,7 +270,7 @@ func TestPlatformFaults(t *testing.T) {
 		f.writeKey(t, mount, name, "anthropic", newAnthropicKey())
 		e.InjectFault(emulator.Fault{Method: "DELETE", Path: "/v2/gen-ai/anthropic/keys/", Count: 1000, Mode: "status", Status: 500})
 		before := f.snapshot(t, mount, e)
-		r := f.v.vault(t, f.root, "delete", mount+"/keys/"+name)
+		r := f.v.vault(t, as(f.root), "delete", mount+"/keys/"+name)
 		assert5xx(t, r, "500")
 		f.assertUnchanged(t, before, mount, e)
 	})
@@ -279,7 +279,7 @@ func TestPlatformFaults(t *testing.T) {
 		e, mount := faultMount(t, f, "verify_keys=false")
 		e.close()
 		before := f.snapshot(t, mount, e)
-		r := f.v.vault(t, f.root, "write", mount+"/keys/"+uniqueName("unreachable"), "provider=openai", "api_key="+newOpenAIKey())
+		r := f.v.vault(t, as(f.root), "write", mount+"/keys/"+uniqueName("unreachable"), "provider=openai", "api_key="+newOpenAIKey())
 		assert5xx(t, r)
 		f.assertUnchanged(t, before, mount, e)
 	})
@@ -288,7 +288,7 @@ func TestPlatformFaults(t *testing.T) {
 		e, mount := faultMount(t, f, "request_timeout=2s")
 		e.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Count: 1000, Mode: "hang"})
 		before := f.snapshot(t, mount, e)
-		r := f.v.vault(t, f.root, "write", mount+"/keys/"+uniqueName("slow"), "provider=anthropic", "api_key="+newAnthropicKey())
+		r := f.v.vault(t, as(f.root), "write", mount+"/keys/"+uniqueName("slow"), "provider=anthropic", "api_key="+newAnthropicKey())
 		assert5xx(t, r)
 		f.assertUnchanged(t, before, mount, e)
 	})

@@ -2,9 +2,12 @@
 // plugin binary and the Gradient emulator, driven through the `vault` CLI the
 // way users meet the plugin.
 //
-// The tests carry the build tag "acceptance", so `go test ./...` skips them.
-// Run them with `make test-acceptance` (or `make test`), which builds the
-// plugin, gets a Vault binary and sets the environment the suite needs:
+// Everything that starts Vault carries the build tag "acceptance", so
+// `go test ./...` skips it and runs only the checks that need no Vault: the
+// README shows the example policies, and the secret scanner finds what it
+// must. Run the whole suite with `make test-acceptance` (or `make test`),
+// which builds the plugin, gets a Vault binary and sets the environment the
+// suite needs:
 //
 //	VAULT_BIN                the vault binary (scripts/get-vault.sh prints it)
 //	GRADIENT_PLUGIN_DIR      directory holding vault-plugin-secrets-gradient

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -70,7 +69,7 @@ log_level        = "debug"
 	if err := s.waitHealth(501, 60*time.Second); err != nil { // not initialized
 		t.Fatal(err)
 	}
-	out := s.ok(t, "", "operator", "init", "-key-shares=1", "-key-threshold=1", "-format=json")
+	out := s.vault(t, cliOpts{}.ok(), "operator", "init", "-key-shares=1", "-key-threshold=1", "-format=json").Stdout
 	var init struct {
 		Keys      []string `json:"unseal_keys_b64"`
 		RootToken string   `json:"root_token"`
@@ -95,7 +94,7 @@ func (s *vaultServer) unseal(t *testing.T) {
 	if err := s.waitHealth(503, 60*time.Second); err != nil { // sealed
 		t.Fatal(err)
 	}
-	if r := s.run(t, "", "", "operator", "unseal", s.unsealKey); r.Code != 0 {
+	if r := s.vault(t, cliOpts{}, "operator", "unseal", s.unsealKey); r.Code != 0 {
 		t.Fatalf("unseal failed:\n%s", r)
 	}
 	if err := s.waitHealth(200, 60*time.Second); err != nil {
@@ -122,6 +121,9 @@ type keyRecord struct {
 // TestDurability: keys survive the plugin process being killed with SIGKILL,
 // a Vault restart and `vault plugin reload`; the platform still matches.
 func TestDurability(t *testing.T) {
+	if !findsPlugins {
+		t.Skip("finding the plugin process to kill needs Linux /proc")
+	}
 	v := startRaftVault(t)
 	e := newEmulator(t)
 	f := &fixture{v: v, emu: e, mount: "gradient", root: v.rootToken}
@@ -139,7 +141,7 @@ func TestDurability(t *testing.T) {
 	}
 	for name, provider := range keys {
 		if strings.HasPrefix(name, "durable-rotated-") {
-			f.v.ok(t, f.root, "write", f.mount+"/keys/"+name, "api_key="+newKey(provider))
+			f.v.vault(t, as(f.root).ok(), "write", f.mount+"/keys/"+name, "api_key="+newKey(provider))
 		}
 	}
 	record := func() map[string]keyRecord {
@@ -162,7 +164,7 @@ func TestDurability(t *testing.T) {
 		t.Fatalf("no plugin process of %s found under Vault (pid %d)", pluginPath, v.pid())
 	}
 	for _, pid := range pids {
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		if err := killProcess(pid); err != nil {
 			t.Fatalf("SIGKILL plugin %d: %v", pid, err)
 		}
 	}
@@ -177,7 +179,7 @@ func TestDurability(t *testing.T) {
 	}
 
 	v.restart(t)
-	v.ok(t, f.root, "plugin", "reload", "-plugin="+pluginName)
+	v.vault(t, as(f.root).ok(), "plugin", "reload", "-plugin="+pluginName)
 
 	after := record()
 	for name := range keys {

@@ -25,7 +25,7 @@ func TestPathHelp(t *testing.T) {
 	}
 	for path, params := range cases {
 		t.Run(path, func(t *testing.T) {
-			out := f.v.ok(t, f.root, "path-help", f.mount+"/"+path)
+			out := f.v.vault(t, as(f.root).ok(), "path-help", f.mount+"/"+path).Stdout
 			if !strings.Contains(out, "Request:") || !strings.Contains(out, "## DESCRIPTION") {
 				t.Fatalf("path-help output lacks the usual sections:\n%s", out)
 			}

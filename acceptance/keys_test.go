@@ -22,11 +22,11 @@ func TestKeyLifecycle(t *testing.T) {
 			path := f.mount + "/keys/" + name
 			k1 := newKey(provider)
 
-			out := f.v.ok(t, f.root, "write", "-format=json", path, "provider="+provider, "api_key="+k1, "description=first key")
+			out := f.v.vault(t, as(f.root).ok(), "write", "-format=json", path, "provider="+provider, "api_key="+k1, "description=first key").Stdout
 			if strings.Contains(out, k1) {
 				t.Errorf("write output shows the key:\n%s", out)
 			}
-			raw := f.v.ok(t, f.root, "read", "-format=json", path)
+			raw := f.v.vault(t, as(f.root).ok(), "read", "-format=json", path).Stdout
 			if strings.Contains(raw, k1) {
 				t.Fatalf("read shows the key:\n%s", raw)
 			}
@@ -52,7 +52,7 @@ func TestKeyLifecycle(t *testing.T) {
 
 			// New secret through stdin: same uuid, version 2, platform updated.
 			k2 := newKey(provider)
-			f.v.okStdin(t, f.root, k2, "write", path, "api_key=-")
+			f.v.vault(t, as(f.root).withStdin(k2).ok(), "write", path, "api_key=-")
 			d2 := f.v.readData(t, f.root, path)
 			if str(d2, "uuid") != uuid || num(d2, "version") != 2 || str(d2, "key_hint") != k2[len(k2)-4:] ||
 				str(d2, "description") != "first key" || str(d2, "created_at") != str(d, "created_at") {
@@ -66,7 +66,7 @@ func TestKeyLifecycle(t *testing.T) {
 			}
 
 			// Description only: no new secret, same version.
-			f.v.ok(t, f.root, "write", path, "description=second description")
+			f.v.vault(t, as(f.root).ok(), "write", path, "description=second description")
 			d3 := f.v.readData(t, f.root, path)
 			if num(d3, "version") != 2 || str(d3, "description") != "second description" {
 				t.Errorf("read after description update: %v", d3)
@@ -75,7 +75,7 @@ func TestKeyLifecycle(t *testing.T) {
 			// Changing the provider is refused.
 			other := map[string]string{"anthropic": "openai", "openai": "anthropic"}[provider]
 			before := f.snapshot(t, f.mount, f.emu)
-			r := f.v.vault(t, f.root, "write", path, "provider="+other, "api_key="+newKey(other))
+			r := f.v.vault(t, as(f.root), "write", path, "provider="+other, "api_key="+newKey(other))
 			assertCode(t, r, 400, "provider")
 			f.assertUnchanged(t, before, f.mount, f.emu)
 
@@ -91,7 +91,7 @@ func TestKeyLifecycle(t *testing.T) {
 			if err := os.WriteFile(file, []byte(k3+"\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			f.v.ok(t, f.root, "write", path, "api_key=@"+file)
+			f.v.vault(t, as(f.root).ok(), "write", path, "api_key=@"+file)
 			if c := f.v.readData(t, f.root, f.mount+"/creds/"+name); str(c, "api_key") != k3 || num(c, "version") != 3 {
 				t.Errorf("creds after @file update: version=%v trimmed=%v", c["version"], str(c, "api_key") == k3)
 			}
@@ -99,9 +99,9 @@ func TestKeyLifecycle(t *testing.T) {
 				t.Errorf("platform secret after @file update is not the trimmed key")
 			}
 
-			f.v.ok(t, f.root, "delete", path)
-			assertNotFound(t, f.v.vault(t, f.root, "read", path))
-			assertNotFound(t, f.v.vault(t, f.root, "read", f.mount+"/creds/"+name))
+			f.v.vault(t, as(f.root).ok(), "delete", path)
+			assertNotFound(t, f.v.vault(t, as(f.root), "read", path))
+			assertNotFound(t, f.v.vault(t, as(f.root), "read", f.mount+"/creds/"+name))
 			if pk := f.emu.key(provider, uuid); pk != nil {
 				t.Errorf("platform still has the key after delete: %+v", pk)
 			}
@@ -119,8 +119,8 @@ func TestDeleteKeyAlreadyGoneFromPlatform(t *testing.T) {
 	name := uniqueName("gone")
 	d := f.writeKey(t, f.mount, name, "openai", newOpenAIKey())
 	f.emu.platform(t, http.MethodDelete, "/v2/gen-ai/openai/keys/"+str(d, "uuid"), nil)
-	f.v.ok(t, f.root, "delete", f.mount+"/keys/"+name)
-	assertNotFound(t, f.v.vault(t, f.root, "read", f.mount+"/keys/"+name))
+	f.v.vault(t, as(f.root).ok(), "delete", f.mount+"/keys/"+name)
+	assertNotFound(t, f.v.vault(t, as(f.root), "read", f.mount+"/keys/"+name))
 }
 
 // TestAdopt: `uuid=` takes over a key that exists on the platform, giving it
@@ -148,7 +148,7 @@ func TestAdopt(t *testing.T) {
 
 	t.Run("a uuid this mount already manages under another name", func(t *testing.T) {
 		before := f.snapshot(t, f.mount, f.emu)
-		r := f.v.vault(t, f.root, "write", f.mount+"/keys/"+uniqueName("adopt-again"),
+		r := f.v.vault(t, as(f.root), "write", f.mount+"/keys/"+uniqueName("adopt-again"),
 			"provider=anthropic", "api_key="+newAnthropicKey(), "uuid="+uuid)
 		assertCode(t, r, 400, name)
 		f.assertUnchanged(t, before, f.mount, f.emu)
@@ -156,7 +156,7 @@ func TestAdopt(t *testing.T) {
 
 	t.Run("a uuid the platform does not have", func(t *testing.T) {
 		before := f.snapshot(t, f.mount, f.emu)
-		r := f.v.vault(t, f.root, "write", f.mount+"/keys/"+uniqueName("adopt-missing"),
+		r := f.v.vault(t, as(f.root), "write", f.mount+"/keys/"+uniqueName("adopt-missing"),
 			"provider=anthropic", "api_key="+newAnthropicKey(), "uuid=00000000-0000-4000-8000-000000000000")
 		assertCode(t, r, 400)
 		f.assertUnchanged(t, before, f.mount, f.emu)
@@ -165,7 +165,7 @@ func TestAdopt(t *testing.T) {
 	t.Run("a uuid of the other provider", func(t *testing.T) {
 		ouuid := f.emu.createPlatformKey(t, "openai", uniqueName("legacy-openai"), newOpenAIKey())
 		before := f.snapshot(t, f.mount, f.emu)
-		r := f.v.vault(t, f.root, "write", f.mount+"/keys/"+uniqueName("adopt-cross"),
+		r := f.v.vault(t, as(f.root), "write", f.mount+"/keys/"+uniqueName("adopt-cross"),
 			"provider=anthropic", "api_key="+newAnthropicKey(), "uuid="+ouuid)
 		assertCode(t, r, 400)
 		f.assertUnchanged(t, before, f.mount, f.emu)
@@ -180,14 +180,14 @@ func TestDuplicatePlatformName(t *testing.T) {
 	f := sharedFixture(t)
 	e := newEmulator(t)
 	mount := f.newMount(t, "dup", e)
-	f.v.ok(t, f.root, "write", mount+"/config", "name_cache_ttl=0")
+	f.v.vault(t, as(f.root).ok(), "write", mount+"/config", "name_cache_ttl=0")
 
 	for _, provider := range []string{"anthropic", "openai"} {
 		t.Run(provider, func(t *testing.T) {
 			name := uniqueName("dup-" + provider)
 			uuid := e.createPlatformKey(t, provider, name, newKey(provider))
 			before := f.snapshot(t, mount, e)
-			r := f.v.vault(t, f.root, "write", mount+"/keys/"+name, "provider="+provider, "api_key="+newKey(provider))
+			r := f.v.vault(t, as(f.root), "write", mount+"/keys/"+name, "provider="+provider, "api_key="+newKey(provider))
 			assertCode(t, r, 400, uuid, "uuid=")
 			f.assertUnchanged(t, before, mount, e)
 
@@ -212,8 +212,8 @@ func TestRename(t *testing.T) {
 	k := newAnthropicKey()
 	d := f.writeKey(t, f.mount, from, "anthropic", k, "description=to be renamed")
 
-	f.v.ok(t, f.root, "write", f.mount+"/rename/"+from, "new_name="+to)
-	assertNotFound(t, f.v.vault(t, f.root, "read", f.mount+"/keys/"+from))
+	f.v.vault(t, as(f.root).ok(), "write", f.mount+"/rename/"+from, "new_name="+to)
+	assertNotFound(t, f.v.vault(t, as(f.root), "read", f.mount+"/keys/"+from))
 	d2 := f.v.readData(t, f.root, f.mount+"/keys/"+to)
 	for _, field := range []string{"uuid", "provider", "description", "key_hint", "created_at"} {
 		if str(d2, field) != str(d, field) {
@@ -238,21 +238,21 @@ func TestRename(t *testing.T) {
 		other := uniqueName("rename-other")
 		f.writeKey(t, f.mount, other, "anthropic", newAnthropicKey())
 		before := f.snapshot(t, f.mount, f.emu)
-		r := f.v.vault(t, f.root, "write", f.mount+"/rename/"+to, "new_name="+other)
+		r := f.v.vault(t, as(f.root), "write", f.mount+"/rename/"+to, "new_name="+other)
 		assertCode(t, r, 400, other)
 		f.assertUnchanged(t, before, f.mount, f.emu)
 	})
 
 	t.Run("to an invalid name", func(t *testing.T) {
 		before := f.snapshot(t, f.mount, f.emu)
-		r := f.v.vault(t, f.root, "write", f.mount+"/rename/"+to, "new_name=Not_Valid")
+		r := f.v.vault(t, as(f.root), "write", f.mount+"/rename/"+to, "new_name=Not_Valid")
 		assertCode(t, r, 400, "name")
 		f.assertUnchanged(t, before, f.mount, f.emu)
 	})
 
 	t.Run("without new_name", func(t *testing.T) {
 		before := f.snapshot(t, f.mount, f.emu)
-		r := f.v.vault(t, f.root, "write", f.mount+"/rename/"+to, "description=x")
+		r := f.v.vault(t, as(f.root), "write", f.mount+"/rename/"+to, "description=x")
 		assertCode(t, r, 400, "new_name")
 		f.assertUnchanged(t, before, f.mount, f.emu)
 	})
@@ -266,7 +266,7 @@ func TestAnyMountPath(t *testing.T) {
 	if err := f.v.mountPlugin(t, mount, e); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { f.v.run(nil, f.root, "", "secrets", "disable", mount) })
+	t.Cleanup(func() { f.v.vault(nil, as(f.root), "secrets", "disable", mount) })
 
 	name := uniqueName("elsewhere")
 	k := newOpenAIKey()
@@ -280,7 +280,7 @@ func TestAnyMountPath(t *testing.T) {
 	if c := f.v.readData(t, f.root, mount+"/creds/"+name); str(c, "api_key") != k {
 		t.Errorf("creds do not return the key")
 	}
-	f.v.ok(t, f.root, "delete", mount+"/keys/"+name)
+	f.v.vault(t, as(f.root).ok(), "delete", mount+"/keys/"+name)
 	if n := len(e.keys("openai")); n != 0 {
 		t.Errorf("%d platform keys left after delete", n)
 	}
