@@ -100,6 +100,28 @@ vet: deps ## go vet, including the acceptance suite; fails on unformatted code
 	@unformatted=$$(gofmt -l $$(find . -name '*.go' -not -path './.cache/*' -not -path './bin/*')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
 
+# `make release` cross-compiles the plugin for each RELEASE_PLATFORMS entry into
+# DIST_DIR as $(PLUGIN_NAME)_<version>_<os>_<arch>, with a SHA256SUMS beside them.
+# Earlier release binaries in DIST_DIR are removed first, so that SHA256SUMS
+# covers everything there. scripts/release_test.go checks the result.
+DIST_DIR ?= $(CURDIR)/dist
+RELEASE_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+SHA256SUM := $(shell command -v sha256sum >/dev/null 2>&1 && echo sha256sum || echo shasum -a 256)
+
+.PHONY: release
+release: ## Cross-compile the plugin (VERSION) for linux and darwin into dist/, with SHA256SUMS
+	@mkdir -p $(DIST_DIR)
+	@rm -f $(DIST_DIR)/$(PLUGIN_NAME)_* $(DIST_DIR)/SHA256SUMS
+	@for platform in $(RELEASE_PLATFORMS); do \
+		os=$${platform%/*}; arch=$${platform#*/}; \
+		out="$(DIST_DIR)/$(PLUGIN_NAME)_$(VERSION)_$${os}_$${arch}"; \
+		echo "release: $$out"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o "$$out" ./cmd/$(PLUGIN_NAME); \
+	done
+	@cd $(DIST_DIR) && $(SHA256SUM) $(PLUGIN_NAME)_$(VERSION)_* > SHA256SUMS
+	@echo "release: $(DIST_DIR)/SHA256SUMS"
+	@cat $(DIST_DIR)/SHA256SUMS
+
 .PHONY: clean
 clean: ## Remove build output (keeps the cached Vault binary)
 	rm -rf $(BIN_DIR) coverage.out coverage.html
