@@ -161,6 +161,9 @@ func (e *Emulator) dispatch(w http.ResponseWriter, r *http.Request, m routeMatch
 func (e *Emulator) route(w http.ResponseWriter, r *http.Request, m routeMatch, errs errorWriter) {
 	switch {
 	case m.route != nil:
+		for _, p := range m.params {
+			r.SetPathValue(p.name, p.value)
+		}
 		m.route.handle(w, r, m.id)
 	case len(m.allow) > 0:
 		w.Header().Set("Allow", strings.Join(m.allow, ", "))
