@@ -106,5 +106,6 @@ func (e *Emulator) buildRoutes() *router {
 
 	rt.add(http.MethodGet, anthropicPrefix+"/v1/models", e.anthropicModels)
 	rt.add(http.MethodGet, openAIPrefix+"/v1/models", e.openAIModels)
+	e.addProviderAdminRoutes(rt)
 	return rt
 }
