@@ -54,11 +54,11 @@ func (rt *router) match(method, path string) routeMatch {
 			continue
 		}
 		if r.method == method {
-			m := routeMatch{route: r, params: params}
+			found := routeMatch{route: r, params: params}
 			if len(params) > 0 {
-				m.id = params[len(params)-1].value
+				found.id = params[len(params)-1].value
 			}
-			return m
+			return found
 		}
 		m.allow = append(m.allow, r.method)
 	}
