@@ -128,8 +128,10 @@ func (e *Emulator) Counts() map[string]int {
 }
 
 // Reset clears keys, agents, revocations, faults, latency, counts, rate
-// windows and run-time rate limits, and releases hung requests. Config and
-// tokens added with AddToken stay.
+// windows and run-time rate limits, and the providers' Admin API state
+// (service accounts, Anthropic keys, projects but the default one), and
+// releases hung requests. Config, tokens added with AddToken and admin keys
+// added with AddAdminKey stay.
 func (e *Emulator) Reset() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -166,6 +168,13 @@ func (e *Emulator) serveControl(w http.ResponseWriter, r *http.Request) {
 		"reset":       {http.MethodPost, func(http.ResponseWriter, *http.Request) error { e.Reset(); return nil }},
 		"tokens":      {http.MethodPost, e.controlToken},
 		"clock":       {http.MethodPost, e.controlClock},
+		"provider-state": {http.MethodGet, func(w http.ResponseWriter, _ *http.Request) error {
+			writeJSON(w, http.StatusOK, e.ProviderState())
+			return nil
+		}},
+		"admin-keys":      {http.MethodPost, e.controlAdminKey},
+		"anthropic-keys":  {http.MethodPost, e.controlAnthropicKey},
+		"openai-projects": {http.MethodPost, e.controlOpenAIProject},
 	}
 	o, ok := ops[name]
 	switch {
@@ -177,13 +186,26 @@ func (e *Emulator) serveControl(w http.ResponseWriter, r *http.Request) {
 		writePlatformError(w, http.StatusMethodNotAllowed, "method_not_allowed", "Method Not Allowed")
 		return
 	}
-	if err := o.serve(w, r); err != nil {
+	cw := &controlWriter{ResponseWriter: w}
+	if err := o.serve(cw, r); err != nil {
 		writePlatformError(w, http.StatusBadRequest, "invalid_argument", err.Error())
 		return
 	}
-	if o.method == http.MethodPost {
+	if o.method == http.MethodPost && !cw.wrote {
 		w.WriteHeader(http.StatusNoContent)
 	}
+}
+
+// controlWriter notes whether a control operation answered with a body (one
+// that returns what it created); the others get 204.
+type controlWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (c *controlWriter) WriteHeader(status int) {
+	c.wrote = true
+	c.ResponseWriter.WriteHeader(status)
 }
 
 // decodeControl reads a control body strictly: a typo in a field name
@@ -275,5 +297,50 @@ func (e *Emulator) controlClock(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("skew: %w", err)
 	}
 	e.SetClockSkew(d)
+	return nil
+}
+
+func (e *Emulator) controlAdminKey(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Provider string `json:"provider"`
+		APIKey   string `json:"api_key"`
+	}
+	if err := decodeControl(w, r, &body); err != nil {
+		return err
+	}
+	return e.addAdminKey(body.Provider, body.APIKey)
+}
+
+// controlAnthropicKey answers 200 {"id"} with the key's Admin API id.
+func (e *Emulator) controlAnthropicKey(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		APIKey string `json:"api_key"`
+		Name   string `json:"name"`
+	}
+	if err := decodeControl(w, r, &body); err != nil {
+		return err
+	}
+	id, err := e.addAnthropicKey(body.APIKey, body.Name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"id": id})
+	return nil
+}
+
+// controlOpenAIProject answers 200 {"id"} with the project's id.
+func (e *Emulator) controlOpenAIProject(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	}
+	if err := decodeControl(w, r, &body); err != nil {
+		return err
+	}
+	id, err := e.addOpenAIProject(body.ID, body.Name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"id": id})
 	return nil
 }

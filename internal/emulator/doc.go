@@ -1,13 +1,19 @@
 // Package emulator is an in-memory stand-in for the parts of DigitalOcean's
 // Gradient AI platform (partner provider keys and agents) and of the
-// Anthropic and OpenAI key-check endpoints that the Vault plugin talks to.
-// The real services cannot be reached from tests, so one http.Handler serves
-// all three by path prefix:
+// Anthropic and OpenAI key-check and Admin API endpoints that the Vault
+// plugin talks to. The real services cannot be reached from tests, so one
+// http.Handler serves all three by path prefix:
 //
 //	/v2/gen-ai/...        the platform (base URL = server URL)
 //	/anthropic/v1/models  Anthropic's cheap key check (anthropic_url = <server>/anthropic)
+//	/anthropic/v1/organizations/api_keys[/{api_key_id}]
+//	                      Anthropic's Admin API: list, get, update (name, status)
 //	/openai/v1/models     OpenAI's cheap key check (openai_url = <server>/openai)
-//	/_emulator/...        test control: state, revocation, faults, latency, limits
+//	/openai/v1/organization/projects[/{project_id}[/service_accounts[/{service_account_id}]]]
+//	                      OpenAI's Admin API: projects (list, get), service
+//	                      accounts (list, create, get, delete)
+//	/_emulator/...        test control: state, revocation, faults, latency, limits,
+//	                      admin keys, provider state
 //
 // # Faithful to the public API
 //
@@ -25,13 +31,43 @@
 // platform endpoint. The provider endpoints answer like the real ones,
 // including OpenAI's habit of echoing a masked fragment of a rejected key.
 //
+// # The providers' Admin APIs
+//
+// An Admin API accepts only the admin keys registered with AddAdminKey (or
+// POST /_emulator/admin-keys): sk-admin-... for OpenAI, sk-ant-admin... for
+// Anthropic. Admin keys outlive Reset, like platform tokens; Revoke refuses
+// one until the next Reset.
+//
+// How a model key comes to exist at each provider:
+//
+//   - Anthropic: a key exists once it has passed a key check, Anthropic's own
+//     (GET /anthropic/v1/models) or the platform's on create or update, or
+//     once a test adds it with AddAnthropicKey (POST /_emulator/anthropic-keys),
+//     as a person would in the console; software cannot create one. From
+//     then on the Admin API lists it, active, with partial_key_hint: the
+//     "sk-ant-api03-" prefix and the next three characters, "...", the last
+//     four. Two keys can share a hint (AddAnthropicKey makes that easy to
+//     test). A key whose status is inactive or archived fails every key check.
+//   - OpenAI: any well-formed model key that nobody revoked passes the key
+//     check, as before. POST .../service_accounts mints an account and a
+//     fresh sk-svcacct- key (its value shown in that answer only); deleting
+//     the account retires the key, which then fails every key check.
+//
+// ProviderState (GET /_emulator/provider-state) shows projects, service
+// accounts (deleted ones too, marked, with the key each minted) and
+// Anthropic keys (id, hint, status, secret), so tests can count leaks. It is
+// kept apart from State so that provider-side changes never look like
+// platform changes. Reset leaves only the default OpenAI project
+// (DefaultOpenAIProjectID) and no accounts or Anthropic keys.
+//
 // # Assumptions (unconfirmed upstream; the plugin must not rely on them)
 //
 //   - Validation failures, including a key the platform fails to verify on
 //     create or update, are 400 with id "invalid_argument".
 //   - The platform verifies a key against the emulated provider in-process:
-//     a key passes when it has the provider's model-key format and has not
-//     been revoked.
+//     a key passes when it has the provider's model-key format, has not
+//     been revoked, and has not been retired through the provider's Admin
+//     API (see above).
 //   - Key names need not be unique; the plugin must prevent duplicates itself.
 //   - Deleting a key that agents still use is allowed; those agents lose the key.
 //   - Agents embed their key as "anthropic_api_key" and "openai_api_key" (the
@@ -55,8 +91,37 @@
 //     header follow it.
 //   - A "late" fault holds a request for its delay whether or not the client
 //     still waits, then applies it: a change that lands after a timeout.
+//   - On the provider hosts, faults act before the key check (the providers
+//     have no rate limit here), and Admin API requests use no platform budget.
+//   - A key that is not an admin key, on an Admin API endpoint: a working
+//     model key is 403 (OpenAI: invalid_request_error with code null;
+//     Anthropic: permission_error), anything else 401 (OpenAI: code
+//     invalid_api_key with a masked fragment of the key; Anthropic:
+//     authentication_error "invalid x-api-key"). Both providers document 401
+//     and 403, not this split, nor the 403 messages.
+//   - OpenAI: an unknown project or service account (a deleted one, or one
+//     of another project) is 404 invalid_request_error with code null, so a
+//     second delete is 404. A missing name on create is 400 with param
+//     "name". Names need not be unique; role is always "member";
+//     create_service_account_only and expires_in_seconds are not emulated.
+//     Minted keys are sk-svcacct- and 64 letters and digits (real ones are
+//     longer). Lists are in creation order, limit 1-100 (default 20), paged
+//     by after.
+//   - Anthropic: the key list is newest first. An archived key is archived
+//     for good (any update of it is 400); inactive and active switch freely.
+//     The status filter accepts "expired", which matches nothing; the
+//     workspace_id and created_by_user_id filters are ignored. Every key is
+//     in the default workspace (workspace_id null), expires_at null, created
+//     by one user.
+//   - Both: a paging cursor that names no object is 400. A cursor whose
+//     object is filtered out (deleted, other status) still pages on.
+//   - Revoke makes a key fail the key check but leaves its Admin API entry
+//     (an Anthropic key stays "active" in the list).
+//   - The providers' timestamps follow this machine's clock, not the
+//     platform's skew.
 //
 // Reset clears all state and test settings (keys, agents, revocations, faults,
-// clock skew, latency, counts, rate windows and rate limits set at run time) but keeps the
-// Config and any token added with AddToken.
+// clock skew, latency, counts, rate windows and rate limits set at run time,
+// and the providers' Admin API state) but keeps the Config, any token added
+// with AddToken and any admin key added with AddAdminKey.
 package emulator

@@ -50,6 +50,11 @@ type Emulator struct {
 	// machine's (negative: behind). Timestamps and the Date header follow
 	// it, as they would on a platform whose clock is not the client's.
 	clockSkew time.Duration
+	// adminKeys are the keys each provider's Admin API accepts, by
+	// provider name; like tokens, they outlive Reset.
+	adminKeys map[string]map[string]bool
+	// org is what the providers' Admin APIs manage (provider_admin.go).
+	org orgState
 }
 
 // New returns an emulator with empty state.
@@ -64,7 +69,7 @@ func New(cfg Config) *Emulator {
 		cfg.PerHourLimit = defaultPerHour
 	}
 	cfg.Tokens = append([]string(nil), cfg.Tokens...)
-	e := &Emulator{cfg: cfg, tokens: map[string]bool{}}
+	e := &Emulator{cfg: cfg, tokens: map[string]bool{}, adminKeys: map[string]map[string]bool{}}
 	for _, t := range cfg.Tokens {
 		e.tokens[t] = true
 	}
@@ -73,8 +78,9 @@ func New(cfg Config) *Emulator {
 	return e
 }
 
-// resetLocked empties all state and run-time settings. Tokens are left alone:
-// they are credentials a harness sets up once, not per-test state.
+// resetLocked empties all state and run-time settings. Tokens and admin keys
+// are left alone: they are credentials a harness sets up once, not per-test
+// state.
 func (e *Emulator) resetLocked() {
 	e.limits = limits{perMinute: e.cfg.PerMinuteLimit, perHour: e.cfg.PerHourLimit}
 	e.windows = rateWindows{}
@@ -84,6 +90,7 @@ func (e *Emulator) resetLocked() {
 	e.faults = nil
 	e.latency = 0
 	e.clockSkew = 0
+	e.org = newOrgState()
 	e.counts = map[string]int{}
 	if e.release != nil {
 		close(e.release)
@@ -161,6 +168,9 @@ func (e *Emulator) dispatch(w http.ResponseWriter, r *http.Request, m routeMatch
 func (e *Emulator) route(w http.ResponseWriter, r *http.Request, m routeMatch, errs errorWriter) {
 	switch {
 	case m.route != nil:
+		for _, p := range m.params {
+			r.SetPathValue(p.name, p.value)
+		}
 		m.route.handle(w, r, m.id)
 	case len(m.allow) > 0:
 		w.Header().Set("Allow", strings.Join(m.allow, ", "))

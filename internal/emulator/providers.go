@@ -38,10 +38,25 @@ func validOpenAIKey(secret string) bool {
 		!strings.HasPrefix(secret, "sk-ant-")
 }
 
-// keyWorksLocked reports whether the provider would accept secret now.
-// The caller holds e.mu.
+// keyWorksLocked reports whether the provider would accept secret now. A key
+// it accepts exists at the provider from then on: an Anthropic key joins the
+// organization's keys that the Admin API lists. The caller holds e.mu.
 func (e *Emulator) keyWorksLocked(p *provider, secret string) bool {
-	return p.validFormat(secret) && !e.revoked[secret]
+	if !e.keyUsableLocked(p, secret) {
+		return false
+	}
+	if p == anthropic {
+		e.registerAnthropicKeyLocked(secret, "")
+	}
+	return true
+}
+
+// keyUsableLocked is keyWorksLocked without recording the key: the format is
+// a model key's, nobody revoked it, and the provider's Admin API has not
+// switched it off (an Anthropic key set inactive or archived, the key of a
+// deleted OpenAI service account).
+func (e *Emulator) keyUsableLocked(p *provider, secret string) bool {
+	return p.validFormat(secret) && !e.revoked[secret] && !e.retiredLocked(p, secret)
 }
 
 func (e *Emulator) keyWorks(p *provider, secret string) bool {
@@ -99,17 +114,11 @@ func (e *Emulator) anthropicModels(w http.ResponseWriter, r *http.Request, _ str
 func (e *Emulator) openAIModels(w http.ResponseWriter, r *http.Request, _ string) {
 	key, ok := bearerToken(r)
 	if !ok {
-		openAIErrors(w, r, http.StatusUnauthorized, "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY). You can obtain an API key from https://platform.openai.com/account/api-keys.")
+		openAIErrors(w, r, http.StatusUnauthorized, msgOpenAINoKey)
 		return
 	}
 	if !e.keyWorks(openAI, key) {
-		// Like the real API, the message echoes a masked fragment of the key:
-		// the plugin has to keep provider text out of logs and responses.
-		writeOpenAIError(w, http.StatusUnauthorized, openAIErrorDetail{
-			Message: "Incorrect API key provided: " + maskKey(key) + ". You can find your API key at https://platform.openai.com/account/api-keys.",
-			Type:    "invalid_request_error",
-			Code:    ptr("invalid_api_key"),
-		})
+		openAIInvalidKey(key)(w)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{

@@ -5,11 +5,13 @@ import (
 	"strings"
 )
 
-// handler serves one route; id is the value of the route's {uuid} segment.
+// handler serves one route; id is the value of the route's last wildcard
+// segment. Every wildcard is also set as a path value, so a route with two
+// reads the other with r.PathValue (e.g. r.PathValue("project_id")).
 type handler func(w http.ResponseWriter, r *http.Request, id string)
 
-// route is one method and path pattern. A pattern segment "{uuid}" matches
-// any single non-empty segment; a pattern holds at most one.
+// route is one method and path pattern. A pattern segment in braces, such as
+// "{uuid}" or "{project_id}", matches any single non-empty segment.
 type route struct {
 	method  string
 	pattern string
@@ -34,41 +36,53 @@ func (rt *router) add(method, pattern string, h handler) {
 // routeMatch is the outcome of a lookup: a route, or the methods the path
 // would accept (405), or neither (404).
 type routeMatch struct {
-	route *route
-	id    string
-	allow []string
+	route  *route
+	id     string
+	params []pathParam
+	allow  []string
 }
+
+// pathParam is the value a wildcard segment took in one request.
+type pathParam struct{ name, value string }
 
 func (rt *router) match(method, path string) routeMatch {
 	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
 	var m routeMatch
 	for _, r := range rt.routes {
-		id, ok := matchSegments(r.segs, segs)
+		params, ok := matchSegments(r.segs, segs)
 		if !ok {
 			continue
 		}
 		if r.method == method {
-			return routeMatch{route: r, id: id}
+			found := routeMatch{route: r, params: params}
+			if len(params) > 0 {
+				found.id = params[len(params)-1].value
+			}
+			return found
 		}
 		m.allow = append(m.allow, r.method)
 	}
 	return m
 }
 
-func matchSegments(pattern, segs []string) (string, bool) {
+func matchSegments(pattern, segs []string) ([]pathParam, bool) {
 	if len(pattern) != len(segs) {
-		return "", false
+		return nil, false
 	}
-	var id string
+	var params []pathParam
 	for i, p := range pattern {
 		switch {
-		case p == "{uuid}" && segs[i] != "":
-			id = segs[i]
+		case isWildcard(p) && segs[i] != "":
+			params = append(params, pathParam{p[1 : len(p)-1], segs[i]})
 		case p != segs[i]:
-			return "", false
+			return nil, false
 		}
 	}
-	return id, true
+	return params, true
+}
+
+func isWildcard(seg string) bool {
+	return len(seg) > 2 && strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}")
 }
 
 // buildRoutes lists every emulated endpoint. The patterns double as the keys
@@ -92,5 +106,6 @@ func (e *Emulator) buildRoutes() *router {
 
 	rt.add(http.MethodGet, anthropicPrefix+"/v1/models", e.anthropicModels)
 	rt.add(http.MethodGet, openAIPrefix+"/v1/models", e.openAIModels)
+	e.addProviderAdminRoutes(rt)
 	return rt
 }
