@@ -256,9 +256,6 @@ func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfi
 			}
 		}
 	}
-	if cfg.RateLimitPerHour < cfg.RateLimitPerMinute {
-		return nil, callerErrorf("rate_limit_per_hour (%d) is below rate_limit_per_minute (%d); the platform's defaults are 5000 and 250", cfg.RateLimitPerHour, cfg.RateLimitPerMinute)
-	}
 	return cfg, nil
 }
 

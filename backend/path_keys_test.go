@@ -168,13 +168,13 @@ func TestKeys_VerificationFailures(t *testing.T) {
 		"provider overloaded": {
 			provider: "anthropic", key: anthropicKey("overload"),
 			setup: func(e *testEnv, _ string) {
-				e.emu.InjectFault(emulator.Fault{Path: "/anthropic/v1/models", Status: 529})
+				e.emu.InjectFault(emulator.Fault{Path: "/anthropic/v1/models", Status: 529, Count: maxAttempts})
 			},
 			fragments: []string{"could not be verified", "HTTP 529"},
 		},
 		"provider rate limited": {
 			provider: "openai", key: openAIKey("ratelimit"),
-			setup:     func(e *testEnv, _ string) { e.emu.InjectFault(emulator.Fault{Path: "/openai/v1/models", Status: 429}) },
+			setup:     func(e *testEnv, _ string) { e.emu.InjectFault(emulator.Fault{Path: "/openai/v1/models", Status: 429, Count: maxAttempts}) },
 			fragments: []string{"could not be verified", "HTTP 429"},
 		},
 		"provider down": {

@@ -92,16 +92,9 @@ func (b *rateBudget) configure(perMinute, perHour int) {
 // wait.
 func (b *rateBudget) wait(ctx context.Context) error {
 	now := b.now()
-	b.mu.Lock()
-	pause := b.pausedUntil.Sub(now)
-	minute := b.minute.ReserveN(now, 1)
-	hour := b.hour.ReserveN(now, 1)
-	b.mu.Unlock()
-
-	delay := max(pause, minute.DelayFrom(now), hour.DelayFrom(now))
+	delay, cancel := b.reserve(now)
 	if deadline, ok := ctx.Deadline(); ok && now.Add(delay).After(deadline) {
-		minute.CancelAt(now)
-		hour.CancelAt(now)
+		cancel()
 		return fmt.Errorf("the mount's platform rate budget is spent for now (rate_limit_per_minute, rate_limit_per_hour); retry after %d s: %w",
 			int(delay.Round(time.Second).Seconds())+1, logical.ErrUpstreamRateLimited)
 	}
@@ -114,9 +107,22 @@ func (b *rateBudget) wait(ctx context.Context) error {
 	case <-t.C:
 		return nil
 	case <-ctx.Done():
-		minute.Cancel()
-		hour.Cancel()
+		cancel()
 		return ctx.Err()
+	}
+}
+
+// reserve takes one place at now and says how long to wait for it; cancel
+// gives it back.
+func (b *rateBudget) reserve(now time.Time) (time.Duration, func()) {
+	b.mu.Lock()
+	pause := b.pausedUntil.Sub(now)
+	minute := b.minute.ReserveN(now, 1)
+	hour := b.hour.ReserveN(now, 1)
+	b.mu.Unlock()
+	return max(pause, minute.DelayFrom(now), hour.DelayFrom(now)), func() {
+		minute.CancelAt(now)
+		hour.CancelAt(now)
 	}
 }
 

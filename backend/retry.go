@@ -57,7 +57,8 @@ func retryAfter(attempt int, resp *http.Response, now time.Time) time.Duration {
 	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
 		d = max(d, time.Duration(secs)*time.Second)
 	}
-	if resp.StatusCode == http.StatusTooManyRequests {
+	// A 429 with nothing remaining in the window waits for its reset.
+	if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Ratelimit-Remaining") == "0" {
 		if unix, err := strconv.ParseInt(resp.Header.Get("Ratelimit-Reset"), 10, 64); err == nil {
 			d = max(d, time.Unix(unix, 0).Sub(now))
 		}

@@ -45,7 +45,32 @@ func newHTTPVerifier(anthropicURL, openaiURL string, timeout time.Duration) *htt
 // clients.closeIdleConnections.
 func (v *httpVerifier) CloseIdleConnections() { v.client.CloseIdleConnections() }
 
+// Verify asks the provider whether apiKey works. A 429 or a 5xx is asked
+// again with backoff (retry.go), within request_timeout; a 401 or 403 is
+// final.
 func (v *httpVerifier) Verify(ctx context.Context, provider, apiKey string) error {
+	ctx, cancel := context.WithTimeout(ctx, v.client.Timeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		resp, err := v.verifyOnce(ctx, provider, apiKey)
+		if err != nil {
+			return err
+		}
+		switch {
+		case resp.StatusCode >= 200 && resp.StatusCode < 300:
+			return nil
+		case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+			return callerErrorf("the %s API key was rejected by the provider (HTTP %d): check that it is an active model key and that it was copied whole", provider, resp.StatusCode)
+		case transientStatus(resp.StatusCode) && attempt+1 < maxAttempts && sleepWithin(ctx, retryAfter(attempt, resp, time.Now())):
+			continue
+		}
+		return fmt.Errorf("the %s API key could not be verified: the provider answered HTTP %d; try again later, or set verify_keys=false on the config to skip verification", provider, resp.StatusCode)
+	}
+}
+
+// verifyOnce makes one key check. The body is drained and discarded unread:
+// provider error text can echo fragments of the key.
+func (v *httpVerifier) verifyOnce(ctx context.Context, provider, apiKey string) (*http.Response, error) {
 	var req *http.Request
 	var err error
 	switch provider {
@@ -61,10 +86,10 @@ func (v *httpVerifier) Verify(ctx context.Context, provider, apiKey string) erro
 			req.Header.Set("Authorization", "Bearer "+apiKey)
 		}
 	default:
-		return unknownProvider(provider)
+		return nil, unknownProvider(provider)
 	}
 	if err != nil {
-		return fmt.Errorf("building the %s verification request: %w", provider, err)
+		return nil, fmt.Errorf("building the %s verification request: %w", provider, err)
 	}
 
 	resp, err := v.client.Do(req)
@@ -72,25 +97,15 @@ func (v *httpVerifier) Verify(ctx context.Context, provider, apiKey string) erro
 	// Location.
 	var redirect *redirectError
 	if errors.As(err, &redirect) {
-		return fmt.Errorf("the %s API key could not be verified: %w", provider, redirect)
+		return nil, fmt.Errorf("the %s API key could not be verified: %w", provider, redirect)
 	}
 	if isTimeout(err) {
-		return fmt.Errorf("the %s API key could not be verified: %s did not answer within request_timeout", provider, provider)
+		return nil, fmt.Errorf("the %s API key could not be verified: %s did not answer within request_timeout", provider, provider)
 	}
 	if err != nil {
-		return fmt.Errorf("the %s API key could not be verified: %s is unreachable: %s", provider, provider, redact(err.Error(), apiKey))
+		return nil, fmt.Errorf("the %s API key could not be verified: %s is unreachable: %s", provider, provider, redact(err.Error(), apiKey))
 	}
-	// The body is drained and discarded unread: provider error text can echo
-	// fragments of the key.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	_ = resp.Body.Close()
-
-	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		return nil
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return callerErrorf("the %s API key was rejected by the provider (HTTP %d): check that it is an active model key and that it was copied whole", provider, resp.StatusCode)
-	default:
-		return fmt.Errorf("the %s API key could not be verified: the provider answered HTTP %d; try again later, or set verify_keys=false on the config to skip verification", provider, resp.StatusCode)
-	}
+	return resp, nil
 }

@@ -118,6 +118,14 @@ func (e *Emulator) SetClockSkew(d time.Duration) {
 	e.clockSkew = d
 }
 
+// Statuses returns how many platform answers had each HTTP status since the
+// last Reset; 0 counts requests that got none (dropped, or the client left).
+func (e *Emulator) Statuses() map[int]int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return maps.Clone(e.statuses)
+}
+
 // Counts returns how many requests reached each route, keyed like
 // "POST /v2/gen-ai/anthropic/keys" or "GET /anthropic/v1/models". A request
 // counts on arrival, whatever its outcome (401, 429, fault, success).
@@ -159,6 +167,10 @@ func (e *Emulator) serveControl(w http.ResponseWriter, r *http.Request) {
 		"state": {http.MethodGet, func(w http.ResponseWriter, _ *http.Request) error { writeJSON(w, http.StatusOK, e.State()); return nil }},
 		"counts": {http.MethodGet, func(w http.ResponseWriter, _ *http.Request) error {
 			writeJSON(w, http.StatusOK, e.Counts())
+			return nil
+		}},
+		"statuses": {http.MethodGet, func(w http.ResponseWriter, _ *http.Request) error {
+			writeJSON(w, http.StatusOK, e.Statuses())
 			return nil
 		}},
 		"revoke":      {http.MethodPost, e.controlRevoke},

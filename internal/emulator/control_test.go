@@ -221,3 +221,18 @@ func TestLogNeverShowsSecrets(t *testing.T) {
 		t.Errorf("log line = %q", lines[0])
 	}
 }
+
+// Statuses counts the platform's answers by status, and Reset clears them.
+func TestStatuses(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	e.emu.InjectFault(emulator.Fault{Status: 503})
+	e.platform(t, "GET", "/v2/gen-ai/agents", nil)
+	e.platform(t, "GET", "/v2/gen-ai/agents", nil)
+	if got := e.emu.Statuses(); got[503] != 1 || got[200] != 1 {
+		t.Fatalf("statuses = %v", got)
+	}
+	e.emu.Reset()
+	if got := e.emu.Statuses(); len(got) != 0 {
+		t.Fatalf("after reset: %v", got)
+	}
+}

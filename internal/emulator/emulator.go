@@ -45,7 +45,10 @@ type Emulator struct {
 	faults  []*Fault             // FIFO; entries leave when their count is used up
 	latency time.Duration
 	counts  map[string]int
-	release chan struct{} // closed by Reset so hung requests return
+	// statuses counts the platform's answers by HTTP status (0: none,
+	// the connection was dropped or the client left).
+	statuses map[int]int
+	release  chan struct{} // closed by Reset so hung requests return
 	// clockSkew is how far the platform's clock runs ahead of this
 	// machine's (negative: behind). Timestamps and the Date header follow
 	// it, as they would on a platform whose clock is not the client's.
@@ -92,6 +95,7 @@ func (e *Emulator) resetLocked() {
 	e.clockSkew = 0
 	e.org = newOrgState()
 	e.counts = map[string]int{}
+	e.statuses = map[int]int{}
 	if e.release != nil {
 		close(e.release)
 	}
@@ -113,6 +117,9 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.serveProvider(rec, r, openAIHost)
 	default:
 		e.servePlatform(rec, r)
+		e.mu.Lock()
+		e.statuses[rec.status]++
+		e.mu.Unlock()
 	}
 	e.logRequest(r, rec, time.Since(start))
 }
