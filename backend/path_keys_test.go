@@ -174,7 +174,9 @@ func TestKeys_VerificationFailures(t *testing.T) {
 		},
 		"provider rate limited": {
 			provider: "openai", key: openAIKey("ratelimit"),
-			setup:     func(e *testEnv, _ string) { e.emu.InjectFault(emulator.Fault{Path: "/openai/v1/models", Status: 429, Count: maxAttempts}) },
+			setup: func(e *testEnv, _ string) {
+				e.emu.InjectFault(emulator.Fault{Path: "/openai/v1/models", Status: 429, Count: maxAttempts})
+			},
 			fragments: []string{"could not be verified", "HTTP 429"},
 		},
 		"provider down": {
