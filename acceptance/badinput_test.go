@@ -293,3 +293,24 @@ func TestPlatformFaults(t *testing.T) {
 		f.assertUnchanged(t, before, mount, e)
 	})
 }
+
+// TestFieldNameReachesTheCaller: a bad second name says which field was
+// wrong, through the CLI, and changes nothing.
+func TestFieldNameReachesTheCaller(t *testing.T) {
+	f := sharedFixture(t)
+	name := uniqueName("field")
+	f.writeKey(t, f.mount, name, "anthropic", newKey("anthropic"))
+	cases := map[string][]string{
+		"reassign to": {"write", f.mount + "/keys/" + name + "/reassign", "to=Not_A_Name"},
+		"rename to":   {"write", f.mount + "/rename/" + name, "new_name=Not_A_Name"},
+	}
+	for label, args := range cases {
+		t.Run(label, func(t *testing.T) {
+			before := f.snapshot(t, f.mount, f.emu)
+			r := f.v.vault(t, as(f.root), args...)
+			field := strings.SplitN(args[2], "=", 2)[0]
+			assertCode(t, r, 400, field+": invalid key name", "lowercase")
+			f.assertUnchanged(t, before, f.mount, f.emu)
+		})
+	}
+}

@@ -157,3 +157,11 @@ func redact(text string, secrets ...string) string {
 	}
 	return text
 }
+
+// platformRefused reports a definite refusal: the platform answered and
+// changed nothing.
+func platformRefused(err error) bool {
+	var ce *callerError
+	return errors.As(err, &ce) || errors.Is(err, errPlatformNotFound) ||
+		errors.Is(err, errPlatformUnauthorized) || errors.Is(err, logical.ErrUpstreamRateLimited)
+}

@@ -232,11 +232,3 @@ func decodeWAL(kind string, data any) (walEntry, error) {
 	}
 	return w, nil
 }
-
-// platformRefused reports a definite refusal: the platform answered and
-// changed nothing.
-func platformRefused(err error) bool {
-	var ce *callerError
-	return errors.As(err, &ce) || errors.Is(err, errPlatformNotFound) ||
-		errors.Is(err, errPlatformUnauthorized) || errors.Is(err, logical.ErrUpstreamRateLimited)
-}
