@@ -168,6 +168,9 @@ func parseCreate(d *framework.FieldData) (createRequest, error) {
 	if err := validateProvider(r.provider); err != nil {
 		return r, err
 	}
+	if err := validateDescription(r.description); err != nil {
+		return r, err
+	}
 	uuid, err := parseUUIDField(d)
 	if err != nil {
 		return r, err
@@ -260,6 +263,9 @@ func (b *gradientBackend) pathKeyUpdate(ctx context.Context, req *logical.Reques
 
 	updated := *k
 	if v, ok := d.GetOk("description"); ok {
+		if err := validateDescription(v.(string)); err != nil {
+			return nil, err
+		}
 		updated.Description = v.(string)
 	}
 	if raw, ok := d.GetOk("api_key"); ok {

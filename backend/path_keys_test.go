@@ -743,3 +743,20 @@ func TestKeys_AdoptionDoesNotRaceRename(t *testing.T) {
 		t.Fatalf("platform key %s is managed by %d names: %v (adoption answered %v)", uuid, len(owners), names, resp)
 	}
 }
+
+// A field the path does not have is a 400 that names it and lists the
+// fields the path takes; a field name that looks like a key is not echoed.
+func TestKeys_UnknownFieldsAreRefused(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustBadRequest(logical.CreateOperation, "keys/typo", map[string]any{"provider": "anthropic", "api-key": anthropicKey("typo")}, `unknown field "api-key"`, "api_key")
+	pasted := anthropicKey("as-field-name")
+	msg := e.mustBadRequest(logical.CreateOperation, "keys/typo", map[string]any{"provider": "anthropic", "api_key": anthropicKey("typo2"), strings.ToLower(pasted[:30]): "x"}, "unknown field (not shown")
+	if strings.Contains(msg, strings.ToLower(pasted[:20])) {
+		t.Fatalf("a key used as a field name was echoed: %s", msg)
+	}
+	e.mustBadRequest(logical.UpdateOperation, "config", map[string]any{"request_timout": 5}, `unknown field "request_timout"`)
+	if len(e.state().AnthropicKeys) != 0 || len(e.listKeys()) != 0 {
+		t.Fatal("a refused request changed something")
+	}
+	e.mustBadRequest(logical.CreateOperation, "keys/long-description", map[string]any{"provider": "anthropic", "api_key": anthropicKey("longdesc"), "description": strings.Repeat("d", 1025)}, "description is 1025 bytes long")
+}

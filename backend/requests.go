@@ -3,6 +3,10 @@ package backend
 import (
 	"context"
 	"errors"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
@@ -15,8 +19,15 @@ import (
 // one place: a caller mistake is a 400 carrying the whole message (with the
 // field name and any context the handler wrapped around it), anything else
 // goes to Vault as a server fault. Handlers never build error responses.
+//
+// It also refuses fields the path does not have. Vault itself only warns
+// about them, but a misspelt field (rotation_perod=1h, api-key=...) that is
+// silently ignored leaves the caller believing something happened.
 func answered(h framework.OperationFunc) framework.OperationFunc {
 	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		if err := refuseUnknownFields(d); err != nil {
+			return respond(req, err)
+		}
 		resp, err := h(ctx, req, d)
 		if err != nil {
 			return respond(req, err)
@@ -24,6 +35,30 @@ func answered(h framework.OperationFunc) framework.OperationFunc {
 		return resp, nil
 	}
 }
+
+// refuseUnknownFields names the first field the path does not know. The
+// name is echoed only when it looks like a field name: a key pasted as a
+// field name must not reach the error string.
+func refuseUnknownFields(d *framework.FieldData) error {
+	var unknown []string
+	for field := range d.Raw {
+		if _, ok := d.Schema[field]; !ok {
+			unknown = append(unknown, field)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	known := slices.Sorted(maps.Keys(d.Schema))
+	if !fieldNameLike.MatchString(unknown[0]) || keyLike.MatchString(unknown[0]) {
+		return callerErrorf("unknown field (not shown: it does not look like a field name); this path takes: %s", strings.Join(known, ", "))
+	}
+	return callerErrorf("unknown field %q; this path takes: %s", unknown[0], strings.Join(known, ", "))
+}
+
+// fieldNameLike is what a field name can look like, misspelt or not.
+var fieldNameLike = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,40}$`)
 
 // respond turns a handler's error into Vault's answer.
 func respond(req *logical.Request, err error) (*logical.Response, error) {

@@ -13,9 +13,19 @@ import (
 const nameRule = `a key name is 1 to 64 characters of lowercase letters, digits, hyphens and periods, with no two periods in a row, does not start with "sk-", and never contains the API key`
 
 const (
-	maxNameLength = 64
-	maxKeyLength  = 1024
+	maxNameLength        = 64
+	maxKeyLength         = 1024
+	maxDescriptionLength = 1024
 )
+
+// validateDescription bounds the free text kept with a key; it is stored
+// and returned on every read, so it should not be a document.
+func validateDescription(description string) error {
+	if len(description) > maxDescriptionLength {
+		return callerErrorf("description is %d bytes long; at most %d", len(description), maxDescriptionLength)
+	}
+	return nil
+}
 
 // validateName checks a name on its own. The name is never echoed back: a
 // name that breaks the rule may be a pasted key.
