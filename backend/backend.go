@@ -26,6 +26,9 @@ const backendHelp = `The Gradient secrets engine keeps Anthropic and OpenAI API 
 // Factory is the plugin's entry point, called by Vault for every mount.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	b := newBackend()
+	if err := b.applyTestTuning(); err != nil {
+		return nil, err
+	}
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
@@ -51,6 +54,9 @@ type gradientBackend struct {
 
 	// newUpstream builds clients from a config; tests can swap it.
 	newUpstream func(*gradientConfig) (*upstream, error)
+
+	// rotation runs scheduled rotations (rotation.go).
+	rotation *rotationScheduler
 }
 
 // upstream is what a handler needs to reach the outside world.
@@ -66,6 +72,7 @@ func newBackend() *gradientBackend {
 		names:       newNameCache(),
 		newUpstream: defaultUpstream,
 	}
+	b.rotation = newRotationScheduler(b)
 	b.Backend = &framework.Backend{
 		Help:           backendHelp,
 		BackendType:    logical.TypeLogical,
@@ -82,11 +89,14 @@ func newBackend() *gradientBackend {
 			Root: []string{"rename/*"},
 		},
 		Paths: framework.PathAppend(
-			[]*framework.Path{pathConfig(b)},
+			// keys/<name>/rotate comes before the keys/<name> catch-all.
+			[]*framework.Path{pathConfig(b), pathKeyRotate(b), pathStatus(b)},
 			pathKeys(b),
 			[]*framework.Path{pathRename(b), pathCreds(b)},
 		),
-		Secrets:           []*framework.Secret{},
+		Secrets:           []*framework.Secret{secretCreds(b)},
+		InitializeFunc:    b.initializeRotation,
+		Clean:             b.cleanRotation,
 		Invalidate:        b.invalidate,
 		WALRollback:       b.walRollback,
 		WALRollbackMinAge: walRollbackMinAge,

@@ -32,6 +32,9 @@ type gradientConfig struct {
 	VerifyKeys     bool          `json:"verify_keys"`
 	RequestTimeout time.Duration `json:"request_timeout"`
 	NameCacheTTL   time.Duration `json:"name_cache_ttl"`
+	// CredsTTL bounds creds/<name> leases; 0 (configs written before it
+	// existed) means defaultCredsTTL.
+	CredsTTL time.Duration `json:"creds_ttl,omitempty"`
 }
 
 func pathConfig(b *gradientBackend) *framework.Path {
@@ -82,6 +85,11 @@ func pathConfig(b *gradientBackend) *framework.Path {
 				Description: "How long the platform's key names may be reused for the duplicate-name check on create; 0 looks them up on every create.",
 				Default:     int(defaultNameCacheTTL.Seconds()),
 			},
+			"creds_ttl": {
+				Type:        framework.TypeDurationSecond,
+				Description: "Longest lease of a creds/<name> read; leases also end at the key's next rotation, and within the mount's max lease TTL.",
+				Default:     int(defaultCredsTTL.Seconds()),
+			},
 		},
 		ExistenceCheck: b.configExists,
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -118,6 +126,7 @@ var configResponseFields = map[string]*framework.FieldSchema{
 	"request_timeout": {Type: framework.TypeDurationSecond, Description: "Timeout of each upstream call, in seconds.", Required: true},
 	"name_cache_ttl":  {Type: framework.TypeDurationSecond, Description: "How long platform key names are reused, in seconds.", Required: true},
 	"token_set":       {Type: framework.TypeBool, Description: "Whether a token is stored.", Required: true},
+	"creds_ttl":       {Type: framework.TypeDurationSecond, Description: "Longest lease of a creds read, in seconds.", Required: true},
 }
 
 func (b *gradientBackend) configExists(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
@@ -138,6 +147,7 @@ func (b *gradientBackend) pathConfigRead(ctx context.Context, req *logical.Reque
 		"request_timeout": int64(cfg.RequestTimeout.Seconds()),
 		"name_cache_ttl":  int64(cfg.NameCacheTTL.Seconds()),
 		"token_set":       cfg.Token != "",
+		"creds_ttl":       int64(cfg.credsTTL().Seconds()),
 	}}, nil
 }
 
@@ -210,6 +220,12 @@ func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfi
 			return nil, callerErrorf("request_timeout must be positive, e.g. 30s")
 		}
 	}
+	if v, ok := d.GetOk("creds_ttl"); ok {
+		cfg.CredsTTL = time.Duration(v.(int)) * time.Second
+		if cfg.CredsTTL <= 0 {
+			return nil, callerErrorf("creds_ttl must be positive, e.g. 1h")
+		}
+	}
 	if v, ok := d.GetOk("name_cache_ttl"); ok {
 		cfg.NameCacheTTL = time.Duration(v.(int)) * time.Second
 		if cfg.NameCacheTTL < 0 {
@@ -261,3 +277,11 @@ func getConfig(ctx context.Context, s logical.Storage) (*gradientConfig, error) 
 const configHelpSynopsis = "Configure the DigitalOcean token and the platform and provider endpoints."
 
 const configHelpDescription = "The token needs the genai read, create, update and delete scopes; a write checks it with one platform call and saves nothing if the platform rejects it. Reads return every field but the token, plus token_set. api_url, anthropic_url and openai_url default to the public APIs; point them at the project's emulator for development. verify_keys (default true) checks each key with its provider before it is pushed. name_cache_ttl bounds how often creates list the platform's key names to refuse duplicates."
+
+// credsTTL is the configured creds lease bound, or the default.
+func (c *gradientConfig) credsTTL() time.Duration {
+	if c.CredsTTL > 0 {
+		return c.CredsTTL
+	}
+	return defaultCredsTTL
+}

@@ -107,6 +107,8 @@ func (b *gradientBackend) pathRename(ctx context.Context, req *logical.Request, 
 		return nil, err
 	}
 	b.deleteWAL(ctx, req, walID)
+	b.rotation.unschedule(name)
+	b.rotation.track(&renamed)
 	b.Logger().Info("key renamed", "from", name, "to", newName, "uuid", k.UUID)
 	return keyResponse(&renamed), nil
 }
