@@ -59,7 +59,6 @@ var (
 	}
 )
 
-
 // rotationSettings is the part of a key entry that says when it rotates.
 func (k *keyEntry) rotationParams() automatedrotationutil.AutomatedRotationParams {
 	return automatedrotationutil.AutomatedRotationParams{
