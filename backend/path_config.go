@@ -276,7 +276,7 @@ func getConfig(ctx context.Context, s logical.Storage) (*gradientConfig, error) 
 
 const configHelpSynopsis = "Configure the DigitalOcean token and the platform and provider endpoints."
 
-const configHelpDescription = "The token needs the genai read, create, update and delete scopes; a write checks it with one platform call and saves nothing if the platform rejects it. Reads return every field but the token, plus token_set. api_url, anthropic_url and openai_url default to the public APIs; point them at the project's emulator for development. verify_keys (default true) checks each key with its provider before it is pushed. name_cache_ttl bounds how often creates list the platform's key names to refuse duplicates."
+const configHelpDescription = "The token needs the genai read, create, update and delete scopes; a write checks it with one platform call and saves nothing if the platform rejects it. Reads return every field but the token, plus token_set. api_url, anthropic_url and openai_url default to the public APIs; point them at the project's emulator for development. verify_keys (default true) checks each key with its provider before it is pushed. name_cache_ttl bounds how often creates list the platform's key names to refuse duplicates. creds_ttl (default 1h) bounds the lease of a creds/<name> read."
 
 // credsTTL is the configured creds lease bound, or the default.
 func (c *gradientConfig) credsTTL() time.Duration {
