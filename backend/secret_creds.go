@@ -20,6 +20,9 @@ const defaultCredsTTL = time.Hour
 // rotate at any tick, so holders come back soon.
 const dueLeaseTTL = time.Minute
 
+// minLeaseTTL is the shortest lease handed out.
+const minLeaseTTL = time.Second
+
 // Every creds/<name> read is leased. The lease is renewable until the key
 // rotates, and never past the next rotation; after a rotation renewal fails
 // with a message telling the holder to read again. That failure is what
@@ -96,7 +99,9 @@ func (b *gradientBackend) credsLeaseTTL(ctx context.Context, s logical.Storage, 
 	if maxTTL := b.System().MaxLeaseTTL(); maxTTL > 0 && ttl > maxTTL {
 		ttl = maxTTL
 	}
-	return ttl, nil
+	// Vault reads a zero TTL as "the mount's default", which would outlive
+	// the rotation by far: a rotation less than a second away gets a second.
+	return max(ttl, minLeaseTTL), nil
 }
 
 // credsRenew extends a lease while the key still has the version the lease
