@@ -115,7 +115,7 @@ func (s *rotationScheduler) now() time.Time {
 	return s.clock().UTC().Truncate(time.Second)
 }
 
-// initialize is the backend's InitializeFunc: it starts the ticker, whose
+// initializeRotation is the backend's InitializeFunc: it starts the ticker, whose
 // first tick rebuilds the queue from storage. Nothing here blocks the mount.
 func (b *gradientBackend) initializeRotation(_ context.Context, req *logical.InitializationRequest) error {
 	s := b.rotation
