@@ -186,10 +186,18 @@ func TestRotation_VaultAgentFollowsRotations(t *testing.T) {
 	v.ok(t, root, "write", mount+"/keys/"+name+"/rotate", "api_key="+k2)
 	took := eventually(t, 20*time.Second, "the render after a manual rotation", renderedIs(k2, 2))
 	t.Logf("Vault Agent rendered the manually rotated key %s after the rotation (lease TTL 6 s)", took.Round(100*time.Millisecond))
+	// Within the lease's TTL, with a little room for process scheduling.
+	if took > 6*time.Second+2*time.Second {
+		t.Errorf("the agent took %s to follow a manual rotation; the lease TTL is 6 s", took)
+	}
 
 	v.ok(t, root, "write", mount+"/keys/"+name, "rotation_period=3s", "next_api_key="+k3)
 	took = eventually(t, 30*time.Second, "the render after a scheduled rotation", renderedIs(k3, 3))
 	t.Logf("Vault Agent rendered the key rotated on schedule %s after it was staged (period 3 s)", took.Round(100*time.Millisecond))
+	// The rotation comes at 3 s (+1 s tick); the lease then held ends by it.
+	if took > 3*time.Second+time.Second+3*time.Second+2*time.Second {
+		t.Errorf("the agent took %s to follow a scheduled rotation", took)
+	}
 	v.ok(t, root, "write", mount+"/keys/"+name, "rotation_period=0")
 
 	if agent.ProcessState != nil || syscall.Kill(agent.Process.Pid, 0) != nil {
@@ -278,5 +286,33 @@ func TestRotation_PathHelp(t *testing.T) {
 				t.Errorf("%s: path-help does not mention %s", path, p)
 			}
 		}
+	}
+}
+
+// The example policies cover rotation: a team rotates and stages only its
+// own keys, operators read status, consumers cannot.
+func TestRotation_Policies(t *testing.T) {
+	f := sharedFixture(t)
+	f.writePolicies(t)
+	teamA, consumer, admin := f.token(t, "team-a"), f.token(t, "consumer"), f.token(t, "gradient-admin")
+	keys := f.mount + "/keys/"
+	own, other := uniqueName("team-a-rot"), uniqueName("team-b-rot")
+	f.writeKey(t, f.mount, own, "anthropic", newAnthropicKey())
+	f.writeKey(t, f.mount, other, "anthropic", newAnthropicKey())
+
+	f.v.ok(t, teamA, "write", keys+own, "rotation_period=720h", "next_api_key="+newAnthropicKey())
+	f.v.ok(t, teamA, "write", "-f", keys+own+"/rotate")
+	if got := num(f.v.readData(t, teamA, keys+own), "version"); got != 2 {
+		t.Fatalf("version after team A's rotation = %d", got)
+	}
+	before := f.snapshot(t, f.mount, f.emu)
+	assertDenied(t, f.v.vault(t, teamA, "write", keys+other+"/rotate", "api_key="+newAnthropicKey()))
+	assertDenied(t, f.v.vault(t, teamA, "write", keys+other, "next_api_key="+newAnthropicKey()))
+	assertDenied(t, f.v.vault(t, teamA, "read", f.mount+"/status"))
+	assertDenied(t, f.v.vault(t, consumer, "read", f.mount+"/status"))
+	f.assertUnchanged(t, before, f.mount, f.emu)
+
+	if status := f.v.readData(t, admin, f.mount+"/status"); num(status, "rotation_enabled") < 1 {
+		t.Fatalf("status for the admin: %v", status)
 	}
 }

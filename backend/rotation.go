@@ -368,7 +368,7 @@ func (s *rotationScheduler) process(ctx context.Context, storage logical.Storage
 		// Overdue: nothing to promote. Warn once per due period, look
 		// again every tick until a key is staged or the schedule changes.
 		if !k.OverdueWarnedFor.Equal(k.NextVaultRotation) {
-			log.Warn("scheduled rotation is overdue: no successor key is staged; write next_api_key to keys/"+name,
+			log.Warn("scheduled rotation is overdue: no successor key is staged; write next_api_key to keys/<name>",
 				"due", k.NextVaultRotation)
 			k.OverdueWarnedFor = k.NextVaultRotation
 			s.store(ctx, storage, k, log)
