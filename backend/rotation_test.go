@@ -943,3 +943,50 @@ func BenchmarkRotationIdleTick(b *testing.B) {
 		})
 	}
 }
+
+func TestRotation_PausedKeyIsNotRotated(t *testing.T) {
+	r := newRotationEnv(t, nil)
+	k2 := anthropicKey("pause2")
+	r.createKey("paused", anthropicKey("pause1"), map[string]any{"rotation_period": "1h"})
+	r.stage("paused", k2)
+	r.mustOK(logical.UpdateOperation, "keys/paused", map[string]any{"disable_automated_rotation": true})
+	r.tickAt(t0.Add(3 * time.Hour))
+	r.assertVersion("paused", 1)
+	if got := r.read("paused"); got["rotation_status"] != rotationOK || got["rotation_period"] != int64(3600) {
+		t.Fatalf("paused key: %v", got)
+	}
+	// Resuming counts the period from then: not due at once.
+	r.mustOK(logical.UpdateOperation, "keys/paused", map[string]any{"disable_automated_rotation": false})
+	r.advance(time.Second)
+	r.tick()
+	r.assertVersion("paused", 1)
+	r.tickAt(t0.Add(4 * time.Hour))
+	if r.platformSecret("paused") != k2 {
+		t.Fatal("the resumed key did not rotate a period later")
+	}
+}
+
+// A scheduled rotation whose store fails after the platform took the new
+// key: the write-ahead log's undo pushes the stored key back at once, and
+// the rotation is tried again later.
+func TestRotation_StorageFailurePushesTheStoredKeyBack(t *testing.T) {
+	r := newRotationEnv(t, nil)
+	k1, k2 := anthropicKey("sto1"), anthropicKey("sto2")
+	r.createKey("storage", k1, map[string]any{"rotation_period": "1h"})
+	r.stage("storage", k2)
+
+	r.storage.failUnder(keyStoragePrefix)
+	r.tickAt(t0.Add(time.Hour))
+	r.storage.failUnder("")
+	if r.platformSecret("storage") != k1 {
+		t.Fatal("the platform kept a key Vault did not store")
+	}
+	r.assertVersion("storage", 1)
+	assertNoWAL(t, r.testEnv)
+
+	r.tickAt(t0.Add(time.Hour + firstRetryDelay))
+	if r.platformSecret("storage") != k2 {
+		t.Fatal("not retried after the storage recovered")
+	}
+	r.assertVersion("storage", 2)
+}
