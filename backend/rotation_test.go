@@ -990,3 +990,58 @@ func TestRotation_StorageFailurePushesTheStoredKeyBack(t *testing.T) {
 	}
 	r.assertVersion("storage", 2)
 }
+
+// On a schedule, a refusal waits for the next scheduled time.
+func TestRotation_ScheduledFailureWaitsForTheNextScheduledTime(t *testing.T) {
+	r := newRotationEnv(t, nil)
+	bad := anthropicKey("cronfail2")
+	r.createKey("cron-fail", anthropicKey("cronfail1"), map[string]any{"rotation_schedule": "0 3 * * *"})
+	r.stage("cron-fail", bad)
+	r.emu.Revoke(bad)
+	r.tickAt(t0.Add(time.Hour))
+	k, err := getKey(context.Background(), r.storage, "cron-fail")
+	if err != nil || k.RotationError == "" || !k.RetryAt.Equal(t0.Add(25*time.Hour)) {
+		t.Fatalf("retry at %v (error %q), want the next 03:00", k.RetryAt, k.RotationError)
+	}
+}
+
+func TestRotation_TestTuningFromTheEnvironment(t *testing.T) {
+	cases := map[string]struct {
+		env       map[string]string
+		tick, min time.Duration
+		err       string
+	}{
+		"unset":        {env: nil, tick: defaultTickInterval, min: defaultMinRotationPeriod},
+		"both":         {env: map[string]string{envTestTickInterval: "1s", envTestMinPeriod: "2s"}, tick: time.Second, min: 2 * time.Second},
+		"bad tick":     {env: map[string]string{envTestTickInterval: "soon"}, err: envTestTickInterval},
+		"zero minimum": {env: map[string]string{envTestMinPeriod: "0s"}, err: envTestMinPeriod},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			s := newRotationScheduler(newBackend())
+			err := s.tuneFromEnv(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want one naming %s", err, tc.err)
+				}
+				return
+			}
+			if err != nil || s.tick != tc.tick || s.minPeriod != tc.min {
+				t.Fatalf("tick %v min %v err %v", s.tick, s.minPeriod, err)
+			}
+		})
+	}
+}
+
+func TestCreds_RenewOfADeletedKeyFails(t *testing.T) {
+	r := newRotationEnv(t, nil)
+	r.createKey("leased", anthropicKey("gone1"), nil)
+	creds := r.mustOK(logical.ReadOperation, "creds/leased", nil)
+	r.mustOK(logical.DeleteOperation, "keys/leased", nil)
+	if resp := r.lease(logical.RenewOperation, creds.Secret); !resp.IsError() || !strings.Contains(resp.Error().Error(), "no longer exists") {
+		t.Fatalf("renew of a deleted key: %#v", resp)
+	}
+	if resp := r.lease(logical.RevokeOperation, creds.Secret); resp != nil && resp.IsError() {
+		t.Fatalf("revoke of a deleted key: %v", resp.Error())
+	}
+}
