@@ -353,15 +353,19 @@ func (s *rotationScheduler) process(ctx context.Context, storage logical.Storage
 	}
 
 	// A schedule with a window that passed: the rotation waits for the
-	// next scheduled time, as the window says (e.g. Vault was down).
+	// next scheduled time, as the window says (e.g. Vault was down). If now
+	// is inside the window of a later scheduled time, that one is due now.
 	rs := k.rotationSchedule()
 	if rs != nil && k.RotationSchedule != "" && !rotation.DefaultScheduler.IsInsideRotationWindow(rs, now) {
-		log.Warn("rotation window missed; the key rotates at the next scheduled time", "due", k.NextVaultRotation, "window", k.RotationWindow)
-		k.NextVaultRotation = k.nextRotationAfter(now)
+		current := k.nextRotationAfter(now.Add(-k.RotationWindow))
+		log.Warn("rotation window missed", "due", k.NextVaultRotation, "window", k.RotationWindow, "next", current)
+		k.NextVaultRotation = current
 		k.resetAttempts()
 		s.store(ctx, storage, k, log)
-		s.track(k)
-		return
+		if current.After(now) {
+			s.track(k)
+			return
+		}
 	}
 
 	if k.NextAPIKey == "" {

@@ -435,6 +435,41 @@ func TestRotation_Window(t *testing.T) {
 		}
 	})
 
+	t.Run("missed one window, back inside the next", func(t *testing.T) {
+		r := newRotationEnv(t, nil)
+		k2 := anthropicKey("win10")
+		r.createKey("next-window", anthropicKey("win9"), settings)
+		r.stage("next-window", k2)
+		r.stop()
+		r.advanceTo(at(3, 3, 30)) // down through the 2nd's window, back inside the 3rd's
+		r.restart()
+		r.tick()
+		if r.platformSecret("next-window") != k2 {
+			t.Fatal("not rotated inside the window of the next scheduled time")
+		}
+		if got := r.read("next-window"); got["next_vault_rotation"] != ts(at(4, 3, 0)) {
+			t.Fatalf("next = %v", got["next_vault_rotation"])
+		}
+	})
+
+	t.Run("a spent budget retries in the next window", func(t *testing.T) {
+		r := newRotationEnv(t, nil)
+		k2 := anthropicKey("win12")
+		r.createKey("retry-window", anthropicKey("win11"), settings)
+		r.stage("retry-window", k2)
+		r.emu.InjectFault(emulator.Fault{Path: "/anthropic/v1/models", Status: 503, Count: maxAttemptsPerPeriod})
+		for at := at(2, 3, 0); at.Before(time.Date(2026, 3, 2, 5, 0, 0, 0, time.UTC)); at = at.Add(5 * time.Minute) {
+			r.tickAt(at)
+		}
+		if got := r.read("retry-window"); got["rotation_status"] != rotationFailed || got["version"] != 1 {
+			t.Fatalf("after the first window: %v", got)
+		}
+		r.tickAt(at(3, 3, 0)) // the next scheduled time: a fresh budget, inside its window
+		if r.platformSecret("retry-window") != k2 {
+			t.Fatal("the next window did not try again")
+		}
+	})
+
 	t.Run("no window: missed while down rotates on start", func(t *testing.T) {
 		r := newRotationEnv(t, nil)
 		k2 := anthropicKey("win8")
