@@ -369,12 +369,13 @@ func (s *rotationScheduler) process(ctx context.Context, storage logical.Storage
 	}
 
 	if k.NextAPIKey == "" {
-		// Overdue: nothing to promote. Warn once per due period, look
+		// Overdue: nothing to promote. Warn once per due period (again a
+		// period after the last warning while it stays overdue), look
 		// again every tick until a key is staged or the schedule changes.
-		if !k.OverdueWarnedFor.Equal(k.NextVaultRotation) {
+		if k.OverdueWarnedAt.Before(k.NextVaultRotation) || !now.Before(k.nextRotationAfter(k.OverdueWarnedAt)) {
 			log.Warn("scheduled rotation is overdue: no successor key is staged; write next_api_key to keys/<name>",
 				"due", k.NextVaultRotation)
-			k.OverdueWarnedFor = k.NextVaultRotation
+			k.OverdueWarnedAt = now
 			s.store(ctx, storage, k, log)
 		}
 		s.schedule(name, now.Add(s.tickOrSecond()))

@@ -236,7 +236,7 @@ func (w rotationWrite) apply(k *keyEntry, now time.Time) {
 func (k *keyEntry) resetAttempts() {
 	k.RotationAttempts = 0
 	k.RetryAt = time.Time{}
-	k.OverdueWarnedFor = time.Time{}
+	k.OverdueWarnedAt = time.Time{}
 }
 
 // recordRotation sets, on a copy of the entry about to be stored by

@@ -356,6 +356,14 @@ func TestRotation_OverdueWarnsOncePerPeriodUntilAKeyIsStaged(t *testing.T) {
 	if n := r.countLog(warning); n != 2 {
 		t.Fatalf("%d overdue warnings after the second period, want 2", n)
 	}
+	// Still overdue a period later: one warning per period, not per tick.
+	for i := 0; i < 24; i++ {
+		r.advance(5 * time.Minute)
+		r.tick()
+	}
+	if n := r.countLog(warning); n != 4 {
+		t.Fatalf("%d overdue warnings after two more hours overdue, want 4", n)
+	}
 }
 
 func TestRotation_CronSchedule(t *testing.T) {
