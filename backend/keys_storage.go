@@ -42,7 +42,7 @@ type keyEntry struct {
 	RotationAttempts int       `json:"rotation_attempts,omitempty"`
 	RetryAt          time.Time `json:"retry_at,omitzero"`
 	RotationError    string    `json:"rotation_error,omitempty"`
-	OverdueWarnedAt time.Time `json:"overdue_warned_at,omitzero"`
+	OverdueWarnedAt  time.Time `json:"overdue_warned_at,omitzero"`
 }
 
 func getKey(ctx context.Context, s logical.Storage, name string) (*keyEntry, error) {
