@@ -29,6 +29,9 @@ platform as partner provider keys. Configure it at "config", manage keys at
 // Factory is the plugin's entry point, called by Vault for every mount.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	b := newBackend()
+	if err := b.applyTestTuning(); err != nil {
+		return nil, err
+	}
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
@@ -61,6 +64,9 @@ type gradientBackend struct {
 	// rollback is retried. Tests change both.
 	now       func() time.Time
 	walMaxAge time.Duration
+
+	// rotation runs scheduled rotations (rotation.go).
+	rotation *rotationScheduler
 }
 
 // clients is what a handler needs to reach the outside world, built from
@@ -94,6 +100,7 @@ func newBackend() *gradientBackend {
 		walMaxAge: defaultWALMaxAge,
 	}
 	b.buildClients = func(cfg *gradientConfig) (*clients, error) { return newClients(cfg, b.budget) }
+	b.rotation = newRotationScheduler(b)
 	b.Backend = &framework.Backend{
 		Help:           backendHelp,
 		BackendType:    logical.TypeLogical,
@@ -110,11 +117,14 @@ func newBackend() *gradientBackend {
 			Root: []string{"rename/*"},
 		},
 		Paths: framework.PathAppend(
-			[]*framework.Path{pathConfig(b)},
+			// keys/<name>/rotate comes before the keys/<name> catch-all.
+			[]*framework.Path{pathConfig(b), pathKeyRotate(b), pathStatus(b)},
 			pathKeys(b),
 			[]*framework.Path{pathRename(b), pathCreds(b)},
 		),
-		Secrets:           []*framework.Secret{},
+		Secrets:           []*framework.Secret{secretCreds(b)},
+		InitializeFunc:    b.initializeRotation,
+		Clean:             b.cleanRotation,
 		Invalidate:        b.invalidate,
 		WALRollback:       b.walRollback,
 		WALRollbackMinAge: walRollbackMinAge,

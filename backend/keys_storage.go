@@ -22,6 +22,26 @@ type keyEntry struct {
 	Version     int       `json:"version"`
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
+
+	// Rotation settings and state (rotation_settings.go, rotation.go). The
+	// times the scheduler acts on are stored, so a restart, a reload or a
+	// failover rebuilds the same plan. Times are UTC.
+	RotationPeriod           time.Duration `json:"rotation_period,omitempty"`
+	RotationSchedule         string        `json:"rotation_schedule,omitempty"`
+	RotationWindow           time.Duration `json:"rotation_window,omitempty"`
+	DisableAutomatedRotation bool          `json:"disable_automated_rotation,omitempty"`
+	RotationSetAt            time.Time     `json:"rotation_set_at,omitzero"`
+	LastVaultRotation        time.Time     `json:"last_vault_rotation,omitzero"`
+	NextVaultRotation        time.Time     `json:"next_vault_rotation,omitzero"`
+	PreviousKeyHint          string        `json:"previous_key_hint,omitempty"`
+	// NextAPIKey is the staged successor: a secret, sealed like APIKey and
+	// never returned.
+	NextAPIKey       string    `json:"next_api_key,omitempty"`
+	NextKeyStagedAt  time.Time `json:"next_key_staged_at,omitzero"`
+	RotationAttempts int       `json:"rotation_attempts,omitempty"`
+	RetryAt          time.Time `json:"retry_at,omitzero"`
+	RotationError    string    `json:"rotation_error,omitempty"`
+	OverdueWarnedAt  time.Time `json:"overdue_warned_at,omitzero"`
 }
 
 func getKey(ctx context.Context, s logical.Storage, name string) (*keyEntry, error) {

@@ -39,6 +39,9 @@ type gradientConfig struct {
 	// fields existed) means the default.
 	RateLimitPerMinute int `json:"rate_limit_per_minute"`
 	RateLimitPerHour   int `json:"rate_limit_per_hour"`
+	// CredsTTL bounds creds/<name> leases; 0 (configs written before it
+	// existed) means defaultCredsTTL.
+	CredsTTL time.Duration `json:"creds_ttl,omitempty"`
 }
 
 func pathConfig(b *gradientBackend) *framework.Path {
@@ -99,6 +102,11 @@ func pathConfig(b *gradientBackend) *framework.Path {
 				Description: "The platform's requests per rolling hour for this token; the mount never uses more than 95% of it in any hour.",
 				Default:     defaultRateLimitPerHour,
 			},
+			"creds_ttl": {
+				Type:        framework.TypeDurationSecond,
+				Description: "Longest lease of a creds/<name> read; leases also end at the key's next rotation, and within the mount's max lease TTL.",
+				Default:     int(defaultCredsTTL.Seconds()),
+			},
 		},
 		ExistenceCheck: b.configExists,
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -137,6 +145,7 @@ var configResponseFields = map[string]*framework.FieldSchema{
 	"rate_limit_per_minute": {Type: framework.TypeInt, Description: "The platform's requests per rolling minute.", Required: true},
 	"rate_limit_per_hour":   {Type: framework.TypeInt, Description: "The platform's requests per rolling hour.", Required: true},
 	"token_set":             {Type: framework.TypeBool, Description: "Whether a token is stored.", Required: true},
+	"creds_ttl":             {Type: framework.TypeDurationSecond, Description: "Longest lease of a creds read, in seconds.", Required: true},
 }
 
 func (b *gradientBackend) configExists(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
@@ -159,6 +168,7 @@ func (b *gradientBackend) pathConfigRead(ctx context.Context, req *logical.Reque
 		"rate_limit_per_minute": orDefault(cfg.RateLimitPerMinute, defaultRateLimitPerMinute),
 		"rate_limit_per_hour":   orDefault(cfg.RateLimitPerHour, defaultRateLimitPerHour),
 		"token_set":             cfg.Token != "",
+		"creds_ttl":             int64(cfg.credsTTL().Seconds()),
 	}}, nil
 }
 
@@ -242,6 +252,12 @@ func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfi
 			return nil, callerErrorf("request_timeout must be positive, e.g. 30s")
 		}
 	}
+	if v, ok := d.GetOk("creds_ttl"); ok {
+		cfg.CredsTTL = time.Duration(v.(int)) * time.Second
+		if cfg.CredsTTL <= 0 {
+			return nil, callerErrorf("creds_ttl must be positive, e.g. 1h")
+		}
+	}
 	if v, ok := d.GetOk("name_cache_ttl"); ok {
 		cfg.NameCacheTTL = time.Duration(v.(int)) * time.Second
 		if cfg.NameCacheTTL < 0 {
@@ -322,4 +338,15 @@ it. Reads return every field but the token, plus token_set.
 api_url, anthropic_url and openai_url default to the public APIs; point them
 at the project's emulator for development. verify_keys (default true) checks
 each key with its provider before it is pushed. name_cache_ttl bounds how
-often creates list the platform's key names to refuse duplicates.`
+often creates list the platform's key names to refuse duplicates. creds_ttl
+(default 1h) bounds the lease of a creds/<name> read. rate_limit_per_minute
+and rate_limit_per_hour are the platform's limits for this token; the mount
+paces itself under them.`
+
+// credsTTL is the configured creds lease bound, or the default.
+func (c *gradientConfig) credsTTL() time.Duration {
+	if c.CredsTTL > 0 {
+		return c.CredsTTL
+	}
+	return defaultCredsTTL
+}

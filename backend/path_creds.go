@@ -27,6 +27,14 @@ func pathCreds(b *gradientBackend) *framework.Path {
 					"provider": {Type: framework.TypeString, Description: "anthropic or openai.", Required: true},
 					"uuid":     {Type: framework.TypeString, Description: "UUID of the key on the platform.", Required: true},
 					"version":  {Type: framework.TypeInt, Description: "Version of the secret.", Required: true},
+					// For consumers that follow rotation from the data, as
+					// with the database engine's static-creds (Vault Secrets
+					// Operator's static-credential mode).
+					"ttl":                 {Type: framework.TypeInt, Description: "Seconds until the next scheduled rotation; 0 when none is set or it is due.", Required: true},
+					"last_vault_rotation": {Type: framework.TypeTime, Description: "When Vault last rotated the key, or took it in.", Required: true},
+					"rotation_period":     {Type: framework.TypeDurationSecond, Description: "Rotation period in seconds, when the key rotates by period."},
+					"rotation_schedule":   {Type: framework.TypeString, Description: "Cron schedule (UTC), when the key rotates by schedule."},
+					"rotation_window":     {Type: framework.TypeDurationSecond, Description: "Rotation window in seconds, with rotation_schedule."},
 				}}}},
 			},
 		},
@@ -35,18 +43,20 @@ func pathCreds(b *gradientBackend) *framework.Path {
 	}
 }
 
-func (b *gradientBackend) pathCredsRead(_ context.Context, _ *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
-	return &logical.Response{Data: map[string]any{
-		"api_key":  k.APIKey,
-		"provider": k.Provider,
-		"uuid":     k.UUID,
-		"version":  k.Version,
-	}}, nil
+// pathCredsRead answers with a lease (secret_creds.go) bound to the key's
+// version: renewal fails once the key rotates.
+func (b *gradientBackend) pathCredsRead(ctx context.Context, req *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
+	return b.leasedCreds(ctx, req, k)
 }
 
 const credsHelpSynopsis = "Read a managed provider key."
 
-const credsHelpDescription = `Returns the API key, its provider, its platform uuid and its version. This is
-the only path that returns the secret: grant read on creds/<name> to the
-services that call the provider, and keys/<name> to the team that manages
-the key.`
+const credsHelpDescription = `Returns the API key, its provider, its platform uuid and its version, with
+ttl, last_vault_rotation and the rotation settings, under a lease. The lease
+runs to the earlier of the next rotation and config's creds_ttl; it renews
+until the key rotates, then renewal fails and the holder reads again.
+Revoking a lease changes nothing.
+
+This is the only path that returns the secret: grant read on creds/<name> to
+the services that call the provider, and keys/<name> to the team that
+manages the key.`

@@ -68,6 +68,11 @@ func pathKeys(b *gradientBackend) []*framework.Path {
 					Type:        framework.TypeBool,
 					Description: "On delete: delete even though agents use the key; they lose access to the provider.",
 				},
+				"rotation_period":            rotationPeriodField,
+				"rotation_schedule":          rotationScheduleField,
+				"rotation_window":            rotationWindowField,
+				"disable_automated_rotation": disableRotationField,
+				"next_api_key":               nextAPIKeyField,
 			},
 			ExistenceCheck: b.keyExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
@@ -118,10 +123,24 @@ var keyResponseFields = map[string]*framework.FieldSchema{
 	"updated_at":  {Type: framework.TypeTime, Description: "When the platform last changed the key (its Date Modified).", Required: true},
 	"version":     {Type: framework.TypeInt, Description: "1 for the first secret, +1 for every new one.", Required: true},
 	"key_hint":    {Type: framework.TypeString, Description: "Last four characters of the key.", Required: true},
+
+	// Rotation (rotation_settings.go).
+	"rotation_period":            {Type: framework.TypeDurationSecond, Description: "Rotation period in seconds; 0 when none."},
+	"rotation_schedule":          {Type: framework.TypeString, Description: "Cron schedule (UTC); empty when none."},
+	"rotation_window":            {Type: framework.TypeDurationSecond, Description: "Rotation window in seconds; 0 when none."},
+	"disable_automated_rotation": {Type: framework.TypeBool, Description: "Whether scheduled rotation is paused."},
+	"last_vault_rotation":        {Type: framework.TypeTime, Description: "When Vault last rotated the key, or took it in if it never did."},
+	"next_vault_rotation":        {Type: framework.TypeTime, Description: "When the next scheduled rotation is due; absent when none is scheduled."},
+	"ttl":                        {Type: framework.TypeInt, Description: "Seconds until the next scheduled rotation; 0 when none is set or it is due."},
+	"rotation_status":            {Type: framework.TypeString, Description: "ok, due (the staged key is promoted at the next tick), overdue (due, no key staged) or failed (see rotation_error)."},
+	"rotation_error":             {Type: framework.TypeString, Description: "Why the last rotation attempt failed; empty after a success."},
+	"previous_key_hint":          {Type: framework.TypeString, Description: "Last four characters of the key the last rotation replaced."},
+	"next_key_hint":              {Type: framework.TypeString, Description: "Last four characters of the staged key; empty when none is staged."},
+	"next_key_staged_at":         {Type: framework.TypeTime, Description: "When the staged key was staged; absent when none is."},
 }
 
 func keyResponse(k *keyEntry) *logical.Response {
-	return &logical.Response{Data: map[string]any{
+	resp := &logical.Response{Data: map[string]any{
 		"name":        k.Name,
 		"provider":    k.Provider,
 		"uuid":        k.UUID,
@@ -131,6 +150,8 @@ func keyResponse(k *keyEntry) *logical.Response {
 		"version":     k.Version,
 		"key_hint":    keyHint(k.APIKey),
 	}}
+	addRotationFields(resp.Data, k)
+	return resp
 }
 
 func (b *gradientBackend) keyExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
@@ -148,12 +169,13 @@ func (b *gradientBackend) pathKeysList(ctx context.Context, req *logical.Request
 }
 
 func (b *gradientBackend) pathKeyRead(_ context.Context, _ *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
-	return keyResponse(k), nil
+	return b.withRotationState(keyResponse(k), k), nil
 }
 
 // createRequest is a validated create.
 type createRequest struct {
 	name, provider, apiKey, description, adoptUUID string
+	rotation                                       rotationWrite
 }
 
 func parseCreate(d *framework.FieldData) (createRequest, error) {
@@ -192,6 +214,9 @@ func (b *gradientBackend) pathKeyCreate(ctx context.Context, req *logical.Reques
 	if err != nil {
 		return nil, err
 	}
+	if r.rotation, err = parseRotationWrite(d, nil, r.provider, r.name, b.rotation.minPeriod); err != nil {
+		return nil, err
+	}
 	defer b.lockNames(r.name)()
 	defer b.lockUUID(r.adoptUUID)()
 
@@ -218,8 +243,9 @@ func (b *gradientBackend) pathKeyCreate(ctx context.Context, req *logical.Reques
 	if err != nil {
 		return nil, err
 	}
+	b.rotation.track(k)
 	b.Logger().Info("key created", "name", k.Name, "provider", k.Provider, "uuid", k.UUID, "adopted", r.adoptUUID != "")
-	return keyResponse(k), nil
+	return b.withRotationState(keyResponse(k), k), nil
 }
 
 // refuseDuplicateName refuses a name that another platform key of the
@@ -268,6 +294,9 @@ func (b *gradientBackend) pathKeyUpdate(ctx context.Context, req *logical.Reques
 		}
 		updated.Description = v.(string)
 	}
+	if resp, err := b.applyRotationWrite(ctx, req, d, &updated); resp != nil || err != nil {
+		return resp, err
+	}
 	if raw, ok := d.GetOk("api_key"); ok {
 		apiKey, err := normalizeAPIKey(k.Provider, raw.(string))
 		if err != nil {
@@ -277,19 +306,22 @@ func (b *gradientBackend) pathKeyUpdate(ctx context.Context, req *logical.Reques
 			return nil, err
 		}
 		if apiKey != k.APIKey {
+			updated.recordRotation(b.rotation.now())
 			if err := b.rotateSecret(ctx, req.Storage, &updated, apiKey); err != nil {
 				return nil, err
 			}
+			b.rotation.track(&updated)
 			b.Logger().Info("key secret rotated", "name", name, "uuid", k.UUID, "version", updated.Version)
-			return keyResponse(&updated), nil
+			return b.withRotationState(keyResponse(&updated), &updated), nil
 		}
 	}
 	if updated != *k {
 		if err := putKey(ctx, req.Storage, &updated); err != nil {
 			return nil, err
 		}
+		b.rotation.track(&updated)
 	}
-	return keyResponse(&updated), nil
+	return b.withRotationState(keyResponse(&updated), &updated), nil
 }
 
 // pathKeyDelete deletes the platform key first and the Vault entry only after
@@ -353,5 +385,11 @@ creds/<name> for that).
 
 Delete: refused while agents use the key, unless force=true; move them first
 with keys/<name>/reassign.
+
+Rotation: rotation_period or rotation_schedule (cron, UTC, with an optional
+rotation_window) rotate the key on schedule to the successor staged with
+next_api_key (verified when staged, never returned);
+disable_automated_rotation pauses; reads show last_vault_rotation,
+next_vault_rotation, ttl and rotation_status.
 
 Names: ` + nameRule + "."

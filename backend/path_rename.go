@@ -63,6 +63,8 @@ func (b *gradientBackend) pathRename(ctx context.Context, req *logical.Request, 
 	if err != nil {
 		return nil, err
 	}
+	b.rotation.unschedule(name)
+	b.rotation.track(renamed)
 	b.Logger().Info("key renamed", "from", name, "to", newName, "uuid", k.UUID)
 	return keyResponse(renamed), nil
 }

@@ -24,10 +24,18 @@ import (
 // about them, but a misspelt field (rotation_perod=1h, api-key=...) that is
 // silently ignored leaves the caller believing something happened.
 func answered(h framework.OperationFunc) framework.OperationFunc {
-	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	return answerErrors(func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 		if err := refuseUnknownFields(d); err != nil {
-			return respond(req, err)
+			return nil, err
 		}
+		return h(ctx, req, d)
+	})
+}
+
+// answerErrors is answered without the field check, for callbacks whose
+// data Vault fills in itself (lease renewal).
+func answerErrors(h framework.OperationFunc) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 		resp, err := h(ctx, req, d)
 		if err != nil {
 			return respond(req, err)

@@ -1,5 +1,5 @@
-# Operators of the gradient/ mount: configuration, every key, and renames,
-# which need sudo.
+# Operators of the gradient/ mount: configuration, every key, renames, which
+# need sudo, and status.
 path "gradient/config" {
   capabilities = ["create", "read", "update", "delete"]
 }
@@ -14,4 +14,9 @@ path "gradient/creds/*" {
 
 path "gradient/rename/*" {
   capabilities = ["update", "sudo"]
+}
+
+# The operations view: key counts, overdue and failed rotations.
+path "gradient/status" {
+  capabilities = ["read"]
 }

@@ -1,0 +1,120 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// rateLimitNote says why rate_limit is absent.
+const rateLimitNote = "no platform answer has been seen since this node started, so the platform's rate-limit budget is not known yet"
+
+// status is the operations view: how many keys, what is coming up, what needs
+// a person, and whether the scheduler is running on the node that answers.
+func pathStatus(b *gradientBackend) *framework.Path {
+	return &framework.Path{
+		Pattern:      "status$",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "status"},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     answered(b.pathStatusRead),
+				Summary:      "Key counts, upcoming, overdue and failed rotations, scheduler and rate-limit state.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
+					"keys_by_provider":       {Type: framework.TypeMap, Description: "Managed keys per provider.", Required: true},
+					"keys_total":             {Type: framework.TypeInt, Description: "Managed keys.", Required: true},
+					"rotation_enabled":       {Type: framework.TypeInt, Description: "Keys with a rotation period or schedule that is not paused.", Required: true},
+					"rotating_next_24h":      {Type: framework.TypeInt, Description: "Keys whose next rotation is due within 24 hours (and not yet).", Required: true},
+					"due":                    {Type: framework.TypeInt, Description: "Keys due now with a staged key: promoted at the next tick.", Required: true},
+					"overdue":                {Type: framework.TypeInt, Description: "Keys due with no staged key.", Required: true},
+					"failed":                 {Type: framework.TypeInt, Description: "Keys whose last rotation attempt failed.", Required: true},
+					"scheduler_state":        {Type: framework.TypeString, Description: "running, standby (this node may not write; the active node rotates), not started, or stopped.", Required: true},
+					"scheduler_last_run":     {Type: framework.TypeTime, Description: "When the scheduler last looked at the queue on this node; absent when never."},
+					"scheduler_tick_seconds": {Type: framework.TypeInt, Description: "Seconds between two looks at the queue.", Required: true},
+					"scheduler_queued":       {Type: framework.TypeInt, Description: "Keys in the scheduler's queue on this node.", Required: true},
+					"rate_limit":             {Type: framework.TypeMap, Description: "The platform's rate-limit budget last seen; absent when not known."},
+					"rate_limit_note":        {Type: framework.TypeString, Description: "Why rate_limit is absent, when it is."},
+				}}}},
+				// The scheduler runs on the active node of the primary: ask it.
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
+		},
+		HelpSynopsis:    statusHelpSynopsis,
+		HelpDescription: statusHelpDescription,
+	}
+}
+
+func (b *gradientBackend) pathStatusRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	names, err := req.Storage.List(ctx, keyStoragePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing keys: %w", err)
+	}
+	now := b.rotation.now()
+	byProvider := map[string]any{providerAnthropic: 0, providerOpenAI: 0}
+	var enabled, next24h, due, overdue, failed int
+	for _, name := range names {
+		k, err := getKey(ctx, req.Storage, name)
+		if err != nil {
+			return nil, err
+		}
+		if k == nil {
+			continue
+		}
+		if n, ok := byProvider[k.Provider].(int); ok {
+			byProvider[k.Provider] = n + 1
+		}
+		if k.rotationEnabled() {
+			enabled++
+			if k.NextVaultRotation.After(now) && !k.NextVaultRotation.After(now.Add(24*time.Hour)) {
+				next24h++
+			}
+		}
+		switch status, _ := k.rotationState(now); status {
+		case rotationDue:
+			due++
+		case rotationOverdue:
+			overdue++
+		case rotationFailed:
+			failed++
+		}
+	}
+
+	state, lastRun, queued := b.rotation.status()
+	data := map[string]any{
+		"keys_by_provider":       byProvider,
+		"keys_total":             len(names),
+		"rotation_enabled":       enabled,
+		"rotating_next_24h":      next24h,
+		"due":                    due,
+		"overdue":                overdue,
+		"failed":                 failed,
+		"scheduler_state":        state,
+		"scheduler_tick_seconds": int64(b.rotation.tick.Seconds()),
+		"scheduler_queued":       queued,
+	}
+	if seen := b.budget.lastSeen(); seen.At.IsZero() {
+		data["rate_limit_note"] = rateLimitNote
+	} else {
+		// The platform's own count for this token, from the headers of
+		// its last answer: limit, remaining, and when the window resets.
+		data["rate_limit"] = map[string]any{
+			"limit":     seen.Limit,
+			"remaining": seen.Remaining,
+			"reset":     seen.Reset.UTC().Format(time.RFC3339),
+			"seen_at":   seen.At.UTC().Format(time.RFC3339),
+		}
+	}
+	if !lastRun.IsZero() {
+		data["scheduler_last_run"] = lastRun.Format(time.RFC3339)
+	}
+	return &logical.Response{Data: data}, nil
+}
+
+const statusHelpSynopsis = "The mount's operations view: keys, rotations coming up, overdue and failed, scheduler state."
+
+const statusHelpDescription = "Counts the managed keys per provider, the keys with rotation on, those rotating in the next 24 hours, those due, overdue (due with no staged next_api_key) or failed (see rotation_error on keys/<name>), and reports when the scheduler last ran on the active node. rate_limit is the platform's rate-limit budget for the token as its last answer reported it (limit, remaining, reset); until a first answer, rate_limit_note says so."

@@ -1,0 +1,164 @@
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// secretTypeAPIKey is the lease type of creds/<name> reads.
+const secretTypeAPIKey = "gradient_api_key"
+
+// defaultCredsTTL bounds a creds lease when config sets no creds_ttl.
+const defaultCredsTTL = time.Hour
+
+// dueLeaseTTL is the lease of a key whose rotation is due or overdue: it may
+// rotate at any tick, so holders come back soon.
+const dueLeaseTTL = time.Minute
+
+// minLeaseTTL is the shortest lease handed out.
+const minLeaseTTL = time.Second
+
+// Every creds/<name> read is leased. The lease is renewable until the key
+// rotates, and never past the next rotation; after a rotation renewal fails
+// with a message telling the holder to read again. That failure is what
+// makes Vault Agent (consul-template) fetch the new key at once: it renews a
+// renewable lease and never re-reads otherwise.
+func secretCreds(b *gradientBackend) *framework.Secret {
+	return &framework.Secret{
+		Type: secretTypeAPIKey,
+		Fields: map[string]*framework.FieldSchema{
+			"api_key":  {Type: framework.TypeString, Description: "The provider API key."},
+			"provider": {Type: framework.TypeString, Description: "anthropic or openai."},
+			"uuid":     {Type: framework.TypeString, Description: "UUID of the key on the platform."},
+			"version":  {Type: framework.TypeInt, Description: "Version of the secret."},
+		},
+		DefaultDuration: defaultCredsTTL,
+		Renew:           answerErrors(b.credsRenew),
+		Revoke:          b.credsRevoke,
+	}
+}
+
+// leasedCreds answers a creds read: the key, what a static-credential
+// consumer needs to follow rotation, and a lease bound to the version.
+func (b *gradientBackend) leasedCreds(ctx context.Context, req *logical.Request, k *keyEntry) (*logical.Response, error) {
+	ttl, err := b.credsLeaseTTL(ctx, req.Storage, k)
+	if err != nil {
+		return nil, err
+	}
+	_, rotationTTL := k.rotationState(b.rotation.now())
+	data := map[string]any{
+		"api_key":  k.APIKey,
+		"provider": k.Provider,
+		"uuid":     k.UUID,
+		"version":  k.Version,
+		"ttl":      rotationTTL,
+	}
+	last := k.LastVaultRotation
+	if last.IsZero() {
+		last = k.CreatedAt
+	}
+	data["last_vault_rotation"] = last.UTC().Format(time.RFC3339)
+	switch {
+	case k.RotationPeriod != 0:
+		data["rotation_period"] = int64(k.RotationPeriod.Seconds())
+	case k.RotationSchedule != "":
+		data["rotation_schedule"] = k.RotationSchedule
+		data["rotation_window"] = int64(k.RotationWindow.Seconds())
+	}
+	resp := b.Secret(secretTypeAPIKey).Response(data, map[string]any{
+		"name":    k.Name,
+		"version": k.Version,
+	})
+	resp.Secret.TTL = ttl
+	return resp, nil
+}
+
+// credsLeaseTTL runs to the earlier of the next rotation and config's
+// creds_ttl, within the mount's max lease TTL.
+func (b *gradientBackend) credsLeaseTTL(ctx context.Context, s logical.Storage, k *keyEntry) (time.Duration, error) {
+	cfg, err := getConfig(ctx, s)
+	if err != nil {
+		return 0, err
+	}
+	ttl := defaultCredsTTL
+	if cfg != nil && cfg.CredsTTL > 0 {
+		ttl = cfg.CredsTTL
+	}
+	if k.rotationEnabled() && !k.NextVaultRotation.IsZero() {
+		untilNext := k.NextVaultRotation.Sub(b.rotation.clock())
+		if untilNext <= 0 {
+			untilNext = dueLeaseTTL
+		}
+		ttl = min(ttl, untilNext)
+	}
+	if maxTTL := b.System().MaxLeaseTTL(); maxTTL > 0 && ttl > maxTTL {
+		ttl = maxTTL
+	}
+	// Vault reads a zero TTL as "the mount's default", which would outlive
+	// the rotation by far: a rotation less than a second away gets a second.
+	return max(ttl, minLeaseTTL), nil
+}
+
+// credsRenew extends a lease while the key still has the version the lease
+// was issued for.
+func (b *gradientBackend) credsRenew(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	name, version, err := leaseKey(req.Secret)
+	if err != nil {
+		return nil, err
+	}
+	k, err := getKey(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if k == nil {
+		return nil, callerErrorf("key %q no longer exists; this lease cannot be renewed", name)
+	}
+	if k.Version != version {
+		return logical.ErrorResponse("key %q was rotated (this lease holds version %d, the current version is %d): read %screds/%s again for the current key",
+			name, version, k.Version, req.MountPoint, name), nil
+	}
+	ttl, err := b.credsLeaseTTL(ctx, req.Storage, k)
+	if err != nil {
+		return nil, err
+	}
+	resp := &logical.Response{Secret: req.Secret}
+	resp.Secret.TTL = ttl
+	return resp, nil
+}
+
+// credsRevoke ends a lease. The key is shared by every holder and by the
+// platform's agents: revoking one holder's lease changes nothing anywhere.
+func (b *gradientBackend) credsRevoke(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
+	return nil, nil
+}
+
+// leaseKey reads the name and version a lease was issued for. Vault stores
+// internal data as JSON, so the version comes back as a JSON number.
+func leaseKey(secret *logical.Secret) (string, int, error) {
+	if secret == nil {
+		return "", 0, fmt.Errorf("the lease carries no secret data")
+	}
+	name, _ := secret.InternalData["name"].(string)
+	var version int
+	switch v := secret.InternalData["version"].(type) {
+	case int:
+		version = v
+	case float64:
+		version = int(v)
+	case json.Number:
+		n, err := v.Int64()
+		if err != nil {
+			return "", 0, fmt.Errorf("the lease's version is not a number")
+		}
+		version = int(n)
+	}
+	if name == "" || version == 0 {
+		return "", 0, fmt.Errorf("the lease does not name a key version")
+	}
+	return name, version, nil
+}
