@@ -185,7 +185,7 @@ func (b *gradientBackend) clients(ctx context.Context, s logical.Storage) (*clie
 }
 
 func newClients(cfg *gradientConfig, budget *rateBudget) (*clients, error) {
-	budget.configure(cfg.RateLimitPerMinute, cfg.RateLimitPerHour)
+	budget.configure(cfg.RateLimitPerMinute, cfg.RateLimitPerHour, cfg.schedulerHeadroom())
 	p, err := newGodoPlatform(withTrailingSlash(cfg.APIURL), cfg.Token, "vault-plugin-secrets-gradient/"+Version, cfg.RequestTimeout, budget)
 	if err != nil {
 		return nil, err

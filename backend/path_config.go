@@ -39,6 +39,9 @@ type gradientConfig struct {
 	// fields existed) means the default.
 	RateLimitPerMinute int `json:"rate_limit_per_minute"`
 	RateLimitPerHour   int `json:"rate_limit_per_hour"`
+	// SchedulerHeadroomPercent is the share of the budget that scheduled
+	// work leaves to requests; nil (older configs) means the default.
+	SchedulerHeadroomPercent *int `json:"scheduler_headroom_percent,omitempty"`
 	// CredsTTL bounds creds/<name> leases; 0 (configs written before it
 	// existed) means defaultCredsTTL.
 	CredsTTL time.Duration `json:"creds_ttl,omitempty"`
@@ -102,6 +105,11 @@ func pathConfig(b *gradientBackend) *framework.Path {
 				Description: "The platform's requests per rolling hour for this token; the mount never uses more than 95% of it in any hour.",
 				Default:     defaultRateLimitPerHour,
 			},
+			"scheduler_headroom_percent": {
+				Type:        framework.TypeInt,
+				Description: "Share of the mount's rate budget, in percent (0 to 90), that scheduled rotations and syncs always leave to requests.",
+				Default:     defaultSchedulerHeadroomPercent,
+			},
 			"creds_ttl": {
 				Type:        framework.TypeDurationSecond,
 				Description: "Longest lease of a creds/<name> read; leases also end at the key's next rotation, and within the mount's max lease TTL.",
@@ -136,16 +144,17 @@ func pathConfig(b *gradientBackend) *framework.Path {
 }
 
 var configResponseFields = map[string]*framework.FieldSchema{
-	"api_url":               {Type: framework.TypeString, Description: "Base URL of the DigitalOcean API.", Required: true},
-	"anthropic_url":         {Type: framework.TypeString, Description: "Base URL of the Anthropic API.", Required: true},
-	"openai_url":            {Type: framework.TypeString, Description: "Base URL of the OpenAI API.", Required: true},
-	"verify_keys":           {Type: framework.TypeBool, Description: "Whether keys are checked with their provider.", Required: true},
-	"request_timeout":       {Type: framework.TypeDurationSecond, Description: "Timeout of each upstream call, in seconds.", Required: true},
-	"name_cache_ttl":        {Type: framework.TypeDurationSecond, Description: "How long platform key names are reused, in seconds.", Required: true},
-	"rate_limit_per_minute": {Type: framework.TypeInt, Description: "The platform's requests per rolling minute.", Required: true},
-	"rate_limit_per_hour":   {Type: framework.TypeInt, Description: "The platform's requests per rolling hour.", Required: true},
-	"token_set":             {Type: framework.TypeBool, Description: "Whether a token is stored.", Required: true},
-	"creds_ttl":             {Type: framework.TypeDurationSecond, Description: "Longest lease of a creds read, in seconds.", Required: true},
+	"api_url":                    {Type: framework.TypeString, Description: "Base URL of the DigitalOcean API.", Required: true},
+	"anthropic_url":              {Type: framework.TypeString, Description: "Base URL of the Anthropic API.", Required: true},
+	"openai_url":                 {Type: framework.TypeString, Description: "Base URL of the OpenAI API.", Required: true},
+	"verify_keys":                {Type: framework.TypeBool, Description: "Whether keys are checked with their provider.", Required: true},
+	"request_timeout":            {Type: framework.TypeDurationSecond, Description: "Timeout of each upstream call, in seconds.", Required: true},
+	"name_cache_ttl":             {Type: framework.TypeDurationSecond, Description: "How long platform key names are reused, in seconds.", Required: true},
+	"rate_limit_per_minute":      {Type: framework.TypeInt, Description: "The platform's requests per rolling minute.", Required: true},
+	"rate_limit_per_hour":        {Type: framework.TypeInt, Description: "The platform's requests per rolling hour.", Required: true},
+	"scheduler_headroom_percent": {Type: framework.TypeInt, Description: "Share of the budget scheduled work leaves to requests.", Required: true},
+	"token_set":                  {Type: framework.TypeBool, Description: "Whether a token is stored.", Required: true},
+	"creds_ttl":                  {Type: framework.TypeDurationSecond, Description: "Longest lease of a creds read, in seconds.", Required: true},
 }
 
 func (b *gradientBackend) configExists(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
@@ -159,16 +168,17 @@ func (b *gradientBackend) pathConfigRead(ctx context.Context, req *logical.Reque
 		return nil, err
 	}
 	return &logical.Response{Data: map[string]any{
-		"api_url":               cfg.APIURL,
-		"anthropic_url":         cfg.AnthropicURL,
-		"openai_url":            cfg.OpenAIURL,
-		"verify_keys":           cfg.VerifyKeys,
-		"request_timeout":       int64(cfg.RequestTimeout.Seconds()),
-		"name_cache_ttl":        int64(cfg.NameCacheTTL.Seconds()),
-		"rate_limit_per_minute": orDefault(cfg.RateLimitPerMinute, defaultRateLimitPerMinute),
-		"rate_limit_per_hour":   orDefault(cfg.RateLimitPerHour, defaultRateLimitPerHour),
-		"token_set":             cfg.Token != "",
-		"creds_ttl":             int64(cfg.credsTTL().Seconds()),
+		"api_url":                    cfg.APIURL,
+		"anthropic_url":              cfg.AnthropicURL,
+		"openai_url":                 cfg.OpenAIURL,
+		"verify_keys":                cfg.VerifyKeys,
+		"request_timeout":            int64(cfg.RequestTimeout.Seconds()),
+		"name_cache_ttl":             int64(cfg.NameCacheTTL.Seconds()),
+		"rate_limit_per_minute":      orDefault(cfg.RateLimitPerMinute, defaultRateLimitPerMinute),
+		"rate_limit_per_hour":        orDefault(cfg.RateLimitPerHour, defaultRateLimitPerHour),
+		"scheduler_headroom_percent": cfg.schedulerHeadroom(),
+		"token_set":                  cfg.Token != "",
+		"creds_ttl":                  int64(cfg.credsTTL().Seconds()),
 	}}, nil
 }
 
@@ -272,7 +282,22 @@ func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfi
 			}
 		}
 	}
+	if v, ok := d.GetOk("scheduler_headroom_percent"); ok {
+		headroom := v.(int)
+		if headroom < 0 || headroom > 90 {
+			return nil, callerErrorf("scheduler_headroom_percent must be 0 to 90: the share of the rate budget that scheduled rotations always leave to requests")
+		}
+		cfg.SchedulerHeadroomPercent = &headroom
+	}
 	return cfg, nil
+}
+
+// schedulerHeadroom is the stored headroom, or the default.
+func (c *gradientConfig) schedulerHeadroom() int {
+	if c.SchedulerHeadroomPercent == nil {
+		return defaultSchedulerHeadroomPercent
+	}
+	return *c.SchedulerHeadroomPercent
 }
 
 // orDefault reads a stored number that older configs lack.

@@ -35,6 +35,9 @@ const (
 	// budgetShare is the part of the platform's limits the mount uses,
 	// leaving room for the token's other users and for rounding.
 	budgetShare = 0.95
+	// defaultSchedulerHeadroomPercent is the share of the mount's budget
+	// that scheduled work (rotations, sync) always leaves to requests.
+	defaultSchedulerHeadroomPercent = 10
 )
 
 // rateBudget is one mount's share of the platform's rate limits.
@@ -42,6 +45,11 @@ type rateBudget struct {
 	mu     sync.Mutex
 	minute *rate.Limiter
 	hour   *rate.Limiter
+	// background paces scheduled work, before it takes its place in the
+	// budget like any request: at most (100 - headroom)% of the budget, so
+	// the rest is always there for people and programs waiting on an
+	// answer.
+	background *rate.Limiter
 	// pausedUntil holds every request back after the platform said so: a
 	// 429's retry-after, or a window with nothing remaining until reset.
 	pausedUntil time.Time
@@ -59,12 +67,12 @@ type budgetSeen struct {
 
 func newRateBudget(perMinute, perHour int) *rateBudget {
 	b := &rateBudget{now: time.Now}
-	b.configure(perMinute, perHour)
+	b.configure(perMinute, perHour, defaultSchedulerHeadroomPercent)
 	return b
 }
 
 // configure sets the limits; a config write calls it. Zero means default.
-func (b *rateBudget) configure(perMinute, perHour int) {
+func (b *rateBudget) configure(perMinute, perHour, headroomPercent int) {
 	if perMinute <= 0 {
 		perMinute = defaultRateLimitPerMinute
 	}
@@ -74,16 +82,30 @@ func (b *rateBudget) configure(perMinute, perHour int) {
 	minuteRate := rate.Limit(budgetShare * float64(perMinute) / 60)
 	hourBurst := int(budgetShare * float64(perHour) / 2)
 	hourRate := rate.Limit(float64(hourBurst) / 3600)
+	// Scheduled work runs at its share of the per-minute pace; the hourly
+	// bucket, which it also draws from, bounds it over the hour.
+	backgroundRate := minuteRate * rate.Limit(100-headroomPercent) / 100
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.minute == nil {
 		b.minute = rate.NewLimiter(minuteRate, 1)
 		b.hour = rate.NewLimiter(hourRate, max(hourBurst, 1))
+		b.background = rate.NewLimiter(backgroundRate, 1)
 		return
 	}
 	b.minute.SetLimit(minuteRate)
 	b.hour.SetLimit(hourRate)
 	b.hour.SetBurst(max(hourBurst, 1))
+	b.background.SetLimit(backgroundRate)
+}
+
+// waitBackground paces one piece of scheduled work (a rotation, a sync
+// page). Its platform requests then wait for the budget like any other.
+func (b *rateBudget) waitBackground(ctx context.Context) error {
+	b.mu.Lock()
+	l := b.background
+	b.mu.Unlock()
+	return l.Wait(ctx)
 }
 
 // wait takes one request's place in the budget, waiting for it within the

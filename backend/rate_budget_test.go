@@ -111,3 +111,38 @@ func TestRateBudget_SpentBudgetIsAClearErrorAndNo429(t *testing.T) {
 		}
 	}
 }
+
+// Scheduled work never takes more than its share of the budget, even when
+// nothing else is asking: the headroom is always free for requests, which
+// then go out within a fair share or two.
+func TestRateBudget_SchedulerLeavesHeadroom(t *testing.T) {
+	const perMinute, headroom = 120, 25
+	b := newRateBudget(perMinute, 1_000_000)
+	b.configure(perMinute, 1_000_000, headroom)
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	fair := time.Minute / time.Duration(perMinute)
+	budgetPerMinute := 0.95 * perMinute
+
+	// Scheduled work alone, flat out for ten minutes: one item at a time,
+	// each as soon as its pace and the shared budget allow.
+	background, now := 0, start
+	var worst time.Duration
+	for now.Before(start.Add(10 * time.Minute)) {
+		at := now.Add(b.background.ReserveN(now, 1).DelayFrom(now))
+		delay, _ := b.reserve(at)
+		background++
+		now = at.Add(delay)
+		// A request arriving just after it still finds a place soon.
+		if background%10 == 0 {
+			d, _ := b.reserve(now)
+			worst = max(worst, d)
+		}
+	}
+	perMinuteUsed := float64(background) / 10
+	if limit := budgetPerMinute * (100 - headroom) / 100; perMinuteUsed > limit+1 {
+		t.Errorf("scheduled work used %.1f places a minute; its share is %.1f of %.1f", perMinuteUsed, limit, budgetPerMinute)
+	}
+	if worst > 2*fair {
+		t.Errorf("a request waited %v behind scheduled work; fair share is %v", worst, fair)
+	}
+}

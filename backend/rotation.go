@@ -197,6 +197,12 @@ func (s *rotationScheduler) runTick(ctx context.Context) {
 		if !ok {
 			return
 		}
+		// Many keys due at once rotate at the scheduler's share of the
+		// budget, leaving the headroom to requests.
+		if err := s.b.budget.waitBackground(ctx); err != nil {
+			s.schedule(item.Key, now)
+			return
+		}
 		s.process(ctx, storage, item.Key, now)
 	}
 }
