@@ -437,6 +437,68 @@ func (b *gradientBackend) pushName(ctx context.Context, s logical.Storage, provi
 	return nil
 }
 
+// ---- delete ----
+
+// deleteKeyWAL: platform key UUID was being deleted with its entry Name. A
+// delete cannot be undone; settling it finishes it instead: once the
+// platform no longer has the key, the stored entry goes too, so Vault never
+// keeps a key the platform lost.
+type deleteKeyWAL struct {
+	walHeader
+	UUID string `json:"uuid"`
+	Name string `json:"name"`
+}
+
+func (w *deleteKeyWAL) kind() string                  { return walKindDelete }
+func (w *deleteKeyWAL) lockScope() ([]string, string) { return []string{w.Name}, w.UUID }
+func (w *deleteKeyWAL) undone() string {
+	return "Vault's entry was settled against the platform (removed if the platform key is gone)"
+}
+func (w *deleteKeyWAL) describe() []any {
+	return []any{"provider", w.Provider, "uuid", w.UUID, "name", w.Name}
+}
+
+// deleteKeyEverywhere deletes the platform key, then the entry. A platform
+// 404 counts as deleted, as everywhere in Vault.
+func (b *gradientBackend) deleteKeyEverywhere(ctx context.Context, s logical.Storage, c *clients, k *keyEntry) error {
+	w := &deleteKeyWAL{walHeader: walHeader{Provider: k.Provider, Created: b.now().UTC()}, UUID: k.UUID, Name: k.Name}
+	return b.makeChange(ctx, s, pendingChange{
+		entry: w,
+		apply: func(ctx context.Context) error {
+			if err := c.platform.DeleteKey(ctx, k.Provider, k.UUID); err != nil && !errors.Is(err, errPlatformNotFound) {
+				return err
+			}
+			return nil
+		},
+		commit: func(ctx context.Context) error {
+			b.names.remove(k.Provider, k.Name, k.UUID)
+			return deleteKey(ctx, s, k.Name)
+		},
+	})
+}
+
+// undo removes the stored entry if the platform no longer has its key.
+func (w *deleteKeyWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storage) error {
+	stored, err := findKeyByUUID(ctx, s, w.UUID)
+	if err != nil || stored == nil {
+		return err
+	}
+	c, err := b.clients(ctx, s)
+	if err != nil {
+		return fmt.Errorf("settling the delete of %s: %w", w.UUID, err)
+	}
+	if _, err := c.platform.GetKey(ctx, w.Provider, w.UUID); !errors.Is(err, errPlatformNotFound) {
+		return err // still there (the delete did not happen), or unknown
+	}
+	b.names.remove(w.Provider, stored.Name, w.UUID)
+	if err := deleteKey(ctx, s, stored.Name); err != nil {
+		return err
+	}
+	b.rotation.unschedule(stored.Name)
+	b.Logger().Warn("removed the entry of a key whose platform delete completed", "name", stored.Name, "uuid", w.UUID)
+	return nil
+}
+
 // ---- reassign ----
 
 // reassignWAL: the agents were being moved from key From to key To.

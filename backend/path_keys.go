@@ -326,9 +326,7 @@ func (b *gradientBackend) pathKeyUpdate(ctx context.Context, req *logical.Reques
 
 // pathKeyDelete deletes the platform key first and the Vault entry only after
 // that succeeded, so a failure never leaves a platform key Vault forgot.
-// Deleting what is not there is a success, as everywhere in Vault. A delete
-// needs no write-ahead log entry: it cannot be undone, and repeating it
-// finishes it.
+// Deleting what is not there is a success, as everywhere in Vault.
 func (b *gradientBackend) pathKeyDelete(ctx context.Context, req *logical.Request, d *framework.FieldData, k *keyEntry) (*logical.Response, error) {
 	c, err := b.clients(ctx, req.Storage)
 	if err != nil {
@@ -343,16 +341,10 @@ func (b *gradientBackend) pathKeyDelete(ctx context.Context, req *logical.Reques
 			k.Name, len(agents), describeAgents(agents), req.MountPoint, k.Name, k.Provider)
 	}
 
-	// A 404 means the key is already gone from the platform: done.
-	if err := c.platform.DeleteKey(ctx, k.Provider, k.UUID); err != nil && !errors.Is(err, errPlatformNotFound) {
+	if err := b.deleteKeyEverywhere(ctx, req.Storage, c, k); err != nil {
 		return nil, err
 	}
-	b.names.remove(k.Provider, k.Name, k.UUID)
-	if err := deleteKey(ctx, req.Storage, k.Name); err != nil {
-		// The platform key is gone; deleting again finishes the job, since
-		// the platform's 404 counts as deleted.
-		return nil, fmt.Errorf("%w (the platform key is already deleted; delete again to finish)", err)
-	}
+	b.rotation.unschedule(k.Name)
 	b.Logger().Info("key deleted", "name", k.Name, "uuid", k.UUID, "agents_cut_off", len(agents))
 	return nil, nil
 }

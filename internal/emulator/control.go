@@ -118,6 +118,13 @@ func (e *Emulator) SetClockSkew(d time.Duration) {
 	e.clockSkew = d
 }
 
+// ClearFaults drops every fault not used up yet; state stays as it is.
+func (e *Emulator) ClearFaults() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.faults = nil
+}
+
 // Statuses returns how many platform answers had each HTTP status since the
 // last Reset; 0 counts requests that got none (dropped, or the client left).
 func (e *Emulator) Statuses() map[int]int {
