@@ -74,6 +74,12 @@ func (e *platformError) Error() string {
 // other 4xx: the platform's validation message is shown, redacted) or a
 // platformError. Secrets sent with the request are removed from any text.
 func classifyPlatformError(op string, resp *godo.Response, err error, secrets ...string) error {
+	// An earlier attempt may have been applied: classify the last answer
+	// and keep saying so.
+	var pa *possiblyApplied
+	if errors.As(err, &pa) {
+		return &possiblyApplied{err: classifyPlatformError(op, resp, pa.err, secrets...)}
+	}
 	// Not err.Error(): the *url.Error around a refused redirect names the
 	// Location.
 	var redirect *redirectError
@@ -161,6 +167,10 @@ func redact(text string, secrets ...string) string {
 // platformRefused reports a definite refusal: the platform answered and
 // changed nothing.
 func platformRefused(err error) bool {
+	var pa *possiblyApplied
+	if errors.As(err, &pa) {
+		return false
+	}
 	var ce *callerError
 	return errors.As(err, &ce) || errors.Is(err, errPlatformNotFound) ||
 		errors.Is(err, errPlatformUnauthorized) || errors.Is(err, logical.ErrUpstreamRateLimited)

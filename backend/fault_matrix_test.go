@@ -93,7 +93,7 @@ func matrixOps() map[string]matrixOp {
 			run: func(r *rotEnv) (*logical.Response, error) {
 				return r.request(logical.UpdateOperation, "rename/m", map[string]any{"new_name": "m-renamed"})
 			}},
-		"reassign": {method: "PUT", path: "/v2/gen-ai/agents/", noStorageWrite: true,
+		"reassign": {method: "PUT", path: "/v2/gen-ai/agents/",
 			setup: func(r *rotEnv) []string {
 				create(r, "m", nil)
 				create(r, "m-to", nil)

@@ -24,8 +24,10 @@ type createWAL struct {
 	Name string `json:"name"`
 	// Started and Deadline bound, on this node's clock, when the platform
 	// can have created the key: from just before the call to one request
-	// timeout after the client gave up (a request the platform accepted
-	// is applied within that, or not at all).
+	// timeout after the client gave up on its last attempt (a request the
+	// platform accepted is applied within that, or not at all). The last
+	// attempt is the one recoverCreate may send after a lookup: the first
+	// call, the lookup and the second call each take at most one timeout.
 	Started  time.Time `json:"started"`
 	Deadline time.Time `json:"deadline"`
 	// UUID is known only in memory, once the platform answered; the undo
@@ -35,7 +37,9 @@ type createWAL struct {
 
 func (w *createWAL) kind() string                  { return walKindCreate }
 func (w *createWAL) lockScope() ([]string, string) { return []string{w.Name}, "" }
-func (w *createWAL) undone() string                { return "if the platform created the key, it was removed again" }
+func (w *createWAL) undone() string {
+	return w.said("if the platform created the key, it was removed again")
+}
 func (w *createWAL) describe() []any {
 	return []any{"provider", w.Provider, "name", w.Name, "started", w.Started.Format(time.RFC3339)}
 }
@@ -50,7 +54,7 @@ func (b *gradientBackend) createKey(ctx context.Context, s logical.Storage, c *c
 		walHeader: walHeader{Provider: r.provider, Created: started},
 		Name:      r.name,
 		Started:   started,
-		Deadline:  started.Add(2 * c.config.RequestTimeout),
+		Deadline:  started.Add(4 * c.config.RequestTimeout),
 	}
 	var k *keyEntry
 	resent := false
@@ -100,6 +104,10 @@ func (b *gradientBackend) recoverCreate(ctx context.Context, s logical.Storage, 
 	case len(found) == 0 && others == 0:
 		b.Logger().Warn("a create's answer was lost and the platform has no such key; sending it once more", "name", r.name, "provider", r.provider)
 		pk, err := c.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)
+		if err != nil {
+			// Even a refusal now leaves the first create free to land.
+			err = &possiblyApplied{err: err}
+		}
 		return pk, true, err
 	}
 	// Another key has the name now (made elsewhere meanwhile): creating
@@ -135,10 +143,11 @@ func (w *createWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 	}
 	switch len(orphans) {
 	case 0:
+		w.outcome = "the platform has no key from this create that Vault does not hold"
 		return nil
 	case 1:
 	default:
-		return fmt.Errorf("rolling back the create of %q: %d keys with that name were created while the create was in flight (%s) and Vault holds none of them; one is someone else's, so none was deleted: delete the one this mount made by hand",
+		return fmt.Errorf("rolling back the create of %q: %d keys with that name were created while the create was in flight (%s) and Vault holds none of them; they may include someone else's, so none was deleted: delete the ones this mount made by hand",
 			w.Name, len(orphans), strings.Join(orphans, ", "))
 	}
 	if err := c.platform.DeleteKey(ctx, w.Provider, orphans[0]); err != nil && !errors.Is(err, errPlatformNotFound) {
@@ -262,8 +271,11 @@ func (b *gradientBackend) adoptKey(ctx context.Context, s logical.Storage, c *cl
 // undo gives the key its old name back unless storage holds its uuid (the
 // adoption completed, or another name adopted it since).
 func (w *adoptWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storage) error {
-	if stored, err := findKeyByUUID(ctx, s, w.UUID); err != nil || stored != nil {
+	if stored, err := findKeyByUUID(ctx, s, w.UUID); err != nil {
 		return err
+	} else if stored != nil {
+		w.outcome = fmt.Sprintf("Vault holds the key as %q, so its name stays", stored.Name)
+		return nil
 	}
 	return b.pushName(ctx, s, w.Provider, w.UUID, w.Name, w.OldName)
 }
@@ -281,7 +293,9 @@ type rotateWAL struct {
 
 func (w *rotateWAL) kind() string                  { return walKindRotate }
 func (w *rotateWAL) lockScope() ([]string, string) { return []string{w.Name}, w.UUID }
-func (w *rotateWAL) undone() string                { return "the previous secret was pushed back to the platform" }
+func (w *rotateWAL) undone() string {
+	return w.said("the previous secret was pushed back to the platform")
+}
 func (w *rotateWAL) describe() []any {
 	return []any{"provider", w.Provider, "uuid", w.UUID, "name", w.Name, "version", w.Version}
 }
@@ -324,8 +338,15 @@ func (b *gradientBackend) rotateSecret(ctx context.Context, s logical.Storage, k
 // version, found by uuid under whatever name the key has now.
 func (w *rotateWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storage) error {
 	stored, err := findKeyByUUID(ctx, s, w.UUID)
-	if err != nil || stored == nil || stored.Version > w.Version {
-		return err // deleted since, or the rotation completed
+	switch {
+	case err != nil:
+		return err
+	case stored == nil:
+		w.outcome = "the key is no longer stored, so there was nothing to push back"
+		return nil
+	case stored.Version > w.Version:
+		w.outcome = "storage already holds the new secret, so the platform keeps it"
+		return nil
 	}
 	c, err := b.clients(ctx, s)
 	if err != nil {
@@ -350,7 +371,7 @@ type renameWAL struct {
 
 func (w *renameWAL) kind() string                  { return walKindRename }
 func (w *renameWAL) lockScope() ([]string, string) { return []string{w.Name, w.OldName}, w.UUID }
-func (w *renameWAL) undone() string                { return "the old name was restored on the platform" }
+func (w *renameWAL) undone() string                { return w.said("the old name was restored on the platform") }
 func (w *renameWAL) describe() []any {
 	return []any{"provider", w.Provider, "uuid", w.UUID, "name", w.Name, "old_name", w.OldName}
 }
@@ -402,11 +423,16 @@ func (b *gradientBackend) renameKey(ctx context.Context, s logical.Storage, c *c
 // old entry is dropped.
 func (w *renameWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storage) error {
 	stored, err := findKeysByUUID(ctx, s, w.UUID)
-	if err != nil || len(stored) == 0 {
-		return err // deleted since: nothing to restore
+	if err != nil {
+		return err
+	}
+	if len(stored) == 0 {
+		w.outcome = "the key is no longer stored, so there was no name to restore"
+		return nil
 	}
 	for _, k := range stored {
 		if k.Name == w.Name {
+			w.outcome = fmt.Sprintf("storage already holds the key as %q, so the rename stands", w.Name)
 			for _, old := range stored {
 				if old.Name == w.OldName {
 					return deleteKey(ctx, s, old.Name)
@@ -452,7 +478,7 @@ type deleteKeyWAL struct {
 func (w *deleteKeyWAL) kind() string                  { return walKindDelete }
 func (w *deleteKeyWAL) lockScope() ([]string, string) { return []string{w.Name}, w.UUID }
 func (w *deleteKeyWAL) undone() string {
-	return "Vault's entry was settled against the platform (removed if the platform key is gone)"
+	return w.said("Vault's entry was settled against the platform (removed if the platform key is gone)")
 }
 func (w *deleteKeyWAL) describe() []any {
 	return []any{"provider", w.Provider, "uuid", w.UUID, "name", w.Name}
@@ -513,7 +539,7 @@ type reassignWAL struct {
 
 func (w *reassignWAL) kind() string                  { return walKindReassign }
 func (w *reassignWAL) lockScope() ([]string, string) { return []string{w.FromName, w.ToName}, "" }
-func (w *reassignWAL) undone() string                { return "the agents already moved were moved back" }
+func (w *reassignWAL) undone() string                { return w.said("the agents already moved were moved back") }
 func (w *reassignWAL) describe() []any {
 	return []any{"provider", w.Provider, "from", w.From, "to", w.To, "agents", strings.Join(w.Agents, ",")}
 }
@@ -532,6 +558,9 @@ func (b *gradientBackend) reassignAgents(ctx context.Context, s logical.Storage,
 	err := b.makeChange(ctx, s, pendingChange{
 		entry:     w,
 		multiStep: len(agents) > 1,
+		// A record of the completed move, so that the rollback of an
+		// earlier failed move never undoes this one.
+		commit: func(ctx context.Context) error { return putReassignDone(ctx, s, from.UUID, b.now().UTC()) },
 		apply: func(ctx context.Context) error {
 			for i, agent := range agents {
 				after, err := c.platform.SetAgentKey(ctx, from.Provider, agent.UUID, to.UUID)
@@ -558,6 +587,15 @@ func (b *gradientBackend) reassignAgents(ctx context.Context, s logical.Storage,
 // From key is gone, the agents have nowhere to go back to and the move
 // stands.
 func (w *reassignWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storage) error {
+	// Storage knows no agents, but it records when a move away from this
+	// key last completed: a move that completed after this entry was
+	// written stands.
+	if done, err := getReassignDone(ctx, s, w.From); err != nil {
+		return err
+	} else if done.After(w.Created) {
+		w.outcome = "a later reassign from this key completed, so the agents stay where it put them"
+		return nil
+	}
 	c, err := b.clients(ctx, s)
 	if err != nil {
 		return fmt.Errorf("rolling back the reassign from %s: %w", w.From, err)
@@ -577,6 +615,7 @@ func (w *reassignWAL) undo(ctx context.Context, b *gradientBackend, s logical.St
 		_, err := c.platform.SetAgentKey(ctx, w.Provider, a.UUID, w.From)
 		if errors.Is(err, errPlatformNotFound) {
 			b.Logger().Warn("the source key of a failed reassign is gone; the agents stay on the target", "from", w.From, "to", w.To)
+			w.outcome = "the key the agents came from is gone, so they stay on the new key"
 			return nil
 		}
 		if err != nil {
@@ -589,11 +628,45 @@ func (w *reassignWAL) undo(ctx context.Context, b *gradientBackend, s logical.St
 	return nil
 }
 
+// reassignDonePrefix records, per source key uuid, when a reassign away from
+// it last completed.
+const reassignDonePrefix = "reassigns/"
+
+func putReassignDone(ctx context.Context, s logical.Storage, fromUUID string, at time.Time) error {
+	entry, err := logical.StorageEntryJSON(reassignDonePrefix+strings.ToLower(fromUUID), map[string]time.Time{"completed": at})
+	if err == nil {
+		err = s.Put(ctx, entry)
+	}
+	if err != nil {
+		return fmt.Errorf("recording the completed reassign: %w", err)
+	}
+	return nil
+}
+
+func getReassignDone(ctx context.Context, s logical.Storage, fromUUID string) (time.Time, error) {
+	entry, err := s.Get(ctx, reassignDonePrefix+strings.ToLower(fromUUID))
+	if err != nil || entry == nil {
+		return time.Time{}, err
+	}
+	var rec map[string]time.Time
+	if err := entry.DecodeJSON(&rec); err != nil {
+		return time.Time{}, fmt.Errorf("decoding the reassign record: %w", err)
+	}
+	return rec["completed"], nil
+}
+
 // whereAgentsAre asks the platform where each agent of a failed move is now,
 // so the caller learns the state rather than a guess.
 func (b *gradientBackend) whereAgentsAre(ctx context.Context, c *clients, from, to *keyEntry, agents []platformAgent) string {
+	// A key that is gone has no agents.
 	onFrom, errFrom := c.platform.ListAgentsByKey(ctx, from.Provider, from.UUID)
+	if errors.Is(errFrom, errPlatformNotFound) {
+		errFrom = nil
+	}
 	onTo, errTo := c.platform.ListAgentsByKey(ctx, to.Provider, to.UUID)
+	if errors.Is(errTo, errPlatformNotFound) {
+		errTo = nil
+	}
 	if errFrom != nil || errTo != nil {
 		return "Where the agents are now could not be read back from the platform: list them with keys/<name>/agents"
 	}

@@ -80,8 +80,10 @@ func (b *rateBudget) configure(perMinute, perHour, headroomPercent int) {
 		perHour = defaultRateLimitPerHour
 	}
 	minuteRate := rate.Limit(budgetShare * float64(perMinute) / 60)
-	hourBurst := int(budgetShare * float64(perHour) / 2)
-	hourRate := rate.Limit(float64(hourBurst) / 3600)
+	// Computed in floating point: a tiny hourly limit must still refill.
+	hourShare := budgetShare * float64(perHour) / 2
+	hourBurst := max(int(hourShare), 1)
+	hourRate := rate.Limit(hourShare / 3600)
 	// Scheduled work runs at its share of the per-minute pace; the hourly
 	// bucket, which it also draws from, bounds it over the hour.
 	backgroundRate := minuteRate * rate.Limit(100-headroomPercent) / 100
@@ -89,13 +91,13 @@ func (b *rateBudget) configure(perMinute, perHour, headroomPercent int) {
 	defer b.mu.Unlock()
 	if b.minute == nil {
 		b.minute = rate.NewLimiter(minuteRate, 1)
-		b.hour = rate.NewLimiter(hourRate, max(hourBurst, 1))
+		b.hour = rate.NewLimiter(hourRate, hourBurst)
 		b.background = rate.NewLimiter(backgroundRate, 1)
 		return
 	}
 	b.minute.SetLimit(minuteRate)
 	b.hour.SetLimit(hourRate)
-	b.hour.SetBurst(max(hourBurst, 1))
+	b.hour.SetBurst(hourBurst)
 	b.background.SetLimit(backgroundRate)
 }
 
@@ -150,7 +152,9 @@ func (b *rateBudget) reserve(now time.Time) (time.Duration, func()) {
 
 // observe follows the platform's rate-limit headers: a 429 pauses every
 // request for its retry-after; a window with nothing remaining pauses them
-// until its reset.
+// until its reset. The reset is a time on the platform's clock, so it is
+// read against the answer's own Date header, and no pause is longer than
+// the platform's longest window.
 func (b *rateBudget) observe(resp *http.Response) {
 	h := resp.Header
 	limit, errL := strconv.Atoi(h.Get("Ratelimit-Limit"))
@@ -160,17 +164,26 @@ func (b *rateBudget) observe(resp *http.Response) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if errL == nil && errR == nil && errT == nil {
-		b.seen = budgetSeen{Limit: limit, Remaining: remaining, Reset: time.Unix(resetUnix, 0), At: now}
+		untilReset := time.Unix(resetUnix, 0).Sub(now)
+		if date, err := http.ParseTime(h.Get("Date")); err == nil {
+			untilReset = time.Unix(resetUnix, 0).Sub(date)
+		}
+		untilReset = min(untilReset, maxPause)
+		b.seen = budgetSeen{Limit: limit, Remaining: remaining, Reset: now.Add(untilReset), At: now}
 		if remaining <= 0 {
-			b.pauseLocked(time.Unix(resetUnix, 0))
+			b.pauseLocked(now.Add(untilReset))
 		}
 	}
 	if resp.StatusCode == http.StatusTooManyRequests {
 		if secs, err := strconv.Atoi(h.Get("Retry-After")); err == nil {
-			b.pauseLocked(now.Add(time.Duration(secs) * time.Second))
+			b.pauseLocked(now.Add(min(time.Duration(secs)*time.Second, maxPause)))
 		}
 	}
 }
+
+// maxPause bounds any pause the platform's headers can ask for: its
+// longest window is an hour.
+const maxPause = time.Hour
 
 func (b *rateBudget) pauseLocked(until time.Time) {
 	if until.After(b.pausedUntil) {

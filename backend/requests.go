@@ -133,7 +133,7 @@ func (b *gradientBackend) lockUUID(uuid string) func() {
 	if uuid == "" {
 		return func() {}
 	}
-	return lockAll([]*locksutil.LockEntry{locksutil.LockForKey(b.uuidLocks, uuid)})
+	return lockAll([]*locksutil.LockEntry{locksutil.LockForKey(b.uuidLocks, strings.ToLower(uuid))})
 }
 
 func lockAll(locks []*locksutil.LockEntry) func() {

@@ -60,7 +60,13 @@ func retryAfter(attempt int, resp *http.Response, now time.Time) time.Duration {
 	// A 429 with nothing remaining in the window waits for its reset.
 	if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Ratelimit-Remaining") == "0" {
 		if unix, err := strconv.ParseInt(resp.Header.Get("Ratelimit-Reset"), 10, 64); err == nil {
-			d = max(d, time.Unix(unix, 0).Sub(now))
+			// The reset is on the platform's clock: read it against the
+			// answer's Date.
+			base := now
+			if date, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+				base = date
+			}
+			d = max(d, min(time.Unix(unix, 0).Sub(base), maxPause))
 		}
 	}
 	return d
@@ -71,13 +77,22 @@ func transientStatus(status int) bool {
 	return status == http.StatusTooManyRequests || (status >= 500 && status != http.StatusNotImplemented)
 }
 
-// retryPlatform runs one platform call under op's policy.
+// retryPlatform runs one platform call under op's policy. When an attempt
+// may have been applied (a transport failure or a 5xx) and a later one is
+// refused, the refusal is not the whole story: the error says the change
+// may have happened, so the write-ahead log road undoes it rather than
+// trusting the refusal.
 func retryPlatform(ctx context.Context, op string, call func(context.Context) (*godo.Response, error)) (*godo.Response, error) {
+	ambiguous := false
 	for attempt := 0; ; attempt++ {
 		resp, err := call(ctx)
+		if err != nil && ambiguous {
+			err = &possiblyApplied{err: err}
+		}
 		if err == nil || !retriedPlatformOps[op] || attempt+1 >= maxAttempts || !transientPlatformError(ctx, err) {
 			return resp, err
 		}
+		ambiguous = ambiguous || !isRateLimitAnswer(err)
 		var httpResp *http.Response
 		if resp != nil {
 			httpResp = resp.Response
@@ -86,6 +101,24 @@ func retryPlatform(ctx context.Context, op string, call func(context.Context) (*
 			return resp, err
 		}
 	}
+}
+
+// possiblyApplied marks an error after which the platform may hold the
+// change all the same: an earlier attempt of the same call, or an earlier
+// call of the same change, got no definite answer.
+type possiblyApplied struct{ err error }
+
+func (e *possiblyApplied) Error() string { return e.err.Error() }
+func (e *possiblyApplied) Unwrap() error { return e.err }
+
+// isRateLimitAnswer: the platform (or the mount's budget) refused with a
+// 429, which changed nothing.
+func isRateLimitAnswer(err error) bool {
+	var apiErr *godo.ErrorResponse
+	if errors.As(err, &apiErr) && apiErr.Response != nil {
+		return apiErr.Response.StatusCode == http.StatusTooManyRequests
+	}
+	return errors.Is(err, logical.ErrUpstreamRateLimited)
 }
 
 // transientPlatformError: a 429 or 5xx answer, or a transport failure while

@@ -64,9 +64,20 @@ type walEntry interface {
 type walHeader struct {
 	Provider string    `json:"provider"`
 	Created  time.Time `json:"created"`
+	// outcome says what the last undo actually did, when that is not its
+	// usual work (nothing was left to undo, say); it is not stored.
+	outcome string
 }
 
 func (h walHeader) created() time.Time { return h.Created }
+
+// said is what undone reports: the outcome the undo recorded, or the usual.
+func (h *walHeader) said(usual string) string {
+	if h.outcome != "" {
+		return h.outcome
+	}
+	return usual
+}
 
 // pendingChange is one platform change on its way through makeChange.
 type pendingChange struct {
