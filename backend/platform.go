@@ -118,8 +118,8 @@ func (p *godoPlatform) CloseIdleConnections() { p.httpClient.CloseIdleConnection
 
 // classify is classifyPlatformError with the configured token among the
 // secrets to redact.
-func (p *godoPlatform) classify(op string, resp *godo.Response, err error, secrets ...string) error {
-	return classifyPlatformError(op, resp, err, append([]string{p.token}, secrets...)...)
+func (p *godoPlatform) classify(op platformOp, resp *godo.Response, err error, secrets ...string) error {
+	return classifyPlatformError(string(op), resp, err, append([]string{p.token}, secrets...)...)
 }
 
 // providerAPI is one provider's row in the table of godo's AgentPlatform
@@ -211,7 +211,7 @@ var errMalformedUUID = errors.New("is not a canonical uuid (8-4-4-4-12 hexadecim
 
 // requireUUID refuses a uuid that isPlatformUUID does not accept, before any
 // request is built. The value is not echoed: it may be a pasted API key.
-func requireUUID(op, what, uuid string) error {
+func requireUUID(op platformOp, what, uuid string) error {
 	if isPlatformUUID(uuid) {
 		return nil
 	}
@@ -236,12 +236,12 @@ func (p *godoPlatform) CreateKey(ctx context.Context, provider, name, secret str
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
 	var k platformKey
-	resp, err := retryPlatform(ctx, "create key", func(ctx context.Context) (resp *godo.Response, err error) {
+	resp, err := retryPlatform(ctx, opCreateKey, func(ctx context.Context) (resp *godo.Response, err error) {
 		k, resp, err = api.create(ctx, p.api, name, secret)
 		return resp, err
 	})
 	if err != nil {
-		return platformKey{}, p.classify("create key", resp, err, secret)
+		return platformKey{}, p.classify(opCreateKey, resp, err, secret)
 	}
 	return k, nil
 }
@@ -251,18 +251,18 @@ func (p *godoPlatform) GetKey(ctx context.Context, provider, uuid string) (platf
 	if err != nil {
 		return platformKey{}, err
 	}
-	if err := requireUUID("get key", "key", uuid); err != nil {
+	if err := requireUUID(opGetKey, "key", uuid); err != nil {
 		return platformKey{}, err
 	}
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
 	var k platformKey
-	resp, err := retryPlatform(ctx, "get key", func(ctx context.Context) (resp *godo.Response, err error) {
+	resp, err := retryPlatform(ctx, opGetKey, func(ctx context.Context) (resp *godo.Response, err error) {
 		k, resp, err = api.get(ctx, p.api, uuid)
 		return resp, err
 	})
 	if err != nil {
-		return platformKey{}, p.classify("get key", resp, err)
+		return platformKey{}, p.classify(opGetKey, resp, err)
 	}
 	return k, nil
 }
@@ -272,18 +272,18 @@ func (p *godoPlatform) UpdateKey(ctx context.Context, provider, uuid string, cha
 	if err != nil {
 		return platformKey{}, err
 	}
-	if err := requireUUID("update key", "key", uuid); err != nil {
+	if err := requireUUID(opUpdateKey, "key", uuid); err != nil {
 		return platformKey{}, err
 	}
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
 	var k platformKey
-	resp, err := retryPlatform(ctx, "update key", func(ctx context.Context) (resp *godo.Response, err error) {
+	resp, err := retryPlatform(ctx, opUpdateKey, func(ctx context.Context) (resp *godo.Response, err error) {
 		k, resp, err = api.update(ctx, p.api, uuid, change)
 		return resp, err
 	})
 	if err != nil {
-		return platformKey{}, p.classify("update key", resp, err, change.Secret)
+		return platformKey{}, p.classify(opUpdateKey, resp, err, change.Secret)
 	}
 	return k, nil
 }
@@ -293,16 +293,16 @@ func (p *godoPlatform) DeleteKey(ctx context.Context, provider, uuid string) err
 	if err != nil {
 		return err
 	}
-	if err := requireUUID("delete key", "key", uuid); err != nil {
+	if err := requireUUID(opDeleteKey, "key", uuid); err != nil {
 		return err
 	}
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
-	resp, err := retryPlatform(ctx, "delete key", func(ctx context.Context) (*godo.Response, error) {
+	resp, err := retryPlatform(ctx, opDeleteKey, func(ctx context.Context) (*godo.Response, error) {
 		return api.delete(ctx, p.api, uuid)
 	})
 	if err != nil {
-		return p.classify("delete key", resp, err)
+		return p.classify(opDeleteKey, resp, err)
 	}
 	return nil
 }
@@ -329,12 +329,12 @@ func (p *godoPlatform) ListKeys(ctx context.Context, provider string) ([]platfor
 func (p *godoPlatform) CheckToken(ctx context.Context) error {
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
-	resp, err := retryPlatform(ctx, "check token", func(ctx context.Context) (*godo.Response, error) {
+	resp, err := retryPlatform(ctx, opCheckToken, func(ctx context.Context) (*godo.Response, error) {
 		_, resp, err := p.api.ListAnthropicAPIKeys(ctx, &godo.ListOptions{Page: 1, PerPage: 1})
 		return resp, err
 	})
 	if err != nil {
-		return p.classify("check token", resp, err)
+		return p.classify(opCheckToken, resp, err)
 	}
 	return nil
 }
@@ -344,7 +344,7 @@ func (p *godoPlatform) ListAgentsByKey(ctx context.Context, provider, uuid strin
 	if err != nil {
 		return nil, err
 	}
-	if err := requireUUID("list agents", "key", uuid); err != nil {
+	if err := requireUUID(opListAgents, "key", uuid); err != nil {
 		return nil, err
 	}
 	var agents []platformAgent
@@ -366,12 +366,12 @@ func (p *godoPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, key
 	if err != nil {
 		return platformAgent{}, err
 	}
-	if err := requireUUID("update agent", "agent", agentUUID); err != nil {
+	if err := requireUUID(opUpdateAgent, "agent", agentUUID); err != nil {
 		return platformAgent{}, err
 	}
 	// The key uuid goes in the body, not the path, but a malformed one is
 	// no more use to the platform than to us.
-	if err := requireUUID("update agent", "key", keyUUID); err != nil {
+	if err := requireUUID(opUpdateAgent, "key", keyUUID); err != nil {
 		return platformAgent{}, err
 	}
 	// Only the key field is sent (godo's omitempty drops the rest): whether
@@ -382,12 +382,12 @@ func (p *godoPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, key
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
 	var agent *godo.Agent
-	resp, err := retryPlatform(ctx, "update agent", func(ctx context.Context) (resp *godo.Response, err error) {
+	resp, err := retryPlatform(ctx, opUpdateAgent, func(ctx context.Context) (resp *godo.Response, err error) {
 		agent, resp, err = p.api.UpdateAgent(ctx, agentUUID, update)
 		return resp, err
 	})
 	if err != nil {
-		return platformAgent{}, p.classify("update agent", resp, err)
+		return platformAgent{}, p.classify(opUpdateAgent, resp, err)
 	}
 	return fromAgent(agent), nil
 }
@@ -401,9 +401,9 @@ func (p *godoPlatform) forEachPage(ctx context.Context, list func(context.Contex
 	defer cancel()
 	opt := &godo.ListOptions{Page: 1, PerPage: maxPageSize}
 	for {
-		resp, err := retryPlatform(ctx, "list", func(ctx context.Context) (*godo.Response, error) { return list(ctx, opt) })
+		resp, err := retryPlatform(ctx, opList, func(ctx context.Context) (*godo.Response, error) { return list(ctx, opt) })
 		if err != nil {
-			return p.classify("list", resp, err)
+			return p.classify(opList, resp, err)
 		}
 		// The platform leaves out links entirely when one page holds
 		// everything.

@@ -26,15 +26,30 @@ import (
 //
 // Every attempt and every wait fits inside the operation's request_timeout:
 // when the next wait would not, the last error is the answer.
-var retriedPlatformOps = map[string]bool{
-	"get key":      true,
-	"list":         true,
-	"check token":  true,
-	"update key":   true,
-	"delete key":   true,
-	"update agent": true,
-	"create key":   false,
+var retriedPlatformOps = map[platformOp]bool{
+	opGetKey:      true,
+	opList:        true,
+	opCheckToken:  true,
+	opUpdateKey:   true,
+	opDeleteKey:   true,
+	opUpdateAgent: true,
+	opCreateKey:   false,
 }
+
+// platformOp names a kind of platform call, in the retry policy and in
+// error text; a typo is a compile error, not a call silently not retried.
+type platformOp string
+
+const (
+	opCreateKey   platformOp = "create key"
+	opGetKey      platformOp = "get key"
+	opUpdateKey   platformOp = "update key"
+	opDeleteKey   platformOp = "delete key"
+	opList        platformOp = "list"
+	opListAgents  platformOp = "list agents"
+	opCheckToken  platformOp = "check token"
+	opUpdateAgent platformOp = "update agent"
+)
 
 const (
 	maxAttempts      = 4
@@ -82,7 +97,7 @@ func transientStatus(status int) bool {
 // refused, the refusal is not the whole story: the error says the change
 // may have happened, so the write-ahead log road undoes it rather than
 // trusting the refusal.
-func retryPlatform(ctx context.Context, op string, call func(context.Context) (*godo.Response, error)) (*godo.Response, error) {
+func retryPlatform(ctx context.Context, op platformOp, call func(context.Context) (*godo.Response, error)) (*godo.Response, error) {
 	ambiguous := false
 	for attempt := 0; ; attempt++ {
 		resp, err := call(ctx)
