@@ -2,7 +2,6 @@ package backend
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -26,7 +25,7 @@ func pathKeyRotate(b *gradientBackend) *framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
-				Callback:                    answered(b.pathKeyRotate),
+				Callback:                    b.changingKey(b.pathKeyRotate),
 				Summary:                     "Rotate the key now, to api_key or to the staged next_api_key (same platform key and uuid).",
 				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "rotate"},
 				Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
@@ -41,23 +40,11 @@ func pathKeyRotate(b *gradientBackend) *framework.Path {
 
 // pathKeyRotate: parse, lock, rotate through rotateSecret with the rotation
 // bookkeeping set on a copy (stored in the same put), respond.
-func (b *gradientBackend) pathKeyRotate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
-	if err := validateName(name); err != nil {
-		return nil, err
-	}
-	defer b.lockNames(name)()
-
-	k, err := getKey(ctx, req.Storage, name)
-	if err != nil {
-		return nil, err
-	}
-	if k == nil {
-		return nil, fmt.Errorf("there is no key named %q: %w", name, logical.ErrNotFound)
-	}
-
+func (b *gradientBackend) pathKeyRotate(ctx context.Context, req *logical.Request, d *framework.FieldData, k *keyEntry) (*logical.Response, error) {
+	name := k.Name
 	newKey := k.NextAPIKey
 	if raw, ok := d.GetOk("api_key"); ok {
+		var err error
 		if newKey, err = normalizeAPIKey(k.Provider, raw.(string)); err != nil {
 			return nil, err
 		}
