@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"regexp"
 	"slices"
@@ -105,8 +106,16 @@ func (b *gradientBackend) onKey(lock bool, h keyHandler) framework.OperationFunc
 			defer b.lockNames(name)()
 		}
 		k, err := getKey(ctx, req.Storage, name)
-		if err != nil || k == nil {
+		switch {
+		case err != nil:
 			return nil, err
+		case k == nil && req.Operation == logical.UpdateOperation:
+			// An action on a key that is not there: Vault's 404, saying so.
+			return nil, fmt.Errorf("there is no key named %q: %w", name, logical.ErrNotFound)
+		case k == nil:
+			// A read is Vault's plain 404; a delete of what is not there
+			// succeeds, as everywhere in Vault.
+			return nil, nil
 		}
 		return h(ctx, req, d, k)
 	})
