@@ -42,6 +42,10 @@ type gradientConfig struct {
 	// CredsTTL bounds creds/<name> leases; 0 (configs written before it
 	// existed) means defaultCredsTTL.
 	CredsTTL time.Duration `json:"creds_ttl,omitempty"`
+	// The providers' admin keys, for zero-touch rotation (mint.go,
+	// retire.go): secrets, sealed with the token and never returned.
+	OpenAIAdminKey    string `json:"openai_admin_key,omitempty"`
+	AnthropicAdminKey string `json:"anthropic_admin_key,omitempty"`
 }
 
 func pathConfig(b *gradientBackend) *framework.Path {
@@ -107,6 +111,8 @@ func pathConfig(b *gradientBackend) *framework.Path {
 				Description: "Longest lease of a creds/<name> read; leases also end at the key's next rotation, and within the mount's max lease TTL.",
 				Default:     int(defaultCredsTTL.Seconds()),
 			},
+			"openai_admin_key":    openAIAdminKeyField,
+			"anthropic_admin_key": anthropicAdminKeyField,
 		},
 		ExistenceCheck: b.configExists,
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -136,16 +142,18 @@ func pathConfig(b *gradientBackend) *framework.Path {
 }
 
 var configResponseFields = map[string]*framework.FieldSchema{
-	"api_url":               {Type: framework.TypeString, Description: "Base URL of the DigitalOcean API.", Required: true},
-	"anthropic_url":         {Type: framework.TypeString, Description: "Base URL of the Anthropic API.", Required: true},
-	"openai_url":            {Type: framework.TypeString, Description: "Base URL of the OpenAI API.", Required: true},
-	"verify_keys":           {Type: framework.TypeBool, Description: "Whether keys are checked with their provider.", Required: true},
-	"request_timeout":       {Type: framework.TypeDurationSecond, Description: "Timeout of each upstream call, in seconds.", Required: true},
-	"name_cache_ttl":        {Type: framework.TypeDurationSecond, Description: "How long platform key names are reused, in seconds.", Required: true},
-	"rate_limit_per_minute": {Type: framework.TypeInt, Description: "The platform's requests per rolling minute.", Required: true},
-	"rate_limit_per_hour":   {Type: framework.TypeInt, Description: "The platform's requests per rolling hour.", Required: true},
-	"token_set":             {Type: framework.TypeBool, Description: "Whether a token is stored.", Required: true},
-	"creds_ttl":             {Type: framework.TypeDurationSecond, Description: "Longest lease of a creds read, in seconds.", Required: true},
+	"api_url":                 {Type: framework.TypeString, Description: "Base URL of the DigitalOcean API.", Required: true},
+	"anthropic_url":           {Type: framework.TypeString, Description: "Base URL of the Anthropic API.", Required: true},
+	"openai_url":              {Type: framework.TypeString, Description: "Base URL of the OpenAI API.", Required: true},
+	"verify_keys":             {Type: framework.TypeBool, Description: "Whether keys are checked with their provider.", Required: true},
+	"request_timeout":         {Type: framework.TypeDurationSecond, Description: "Timeout of each upstream call, in seconds.", Required: true},
+	"name_cache_ttl":          {Type: framework.TypeDurationSecond, Description: "How long platform key names are reused, in seconds.", Required: true},
+	"rate_limit_per_minute":   {Type: framework.TypeInt, Description: "The platform's requests per rolling minute.", Required: true},
+	"rate_limit_per_hour":     {Type: framework.TypeInt, Description: "The platform's requests per rolling hour.", Required: true},
+	"token_set":               {Type: framework.TypeBool, Description: "Whether a token is stored.", Required: true},
+	"creds_ttl":               {Type: framework.TypeDurationSecond, Description: "Longest lease of a creds read, in seconds.", Required: true},
+	"openai_admin_key_set":    {Type: framework.TypeBool, Description: "Whether an OpenAI admin key is stored (minting and retiring service-account keys).", Required: true},
+	"anthropic_admin_key_set": {Type: framework.TypeBool, Description: "Whether an Anthropic admin key is stored (retiring replaced keys).", Required: true},
 }
 
 func (b *gradientBackend) configExists(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
@@ -159,16 +167,18 @@ func (b *gradientBackend) pathConfigRead(ctx context.Context, req *logical.Reque
 		return nil, err
 	}
 	return &logical.Response{Data: map[string]any{
-		"api_url":               cfg.APIURL,
-		"anthropic_url":         cfg.AnthropicURL,
-		"openai_url":            cfg.OpenAIURL,
-		"verify_keys":           cfg.VerifyKeys,
-		"request_timeout":       int64(cfg.RequestTimeout.Seconds()),
-		"name_cache_ttl":        int64(cfg.NameCacheTTL.Seconds()),
-		"rate_limit_per_minute": orDefault(cfg.RateLimitPerMinute, defaultRateLimitPerMinute),
-		"rate_limit_per_hour":   orDefault(cfg.RateLimitPerHour, defaultRateLimitPerHour),
-		"token_set":             cfg.Token != "",
-		"creds_ttl":             int64(cfg.credsTTL().Seconds()),
+		"api_url":                 cfg.APIURL,
+		"anthropic_url":           cfg.AnthropicURL,
+		"openai_url":              cfg.OpenAIURL,
+		"verify_keys":             cfg.VerifyKeys,
+		"request_timeout":         int64(cfg.RequestTimeout.Seconds()),
+		"name_cache_ttl":          int64(cfg.NameCacheTTL.Seconds()),
+		"rate_limit_per_minute":   orDefault(cfg.RateLimitPerMinute, defaultRateLimitPerMinute),
+		"rate_limit_per_hour":     orDefault(cfg.RateLimitPerHour, defaultRateLimitPerHour),
+		"token_set":               cfg.Token != "",
+		"creds_ttl":               int64(cfg.credsTTL().Seconds()),
+		"openai_admin_key_set":    cfg.OpenAIAdminKey != "",
+		"anthropic_admin_key_set": cfg.AnthropicAdminKey != "",
 	}}, nil
 }
 
@@ -197,6 +207,9 @@ func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Requ
 			return nil, callerErrorf("the platform rejected the token (HTTP 401): use a DigitalOcean token with the genai scopes; nothing was saved")
 		}
 		return nil, fmt.Errorf("checking the token with the platform (nothing was saved): %w", err)
+	}
+	if err := checkAdminKeys(ctx, c, d); err != nil {
+		return nil, err
 	}
 
 	entry, err := logical.StorageEntryJSON(configPath, cfg)
@@ -271,6 +284,9 @@ func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfi
 				return nil, callerErrorf("%s must be at least 1: the platform's limit for this token (250 a minute and 5000 an hour unless DigitalOcean raised them)", field)
 			}
 		}
+	}
+	if err := mergeAdminKeys(cfg, d); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }

@@ -65,7 +65,7 @@ func (b *gradientBackend) pathKeyRotate(ctx context.Context, req *logical.Reques
 			return nil, err
 		}
 	}
-	if newKey == "" {
+	if newKey == "" && !k.mints() {
 		return nil, callerErrorf("key %q has no staged successor: stage one with `vault write %skeys/%s next_api_key=@new-key.txt`, or pass api_key= to this path", name, req.MountPoint, name)
 	}
 	if newKey == k.APIKey {
@@ -74,11 +74,16 @@ func (b *gradientBackend) pathKeyRotate(ctx context.Context, req *logical.Reques
 
 	rotated := *k
 	rotated.recordRotation(b.rotation.now())
-	if err := b.rotateSecret(ctx, req.Storage, &rotated, newKey); err != nil {
+	if newKey == "" {
+		err = b.mintNext(ctx, req.Storage, &rotated)
+	} else {
+		err = b.rotateSecret(ctx, req.Storage, &rotated, newKey)
+	}
+	if err != nil {
 		return nil, err
 	}
 	b.rotation.track(&rotated)
-	b.Logger().Info("key rotated on request", "name", name, "uuid", rotated.UUID, "version", rotated.Version, "staged", newKey == k.NextAPIKey)
+	b.Logger().Info("key rotated on request", "name", name, "uuid", rotated.UUID, "version", rotated.Version, "staged", newKey != "" && newKey == k.NextAPIKey, "minted", newKey == "")
 	return b.withRotationState(keyResponse(&rotated), &rotated), nil
 }
 

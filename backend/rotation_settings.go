@@ -243,6 +243,7 @@ func (k *keyEntry) resetAttempts() {
 // time, the hint of the key it replaces, no staged key, no failure, and the
 // next rotation counted from now. The caller discards the copy on failure.
 func (k *keyEntry) recordRotation(now time.Time) {
+	k.retireCurrent(now)
 	k.PreviousKeyHint = keyHint(k.APIKey)
 	k.LastVaultRotation = now
 	k.NextAPIKey = ""
