@@ -243,8 +243,10 @@ type mintWAL struct {
 	Version     int    `json:"version"`
 	ProjectID   string `json:"project_id"`
 	AccountName string `json:"account_name"`
-	// AccountID is known only in memory, once OpenAI answered.
+	// AccountID is known only in memory, once OpenAI answered; refused
+	// says OpenAI refused the create outright, so nothing changed.
 	AccountID string `json:"-"`
+	refused   bool
 }
 
 func (w *mintWAL) kind() string                  { return walKindMint }
@@ -338,7 +340,7 @@ func referencedServiceAccounts(ctx context.Context, s logical.Storage) (map[stri
 // mintAccount creates the account named in w and verifies its key.
 func (b *gradientBackend) mintAccount(ctx context.Context, c *clients, w *mintWAL) (mintedAccount, error) {
 	acct, err := c.admin.CreateServiceAccount(ctx, w.ProjectID, w.AccountName)
-	w.AccountID = acct.ID
+	w.AccountID, w.refused = acct.ID, err != nil && adminRefused(err)
 	if err != nil {
 		return mintedAccount{}, fmt.Errorf("minting a key: %w", err)
 	}
@@ -370,6 +372,7 @@ func (b *gradientBackend) mintNext(ctx context.Context, s logical.Storage, k *ke
 		// Creating the account is a change of its own: any failure after
 		// it needs the undo.
 		multiStep: true,
+		unchanged: func() bool { return w.refused },
 		apply: func(ctx context.Context) error {
 			var err error
 			if minted, err = b.mintAccount(ctx, c, w); err != nil {
@@ -408,6 +411,7 @@ func (b *gradientBackend) mintFirst(ctx context.Context, s logical.Storage, c *c
 	err := b.makeChange(ctx, s, pendingChange{
 		entry:     w,
 		multiStep: true,
+		unchanged: func() bool { return w.refused },
 		apply: func(ctx context.Context) error {
 			minted, err := b.mintAccount(ctx, c, w)
 			if err != nil {

@@ -230,6 +230,9 @@ type adminError struct {
 	provider, op string
 	status       int
 	message      string
+	// refused: the request was never sent, or the provider refused it
+	// (a 4xx): nothing changed.
+	refused bool
 }
 
 func (e *adminError) Error() string {
@@ -237,6 +240,14 @@ func (e *adminError) Error() string {
 		return fmt.Sprintf("the %s Admin API could not %s: HTTP %d%s", e.provider, e.op, e.status, e.message)
 	}
 	return fmt.Sprintf("the %s Admin API could not %s: %s", e.provider, e.op, e.message)
+}
+
+// adminRefused reports a call that certainly changed nothing at the
+// provider: it was refused (4xx) or never sent.
+func adminRefused(err error) bool {
+	var ae *adminError
+	return isCallerError(err) || errors.Is(err, errAdminNotFound) || errors.Is(err, errAdminKeyMissing) ||
+		(errors.As(err, &ae) && ae.refused)
 }
 
 // adminKeyRejected: the provider refused the admin key itself. Retrying
@@ -266,7 +277,7 @@ func (a *httpAdmin) do(ctx context.Context, c adminCall) error {
 		case c.retry && transientStatus(status) && attempt+1 < maxAttempts && sleepWithin(ctx, retryAfter(attempt, resp, time.Now())):
 			continue
 		case status >= 400 && status < 500 && status != http.StatusTooManyRequests:
-			return &adminError{provider: c.provider, op: c.op, status: status, message: " (the request was refused)"}
+			return &adminError{provider: c.provider, op: c.op, status: status, message: " (the request was refused)", refused: true}
 		default:
 			return &adminError{provider: c.provider, op: c.op, status: status, message: "; try again later"}
 		}
@@ -285,7 +296,7 @@ func (a *httpAdmin) once(ctx context.Context, c adminCall) (*http.Response, erro
 	}
 	if p := a.pace[c.provider]; p != nil {
 		if err := p.Wait(ctx); err != nil {
-			return nil, &adminError{provider: c.provider, op: c.op, message: "the mount's provider budget (one Admin API call a second) has no room within request_timeout"}
+			return nil, &adminError{provider: c.provider, op: c.op, message: "the mount's provider budget (one Admin API call a second) has no room within request_timeout", refused: true}
 		}
 	}
 	var body io.Reader
@@ -298,7 +309,7 @@ func (a *httpAdmin) once(ctx context.Context, c adminCall) (*http.Response, erro
 	}
 	req, err := http.NewRequestWithContext(ctx, c.method, base+c.path, body)
 	if err != nil {
-		return nil, &adminError{provider: c.provider, op: c.op, message: "building the request failed"}
+		return nil, &adminError{provider: c.provider, op: c.op, message: "building the request failed", refused: true}
 	}
 	if c.body != nil {
 		req.Header.Set("Content-Type", "application/json")
