@@ -265,7 +265,7 @@ func (k *keyEntry) rotationState(now time.Time) (status string, ttl int64) {
 	switch {
 	case k.RotationError != "":
 		return rotationFailed, ttl
-	case enabled && !now.Before(k.NextVaultRotation) && k.NextAPIKey != "":
+	case enabled && !now.Before(k.NextVaultRotation) && (k.NextAPIKey != "" || k.mints()):
 		return rotationDue, ttl
 	case enabled && !now.Before(k.NextVaultRotation):
 		return rotationOverdue, ttl
