@@ -357,7 +357,12 @@ each key with its provider before it is pushed. name_cache_ttl bounds how
 often creates list the platform's key names to refuse duplicates. creds_ttl
 (default 1h) bounds the lease of a creds/<name> read. rate_limit_per_minute
 and rate_limit_per_hour are the platform's limits for this token; the mount
-paces itself under them.`
+paces itself under them.
+
+openai_admin_key (sk-admin-...) and anthropic_admin_key (sk-ant-admin...)
+enable zero-touch rotation: minting OpenAI service-account keys and retiring
+replaced keys. Each one written is checked with one admin read; neither is
+ever returned (reads show openai_admin_key_set and anthropic_admin_key_set).`
 
 // credsTTL is the configured creds lease bound, or the default.
 func (c *gradientConfig) credsTTL() time.Duration {

@@ -435,4 +435,13 @@ next_api_key (verified when staged, never returned);
 disable_automated_rotation pauses; reads show last_vault_rotation,
 next_vault_rotation, ttl and rotation_status.
 
+Zero-touch rotation: with source=openai-service-account and
+openai_project_id (and openai_admin_key on config), api_key may be left out
+on create and every rotation with nothing staged mints a new OpenAI
+service-account key. retire_previous (always on for minted keys) retires the
+replaced key at its provider grace_period (default 1h) after the rotation:
+a minted key's service account is deleted; an Anthropic key (with
+anthropic_admin_key on config) is set inactive when exactly one key of the
+organization matches it. Reads show retire_status and retire_error.
+
 Names: ` + nameRule + "."
