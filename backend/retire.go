@@ -128,15 +128,22 @@ func (p *retirementPlan) note(k *keyEntry) {
 			next = w
 		}
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if next.IsZero() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
 		delete(p.due, k.Name)
 		return
 	}
-	p.due[k.Name] = next
-	if p.earliest.IsZero() || next.Before(p.earliest) {
-		p.earliest = next
+	p.noteAt(k.Name, next)
+}
+
+// noteAt plans another look at name at when (after a storage failure).
+func (p *retirementPlan) noteAt(name string, when time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.due[name] = when
+	if p.earliest.IsZero() || when.Before(p.earliest) {
+		p.earliest = when
 	}
 }
 
@@ -206,7 +213,7 @@ func (b *gradientBackend) retireKey(ctx context.Context, storage logical.Storage
 	k, err := getKey(ctx, storage, name)
 	if err != nil {
 		log.Error("reading a key for retirement failed; retrying next tick", "error", err)
-		b.retirements.note(&keyEntry{Name: name, Retiring: []retirement{{DueAt: now.Add(b.rotation.tickOrSecond())}}})
+		b.retirements.noteAt(name, now.Add(b.rotation.tickOrSecond()))
 		return
 	}
 	if k == nil || len(k.Retiring) == 0 {
@@ -254,7 +261,7 @@ func (b *gradientBackend) retireKey(ctx context.Context, storage logical.Storage
 		// The provider calls are repeated next time: a deleted account
 		// answers 404 and an inactive key is found inactive, both done.
 		log.Error("storing retirement state failed; retrying next tick", "error", err)
-		b.retirements.note(&keyEntry{Name: name, Retiring: []retirement{{DueAt: now.Add(b.rotation.tickOrSecond())}}})
+		b.retirements.noteAt(name, now.Add(b.rotation.tickOrSecond()))
 		return
 	}
 	b.retirements.note(k)
