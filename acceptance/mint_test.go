@@ -30,6 +30,12 @@ func TestMint_ZeroTouchRotationThroughTheCLI(t *testing.T) {
 		}
 	})
 
+	for path, field := range map[string]string{"config": "openai_admin_key", "keys/example": "source"} {
+		if out := v.vault(t, as(root).ok(), "path-help", mount+"/"+path).Stdout; !strings.Contains(out, "\n    "+field+" (") {
+			t.Errorf("path-help %s does not document %s", path, field)
+		}
+	}
+
 	rejected := mustNotLeak("sk-admin-" + randomString(alnum, 40))
 	r := v.vault(t, as(root).withStdin(rejected), "write", mount+"/config", "openai_admin_key=-")
 	if r.Code == 0 || !strings.Contains(r.Stderr, "rejected openai_admin_key (HTTP 401)") {
