@@ -289,3 +289,24 @@ func TestMint_SettingsAreChecked(t *testing.T) {
 		t.Fatalf("switching to minting: %+v", live)
 	}
 }
+
+// Deleting a minted key deletes its service accounts first, the one in use
+// and those waiting for retirement; if that fails, nothing else is deleted
+// and deleting again finishes.
+func TestMint_DeleteTakesTheServiceAccounts(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	r.createMinted("gone", nil)
+	r.mustOK(logical.UpdateOperation, "keys/gone/rotate", nil) // v1's account waits for its grace period
+	if live, _ := r.accounts("gone"); len(live) != 2 {
+		t.Fatalf("setup: %+v", live)
+	}
+	r.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/openai/v1/organization/projects/", Status: 503, Count: maxAttempts})
+	r.mustServerError(logical.DeleteOperation, "keys/gone", nil, "delete again to finish")
+	if r.platformKeyNamed(providerOpenAI, "gone") == nil || len(r.listKeys()) != 1 {
+		t.Fatal("a failed account delete deleted the key")
+	}
+	r.mustOK(logical.DeleteOperation, "keys/gone", nil)
+	if live, _ := r.accounts("gone"); len(live) != 0 || r.platformKeyNamed(providerOpenAI, "gone") != nil || len(r.listKeys()) != 0 {
+		t.Fatalf("after delete: accounts %+v", live)
+	}
+}

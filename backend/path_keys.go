@@ -383,14 +383,16 @@ func (b *gradientBackend) pathKeyDelete(ctx context.Context, req *logical.Reques
 			k.Name, len(agents), describeAgents(agents), req.MountPoint, k.Name, k.Provider)
 	}
 
+	// A minted key's service accounts go first: once the entry is gone
+	// nothing records them. Deleting one twice is a 404, which counts.
+	if err := b.retireAccountsOnDelete(ctx, c, k, b.Logger().With("name", k.Name)); err != nil {
+		return nil, err
+	}
 	// A 404 means the key is already gone from the platform: done.
 	if err := c.platform.DeleteKey(ctx, k.Provider, k.UUID); err != nil && !errors.Is(err, errPlatformNotFound) {
 		return nil, err
 	}
 	b.names.remove(k.Provider, k.Name, k.UUID)
-	if err := b.retireAccountsOnDelete(ctx, c, k, b.Logger().With("name", k.Name)); err != nil {
-		return nil, err
-	}
 	if err := deleteKey(ctx, req.Storage, k.Name); err != nil {
 		// The platform key is gone; deleting again finishes the job, since
 		// the platform's 404 counts as deleted.
