@@ -394,6 +394,16 @@ func (b *gradientBackend) mintNext(ctx context.Context, s logical.Storage, k *ke
 	})
 }
 
+// rotateOrMint rotates k (a copy with recordRotation applied) to apiKey, or
+// mints its next secret when apiKey is "" (callers allow that only for a
+// minted key).
+func (b *gradientBackend) rotateOrMint(ctx context.Context, s logical.Storage, k *keyEntry, apiKey string) error {
+	if apiKey == "" {
+		return b.mintNext(ctx, s, k)
+	}
+	return b.rotateSecret(ctx, s, k, apiKey)
+}
+
 // mintFirst mints the first secret of a key created without api_key, then
 // creates (or adopts) the platform key with it through createKey's own road.
 func (b *gradientBackend) mintFirst(ctx context.Context, s logical.Storage, c *clients, r createRequest) (*keyEntry, error) {

@@ -74,12 +74,7 @@ func (b *gradientBackend) pathKeyRotate(ctx context.Context, req *logical.Reques
 
 	rotated := *k
 	rotated.recordRotation(b.rotation.now())
-	if newKey == "" {
-		err = b.mintNext(ctx, req.Storage, &rotated)
-	} else {
-		err = b.rotateSecret(ctx, req.Storage, &rotated, newKey)
-	}
-	if err != nil {
+	if err := b.rotateOrMint(ctx, req.Storage, &rotated, newKey); err != nil {
 		return nil, err
 	}
 	b.rotation.track(&rotated)

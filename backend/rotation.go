@@ -398,12 +398,7 @@ func (s *rotationScheduler) process(ctx context.Context, storage logical.Storage
 func (s *rotationScheduler) promote(ctx context.Context, storage logical.Storage, k *keyEntry, now time.Time, log hclog.Logger) {
 	rotated := *k
 	rotated.recordRotation(now)
-	var err error
-	if k.NextAPIKey == "" {
-		err = s.b.mintNext(ctx, storage, &rotated)
-	} else {
-		err = s.b.rotateSecret(ctx, storage, &rotated, k.NextAPIKey)
-	}
+	err := s.b.rotateOrMint(ctx, storage, &rotated, k.NextAPIKey)
 	if err == nil {
 		log.Info("key rotated on schedule", "uuid", rotated.UUID, "version", rotated.Version, "next", rotated.NextVaultRotation)
 		s.track(&rotated)
