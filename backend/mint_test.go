@@ -310,3 +310,22 @@ func TestMint_DeleteTakesTheServiceAccounts(t *testing.T) {
 		t.Fatalf("after delete: accounts %+v", live)
 	}
 }
+
+// A first mint whose platform create is refused leaves no account behind
+// and stores nothing.
+func TestMint_RefusedCreateDeletesTheFirstAccount(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	r.createMinted("primer", nil) // fills the name cache
+	r.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Status: 400})
+	r.mustBadRequest(logical.CreateOperation, "keys/refused", map[string]any{
+		"provider": "openai", "source": "openai-service-account", "openai_project_id": emulator.DefaultOpenAIProjectID,
+	}, "the platform refused")
+	live, deleted := r.accounts("refused")
+	if len(live) != 0 || len(deleted) != 1 {
+		t.Fatalf("live %+v, deleted %+v", live, deleted)
+	}
+	if len(r.listKeys()) != 1 || r.platformKeyNamed(providerOpenAI, "refused") != nil {
+		t.Fatal("a refused create stored something")
+	}
+	assertSettlesOnRollback(t, r.testEnv)
+}

@@ -229,3 +229,31 @@ func TestRetire_PartialKeyHint(t *testing.T) {
 		}
 	}
 }
+
+// A revoked Anthropic admin key: the retirement is retried, the key in use
+// is untouched, and status counts it; a good admin key finishes it.
+func TestRetire_RejectedAdminKeyIsRetried(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	old, next := hintedKey("Rvk", "rvk-old", "rvkA"), hintedKey("Nxt", "rvk-new", "rvkB")
+	r.trackSecret(old)
+	r.trackSecret(next)
+	r.createKey("revoked", old, map[string]any{"retire_previous": true, "grace_period": 0})
+	r.mustOK(logical.UpdateOperation, "keys/revoked", map[string]any{"api_key": next})
+	r.emu.Revoke(testAnthropicAdminKey)
+	r.tick()
+	got := r.read("revoked")
+	if got["retire_status"] != retireRetrying || !strings.Contains(got["retire_error"].(string), "rejected anthropic_admin_key (HTTP 401)") {
+		t.Fatalf("read: %v", got)
+	}
+	if st := r.mustOK(logical.ReadOperation, "status", nil).Data; st["retirements_retrying"] != 1 {
+		t.Fatalf("status: %v", st)
+	}
+	other := "sk-ant-admin01-" + strings.Repeat("Z", 20)
+	r.trackSecret(other)
+	r.emu.AddAdminKey(emulator.ProviderAnthropic, other)
+	r.mustOK(logical.UpdateOperation, "config", map[string]any{"anthropic_admin_key": other})
+	r.tickAt(r.clock.Now().Add(firstRetryDelay))
+	if got := r.read("revoked"); got["retire_status"] != retireRetired || r.anthropicStatus(old) != "inactive" || r.anthropicStatus(next) != "active" {
+		t.Fatalf("after a good admin key: %v", got)
+	}
+}
