@@ -53,16 +53,6 @@ var (
 	}
 )
 
-// zeroTouchFields are the fields keys/<name> accepts for zero-touch rotation.
-func zeroTouchFields() map[string]*framework.FieldSchema {
-	return map[string]*framework.FieldSchema{
-		"source":            sourceField,
-		"openai_project_id": openAIProjectIDField,
-		"grace_period":      gracePeriodField,
-		"retire_previous":   retirePreviousField,
-	}
-}
-
 // mints reports whether the plugin mints the key's next secrets.
 func (k *keyEntry) mints() bool { return k.Source == sourceOpenAIServiceAccount }
 

@@ -188,7 +188,7 @@ func (p *retirementPlan) takeDue(now time.Time, limit int) []string {
 	return names
 }
 
-// pending counts what the plan holds, for tests and status.
+// pending counts the keys the plan holds.
 func (p *retirementPlan) pending() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
