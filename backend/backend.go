@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/time/rate"
 )
 
 // Version is the plugin's version, reported to Vault; set by the build with
@@ -67,6 +68,12 @@ type gradientBackend struct {
 
 	// rotation runs scheduled rotations (rotation.go).
 	rotation *rotationScheduler
+
+	// adminPace paces the providers' Admin API calls (provider_admin.go);
+	// retirements tracks when replaced keys are due for retirement
+	// (retire.go). Both outlive the clients.
+	adminPace   map[string]*rate.Limiter
+	retirements *retirementPlan
 }
 
 // clients is what a handler needs to reach the outside world, built from
@@ -75,6 +82,7 @@ type clients struct {
 	config   *gradientConfig
 	platform platform
 	verifier keyVerifier
+	admin    providerAdmin
 }
 
 // closeIdleConnections closes the idle keep-alive connections of the clients
@@ -83,7 +91,7 @@ type clients struct {
 // piled up hundreds. A request still running keeps its connection; net/http
 // closes it once idle unless another request starts on that client.
 func (c *clients) closeIdleConnections() {
-	for _, c := range []any{c.platform, c.verifier} {
+	for _, c := range []any{c.platform, c.verifier, c.admin} {
 		if c, ok := c.(interface{ CloseIdleConnections() }); ok {
 			c.CloseIdleConnections()
 		}
@@ -92,14 +100,22 @@ func (c *clients) closeIdleConnections() {
 
 func newBackend() *gradientBackend {
 	b := &gradientBackend{
-		nameLocks: locksutil.CreateLocks(),
-		uuidLocks: locksutil.CreateLocks(),
-		names:     newNameCache(),
-		budget:    newRateBudget(0, 0),
-		now:       time.Now,
-		walMaxAge: defaultWALMaxAge,
+		nameLocks:   locksutil.CreateLocks(),
+		uuidLocks:   locksutil.CreateLocks(),
+		names:       newNameCache(),
+		budget:      newRateBudget(0, 0),
+		now:         time.Now,
+		walMaxAge:   defaultWALMaxAge,
+		adminPace:   newAdminPace(),
+		retirements: newRetirementPlan(),
 	}
-	b.buildClients = func(cfg *gradientConfig) (*clients, error) { return newClients(cfg, b.budget) }
+	b.buildClients = func(cfg *gradientConfig) (*clients, error) {
+		c, err := newClients(cfg, b.budget)
+		if err == nil {
+			c.admin = newHTTPAdmin(cfg, b.adminPace)
+		}
+		return c, err
+	}
 	b.rotation = newRotationScheduler(b)
 	b.Backend = &framework.Backend{
 		Help:           backendHelp,
@@ -194,7 +210,7 @@ func newClients(cfg *gradientConfig, budget *rateBudget) (*clients, error) {
 	if cfg.VerifyKeys {
 		v = newHTTPVerifier(cfg.AnthropicURL, cfg.OpenAIURL, cfg.RequestTimeout)
 	}
-	return &clients{config: cfg, platform: p, verifier: v}, nil
+	return &clients{config: cfg, platform: p, verifier: v, admin: newHTTPAdmin(cfg, nil)}, nil
 }
 
 // skipVerification is used when verify_keys is false.

@@ -74,6 +74,7 @@ func (b *gradientBackend) createKey(ctx context.Context, s logical.Storage, c *c
 				Name: r.name, Provider: r.provider, UUID: pk.UUID, Description: r.description,
 				APIKey: r.apiKey, Version: 1, CreatedAt: pk.CreatedAt, UpdatedAt: pk.UpdatedAt,
 			}
+			r.zeroTouch.apply(k)
 			b.rotation.onCreate(k, r.rotation)
 			return nil
 		},
@@ -256,6 +257,7 @@ func (b *gradientBackend) adoptKey(ctx context.Context, s logical.Storage, c *cl
 				Name: r.name, Provider: r.provider, UUID: r.adoptUUID, Description: r.description,
 				APIKey: r.apiKey, Version: 1, CreatedAt: pk.CreatedAt, UpdatedAt: pk.UpdatedAt,
 			}
+			r.zeroTouch.apply(k)
 			b.rotation.onCreate(k, r.rotation)
 			return nil
 		},

@@ -42,6 +42,20 @@ type keyEntry struct {
 	RetryAt          time.Time `json:"retry_at,omitzero"`
 	RotationError    string    `json:"rotation_error,omitempty"`
 	OverdueWarnedAt  time.Time `json:"overdue_warned_at,omitzero"`
+
+	// Zero-touch rotation (mint.go, retire.go). ServiceAccountID is the
+	// OpenAI service account that minted the current version (never its
+	// key); Retiring holds the replaced keys waiting for their grace
+	// period, stored with the rotation that replaced them.
+	Source                  string         `json:"source,omitempty"`
+	OpenAIProjectID         string         `json:"openai_project_id,omitempty"`
+	ServiceAccountID        string         `json:"service_account_id,omitempty"`
+	ServiceAccountProjectID string         `json:"service_account_project_id,omitempty"`
+	GracePeriod             *time.Duration `json:"grace_period,omitempty"`
+	RetirePrevious          bool           `json:"retire_previous,omitempty"`
+	Retiring                []retirement   `json:"retiring,omitempty"`
+	RetireStatus            string         `json:"retire_status,omitempty"`
+	RetireError             string         `json:"retire_error,omitempty"`
 }
 
 func getKey(ctx context.Context, s logical.Storage, name string) (*keyEntry, error) {

@@ -45,6 +45,10 @@ type gradientConfig struct {
 	// CredsTTL bounds creds/<name> leases; 0 (configs written before it
 	// existed) means defaultCredsTTL.
 	CredsTTL time.Duration `json:"creds_ttl,omitempty"`
+	// The providers' admin keys, for zero-touch rotation (mint.go,
+	// retire.go): secrets, sealed with the token and never returned.
+	OpenAIAdminKey    string `json:"openai_admin_key,omitempty"`
+	AnthropicAdminKey string `json:"anthropic_admin_key,omitempty"`
 }
 
 func pathConfig(b *gradientBackend) *framework.Path {
@@ -115,6 +119,8 @@ func pathConfig(b *gradientBackend) *framework.Path {
 				Description: "Longest lease of a creds/<name> read; leases also end at the key's next rotation, and within the mount's max lease TTL.",
 				Default:     int(defaultCredsTTL.Seconds()),
 			},
+			"openai_admin_key":    openAIAdminKeyField,
+			"anthropic_admin_key": anthropicAdminKeyField,
 		},
 		ExistenceCheck: b.configExists,
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -155,6 +161,8 @@ var configResponseFields = map[string]*framework.FieldSchema{
 	"scheduler_headroom_percent": {Type: framework.TypeInt, Description: "Share of the budget scheduled work leaves to requests.", Required: true},
 	"token_set":                  {Type: framework.TypeBool, Description: "Whether a token is stored.", Required: true},
 	"creds_ttl":                  {Type: framework.TypeDurationSecond, Description: "Longest lease of a creds read, in seconds.", Required: true},
+	"openai_admin_key_set":       {Type: framework.TypeBool, Description: "Whether an OpenAI admin key is stored (minting and retiring service-account keys).", Required: true},
+	"anthropic_admin_key_set":    {Type: framework.TypeBool, Description: "Whether an Anthropic admin key is stored (retiring replaced keys).", Required: true},
 }
 
 func (b *gradientBackend) configExists(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
@@ -179,6 +187,8 @@ func (b *gradientBackend) pathConfigRead(ctx context.Context, req *logical.Reque
 		"scheduler_headroom_percent": cfg.schedulerHeadroom(),
 		"token_set":                  cfg.Token != "",
 		"creds_ttl":                  int64(cfg.credsTTL().Seconds()),
+		"openai_admin_key_set":       cfg.OpenAIAdminKey != "",
+		"anthropic_admin_key_set":    cfg.AnthropicAdminKey != "",
 	}}, nil
 }
 
@@ -207,6 +217,9 @@ func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Requ
 			return nil, callerErrorf("the platform rejected the token (HTTP 401): use a DigitalOcean token with the genai scopes; nothing was saved")
 		}
 		return nil, fmt.Errorf("checking the token with the platform (nothing was saved): %w", err)
+	}
+	if err := checkAdminKeys(ctx, c, d); err != nil {
+		return nil, err
 	}
 
 	entry, err := logical.StorageEntryJSON(configPath, cfg)
@@ -289,6 +302,9 @@ func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfi
 		}
 		cfg.SchedulerHeadroomPercent = &headroom
 	}
+	if err := mergeAdminKeys(cfg, d); err != nil {
+		return nil, err
+	}
 	return cfg, nil
 }
 
@@ -366,7 +382,12 @@ each key with its provider before it is pushed. name_cache_ttl bounds how
 often creates list the platform's key names to refuse duplicates. creds_ttl
 (default 1h) bounds the lease of a creds/<name> read. rate_limit_per_minute
 and rate_limit_per_hour are the platform's limits for this token; the mount
-paces itself under them.`
+paces itself under them.
+
+openai_admin_key (sk-admin-...) and anthropic_admin_key (sk-ant-admin...)
+enable zero-touch rotation: minting OpenAI service-account keys and retiring
+replaced keys. Each one written is checked with one admin read; neither is
+ever returned (reads show openai_admin_key_set and anthropic_admin_key_set).`
 
 // credsTTL is the configured creds lease bound, or the default.
 func (c *gradientConfig) credsTTL() time.Duration {

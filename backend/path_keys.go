@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -73,6 +74,10 @@ func pathKeys(b *gradientBackend) []*framework.Path {
 				"rotation_window":            rotationWindowField,
 				"disable_automated_rotation": disableRotationField,
 				"next_api_key":               nextAPIKeyField,
+				"source":                     sourceField,
+				"openai_project_id":          openAIProjectIDField,
+				"grace_period":               gracePeriodField,
+				"retire_previous":            retirePreviousField,
 			},
 			ExistenceCheck: b.keyExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
@@ -137,6 +142,16 @@ var keyResponseFields = map[string]*framework.FieldSchema{
 	"previous_key_hint":          {Type: framework.TypeString, Description: "Last four characters of the key the last rotation replaced."},
 	"next_key_hint":              {Type: framework.TypeString, Description: "Last four characters of the staged key; empty when none is staged."},
 	"next_key_staged_at":         {Type: framework.TypeTime, Description: "When the staged key was staged; absent when none is."},
+
+	// Zero-touch rotation (mint.go, retire.go).
+	"source":              {Type: framework.TypeString, Description: "staged or openai-service-account."},
+	"openai_project_id":   {Type: framework.TypeString, Description: "The OpenAI project minted keys come from; empty when none."},
+	"service_account_id":  {Type: framework.TypeString, Description: "The OpenAI service account that minted the current version; empty when it was not minted."},
+	"grace_period":        {Type: framework.TypeDurationSecond, Description: "Seconds a replaced key keeps working before it is retired."},
+	"retire_previous":     {Type: framework.TypeBool, Description: "Whether replaced keys are retired at their provider."},
+	"retire_status":       {Type: framework.TypeString, Description: "none, pending, retrying (see retire_error), retired, or needs_attention (a replaced key that was not touched; see retire_error)."},
+	"retire_error":        {Type: framework.TypeString, Description: "Why the last retirement failed or was not attempted; empty otherwise."},
+	"retirements_pending": {Type: framework.TypeInt, Description: "Replaced keys waiting for their grace period or a retry."},
 }
 
 func keyResponse(k *keyEntry) *logical.Response {
@@ -151,6 +166,7 @@ func keyResponse(k *keyEntry) *logical.Response {
 		"key_hint":    keyHint(k.APIKey),
 	}}
 	addRotationFields(resp.Data, k)
+	addZeroTouchFields(resp.Data, k)
 	return resp
 }
 
@@ -176,6 +192,9 @@ func (b *gradientBackend) pathKeyRead(_ context.Context, _ *logical.Request, _ *
 type createRequest struct {
 	name, provider, apiKey, description, adoptUUID string
 	rotation                                       rotationWrite
+	zeroTouch                                      zeroTouchWrite
+	// mint: no api_key was given for a minted key; its first is minted.
+	mint bool
 }
 
 func parseCreate(d *framework.FieldData) (createRequest, error) {
@@ -198,6 +217,13 @@ func parseCreate(d *framework.FieldData) (createRequest, error) {
 		return r, err
 	}
 	r.adoptUUID = uuid
+	if r.zeroTouch, err = parseZeroTouchWrite(d); err != nil {
+		return r, err
+	}
+	if src := r.zeroTouch.source; src != nil && *src == sourceOpenAIServiceAccount && strings.TrimSpace(d.Get("api_key").(string)) == "" {
+		r.mint = true
+		return r, nil
+	}
 	key, err := normalizeAPIKey(r.provider, d.Get("api_key").(string))
 	if err != nil {
 		return r, err
@@ -230,12 +256,23 @@ func (b *gradientBackend) pathKeyCreate(ctx context.Context, req *logical.Reques
 	if err != nil {
 		return nil, err
 	}
-	if err := c.verifier.Verify(ctx, r.provider, r.apiKey); err != nil {
-		return nil, err
+	if r.zeroTouch.given() {
+		probe := &keyEntry{Provider: r.provider}
+		r.zeroTouch.apply(probe)
+		if err := r.zeroTouch.check(ctx, c, probe); err != nil {
+			return nil, err
+		}
+	}
+	if !r.mint {
+		if err := c.verifier.Verify(ctx, r.provider, r.apiKey); err != nil {
+			return nil, err
+		}
 	}
 
 	var k *keyEntry
-	if r.adoptUUID != "" {
+	if r.mint {
+		k, err = b.mintFirst(ctx, req.Storage, c, r)
+	} else if r.adoptUUID != "" {
 		k, err = b.adoptKey(ctx, req.Storage, c, r)
 	} else {
 		k, err = b.createKey(ctx, req.Storage, c, r)
@@ -294,6 +331,9 @@ func (b *gradientBackend) pathKeyUpdate(ctx context.Context, req *logical.Reques
 		}
 		updated.Description = v.(string)
 	}
+	if err := b.applyZeroTouchWrite(ctx, req.Storage, d, &updated); err != nil {
+		return nil, err
+	}
 	if resp, err := b.applyRotationWrite(ctx, req, d, &updated); resp != nil || err != nil {
 		return resp, err
 	}
@@ -315,7 +355,7 @@ func (b *gradientBackend) pathKeyUpdate(ctx context.Context, req *logical.Reques
 			return b.withRotationState(keyResponse(&updated), &updated), nil
 		}
 	}
-	if updated != *k {
+	if !reflect.DeepEqual(updated, *k) {
 		if err := putKey(ctx, req.Storage, &updated); err != nil {
 			return nil, err
 		}
@@ -341,6 +381,11 @@ func (b *gradientBackend) pathKeyDelete(ctx context.Context, req *logical.Reques
 			k.Name, len(agents), describeAgents(agents), req.MountPoint, k.Name, k.Provider)
 	}
 
+	// A minted key's service accounts go first: once the entry is gone
+	// nothing records them. Deleting one twice is a 404, which counts.
+	if err := b.retireAccountsOnDelete(ctx, c, k, b.Logger().With("name", k.Name)); err != nil {
+		return nil, err
+	}
 	if err := b.deleteKeyEverywhere(ctx, req.Storage, c, k); err != nil {
 		return nil, err
 	}
@@ -383,5 +428,14 @@ rotation_window) rotate the key on schedule to the successor staged with
 next_api_key (verified when staged, never returned);
 disable_automated_rotation pauses; reads show last_vault_rotation,
 next_vault_rotation, ttl and rotation_status.
+
+Zero-touch rotation: with source=openai-service-account and
+openai_project_id (and openai_admin_key on config), api_key may be left out
+on create and every rotation with nothing staged mints a new OpenAI
+service-account key. retire_previous (always on for minted keys) retires the
+replaced key at its provider grace_period (default 1h) after the rotation:
+a minted key's service account is deleted; an Anthropic key (with
+anthropic_admin_key on config) is set inactive when exactly one key of the
+organization matches it. Reads show retire_status and retire_error.
 
 Names: ` + nameRule + "."

@@ -52,7 +52,7 @@ func (b *gradientBackend) pathKeyRotate(ctx context.Context, req *logical.Reques
 			return nil, err
 		}
 	}
-	if newKey == "" {
+	if newKey == "" && !k.mints() {
 		return nil, callerErrorf("key %q has no staged successor: stage one with `vault write %skeys/%s next_api_key=@new-key.txt`, or pass api_key= to this path", name, req.MountPoint, name)
 	}
 	if newKey == k.APIKey {
@@ -61,14 +61,14 @@ func (b *gradientBackend) pathKeyRotate(ctx context.Context, req *logical.Reques
 
 	rotated := *k
 	rotated.recordRotation(b.rotation.now())
-	if err := b.rotateSecret(ctx, req.Storage, &rotated, newKey); err != nil {
+	if err := b.rotateOrMint(ctx, req.Storage, &rotated, newKey); err != nil {
 		return nil, err
 	}
 	b.rotation.track(&rotated)
-	b.Logger().Info("key rotated on request", "name", name, "uuid", rotated.UUID, "version", rotated.Version, "staged", newKey == k.NextAPIKey)
+	b.Logger().Info("key rotated on request", "name", name, "uuid", rotated.UUID, "version", rotated.Version, "staged", newKey != "" && newKey == k.NextAPIKey, "minted", newKey == "")
 	return b.withRotationState(keyResponse(&rotated), &rotated), nil
 }
 
 const rotateHelpSynopsis = "Rotate a key now: to api_key, or to the staged next_api_key."
 
-const rotateHelpDescription = "With api_key, the key is verified with its provider and pushed to the same platform key (same uuid, so agents keep working). Without it, the successor staged with next_api_key on keys/<name> is promoted the same way. The version goes up by one, last_vault_rotation and previous_key_hint are recorded, the staged key is cleared, and the next scheduled rotation counts from now. A failure leaves the current key in place, in Vault and on the platform. With neither key, the answer says how to stage one."
+const rotateHelpDescription = "With api_key, the key is verified with its provider and pushed to the same platform key (same uuid, so agents keep working). Without it, the successor staged with next_api_key on keys/<name> is promoted the same way. The version goes up by one, last_vault_rotation and previous_key_hint are recorded, the staged key is cleared, and the next scheduled rotation counts from now. A failure leaves the current key in place, in Vault and on the platform. For a key with source=openai-service-account and nothing staged, a new key is minted (a new OpenAI service account), verified and pushed the same way. With neither, the answer says how to stage one."

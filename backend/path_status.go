@@ -38,6 +38,9 @@ func pathStatus(b *gradientBackend) *framework.Path {
 					"scheduler_queued":       {Type: framework.TypeInt, Description: "Keys in the scheduler's queue on this node.", Required: true},
 					"rate_limit":             {Type: framework.TypeMap, Description: "The platform's rate-limit budget last seen; absent when not known."},
 					"rate_limit_note":        {Type: framework.TypeString, Description: "Why rate_limit is absent, when it is."},
+					"retirements_pending":    {Type: framework.TypeInt, Description: "Replaced keys waiting to be retired at their provider (grace period or retry).", Required: true},
+					"retirements_retrying":   {Type: framework.TypeInt, Description: "Keys whose last retirement attempt failed and is retried with backoff (see retire_error).", Required: true},
+					"retirements_attention":  {Type: framework.TypeInt, Description: "Keys with a replaced key that was not retired because it could not be singled out safely (see retire_error).", Required: true},
 				}}}},
 				// The scheduler runs on the active node of the primary: ask it.
 				ForwardPerformanceStandby:   true,
@@ -57,6 +60,7 @@ func (b *gradientBackend) pathStatusRead(ctx context.Context, req *logical.Reque
 	now := b.rotation.now()
 	byProvider := map[string]any{providerAnthropic: 0, providerOpenAI: 0}
 	var enabled, next24h, due, overdue, failed int
+	var retiring retirementCounts
 	for _, name := range names {
 		k, err := getKey(ctx, req.Storage, name)
 		if err != nil {
@@ -65,6 +69,7 @@ func (b *gradientBackend) pathStatusRead(ctx context.Context, req *logical.Reque
 		if k == nil {
 			continue
 		}
+		retiring.add(k)
 		if n, ok := byProvider[k.Provider].(int); ok {
 			byProvider[k.Provider] = n + 1
 		}
@@ -96,6 +101,9 @@ func (b *gradientBackend) pathStatusRead(ctx context.Context, req *logical.Reque
 		"scheduler_state":        state,
 		"scheduler_tick_seconds": int64(b.rotation.tick.Seconds()),
 		"scheduler_queued":       queued,
+		"retirements_pending":    retiring.pending,
+		"retirements_retrying":   retiring.retrying,
+		"retirements_attention":  retiring.attention,
 	}
 	if seen := b.budget.lastSeen(); seen.At.IsZero() {
 		data["rate_limit_note"] = rateLimitNote
@@ -117,4 +125,4 @@ func (b *gradientBackend) pathStatusRead(ctx context.Context, req *logical.Reque
 
 const statusHelpSynopsis = "The mount's operations view: keys, rotations coming up, overdue and failed, scheduler state."
 
-const statusHelpDescription = "Counts the managed keys per provider, the keys with rotation on, those rotating in the next 24 hours, those due, overdue (due with no staged next_api_key) or failed (see rotation_error on keys/<name>), and reports when the scheduler last ran on the active node. rate_limit is the platform's rate-limit budget for the token as its last answer reported it (limit, remaining, reset); until a first answer, rate_limit_note says so."
+const statusHelpDescription = "Counts the managed keys per provider, the keys with rotation on, those rotating in the next 24 hours, those due, overdue (due with no staged next_api_key) or failed (see rotation_error on keys/<name>), and reports when the scheduler last ran on the active node. rate_limit is the platform's rate-limit budget for the token as its last answer reported it (limit, remaining, reset); until a first answer, rate_limit_note says so. retirements_pending, retirements_retrying and retirements_attention count the replaced keys waiting to be retired at their provider, the keys whose last retirement attempt failed (retried with backoff), and those with a replaced key that was not touched because it could not be singled out (see retire_error on keys/<name>)."

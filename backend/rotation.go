@@ -195,7 +195,7 @@ func (s *rotationScheduler) runTick(ctx context.Context) {
 	for ctx.Err() == nil {
 		item, ok := s.popDue(now)
 		if !ok {
-			return
+			break
 		}
 		// Many keys due at once rotate at the scheduler's share of the
 		// budget, leaving the headroom to requests.
@@ -205,6 +205,7 @@ func (s *rotationScheduler) runTick(ctx context.Context) {
 		}
 		s.process(ctx, storage, item.Key, now)
 	}
+	s.retireDue(ctx, storage, now)
 }
 
 func (s *rotationScheduler) setState(state string, lastRun time.Time) {
@@ -262,6 +263,7 @@ func (s *rotationScheduler) unschedule(name string) {
 // track queues (or drops) a key after a handler stored it; called under the
 // key's name lock.
 func (s *rotationScheduler) track(k *keyEntry) {
+	s.b.retirements.note(k)
 	if when := k.nextLook(); !when.IsZero() {
 		s.schedule(k.Name, when)
 		return
@@ -289,6 +291,7 @@ func (s *rotationScheduler) rebuild(ctx context.Context, storage logical.Storage
 		return fmt.Errorf("listing keys: %w", err)
 	}
 	queued := 0
+	s.b.retirements.reset()
 	for _, name := range names {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -316,6 +319,9 @@ func (s *rotationScheduler) syncKey(ctx context.Context, storage logical.Storage
 	k, err := getKey(ctx, storage, name)
 	if err != nil {
 		return false, err
+	}
+	if k != nil {
+		s.b.retirements.note(k)
 	}
 	if k == nil || !k.rotationEnabled() {
 		s.unschedule(name)
@@ -374,7 +380,7 @@ func (s *rotationScheduler) process(ctx context.Context, storage logical.Storage
 		}
 	}
 
-	if k.NextAPIKey == "" {
+	if k.NextAPIKey == "" && !k.mints() {
 		// Overdue: nothing to promote. Warn once per due period (again a
 		// period after the last warning while it stays overdue), look
 		// again every tick until a key is staged or the schedule changes.
@@ -392,12 +398,13 @@ func (s *rotationScheduler) process(ctx context.Context, storage logical.Storage
 }
 
 // promote rotates to the staged key through rotateSecret (verify, WAL, push
-// to the same uuid, one put). On failure the stored entry keeps the current
-// key, and only the failure bookkeeping is written.
+// to the same uuid, one put), or, for a minted key with nothing staged, to a
+// freshly minted one through mintNext (mint.go). On failure the stored entry
+// keeps the current key, and only the failure bookkeeping is written.
 func (s *rotationScheduler) promote(ctx context.Context, storage logical.Storage, k *keyEntry, now time.Time, log hclog.Logger) {
 	rotated := *k
 	rotated.recordRotation(now)
-	err := s.b.rotateSecret(ctx, storage, &rotated, k.NextAPIKey)
+	err := s.b.rotateOrMint(ctx, storage, &rotated, k.NextAPIKey)
 	if err == nil {
 		log.Info("key rotated on schedule", "uuid", rotated.UUID, "version", rotated.Version, "next", rotated.NextVaultRotation)
 		s.track(&rotated)

@@ -243,6 +243,7 @@ func (k *keyEntry) resetAttempts() {
 // time, the hint of the key it replaces, no staged key, no failure, and the
 // next rotation counted from now. The caller discards the copy on failure.
 func (k *keyEntry) recordRotation(now time.Time) {
+	k.retireCurrent(now)
 	k.PreviousKeyHint = keyHint(k.APIKey)
 	k.LastVaultRotation = now
 	k.NextAPIKey = ""
@@ -264,7 +265,7 @@ func (k *keyEntry) rotationState(now time.Time) (status string, ttl int64) {
 	switch {
 	case k.RotationError != "":
 		return rotationFailed, ttl
-	case enabled && !now.Before(k.NextVaultRotation) && k.NextAPIKey != "":
+	case enabled && !now.Before(k.NextVaultRotation) && (k.NextAPIKey != "" || k.mints()):
 		return rotationDue, ttl
 	case enabled && !now.Before(k.NextVaultRotation):
 		return rotationOverdue, ttl

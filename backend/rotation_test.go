@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -917,7 +918,7 @@ func TestCreds_LeaseRenewRevoke(t *testing.T) {
 		t.Fatalf("revoke: %v", resp.Error())
 	}
 	after, _ := getKey(context.Background(), r.storage, "leased")
-	if *after != *stored || r.state().AnthropicKeys[0].Secret != before.AnthropicKeys[0].Secret {
+	if !reflect.DeepEqual(after, stored) || r.state().AnthropicKeys[0].Secret != before.AnthropicKeys[0].Secret {
 		t.Fatal("revoking a lease changed the key")
 	}
 

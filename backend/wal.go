@@ -90,6 +90,9 @@ type pendingChange struct {
 	// multiStep marks an apply that makes several platform calls: a
 	// refusal of one does not mean that nothing changed.
 	multiStep bool
+	// unchanged, when set, reports after a failed multi-step apply that
+	// its first call was refused outright, so nothing changed either.
+	unchanged func() bool
 	// lingers, when it reports true after a success, keeps the entry for
 	// the periodic rollback anyway: a create sent again after a lost answer
 	// succeeded, and the first one may still land.
@@ -114,7 +117,7 @@ func (b *gradientBackend) makeChange(ctx context.Context, s logical.Storage, c p
 		return fmt.Errorf("writing the write-ahead log (nothing was changed on the platform): %w", err)
 	}
 	if err := c.apply(ctx); err != nil {
-		if !c.multiStep && platformRefused(err) {
+		if (!c.multiStep && platformRefused(err)) || (c.unchanged != nil && c.unchanged()) {
 			b.deleteWAL(ctx, s, walID)
 			return err
 		}
@@ -234,6 +237,8 @@ func decodeWAL(kind string, data any) (walEntry, error) {
 		w = &reassignWAL{}
 	case walKindDelete:
 		w = &deleteKeyWAL{}
+	case walKindMint:
+		w = &mintWAL{}
 	default:
 		return nil, errors.New("unknown kind")
 	}

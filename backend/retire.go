@@ -1,0 +1,367 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	hclog "github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Retiring replaced keys at their provider. A rotation of a key with
+// retire_previous on (always, for minted keys) stores, in the same write as
+// the new secret, a retirement of the replaced key, due after the key's
+// grace_period: consumers that hold the old key through a lease keep working
+// until then. The scheduler's tick (rotation.go) hands due retirements to
+// retireDue. Each one either succeeds, fails for now (retried with backoff,
+// shown as retire_status=retrying), or cannot be done safely (never acted
+// on, shown as needs_attention): the plugin never touches a key it cannot
+// single out, nor the key the platform uses now.
+//
+// What is kept of a replaced key is only what finds it at its provider: the
+// id of the service account that minted it, or the partial_key_hint that
+// Anthropic's Admin API shows for it (sealed, like the key entry).
+
+// Retirement states, as reads of keys/<name> show them.
+const (
+	retireNone      = "none"
+	retirePending   = "pending"
+	retireRetrying  = "retrying"
+	retireRetired   = "retired"
+	retireAttention = "needs_attention"
+)
+
+// maxRetirementsPerTick bounds the keys one tick retires; the rest wait for
+// the next tick. With the provider budget (provider_admin.go) it keeps a
+// burst of rotations from flooding the providers' Admin APIs.
+const maxRetirementsPerTick = 10
+
+// retirement is one replaced key waiting to be retired.
+type retirement struct {
+	Version int    `json:"version"`
+	KeyHint string `json:"key_hint"`
+	// A minted key: the account to delete.
+	ServiceAccountID string `json:"service_account_id,omitempty"`
+	ProjectID        string `json:"project_id,omitempty"`
+	// An Anthropic key: how its Admin API shows it. It holds the key's
+	// first characters, so it is never returned or logged.
+	PartialKeyHint string    `json:"partial_key_hint,omitempty"`
+	DueAt          time.Time `json:"due_at"`
+	Attempts       int       `json:"attempts,omitempty"`
+	NextTry        time.Time `json:"next_try,omitzero"`
+}
+
+// when is when the retirement is next tried.
+func (r retirement) when() time.Time {
+	if r.NextTry.After(r.DueAt) {
+		return r.NextTry
+	}
+	return r.DueAt
+}
+
+// retireCurrent is called by recordRotation, on the copy about to be stored
+// with the new secret: it queues the retirement of the key being replaced,
+// when there is a way to retire it. The current version's service account is
+// always queued (deleting it is the only way its key stops working, and an
+// account no entry references would leak).
+func (k *keyEntry) retireCurrent(now time.Time) {
+	account, project := k.ServiceAccountID, k.ServiceAccountProjectID
+	k.ServiceAccountID, k.ServiceAccountProjectID = "", ""
+	r := retirement{Version: k.Version, KeyHint: keyHint(k.APIKey), DueAt: now.Add(k.gracePeriod())}
+	switch {
+	case account != "":
+		if project == "" {
+			project = k.OpenAIProjectID
+		}
+		r.ServiceAccountID, r.ProjectID = account, project
+	case k.Provider == providerAnthropic && k.RetirePrevious:
+		r.PartialKeyHint = anthropicPartialHint(k.APIKey)
+	default:
+		return
+	}
+	k.Retiring = append(k.Retiring, r)
+	k.RetireStatus, k.RetireError = retirePending, ""
+}
+
+// anthropicPartialHint is what Anthropic's Admin API shows of a key: the
+// "sk-ant-api03-" prefix and the next three characters, "...", the last
+// four. "" when the key is not of that shape.
+func anthropicPartialHint(key string) string {
+	rest, ok := strings.CutPrefix(key, "sk-ant-")
+	if !ok {
+		return ""
+	}
+	dash := strings.IndexByte(rest, '-')
+	if dash < 0 {
+		return ""
+	}
+	shown := len("sk-ant-") + dash + 1 + 3
+	if len(key) < shown+4 {
+		return ""
+	}
+	return key[:shown] + "..." + key[len(key)-4:]
+}
+
+// retirementPlan is the scheduler's view of when each key next has a
+// retirement due, rebuilt from storage with the rotation queue. Like the
+// queue it is only a hint: each key is re-read under its lock before acting.
+type retirementPlan struct {
+	mu       sync.Mutex
+	due      map[string]time.Time
+	earliest time.Time // zero: nothing planned
+}
+
+func newRetirementPlan() *retirementPlan {
+	return &retirementPlan{due: map[string]time.Time{}}
+}
+
+// note records when k next has a retirement due; called under its lock.
+func (p *retirementPlan) note(k *keyEntry) {
+	var next time.Time
+	for _, r := range k.Retiring {
+		if w := r.when(); next.IsZero() || w.Before(next) {
+			next = w
+		}
+	}
+	if next.IsZero() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		delete(p.due, k.Name)
+		return
+	}
+	p.noteAt(k.Name, next)
+}
+
+// noteAt plans another look at name at when (after a storage failure).
+func (p *retirementPlan) noteAt(name string, when time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.due[name] = when
+	if p.earliest.IsZero() || when.Before(p.earliest) {
+		p.earliest = when
+	}
+}
+
+func (p *retirementPlan) reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.due = map[string]time.Time{}
+	p.earliest = time.Time{}
+}
+
+// takeDue removes and returns up to limit names due at now, earliest first.
+// A tick with nothing due compares one time and reads nothing.
+func (p *retirementPlan) takeDue(now time.Time, limit int) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.earliest.IsZero() || now.Before(p.earliest) {
+		return nil
+	}
+	var names []string
+	for name, when := range p.due {
+		if !now.Before(when) {
+			names = append(names, name)
+		}
+	}
+	slices.SortFunc(names, func(a, b string) int { return p.due[a].Compare(p.due[b]) })
+	if len(names) > limit {
+		names = names[:limit]
+	}
+	for _, n := range names {
+		delete(p.due, n)
+	}
+	p.earliest = time.Time{}
+	for _, when := range p.due {
+		if p.earliest.IsZero() || when.Before(p.earliest) {
+			p.earliest = when
+		}
+	}
+	if len(p.due) > 0 && len(names) == limit {
+		// More are due: the next tick takes them.
+		p.earliest = now
+	}
+	return names
+}
+
+// pending counts the keys the plan holds.
+func (p *retirementPlan) pending() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.due)
+}
+
+// retireDue runs the retirements due at now; called by the scheduler's tick
+// on the node that may write.
+func (s *rotationScheduler) retireDue(ctx context.Context, storage logical.Storage, now time.Time) {
+	for _, name := range s.b.retirements.takeDue(now, maxRetirementsPerTick) {
+		if ctx.Err() != nil {
+			return
+		}
+		s.b.retireKey(ctx, storage, name, now)
+	}
+}
+
+// retireKey works through the due retirements of one key under its lock.
+func (b *gradientBackend) retireKey(ctx context.Context, storage logical.Storage, name string, now time.Time) {
+	defer b.lockNames(name)()
+	log := b.Logger().With("name", name)
+	k, err := getKey(ctx, storage, name)
+	if err != nil {
+		log.Error("reading a key for retirement failed; retrying next tick", "error", err)
+		b.retirements.noteAt(name, now.Add(b.rotation.tickOrSecond()))
+		return
+	}
+	if k == nil || len(k.Retiring) == 0 {
+		return // deleted or renamed (its new name was noted when stored)
+	}
+	c, clientsErr := b.clients(ctx, storage)
+	var kept []retirement
+	changed := false
+	for _, r := range k.Retiring {
+		if now.Before(r.when()) {
+			kept = append(kept, r)
+			continue
+		}
+		changed = true
+		outcome := clientsErr
+		if outcome == nil {
+			outcome = b.retireOne(ctx, c, k, r)
+		}
+		var attention *needsAttention
+		switch {
+		case outcome == nil:
+			k.RetireStatus, k.RetireError = retireRetired, ""
+			log.Info("replaced key retired at its provider", "version", r.Version, "key_hint", r.KeyHint, "service_account_id", r.ServiceAccountID)
+		case errors.As(outcome, &attention):
+			k.RetireStatus = retireAttention
+			k.RetireError = fmt.Sprintf("version %d (key ending %s): %s", r.Version, r.KeyHint, attention.msg)
+			log.Error("a replaced key was not retired: it needs a person", "version", r.Version, "key_hint", r.KeyHint, "reason", attention.msg)
+		default:
+			msg := redact(outcome.Error(), k.APIKey, k.NextAPIKey)
+			r.Attempts++
+			r.NextTry = now.Add(retryDelay(r.Attempts))
+			kept = append(kept, r)
+			k.RetireStatus = retireRetrying
+			k.RetireError = fmt.Sprintf("retiring version %d (key ending %s) failed at %s (attempt %d), next attempt at %s: %s",
+				r.Version, r.KeyHint, now.Format(time.RFC3339), r.Attempts, r.NextTry.Format(time.RFC3339), msg)
+			log.Warn("retiring a replaced key failed; retrying with backoff", "version", r.Version, "attempt", r.Attempts, "retry_at", r.NextTry, "error", msg)
+		}
+	}
+	if !changed {
+		b.retirements.note(k)
+		return
+	}
+	k.Retiring = kept
+	if err := putKey(ctx, storage, k); err != nil {
+		// The provider calls are repeated next time: a deleted account
+		// answers 404 and an inactive key is found inactive, both done.
+		log.Error("storing retirement state failed; retrying next tick", "error", err)
+		b.retirements.noteAt(name, now.Add(b.rotation.tickOrSecond()))
+		return
+	}
+	b.retirements.note(k)
+}
+
+// needsAttention is a retirement that cannot be done safely: never retried,
+// reported.
+type needsAttention struct{ msg string }
+
+func (e *needsAttention) Error() string { return e.msg }
+
+// retireOne retires one replaced key: nil when it is retired (or was
+// already), needsAttention when it must not be touched, another error to
+// retry.
+func (b *gradientBackend) retireOne(ctx context.Context, c *clients, k *keyEntry, r retirement) error {
+	switch {
+	case r.ServiceAccountID != "":
+		if r.ServiceAccountID == k.ServiceAccountID {
+			return &needsAttention{"its service account mints the key in use now; it was not deleted"}
+		}
+		err := c.admin.DeleteServiceAccount(ctx, r.ProjectID, r.ServiceAccountID)
+		if errors.Is(err, errAdminNotFound) {
+			return nil // deleted already
+		}
+		return err
+	case r.PartialKeyHint != "":
+		return b.retireAnthropic(ctx, c, k, r)
+	}
+	return &needsAttention{"the key is not of the sk-ant-api03- shape the Admin API's partial_key_hint shows, so it cannot be found there: retire it by hand in the Anthropic console"}
+}
+
+// retireAnthropic sets the one Anthropic key whose partial_key_hint matches
+// the replaced key inactive. A hint the key in use (or the staged one)
+// shares, no match, or several matches: nothing is touched.
+func (b *gradientBackend) retireAnthropic(ctx context.Context, c *clients, k *keyEntry, r retirement) error {
+	for _, inUse := range []string{k.APIKey, k.NextAPIKey} {
+		if inUse != "" && anthropicPartialHint(inUse) == r.PartialKeyHint {
+			return &needsAttention{"it looks the same as the key in use (or the staged one) in the Admin API's partial_key_hint, so neither was touched: retire it by hand in the Anthropic console"}
+		}
+	}
+	keys, err := c.admin.ListAnthropicKeys(ctx)
+	if err != nil {
+		return err
+	}
+	var matches []anthropicKeyInfo
+	for _, ak := range keys {
+		if ak.PartialKeyHint == r.PartialKeyHint {
+			matches = append(matches, ak)
+		}
+	}
+	switch len(matches) {
+	case 0:
+		return &needsAttention{"no key in the Anthropic organization matches its partial_key_hint (deleted already, or in a workspace anthropic_admin_key cannot see); nothing was touched"}
+	case 1:
+	default:
+		ids := make([]string, len(matches))
+		for i, m := range matches {
+			ids[i] = m.ID
+		}
+		return &needsAttention{fmt.Sprintf("%d keys in the Anthropic organization match its partial_key_hint (%s), so none was touched: set the right one inactive by hand", len(matches), strings.Join(ids, ", "))}
+	}
+	if matches[0].Status != "active" {
+		return nil // inactive or archived already
+	}
+	return c.admin.SetAnthropicKeyStatus(ctx, matches[0].ID, "inactive")
+}
+
+// retireAccountsOnDelete deletes the service accounts of a minted key that
+// is being deleted, before the platform key and the entry: the one in use
+// and those waiting for retirement. Once the entry is gone nothing records
+// them, and they would leak.
+func (b *gradientBackend) retireAccountsOnDelete(ctx context.Context, c *clients, k *keyEntry, log hclog.Logger) error {
+	type account struct{ id, project string }
+	var accounts []account
+	if k.ServiceAccountID != "" {
+		accounts = append(accounts, account{k.ServiceAccountID, k.ServiceAccountProjectID})
+	}
+	for _, r := range k.Retiring {
+		if r.ServiceAccountID != "" {
+			accounts = append(accounts, account{r.ServiceAccountID, r.ProjectID})
+		}
+	}
+	for _, a := range accounts {
+		if err := c.admin.DeleteServiceAccount(ctx, a.project, a.id); err != nil && !errors.Is(err, errAdminNotFound) {
+			return fmt.Errorf("deleting service account %s of %q (the platform key and the entry are not deleted yet; delete again to finish): %w", a.id, k.Name, err)
+		}
+		log.Info("deleted the service account of a deleted key", "service_account_id", a.id)
+	}
+	return nil
+}
+
+// retirementCounts are what status counts about retirements.
+type retirementCounts struct{ pending, retrying, attention int }
+
+func (rc *retirementCounts) add(k *keyEntry) {
+	rc.pending += len(k.Retiring)
+	switch k.RetireStatus {
+	case retireRetrying:
+		rc.retrying++
+	case retireAttention:
+		rc.attention++
+	}
+}

@@ -1,0 +1,259 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+)
+
+// hintedKey is an Anthropic test key whose partial_key_hint shows head (3
+// characters) and tail (4): anthropicKey's all look alike there.
+func hintedKey(head, tag, tail string) string {
+	return "sk-ant-api03-" + head + strings.Repeat("H", 10) + tag + "-" + tail
+}
+
+// anthropicStatus is the Admin API status of secret at the emulated
+// Anthropic, "" when it does not know the key.
+func (r *rotEnv) anthropicStatus(secret string) string {
+	for _, k := range r.emu.ProviderState().AnthropicKeys {
+		if k.Secret == secret {
+			return k.Status
+		}
+	}
+	return ""
+}
+
+// hidingAdmin is the real Admin API client with some Anthropic keys left out
+// of its listings: a key deleted in the console, or in a workspace the admin
+// key cannot see. The emulator cannot delete keys, so this is the seam.
+type hidingAdmin struct {
+	providerAdmin
+	hide map[string]bool // partial_key_hint
+}
+
+func (h hidingAdmin) ListAnthropicKeys(ctx context.Context) ([]anthropicKeyInfo, error) {
+	all, err := h.providerAdmin.ListAnthropicKeys(ctx)
+	var shown []anthropicKeyInfo
+	for _, k := range all {
+		if !h.hide[k.PartialKeyHint] {
+			shown = append(shown, k)
+		}
+	}
+	return shown, err
+}
+
+// Anthropic retirement finds the replaced key by partial_key_hint, paging
+// through the organization's keys, and acts only on exactly one match.
+func TestRetire_AnthropicMatchesExactlyOneKey(t *testing.T) {
+	cases := map[string]struct {
+		// setup runs after the rotation from old to new, before the tick.
+		setup      func(r *rotEnv, old string)
+		wantStatus string
+		wantOld    string // the old key's Admin API status afterwards
+		fragments  []string
+	}{
+		"one match": {
+			setup:      func(*rotEnv, string) {},
+			wantStatus: retireRetired, wantOld: "inactive",
+		},
+		"zero matches": {
+			setup: func(r *rotEnv, old string) {
+				r.b.dropClients()
+				build := r.b.buildClients
+				r.b.buildClients = func(cfg *gradientConfig) (*clients, error) {
+					c, err := build(cfg)
+					if err == nil {
+						c.admin = hidingAdmin{c.admin, map[string]bool{anthropicPartialHint(old): true}}
+					}
+					return c, err
+				}
+			},
+			wantStatus: retireAttention, wantOld: "active",
+			fragments: []string{"no key in the Anthropic organization matches"},
+		},
+		"two matches": {
+			setup: func(r *rotEnv, old string) {
+				// Same first characters and last four: the same hint.
+				twin := old[:len("sk-ant-api03-")+3] + strings.Repeat("T", 20) + old[len(old)-4:]
+				r.emu.AddAnthropicKey(twin, "twin")
+				r.trackSecret(twin)
+			},
+			wantStatus: retireAttention, wantOld: "active",
+			fragments: []string{"2 keys in the Anthropic organization match", "none was touched"},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			r := newZeroTouchEnv(t)
+			// More keys than one page holds, so that listing pages.
+			for i := range adminPageSize + 5 {
+				r.emu.AddAnthropicKey(hintedKey(fmt.Sprintf("F%02d", i%100), fmt.Sprintf("filler%d", i), fmt.Sprintf("f%03d", i)), "")
+			}
+			old, next := hintedKey("Old", "ret-old", "oldK"), hintedKey("New", "ret-new", "newK")
+			r.trackSecret(old)
+			r.trackSecret(next)
+			r.createKey("retiring", old, map[string]any{"retire_previous": true, "grace_period": 0})
+			r.mustOK(logical.UpdateOperation, "keys/retiring", map[string]any{"api_key": next})
+			if got := r.read("retiring"); got["retire_status"] != retirePending || got["retirements_pending"] != 1 {
+				t.Fatalf("after rotation: %v", got)
+			}
+			tc.setup(r, old)
+			r.tick()
+
+			got := r.read("retiring")
+			if got["retire_status"] != tc.wantStatus || got["retirements_pending"] != 0 {
+				t.Fatalf("read: %v", got)
+			}
+			for _, f := range tc.fragments {
+				if !strings.Contains(got["retire_error"].(string), f) {
+					t.Errorf("retire_error %q lacks %q", got["retire_error"], f)
+				}
+			}
+			r.assertSecretFree("retire_error", got["retire_error"].(string))
+			if s := r.anthropicStatus(old); s != tc.wantOld {
+				t.Fatalf("old key is %q, want %q", s, tc.wantOld)
+			}
+			if s := r.anthropicStatus(next); s != "active" {
+				t.Fatalf("the key in use is %q", s)
+			}
+			for _, k := range r.emu.ProviderState().AnthropicKeys {
+				if k.Secret != old && k.Status != "active" {
+					t.Fatalf("another key was touched: %s", k.Name)
+				}
+			}
+			attention := 0
+			if tc.wantStatus == retireAttention {
+				attention = 1
+			}
+			if st := r.mustOK(logical.ReadOperation, "status", nil).Data; st["retirements_attention"] != attention || st["retirements_pending"] != 0 {
+				t.Fatalf("status: %v", st)
+			}
+		})
+	}
+}
+
+// A replaced key that looks like the key in use to the Admin API is never
+// touched, and neither is the key in use.
+func TestRetire_NeverTouchesTheKeyInUse(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	// Same first characters after the prefix and same last four.
+	old, next := hintedKey("Sam", "same-a", "tail"), hintedKey("Sam", "same-b", "tail")
+	r.trackSecret(old)
+	r.trackSecret(next)
+	r.createKey("alike", old, map[string]any{"retire_previous": true, "grace_period": 0})
+	r.mustOK(logical.UpdateOperation, "keys/alike", map[string]any{"api_key": next})
+	r.tick()
+	got := r.read("alike")
+	if got["retire_status"] != retireAttention || !strings.Contains(got["retire_error"].(string), "looks the same as the key in use") {
+		t.Fatalf("read: %v", got)
+	}
+	if r.anthropicStatus(old) != "active" || r.anthropicStatus(next) != "active" {
+		t.Fatal("a key was touched")
+	}
+}
+
+// Retirement failures retry with backoff, survive a restart (the pending
+// retirement is in storage) and show in status until they succeed.
+func TestRetire_FailuresRetryWithBackoffAcrossRestarts(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	r.createMinted("flaky", map[string]any{"grace_period": "5m"})
+	r.mustOK(logical.UpdateOperation, "keys/flaky/rotate", nil)
+	due := t0.Add(5 * time.Minute)
+
+	r.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/openai/v1/organization/projects/", Status: 503, Count: maxAttempts})
+	r.tickAt(due)
+	got := r.read("flaky")
+	if got["retire_status"] != retireRetrying || got["retirements_pending"] != 1 || !strings.Contains(got["retire_error"].(string), "HTTP 503") {
+		t.Fatalf("after a failed retirement: %v", got)
+	}
+	if st := r.mustOK(logical.ReadOperation, "status", nil).Data; st["retirements_retrying"] != 1 || st["retirements_pending"] != 1 {
+		t.Fatalf("status: %v", st)
+	}
+	if live, _ := r.accounts("flaky"); len(live) != 2 {
+		t.Fatalf("accounts: %+v", live)
+	}
+
+	r.restart()
+	r.tickAt(due.Add(firstRetryDelay - time.Second))
+	if live, _ := r.accounts("flaky"); len(live) != 2 {
+		t.Fatal("retried before the backoff ended")
+	}
+	r.tickAt(due.Add(firstRetryDelay))
+	live, deleted := r.accounts("flaky")
+	if len(live) != 1 || len(deleted) != 1 || deleted[0].Name != "vault-flaky-v1" {
+		t.Fatalf("after the retry: live %+v deleted %+v", live, deleted)
+	}
+	if got := r.read("flaky"); got["retire_status"] != retireRetired || got["retirements_pending"] != 0 || got["retire_error"] != "" {
+		t.Fatalf("after the retry: %v", got)
+	}
+}
+
+// An idle tick reads nothing for retirements either, and a burst of due
+// retirements is spread over ticks.
+func TestRetire_PlanIsPacedPerTick(t *testing.T) {
+	p := newRetirementPlan()
+	now := t0
+	if names := p.takeDue(now, 2); names != nil {
+		t.Fatalf("empty plan: %v", names)
+	}
+	for i, name := range []string{"a", "b", "c"} {
+		p.note(&keyEntry{Name: name, Retiring: []retirement{{DueAt: now.Add(time.Duration(i) * time.Second)}}})
+	}
+	p.note(&keyEntry{Name: "later", Retiring: []retirement{{DueAt: now.Add(time.Hour)}}})
+	now = now.Add(time.Minute)
+	if names := p.takeDue(now, 2); strings.Join(names, ",") != "a,b" {
+		t.Fatalf("first tick: %v", names)
+	}
+	if names := p.takeDue(now, 2); strings.Join(names, ",") != "c" {
+		t.Fatalf("second tick: %v", names)
+	}
+	if names := p.takeDue(now, 2); names != nil || p.pending() != 1 {
+		t.Fatalf("third tick: %v, %d planned", names, p.pending())
+	}
+}
+
+func TestRetire_PartialKeyHint(t *testing.T) {
+	for key, want := range map[string]string{
+		"sk-ant-api03-R2D2xxxxxxxxxxxxxxxxxigAA": "sk-ant-api03-R2D...igAA",
+		"sk-ant-api03-ab":                        "",
+		"sk-proj-abcdefghijklmnop":               "",
+	} {
+		if got := anthropicPartialHint(key); got != want {
+			t.Errorf("%s: %q, want %q", key, got, want)
+		}
+	}
+}
+
+// A revoked Anthropic admin key: the retirement is retried, the key in use
+// is untouched, and status counts it; a good admin key finishes it.
+func TestRetire_RejectedAdminKeyIsRetried(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	old, next := hintedKey("Rvk", "rvk-old", "rvkA"), hintedKey("Nxt", "rvk-new", "rvkB")
+	r.trackSecret(old)
+	r.trackSecret(next)
+	r.createKey("revoked", old, map[string]any{"retire_previous": true, "grace_period": 0})
+	r.mustOK(logical.UpdateOperation, "keys/revoked", map[string]any{"api_key": next})
+	r.emu.Revoke(testAnthropicAdminKey)
+	r.tick()
+	got := r.read("revoked")
+	if got["retire_status"] != retireRetrying || !strings.Contains(got["retire_error"].(string), "rejected anthropic_admin_key (HTTP 401)") {
+		t.Fatalf("read: %v", got)
+	}
+	if st := r.mustOK(logical.ReadOperation, "status", nil).Data; st["retirements_retrying"] != 1 {
+		t.Fatalf("status: %v", st)
+	}
+	other := "sk-ant-admin01-" + strings.Repeat("Z", 20)
+	r.trackSecret(other)
+	r.emu.AddAdminKey(emulator.ProviderAnthropic, other)
+	r.mustOK(logical.UpdateOperation, "config", map[string]any{"anthropic_admin_key": other})
+	r.tickAt(r.clock.Now().Add(firstRetryDelay))
+	if got := r.read("revoked"); got["retire_status"] != retireRetired || r.anthropicStatus(old) != "inactive" || r.anthropicStatus(next) != "active" {
+		t.Fatalf("after a good admin key: %v", got)
+	}
+}
