@@ -42,6 +42,10 @@ type gradientConfig struct {
 	// CredsTTL bounds creds/<name> leases; 0 (configs written before it
 	// existed) means defaultCredsTTL.
 	CredsTTL time.Duration `json:"creds_ttl,omitempty"`
+	// SyncInterval is how often the active node compares the platform's
+	// keys with the mount (sync.go); 0 turns it off, nil (configs written
+	// before it existed) means the default.
+	SyncInterval *time.Duration `json:"sync_interval,omitempty"`
 }
 
 func pathConfig(b *gradientBackend) *framework.Path {
@@ -107,6 +111,11 @@ func pathConfig(b *gradientBackend) *framework.Path {
 				Description: "Longest lease of a creds/<name> read; leases also end at the key's next rotation, and within the mount's max lease TTL.",
 				Default:     int(defaultCredsTTL.Seconds()),
 			},
+			"sync_interval": {
+				Type:        framework.TypeDurationSecond,
+				Description: "How often the active node compares the platform's keys with the mount to find drift; 0 turns the periodic sync off (sync still runs on request).",
+				Default:     int(defaultSyncInterval.Seconds()),
+			},
 		},
 		ExistenceCheck: b.configExists,
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -146,6 +155,7 @@ var configResponseFields = map[string]*framework.FieldSchema{
 	"rate_limit_per_hour":   {Type: framework.TypeInt, Description: "The platform's requests per rolling hour.", Required: true},
 	"token_set":             {Type: framework.TypeBool, Description: "Whether a token is stored.", Required: true},
 	"creds_ttl":             {Type: framework.TypeDurationSecond, Description: "Longest lease of a creds read, in seconds.", Required: true},
+	"sync_interval":         {Type: framework.TypeDurationSecond, Description: "Seconds between periodic syncs; 0 when off.", Required: true},
 }
 
 func (b *gradientBackend) configExists(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
@@ -169,6 +179,7 @@ func (b *gradientBackend) pathConfigRead(ctx context.Context, req *logical.Reque
 		"rate_limit_per_hour":   orDefault(cfg.RateLimitPerHour, defaultRateLimitPerHour),
 		"token_set":             cfg.Token != "",
 		"creds_ttl":             int64(cfg.credsTTL().Seconds()),
+		"sync_interval":         int64(cfg.syncInterval().Seconds()),
 	}}, nil
 }
 
@@ -264,6 +275,13 @@ func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfi
 			return nil, callerErrorf("name_cache_ttl must be 0 or more, e.g. 10s")
 		}
 	}
+	if v, ok := d.GetOk("sync_interval"); ok {
+		interval := time.Duration(v.(int)) * time.Second
+		if interval < 0 {
+			return nil, callerErrorf("sync_interval must be 0 (off) or more, e.g. 10m")
+		}
+		cfg.SyncInterval = &interval
+	}
 	for field, target := range map[string]*int{"rate_limit_per_minute": &cfg.RateLimitPerMinute, "rate_limit_per_hour": &cfg.RateLimitPerHour} {
 		if v, ok := d.GetOk(field); ok {
 			*target = v.(int)
@@ -341,7 +359,8 @@ each key with its provider before it is pushed. name_cache_ttl bounds how
 often creates list the platform's key names to refuse duplicates. creds_ttl
 (default 1h) bounds the lease of a creds/<name> read. rate_limit_per_minute
 and rate_limit_per_hour are the platform's limits for this token; the mount
-paces itself under them.`
+paces itself under them. sync_interval (default 10m, 0 off) is how often the
+active node compares the platform's keys with the mount (see sync).`
 
 // credsTTL is the configured creds lease bound, or the default.
 func (c *gradientConfig) credsTTL() time.Duration {

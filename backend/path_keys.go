@@ -137,6 +137,10 @@ var keyResponseFields = map[string]*framework.FieldSchema{
 	"previous_key_hint":          {Type: framework.TypeString, Description: "Last four characters of the key the last rotation replaced."},
 	"next_key_hint":              {Type: framework.TypeString, Description: "Last four characters of the staged key; empty when none is staged."},
 	"next_key_staged_at":         {Type: framework.TypeTime, Description: "When the staged key was staged; absent when none is."},
+
+	// Drift (sync.go), on reads.
+	"sync_status": {Type: framework.TypeString, Description: "in_sync, missing (deleted on the platform), renamed or modified_outside, as of last_synced; repair with keys/<name>/sync."},
+	"last_synced": {Type: framework.TypeTime, Description: "When the sync that last compared the key started; absent when none has since Vault took the key in."},
 }
 
 func keyResponse(k *keyEntry) *logical.Response {
@@ -168,8 +172,9 @@ func (b *gradientBackend) pathKeysList(ctx context.Context, req *logical.Request
 	return logical.ListResponse(names), nil
 }
 
-func (b *gradientBackend) pathKeyRead(_ context.Context, _ *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
-	return b.withRotationState(keyResponse(k), k), nil
+func (b *gradientBackend) pathKeyRead(ctx context.Context, req *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
+	resp := b.withRotationState(keyResponse(k), k)
+	return resp, addSyncFields(ctx, req.Storage, resp.Data, k)
 }
 
 // createRequest is a validated create.

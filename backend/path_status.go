@@ -38,6 +38,10 @@ func pathStatus(b *gradientBackend) *framework.Path {
 					"scheduler_queued":       {Type: framework.TypeInt, Description: "Keys in the scheduler's queue on this node.", Required: true},
 					"rate_limit":             {Type: framework.TypeMap, Description: "The platform's rate-limit budget last seen; absent when not known."},
 					"rate_limit_note":        {Type: framework.TypeString, Description: "Why rate_limit is absent, when it is."},
+					"sync_interval_seconds":  syncStatusFields["sync_interval_seconds"],
+					"sync_last_run":          syncStatusFields["sync_last_run"],
+					"sync_counts":            syncStatusFields["sync_counts"],
+					"sync_last_error":        syncStatusFields["sync_last_error"],
 				}}}},
 				// The scheduler runs on the active node of the primary: ask it.
 				ForwardPerformanceStandby:   true,
@@ -112,7 +116,7 @@ func (b *gradientBackend) pathStatusRead(ctx context.Context, req *logical.Reque
 	if !lastRun.IsZero() {
 		data["scheduler_last_run"] = lastRun.Format(time.RFC3339)
 	}
-	return &logical.Response{Data: data}, nil
+	return &logical.Response{Data: data}, b.addSyncStatus(ctx, req.Storage, data)
 }
 
 const statusHelpSynopsis = "The mount's operations view: keys, rotations coming up, overdue and failed, scheduler state."

@@ -220,6 +220,8 @@ func decodeWAL(kind string, data any) (walEntry, error) {
 		w = &renameWAL{}
 	case walKindReassign:
 		w = &reassignWAL{}
+	case walKindRepair:
+		w = &repairWAL{}
 	default:
 		return nil, errors.New("unknown kind")
 	}
