@@ -88,7 +88,8 @@ func (b *gradientBackend) pathPlatformKeysList(ctx context.Context, req *logical
 			"adopt_hint": adoptHint(req.MountPoint, k),
 		}
 	}
-	resp := logical.ListResponseWithInfo(uuids, info)
+	// Both fields always, even empty: the schema says so.
+	resp := &logical.Response{Data: map[string]any{"keys": uuids, "key_info": info}}
 	if st.LastRun.IsZero() {
 		resp.AddWarning(fmt.Sprintf(noSyncYet, req.MountPoint))
 	}

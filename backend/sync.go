@@ -277,7 +277,7 @@ func (b *gradientBackend) runSync(ctx context.Context, s logical.Storage) (*sync
 	if err != nil {
 		return nil, err
 	}
-	res := &syncResult{started: b.now().UTC(), drifted: map[string]string{}}
+	res := &syncResult{started: b.syncer.clock().UTC().Truncate(time.Second), drifted: map[string]string{}}
 	listing := map[string]map[string]platformKey{}
 	for _, provider := range []string{providerAnthropic, providerOpenAI} {
 		keys, err := c.platform.ListKeys(ctx, provider)
@@ -511,8 +511,10 @@ func (b *gradientBackend) clean(ctx context.Context) {
 // only where storage may be written (the active node of the primary, or a
 // local mount): a standby or a performance standby never calls the
 // platform for it. A sync is due sync_interval after the last completed one
-// (kept in storage, so a failover does not reset it), after the last attempt
-// on this node, and after this node started.
+// (kept in storage, so a failover or a reload keeps the pace), or after this
+// node started when none ever completed, and never sooner than
+// sync_interval after this node's last attempt (a platform that is down is
+// not asked every tick).
 func (s *syncScheduler) runTick(ctx context.Context) {
 	s.mu.Lock()
 	storage := s.storage
@@ -536,10 +538,11 @@ func (s *syncScheduler) runTick(ctx context.Context) {
 	now := s.clock()
 	s.mu.Lock()
 	base := st.LastRun
-	for _, t := range []time.Time{s.lastAttempt, s.started} {
-		if t.After(base) {
-			base = t
-		}
+	if base.IsZero() {
+		base = s.started
+	}
+	if s.lastAttempt.After(base) {
+		base = s.lastAttempt
 	}
 	if now.Before(base.Add(interval)) {
 		s.mu.Unlock()
