@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/digitalocean/godo"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -395,5 +396,56 @@ func TestSync_FailedListingRecordsNothing(t *testing.T) {
 	}
 	if _, ok := e.mustOK(logical.ReadOperation, "status", nil).Data["sync_last_run"]; ok {
 		t.Fatal("a failed sync counted as run")
+	}
+}
+
+// A repair whose answer is lost (the platform applied it and dropped the
+// connection) or that the platform refuses with a 5xx stays on the WAL
+// road: the entry is undone at once by pushing Vault's name and secret
+// again, kept for the periodic rollback, which settles it; the platform ends
+// up as Vault holds the key, and no entry is left.
+func TestSyncRepair_AmbiguousFailureSettlesThroughTheWAL(t *testing.T) {
+	for _, mode := range []string{"drop", "status"} {
+		t.Run(mode, func(t *testing.T) {
+			e := newTestEnv(t, nil)
+			secret := anthropicKey("w-vault")
+			uuid := e.createManaged("walled", secret)
+			e.renameOutside(uuid, "walled-console")
+			e.sync()
+			// Fail every attempt of the repair's PUT, retries included;
+			// the undo's PUT then goes through.
+			e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Mode: mode, Status: 503, Count: maxAttempts})
+			resp, err := e.request(logical.UpdateOperation, "keys/walled/sync", nil)
+			if err == nil && (resp == nil || !resp.IsError()) {
+				t.Fatalf("want the repair to fail, got %v", resp)
+			}
+			assertSettlesOnRollback(t, e)
+			if pk := e.platformKeyByUUID(uuid); pk.Name != "walled" || pk.Secret != secret {
+				t.Fatalf("platform key after the rollback: %+v", pk)
+			}
+			// The undo recorded its own write: a sync finds the key in sync.
+			wantCounts(t, e.sync(), map[string]int{"in_sync": 1, "renamed": 0, "modified_outside": 0})
+		})
+	}
+}
+
+// A periodic sync that fails says so on status until one completes.
+func TestSync_PeriodicFailureShowsOnStatus(t *testing.T) {
+	r := newSyncEnv(t, map[string]any{"sync_interval": "10m"})
+	r.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/anthropic/keys", Status: 401})
+	r.advance(10 * time.Minute)
+	r.syncTick()
+	st := r.mustOK(logical.ReadOperation, "status", nil).Data
+	if msg, _ := st["sync_last_error"].(string); !strings.Contains(msg, "nothing was recorded") {
+		t.Fatalf("sync_last_error = %v", st["sync_last_error"])
+	}
+	if _, ok := st["sync_last_run"]; ok {
+		t.Fatal("a failed sync counted as run")
+	}
+	r.advance(10 * time.Minute)
+	r.syncTick()
+	st = r.mustOK(logical.ReadOperation, "status", nil).Data
+	if _, ok := st["sync_last_error"]; ok || st["sync_last_run"] == nil {
+		t.Fatalf("after a sync that completed: %v", st)
 	}
 }

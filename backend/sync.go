@@ -314,6 +314,11 @@ func (b *gradientBackend) runSync(ctx context.Context, s logical.Storage) (*sync
 		}
 	}
 
+	// Keys Vault created or renamed while the loop ran are not in names,
+	// but may be in the listing: they are managed, not someone else's.
+	if err := addLateKeys(ctx, s, names, managed); err != nil {
+		return nil, err
+	}
 	var unmanaged []unmanagedKey
 	for _, provider := range []string{providerAnthropic, providerOpenAI} {
 		for uuid, k := range listing[provider] {
@@ -340,6 +345,32 @@ func (b *gradientBackend) runSync(ctx context.Context, s logical.Storage) (*sync
 	b.Logger().Info("sync done", "in_sync", res.counts.InSync, "missing", res.counts.Missing, "renamed", res.counts.Renamed,
 		"modified_outside", res.counts.Modified, "unmanaged", res.counts.Unmanaged)
 	return res, nil
+}
+
+// addLateKeys adds to managed the uuids of keys stored under names that
+// were not in seen.
+func addLateKeys(ctx context.Context, s logical.Storage, seen []string, managed map[string]bool) error {
+	names, err := s.List(ctx, keyStoragePrefix)
+	if err != nil {
+		return fmt.Errorf("listing keys: %w", err)
+	}
+	known := make(map[string]bool, len(seen))
+	for _, n := range seen {
+		known[n] = true
+	}
+	for _, n := range names {
+		if known[n] {
+			continue
+		}
+		k, err := getKey(ctx, s, n)
+		if err != nil {
+			return err
+		}
+		if k != nil {
+			managed[strings.ToLower(k.UUID)] = true
+		}
+	}
+	return nil
 }
 
 // syncKey compares one stored key with the listing, under its name lock, and
