@@ -449,3 +449,30 @@ func TestSync_PeriodicFailureShowsOnStatus(t *testing.T) {
 		t.Fatalf("after a sync that completed: %v", st)
 	}
 }
+
+// A reassign records where the agents went: the key they left is known to
+// have none, the key they moved to is known to have them, and a repair of
+// either after a deletion outside Vault says so.
+func TestSyncRepair_AgentsRecordedByReassign(t *testing.T) {
+	e := newTestEnv(t, nil)
+	from := e.createManaged("from", anthropicKey("ra-from"))
+	to := e.createManaged("to", anthropicKey("ra-to"))
+	agent := e.createAgent("moved-bot", providerAnthropic, from)
+	e.mustOK(logical.UpdateOperation, "keys/from/reassign", map[string]any{"to": "to"})
+	e.deleteOutside(from)
+	e.deleteOutside(to)
+	wantCounts(t, e.sync(), map[string]int{"missing": 2})
+
+	got := e.mustOK(logical.UpdateOperation, "keys/to/sync", nil).Data
+	lost := got["agents_lost_key"].([]map[string]any)
+	if len(lost) != 1 || lost[0]["uuid"] != agent.Uuid {
+		t.Fatalf("to: agents_lost_key = %v", lost)
+	}
+	got = e.mustOK(logical.UpdateOperation, "keys/from/sync", nil).Data
+	if lost := got["agents_lost_key"].([]map[string]any); len(lost) != 0 {
+		t.Fatalf("from: agents_lost_key = %v, want none (they were moved away)", lost)
+	}
+	if note := got["agents_note"].(string); !strings.Contains(note, "No agent used the old key") {
+		t.Fatalf("from: agents_note = %s", note)
+	}
+}
