@@ -476,3 +476,20 @@ func TestSyncRepair_AgentsRecordedByReassign(t *testing.T) {
 		t.Fatalf("from: agents_note = %s", note)
 	}
 }
+
+// An undo is Vault's own write too: a rotation whose answers were lost is
+// undone by pushing the stored secret back, and the platform's updated_at of
+// that push is recorded, so the next sync does not call the key modified.
+func TestSync_UndoneRotationIsNotDrift(t *testing.T) {
+	e := newTestEnv(t, nil)
+	secret := anthropicKey("ur-1")
+	uuid := e.createManaged("undone", secret)
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Mode: "drop", Count: maxAttempts})
+	if resp, err := e.request(logical.UpdateOperation, "keys/undone", map[string]any{"api_key": anthropicKey("ur-2")}); err == nil && (resp == nil || !resp.IsError()) {
+		t.Fatalf("want the rotation to fail, got %v", resp)
+	}
+	if pk := e.platformKeyByUUID(uuid); pk.Secret != secret {
+		t.Fatalf("the undo did not push the stored secret back: %+v", pk)
+	}
+	wantCounts(t, e.sync(), map[string]int{"in_sync": 1, "modified_outside": 0})
+}

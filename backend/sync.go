@@ -619,3 +619,19 @@ func (b *gradientBackend) noteAgentsMoved(ctx context.Context, s logical.Storage
 	}
 	b.noteAgents(ctx, s, k, append(all, moved...))
 }
+
+// recordPlatformWrite stores the platform's updated_at from the answer to a
+// write Vault made outside a handler's commit (an undo), so that the next
+// sync does not take Vault's own push for a change made elsewhere. The
+// caller holds the key's locks. A failure is only logged: it costs a
+// modified_outside that a repair clears.
+func (b *gradientBackend) recordPlatformWrite(ctx context.Context, s logical.Storage, uuid string, updatedAt time.Time) {
+	k, err := findKeyByUUID(ctx, s, uuid)
+	if err != nil || k == nil || !updatedAt.After(k.UpdatedAt) {
+		return
+	}
+	k.UpdatedAt = updatedAt
+	if err := putKey(ctx, s, k); err != nil {
+		b.Logger().Warn("could not record the platform's updated_at after an undo; the next sync may report modified_outside", "uuid", uuid, "error", err)
+	}
+}

@@ -57,15 +57,7 @@ func (w *repairWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 		return fmt.Errorf("finishing the repair of %s: %w", w.UUID, err)
 	}
 	b.names.put(w.Provider, stored.Name, w.UUID)
-	// Record the platform's updated_at of this write, so that the next
-	// sync does not take Vault's own push for a change made elsewhere. A
-	// failure only costs a modified_outside that a repair clears.
-	if pk.UpdatedAt.After(stored.UpdatedAt) {
-		stored.UpdatedAt = pk.UpdatedAt
-		if err := putKey(ctx, s, stored); err != nil {
-			b.Logger().Warn("could not record updated_at after finishing a repair", "uuid", w.UUID, "error", err)
-		}
-	}
+	b.recordPlatformWrite(ctx, s, w.UUID, pk.UpdatedAt)
 	return nil
 }
 
