@@ -493,3 +493,31 @@ func TestSync_UndoneRotationIsNotDrift(t *testing.T) {
 	}
 	wantCounts(t, e.sync(), map[string]int{"in_sync": 1, "modified_outside": 0})
 }
+
+// Drift seen in a listing is confirmed with one get of the key; drift that
+// persists unchanged is not fetched again at the next sync: a sync then
+// costs its listing pages only.
+func TestSync_PersistentDriftCostsNoExtraCalls(t *testing.T) {
+	e := newTestEnv(t, nil)
+	uuid := e.createManaged("left-renamed", anthropicKey("pd-1"))
+	e.deleteOutside(e.createManaged("left-deleted", anthropicKey("pd-2")))
+	e.renameOutside(uuid, "renamed-on-purpose")
+
+	before := e.platformCalls()
+	e.sync()
+	if got := e.platformCalls() - before; got != 4 {
+		t.Fatalf("first sync: %d calls, want 2 listing pages and 2 confirmations", got)
+	}
+	before = e.platformCalls()
+	wantCounts(t, e.sync(), map[string]int{"missing": 1, "renamed": 1})
+	if got := e.platformCalls() - before; got != 2 {
+		t.Fatalf("second sync: %d calls, want the 2 listing pages only", got)
+	}
+	// A change since is confirmed again.
+	e.renameOutside(uuid, "renamed-again")
+	before = e.platformCalls()
+	e.sync()
+	if got := e.platformCalls() - before; got != 3 {
+		t.Fatalf("after another change: %d calls, want 2 pages and 1 confirmation", got)
+	}
+}

@@ -373,10 +373,23 @@ func addLateKeys(ctx context.Context, s logical.Storage, seen []string, managed 
 	return nil
 }
 
+// confirms reports that the last sync already confirmed what the listing
+// shows of k: drift that persists is not fetched again at every sync (100
+// keys left renamed on purpose would otherwise cost 600 requests an hour).
+// A uuid once gone stays gone; a key the platform shows exactly as before
+// has not changed since.
+func (r *keySyncRecord) confirms(k *keyEntry, found bool, pk platformKey) bool {
+	if !r.compares(k) || r.Found != found {
+		return false
+	}
+	return !found || (r.Name == pk.Name && r.UpdatedAt.Equal(pk.UpdatedAt))
+}
+
 // syncKey compares one stored key with the listing, under its name lock, and
 // records what it found. Drift seen in the listing is confirmed with a get of
-// the key itself: the listing is older than the entry may be (a create, a
-// rename or a rotation by Vault that finished meanwhile). It returns the
+// the key itself, unless the last sync confirmed the same: the listing is
+// older than the entry may be (a create, a rename or a rotation by Vault
+// that finished meanwhile). It returns the
 // key's uuid, or "" when the key was deleted meanwhile.
 func (b *gradientBackend) syncKey(ctx context.Context, s logical.Storage, c *clients, name string, listing map[string]map[string]platformKey, started time.Time) (string, string, error) {
 	defer b.lockNames(name)()
@@ -384,9 +397,13 @@ func (b *gradientBackend) syncKey(ctx context.Context, s logical.Storage, c *cli
 	if err != nil || k == nil {
 		return "", "", err
 	}
+	rec, err := getSyncRecord(ctx, s, name)
+	if err != nil {
+		return "", "", err
+	}
 	pk, found := listing[k.Provider][strings.ToLower(k.UUID)]
 	status := driftOf(k, found, pk)
-	if status != syncInSync {
+	if status != syncInSync && !rec.confirms(k, found, pk) {
 		current, err := c.platform.GetKey(ctx, k.Provider, k.UUID)
 		switch {
 		case errors.Is(err, errPlatformNotFound):
@@ -397,10 +414,6 @@ func (b *gradientBackend) syncKey(ctx context.Context, s logical.Storage, c *cli
 			pk, found = current, true
 		}
 		status = driftOf(k, found, pk)
-	}
-	rec, err := getSyncRecord(ctx, s, name)
-	if err != nil {
-		return "", "", err
 	}
 	next := &keySyncRecord{UUID: k.UUID, SyncedAt: started, Found: found, Name: pk.Name, UpdatedAt: pk.UpdatedAt}
 	if rec != nil && strings.EqualFold(rec.UUID, k.UUID) {
