@@ -74,6 +74,8 @@ type gradientBackend struct {
 	// (retire.go). Both outlive the clients.
 	adminPace   map[string]*rate.Limiter
 	retirements *retirementPlan
+	// syncer runs the periodic sync (sync.go).
+	syncer *syncScheduler
 }
 
 // clients is what a handler needs to reach the outside world, built from
@@ -117,6 +119,7 @@ func newBackend() *gradientBackend {
 		return c, err
 	}
 	b.rotation = newRotationScheduler(b)
+	b.syncer = newSyncScheduler(b)
 	b.Backend = &framework.Backend{
 		Help:           backendHelp,
 		BackendType:    logical.TypeLogical,
@@ -134,13 +137,14 @@ func newBackend() *gradientBackend {
 		},
 		Paths: framework.PathAppend(
 			// keys/<name>/rotate comes before the keys/<name> catch-all.
-			[]*framework.Path{pathConfig(b), pathKeyRotate(b), pathStatus(b)},
+			[]*framework.Path{pathConfig(b), pathKeyRotate(b), pathKeySync(b), pathStatus(b)},
 			pathKeys(b),
-			[]*framework.Path{pathRename(b), pathCreds(b)},
+			[]*framework.Path{pathRename(b), pathCreds(b), pathSync(b)},
+			pathPlatformKeys(b),
 		),
 		Secrets:           []*framework.Secret{secretCreds(b)},
-		InitializeFunc:    b.initializeRotation,
-		Clean:             b.cleanRotation,
+		InitializeFunc:    b.initialize,
+		Clean:             b.clean,
 		Invalidate:        b.invalidate,
 		WALRollback:       b.walRollback,
 		WALRollbackMinAge: walRollbackMinAge,

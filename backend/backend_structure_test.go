@@ -81,6 +81,10 @@ func TestBackend_Routing(t *testing.T) {
 		"keys/Upper Case":  "keys/(?P<name>.*)",
 		"keys/ok/agents":   "agents",
 		"keys/ok/reassign": "reassign",
+		"keys/ok/sync":     "/sync",
+		"keys/sync":        "keys/(?P<name>.*)",
+		"platform-keys/":   "platform-keys/?",
+		"platform-keys/x":  "platform-keys/(?P<uuid>",
 		"rename/a/b":       "rename/",
 		"creds/x":          "creds/",
 	}

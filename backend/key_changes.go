@@ -354,8 +354,12 @@ func (w *rotateWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 	if err != nil {
 		return fmt.Errorf("rolling back the rotation of %s: %w", w.UUID, err)
 	}
-	if _, err := c.platform.UpdateKey(ctx, w.Provider, w.UUID, keyChange{Secret: stored.APIKey}); err != nil && !errors.Is(err, errPlatformNotFound) {
+	pk, err := c.platform.UpdateKey(ctx, w.Provider, w.UUID, keyChange{Secret: stored.APIKey})
+	if err != nil && !errors.Is(err, errPlatformNotFound) {
 		return fmt.Errorf("rolling back the rotation of %s: %w", w.UUID, err)
+	}
+	if err == nil {
+		b.recordPlatformWrite(ctx, s, w.UUID, pk.UpdatedAt)
 	}
 	b.Logger().Warn("pushed the stored secret back after an incomplete rotation", "uuid", w.UUID, "name", stored.Name, "version", stored.Version)
 	return nil
@@ -456,8 +460,12 @@ func (b *gradientBackend) pushName(ctx context.Context, s logical.Storage, provi
 	if err != nil {
 		return fmt.Errorf("restoring the name of %s: %w", uuid, err)
 	}
-	if _, err := c.platform.UpdateKey(ctx, provider, uuid, keyChange{Name: name}); err != nil && !errors.Is(err, errPlatformNotFound) {
+	pk, err := c.platform.UpdateKey(ctx, provider, uuid, keyChange{Name: name})
+	if err != nil && !errors.Is(err, errPlatformNotFound) {
 		return fmt.Errorf("restoring the name of %s: %w", uuid, err)
+	}
+	if err == nil {
+		b.recordPlatformWrite(ctx, s, uuid, pk.UpdatedAt)
 	}
 	b.names.remove(provider, from, uuid)
 	b.names.put(provider, name, uuid)

@@ -24,7 +24,8 @@ func pathKeyAgents(b *gradientBackend) *framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
-				Callback:     b.readingKey(b.pathKeyAgentsRead),
+				// Under the key's lock: the agents seen are recorded (sync.go).
+				Callback:     b.changingKey(b.pathKeyAgentsRead),
 				Summary:      "List the platform agents that use the key, all pages.",
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
 				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
@@ -72,6 +73,7 @@ func (b *gradientBackend) pathKeyAgentsRead(ctx context.Context, req *logical.Re
 	if err != nil {
 		return nil, keyGoneIfNotFound(err, k)
 	}
+	b.noteAgents(ctx, req.Storage, k, agents)
 	return &logical.Response{Data: map[string]any{"agents": agentList(agents)}}, nil
 }
 
@@ -115,6 +117,8 @@ func (b *gradientBackend) pathKeyReassign(ctx context.Context, req *logical.Requ
 		return nil, err
 	}
 	b.Logger().Info("agents reassigned", "from", name, "to", to, "count", len(agents))
+	b.noteAgents(ctx, req.Storage, from, nil)
+	b.noteAgentsMoved(ctx, req.Storage, target, agents)
 	resp := &logical.Response{Data: map[string]any{"moved": agentList(agents), "to": to}}
 	for _, w := range warnings {
 		resp.AddWarning(w)

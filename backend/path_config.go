@@ -49,6 +49,10 @@ type gradientConfig struct {
 	// retire.go): secrets, sealed with the token and never returned.
 	OpenAIAdminKey    string `json:"openai_admin_key,omitempty"`
 	AnthropicAdminKey string `json:"anthropic_admin_key,omitempty"`
+	// SyncInterval is how often the active node compares the platform's
+	// keys with the mount (sync.go); 0 turns it off, nil (configs written
+	// before it existed) means the default.
+	SyncInterval *time.Duration `json:"sync_interval,omitempty"`
 }
 
 func pathConfig(b *gradientBackend) *framework.Path {
@@ -121,6 +125,11 @@ func pathConfig(b *gradientBackend) *framework.Path {
 			},
 			"openai_admin_key":    openAIAdminKeyField,
 			"anthropic_admin_key": anthropicAdminKeyField,
+			"sync_interval": {
+				Type:        framework.TypeDurationSecond,
+				Description: "How often the active node compares the platform's keys with the mount to find drift; 0 turns the periodic sync off (sync still runs on request).",
+				Default:     int(defaultSyncInterval.Seconds()),
+			},
 		},
 		ExistenceCheck: b.configExists,
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -163,6 +172,7 @@ var configResponseFields = map[string]*framework.FieldSchema{
 	"creds_ttl":                  {Type: framework.TypeDurationSecond, Description: "Longest lease of a creds read, in seconds.", Required: true},
 	"openai_admin_key_set":       {Type: framework.TypeBool, Description: "Whether an OpenAI admin key is stored (minting and retiring service-account keys).", Required: true},
 	"anthropic_admin_key_set":    {Type: framework.TypeBool, Description: "Whether an Anthropic admin key is stored (retiring replaced keys).", Required: true},
+	"sync_interval":              {Type: framework.TypeDurationSecond, Description: "Seconds between periodic syncs; 0 when off.", Required: true},
 }
 
 func (b *gradientBackend) configExists(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
@@ -189,6 +199,7 @@ func (b *gradientBackend) pathConfigRead(ctx context.Context, req *logical.Reque
 		"creds_ttl":                  int64(cfg.credsTTL().Seconds()),
 		"openai_admin_key_set":       cfg.OpenAIAdminKey != "",
 		"anthropic_admin_key_set":    cfg.AnthropicAdminKey != "",
+		"sync_interval":              int64(cfg.syncInterval().Seconds()),
 	}}, nil
 }
 
@@ -287,6 +298,13 @@ func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfi
 			return nil, callerErrorf("name_cache_ttl must be 0 or more, e.g. 10s")
 		}
 	}
+	if v, ok := d.GetOk("sync_interval"); ok {
+		interval := time.Duration(v.(int)) * time.Second
+		if interval < 0 {
+			return nil, callerErrorf("sync_interval must be 0 (off) or more, e.g. 10m")
+		}
+		cfg.SyncInterval = &interval
+	}
 	for field, target := range map[string]*int{"rate_limit_per_minute": &cfg.RateLimitPerMinute, "rate_limit_per_hour": &cfg.RateLimitPerHour} {
 		if v, ok := d.GetOk(field); ok {
 			*target = v.(int)
@@ -382,7 +400,8 @@ each key with its provider before it is pushed. name_cache_ttl bounds how
 often creates list the platform's key names to refuse duplicates. creds_ttl
 (default 1h) bounds the lease of a creds/<name> read. rate_limit_per_minute
 and rate_limit_per_hour are the platform's limits for this token; the mount
-paces itself under them.
+paces itself under them. sync_interval (default 10m, 0 off) is how often the
+active node compares the platform's keys with the mount (see sync).
 
 openai_admin_key (sk-admin-...) and anthropic_admin_key (sk-ant-admin...)
 enable zero-touch rotation: minting OpenAI service-account keys and retiring

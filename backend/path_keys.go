@@ -152,6 +152,9 @@ var keyResponseFields = map[string]*framework.FieldSchema{
 	"retire_status":       {Type: framework.TypeString, Description: "none, pending, retrying (see retire_error), retired, or needs_attention (a replaced key that was not touched; see retire_error)."},
 	"retire_error":        {Type: framework.TypeString, Description: "Why the last retirement failed or was not attempted; empty otherwise."},
 	"retirements_pending": {Type: framework.TypeInt, Description: "Replaced keys waiting for their grace period or a retry."},
+	// Drift (sync.go), on reads.
+	"sync_status": {Type: framework.TypeString, Description: "in_sync, missing (deleted on the platform), renamed or modified_outside, as of last_synced; repair with keys/<name>/sync."},
+	"last_synced": {Type: framework.TypeTime, Description: "When the sync that last compared the key started; absent when none has since Vault took the key in."},
 }
 
 func keyResponse(k *keyEntry) *logical.Response {
@@ -184,8 +187,9 @@ func (b *gradientBackend) pathKeysList(ctx context.Context, req *logical.Request
 	return logical.ListResponse(names), nil
 }
 
-func (b *gradientBackend) pathKeyRead(_ context.Context, _ *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
-	return b.withRotationState(keyResponse(k), k), nil
+func (b *gradientBackend) pathKeyRead(ctx context.Context, req *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
+	resp := b.withRotationState(keyResponse(k), k)
+	return resp, addSyncFields(ctx, req.Storage, resp.Data, k)
 }
 
 // createRequest is a validated create.

@@ -41,6 +41,10 @@ func pathStatus(b *gradientBackend) *framework.Path {
 					"retirements_pending":    {Type: framework.TypeInt, Description: "Replaced keys waiting to be retired at their provider (grace period or retry).", Required: true},
 					"retirements_retrying":   {Type: framework.TypeInt, Description: "Keys whose last retirement attempt failed and is retried with backoff (see retire_error).", Required: true},
 					"retirements_attention":  {Type: framework.TypeInt, Description: "Keys with a replaced key that was not retired because it could not be singled out safely (see retire_error).", Required: true},
+					"sync_interval_seconds":  syncStatusFields["sync_interval_seconds"],
+					"sync_last_run":          syncStatusFields["sync_last_run"],
+					"sync_counts":            syncStatusFields["sync_counts"],
+					"sync_last_error":        syncStatusFields["sync_last_error"],
 				}}}},
 				// The scheduler runs on the active node of the primary: ask it.
 				ForwardPerformanceStandby:   true,
@@ -120,7 +124,7 @@ func (b *gradientBackend) pathStatusRead(ctx context.Context, req *logical.Reque
 	if !lastRun.IsZero() {
 		data["scheduler_last_run"] = lastRun.Format(time.RFC3339)
 	}
-	return &logical.Response{Data: data}, nil
+	return &logical.Response{Data: data}, b.addSyncStatus(ctx, req.Storage, data)
 }
 
 const statusHelpSynopsis = "The mount's operations view: keys, rotations coming up, overdue and failed, scheduler state."

@@ -154,12 +154,15 @@ func (b *gradientBackend) cleanRotation(context.Context) {
 	s.mu.Lock()
 	cancel, done := s.cancel, s.done
 	s.cancel, s.done = nil, nil
-	s.state = schedulerStopped
 	s.mu.Unlock()
 	if cancel != nil {
 		cancel()
 		<-done
 	}
+	// Only now: a tick that was running would have set its own state.
+	s.mu.Lock()
+	s.state = schedulerStopped
+	s.mu.Unlock()
 }
 
 // runTick is one look at the queue. It acts only where storage may be

@@ -239,6 +239,8 @@ func decodeWAL(kind string, data any) (walEntry, error) {
 		w = &deleteKeyWAL{}
 	case walKindMint:
 		w = &mintWAL{}
+	case walKindRepair:
+		w = &repairWAL{}
 	default:
 		return nil, errors.New("unknown kind")
 	}

@@ -1,0 +1,650 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Drift is what changed on the platform behind Vault's back: a managed key
+// deleted, renamed or modified in the control panel or with doctl, and keys
+// that this mount does not manage. A sync lists the platform's keys (both
+// providers, pages of 200) and compares them with storage; it runs every
+// sync_interval on the active node, and on request at sync.
+//
+// What a sync saw of each managed key is kept in a record of its own
+// (sync/keys/<name>), not in the key's entry: the entry is seal-wrapped and
+// written by every change, while the record is small, holds no secret, and
+// is rewritten by every sync. The status shown on a read is derived from the
+// record and the entry together, so a write Vault makes after the sync (a
+// rotation, a repair) counts at once without another sync.
+//
+// Vault records the platform's updated_at from every answer to its own
+// writes (create, adopt, rotate, rename, repair): only a later updated_at
+// means a change made elsewhere.
+
+const (
+	syncStatePath       = "sync/state"
+	syncKeyPrefix       = "sync/keys/"
+	syncUnmanagedPrefix = "sync/unmanaged/"
+	// unmanagedChunk keys per storage entry keeps each entry far below the
+	// storage backends' entry size limits (512 KiB in Consul) even with
+	// long names: 10,000 unmanaged keys are 20 entries.
+	unmanagedChunk = 500
+
+	defaultSyncInterval = 10 * time.Minute
+	// defaultSyncTick is how often the periodic sync looks at whether one
+	// is due; the interval itself is config's sync_interval.
+	defaultSyncTick = time.Minute
+)
+
+// Sync statuses of a managed key. When several apply, the first of missing,
+// renamed, modified_outside wins: a rename also moves updated_at.
+const (
+	syncInSync   = "in_sync"
+	syncMissing  = "missing"
+	syncRenamed  = "renamed"
+	syncModified = "modified_outside"
+)
+
+// keySyncRecord is what the last sync saw of one managed key on the
+// platform, and the agents last seen using it.
+type keySyncRecord struct {
+	// UUID is the key the record is about; a record about another uuid
+	// (the name was deleted and written again since) is ignored.
+	UUID string `json:"uuid"`
+	// SyncedAt is when the sync that wrote Found, Name and UpdatedAt
+	// started; zero while only agents were recorded.
+	SyncedAt  time.Time `json:"synced_at,omitzero"`
+	Found     bool      `json:"found"`
+	Name      string    `json:"name,omitempty"`
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	// Agents are the agents last seen using the key, at AgentsSeenAt: by a
+	// read of keys/<name>/agents or a reassign. Listing the agents of
+	// every key at every sync would cost one call per key; these two
+	// already have the list in hand.
+	Agents       []agentRef `json:"agents,omitempty"`
+	AgentsSeenAt time.Time  `json:"agents_seen_at,omitzero"`
+}
+
+type agentRef struct {
+	UUID string `json:"uuid"`
+	Name string `json:"name"`
+}
+
+// syncState is the mount's record of its last sync.
+type syncState struct {
+	// LastRun is when the last completed sync started.
+	LastRun time.Time  `json:"last_run,omitzero"`
+	Counts  syncCounts `json:"counts"`
+	// Chunks is how many sync/unmanaged/ entries the last sync wrote.
+	Chunks int `json:"chunks"`
+	// LastError is why the last periodic sync failed, at LastErrorAt;
+	// cleared by a sync that completes.
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+}
+
+type syncCounts struct {
+	InSync    int `json:"in_sync"`
+	Missing   int `json:"missing"`
+	Renamed   int `json:"renamed"`
+	Modified  int `json:"modified_outside"`
+	Unmanaged int `json:"unmanaged"`
+}
+
+func (c syncCounts) asMap() map[string]any {
+	return map[string]any{
+		syncInSync: c.InSync, syncMissing: c.Missing, syncRenamed: c.Renamed,
+		syncModified: c.Modified, "unmanaged": c.Unmanaged,
+	}
+}
+
+func (c *syncCounts) add(status string) {
+	switch status {
+	case syncMissing:
+		c.Missing++
+	case syncRenamed:
+		c.Renamed++
+	case syncModified:
+		c.Modified++
+	default:
+		c.InSync++
+	}
+}
+
+// unmanagedKey is a platform key that no key of this mount holds. The
+// platform never returns a secret, so there is none to keep.
+type unmanagedKey struct {
+	Provider  string    `json:"provider"`
+	UUID      string    `json:"uuid"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// driftOf compares a key as Vault holds it with what the platform showed.
+func driftOf(k *keyEntry, found bool, pk platformKey) string {
+	switch {
+	case !found:
+		return syncMissing
+	case pk.Name != k.Name:
+		return syncRenamed
+	// A zero updated_at in Vault (an answer that lacked it) gives nothing
+	// to compare with: the key is not called modified on that alone.
+	case !k.UpdatedAt.IsZero() && pk.UpdatedAt.After(k.UpdatedAt):
+		return syncModified
+	}
+	return syncInSync
+}
+
+// syncStatus is the key's status as of its record: in_sync, with no time,
+// when no sync has compared this key (by uuid) yet.
+func syncStatus(k *keyEntry, rec *keySyncRecord) (status string, syncedAt time.Time) {
+	if !rec.compares(k) {
+		return syncInSync, time.Time{}
+	}
+	return driftOf(k, rec.Found, platformKey{Name: rec.Name, UpdatedAt: rec.UpdatedAt}), rec.SyncedAt
+}
+
+func (r *keySyncRecord) compares(k *keyEntry) bool {
+	return r != nil && !r.SyncedAt.IsZero() && strings.EqualFold(r.UUID, k.UUID)
+}
+
+// ---- storage ----
+
+func getSyncRecord(ctx context.Context, s logical.Storage, name string) (*keySyncRecord, error) {
+	entry, err := s.Get(ctx, syncKeyPrefix+name)
+	if err != nil || entry == nil {
+		return nil, err
+	}
+	r := &keySyncRecord{}
+	if err := entry.DecodeJSON(r); err != nil {
+		return nil, fmt.Errorf("decoding the sync record of %q: %w", name, err)
+	}
+	return r, nil
+}
+
+func putSyncRecord(ctx context.Context, s logical.Storage, name string, r *keySyncRecord) error {
+	entry, err := logical.StorageEntryJSON(syncKeyPrefix+name, r)
+	if err == nil {
+		err = s.Put(ctx, entry)
+	}
+	if err != nil {
+		return fmt.Errorf("storing the sync record of %q: %w", name, err)
+	}
+	return nil
+}
+
+func getSyncState(ctx context.Context, s logical.Storage) (*syncState, error) {
+	st := &syncState{}
+	entry, err := s.Get(ctx, syncStatePath)
+	if err != nil {
+		return nil, fmt.Errorf("reading the sync state: %w", err)
+	}
+	if entry != nil {
+		if err := entry.DecodeJSON(st); err != nil {
+			return nil, fmt.Errorf("decoding the sync state: %w", err)
+		}
+	}
+	return st, nil
+}
+
+func putSyncState(ctx context.Context, s logical.Storage, st *syncState) error {
+	entry, err := logical.StorageEntryJSON(syncStatePath, st)
+	if err == nil {
+		err = s.Put(ctx, entry)
+	}
+	if err != nil {
+		return fmt.Errorf("storing the sync state: %w", err)
+	}
+	return nil
+}
+
+// readUnmanaged returns the unmanaged keys the last sync found.
+func readUnmanaged(ctx context.Context, s logical.Storage, st *syncState) ([]unmanagedKey, error) {
+	var all []unmanagedKey
+	for i := range st.Chunks {
+		entry, err := s.Get(ctx, syncUnmanagedPrefix+strconv.Itoa(i))
+		if err != nil {
+			return nil, fmt.Errorf("reading unmanaged platform keys: %w", err)
+		}
+		if entry == nil {
+			continue
+		}
+		var chunk []unmanagedKey
+		if err := entry.DecodeJSON(&chunk); err != nil {
+			return nil, fmt.Errorf("decoding unmanaged platform keys: %w", err)
+		}
+		all = append(all, chunk...)
+	}
+	return all, nil
+}
+
+// writeUnmanaged stores keys in chunks and drops the chunks of an earlier,
+// longer list. It returns the number of chunks.
+func writeUnmanaged(ctx context.Context, s logical.Storage, keys []unmanagedKey, previous int) (int, error) {
+	n := 0
+	for start := 0; start < len(keys); start += unmanagedChunk {
+		entry, err := logical.StorageEntryJSON(syncUnmanagedPrefix+strconv.Itoa(n), keys[start:min(start+unmanagedChunk, len(keys))])
+		if err == nil {
+			err = s.Put(ctx, entry)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("storing unmanaged platform keys: %w", err)
+		}
+		n++
+	}
+	for i := n; i < previous; i++ {
+		if err := s.Delete(ctx, syncUnmanagedPrefix+strconv.Itoa(i)); err != nil {
+			return 0, fmt.Errorf("dropping old unmanaged platform keys: %w", err)
+		}
+	}
+	return n, nil
+}
+
+// ---- the sync ----
+
+// syncResult is what one sync found.
+type syncResult struct {
+	started time.Time
+	counts  syncCounts
+	// drifted maps the name of every key not in sync to its status.
+	drifted map[string]string
+}
+
+// runSync lists the platform's keys and compares them with storage. One
+// runs at a time per node. A listing that fails fails the sync before
+// anything is recorded: a key must never be called missing because a page
+// did not arrive.
+//
+// Every platform request waits for the mount's rate budget like any other,
+// one at a time: a sync of 10,000 keys is 50 pages per provider, spread at
+// the budget's pace, and a request from a handler waits behind at most the
+// one page already reserved, never behind the whole sync.
+func (b *gradientBackend) runSync(ctx context.Context, s logical.Storage) (*syncResult, error) {
+	b.syncer.runMu.Lock()
+	defer b.syncer.runMu.Unlock()
+
+	c, err := b.clients(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	res := &syncResult{started: b.syncer.clock().UTC().Truncate(time.Second), drifted: map[string]string{}}
+	listing := map[string]map[string]platformKey{}
+	for _, provider := range []string{providerAnthropic, providerOpenAI} {
+		keys, err := c.platform.ListKeys(ctx, provider)
+		if err != nil {
+			return nil, fmt.Errorf("sync: %w (nothing was recorded)", err)
+		}
+		byUUID := make(map[string]platformKey, len(keys))
+		for _, k := range keys {
+			byUUID[strings.ToLower(k.UUID)] = k
+		}
+		listing[provider] = byUUID
+	}
+
+	names, err := s.List(ctx, keyStoragePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing keys: %w", err)
+	}
+	managed := map[string]bool{}
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		status, uuid, err := b.syncKey(ctx, s, c, name, listing, res.started)
+		if err != nil {
+			return nil, fmt.Errorf("sync of %q: %w", name, err)
+		}
+		if uuid == "" {
+			continue // deleted meanwhile
+		}
+		managed[strings.ToLower(uuid)] = true
+		res.counts.add(status)
+		if status != syncInSync {
+			res.drifted[name] = status
+		}
+	}
+
+	// Keys Vault created or renamed while the loop ran are not in names,
+	// but may be in the listing: they are managed, not someone else's.
+	if err := addLateKeys(ctx, s, names, managed); err != nil {
+		return nil, err
+	}
+	var unmanaged []unmanagedKey
+	for _, provider := range []string{providerAnthropic, providerOpenAI} {
+		for uuid, k := range listing[provider] {
+			if !managed[uuid] {
+				unmanaged = append(unmanaged, unmanagedKey{Provider: provider, UUID: k.UUID, Name: k.Name, CreatedAt: k.CreatedAt, UpdatedAt: k.UpdatedAt})
+			}
+		}
+	}
+	sort.Slice(unmanaged, func(i, j int) bool { return unmanaged[i].UUID < unmanaged[j].UUID })
+	res.counts.Unmanaged = len(unmanaged)
+
+	st, err := getSyncState(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if st.Chunks, err = writeUnmanaged(ctx, s, unmanaged, st.Chunks); err != nil {
+		return nil, err
+	}
+	st.LastRun, st.Counts, st.LastError, st.LastErrorAt = res.started, res.counts, "", time.Time{}
+	if err := putSyncState(ctx, s, st); err != nil {
+		return nil, err
+	}
+	b.dropStaleSyncRecords(ctx, s)
+	b.Logger().Info("sync done", "in_sync", res.counts.InSync, "missing", res.counts.Missing, "renamed", res.counts.Renamed,
+		"modified_outside", res.counts.Modified, "unmanaged", res.counts.Unmanaged)
+	return res, nil
+}
+
+// addLateKeys adds to managed the uuids of keys stored under names that
+// were not in seen.
+func addLateKeys(ctx context.Context, s logical.Storage, seen []string, managed map[string]bool) error {
+	names, err := s.List(ctx, keyStoragePrefix)
+	if err != nil {
+		return fmt.Errorf("listing keys: %w", err)
+	}
+	known := make(map[string]bool, len(seen))
+	for _, n := range seen {
+		known[n] = true
+	}
+	for _, n := range names {
+		if known[n] {
+			continue
+		}
+		k, err := getKey(ctx, s, n)
+		if err != nil {
+			return err
+		}
+		if k != nil {
+			managed[strings.ToLower(k.UUID)] = true
+		}
+	}
+	return nil
+}
+
+// confirms reports that the last sync already confirmed what the listing
+// shows of k: drift that persists is not fetched again at every sync (100
+// keys left renamed on purpose would otherwise cost 600 requests an hour).
+// A uuid once gone stays gone; a key the platform shows exactly as before
+// has not changed since.
+func (r *keySyncRecord) confirms(k *keyEntry, found bool, pk platformKey) bool {
+	if !r.compares(k) || r.Found != found {
+		return false
+	}
+	return !found || (r.Name == pk.Name && r.UpdatedAt.Equal(pk.UpdatedAt))
+}
+
+// syncKey compares one stored key with the listing, under its name lock, and
+// records what it found. Drift seen in the listing is confirmed with a get of
+// the key itself, unless the last sync confirmed the same: the listing is
+// older than the entry may be (a create, a rename or a rotation by Vault
+// that finished meanwhile). It returns the
+// key's uuid, or "" when the key was deleted meanwhile.
+func (b *gradientBackend) syncKey(ctx context.Context, s logical.Storage, c *clients, name string, listing map[string]map[string]platformKey, started time.Time) (string, string, error) {
+	defer b.lockNames(name)()
+	k, err := getKey(ctx, s, name)
+	if err != nil || k == nil {
+		return "", "", err
+	}
+	rec, err := getSyncRecord(ctx, s, name)
+	if err != nil {
+		return "", "", err
+	}
+	pk, found := listing[k.Provider][strings.ToLower(k.UUID)]
+	status := driftOf(k, found, pk)
+	if status != syncInSync && !rec.confirms(k, found, pk) {
+		current, err := c.platform.GetKey(ctx, k.Provider, k.UUID)
+		switch {
+		case errors.Is(err, errPlatformNotFound):
+			pk, found = platformKey{}, false
+		case err != nil:
+			return "", "", err
+		default:
+			pk, found = current, true
+		}
+		status = driftOf(k, found, pk)
+	}
+	next := &keySyncRecord{UUID: k.UUID, SyncedAt: started, Found: found, Name: pk.Name, UpdatedAt: pk.UpdatedAt}
+	if rec != nil && strings.EqualFold(rec.UUID, k.UUID) {
+		next.Agents, next.AgentsSeenAt = rec.Agents, rec.AgentsSeenAt
+	}
+	if status != syncInSync && (rec == nil || syncStatusOf(k, rec) != status) {
+		b.Logger().Warn("drift found", "name", name, "uuid", k.UUID, "status", status, "platform_name", pk.Name)
+	}
+	return status, k.UUID, putSyncRecord(ctx, s, name, next)
+}
+
+func syncStatusOf(k *keyEntry, rec *keySyncRecord) string {
+	status, _ := syncStatus(k, rec)
+	return status
+}
+
+// dropStaleSyncRecords deletes the records of keys that are gone (deleted or
+// renamed by Vault). A failure is only logged: the next sync tries again,
+// and a stale record is never read for another key (its uuid differs).
+func (b *gradientBackend) dropStaleSyncRecords(ctx context.Context, s logical.Storage) {
+	names, err := s.List(ctx, syncKeyPrefix)
+	if err != nil {
+		b.Logger().Warn("listing sync records failed", "error", err)
+		return
+	}
+	for _, name := range names {
+		func() {
+			defer b.lockNames(name)()
+			if k, err := getKey(ctx, s, name); err != nil || k != nil {
+				return
+			}
+			if err := s.Delete(ctx, syncKeyPrefix+name); err != nil {
+				b.Logger().Warn("dropping a stale sync record failed", "name", name, "error", err)
+			}
+		}()
+	}
+}
+
+// noteAgents records the agents just seen using k. The caller holds k's name
+// lock. It is best effort: a node that may not write (a performance
+// standby serving a read) keeps nothing, and a failure is only logged.
+func (b *gradientBackend) noteAgents(ctx context.Context, s logical.Storage, k *keyEntry, agents []platformAgent) {
+	rec, err := getSyncRecord(ctx, s, k.Name)
+	if err != nil {
+		return
+	}
+	if rec == nil || !strings.EqualFold(rec.UUID, k.UUID) {
+		rec = &keySyncRecord{UUID: k.UUID}
+	}
+	rec.Agents = rec.Agents[:0]
+	for _, a := range agents {
+		rec.Agents = append(rec.Agents, agentRef{UUID: a.UUID, Name: a.Name})
+	}
+	rec.AgentsSeenAt = b.now().UTC()
+	if err := putSyncRecord(ctx, s, k.Name, rec); err != nil && !errors.Is(err, logical.ErrReadOnly) {
+		b.Logger().Debug("could not record the agents of a key", "name", k.Name, "error", err)
+	}
+}
+
+// ---- the periodic sync ----
+
+// syncScheduler runs the periodic sync on the active node.
+type syncScheduler struct {
+	b *gradientBackend
+
+	// Set before Initialize; tests replace them.
+	clock func() time.Time
+	tick  time.Duration // 0: no background ticker (tests tick by hand)
+
+	mu          sync.Mutex
+	storage     logical.Storage
+	started     time.Time
+	lastAttempt time.Time
+	cancel      context.CancelFunc
+	done        chan struct{}
+
+	// runMu runs one sync at a time, periodic or requested.
+	runMu sync.Mutex
+}
+
+func newSyncScheduler(b *gradientBackend) *syncScheduler {
+	return &syncScheduler{b: b, clock: time.Now, tick: defaultSyncTick}
+}
+
+func (b *gradientBackend) initializeSync(_ context.Context, req *logical.InitializationRequest) error {
+	s := b.syncer
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.storage = req.Storage
+	s.started = s.clock()
+	if s.tick <= 0 || s.cancel != nil {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel, s.done = cancel, make(chan struct{})
+	go func(done chan struct{}) {
+		defer close(done)
+		t := time.NewTicker(s.tick)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				s.runTick(ctx)
+			}
+		}
+	}(s.done)
+	return nil
+}
+
+func (b *gradientBackend) cleanSync(context.Context) {
+	s := b.syncer
+	s.mu.Lock()
+	cancel, done := s.cancel, s.done
+	s.cancel, s.done = nil, nil
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// initialize and clean are the backend's InitializeFunc and Clean: the
+// rotation scheduler and the periodic sync.
+func (b *gradientBackend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
+	if err := b.initializeRotation(ctx, req); err != nil {
+		return err
+	}
+	return b.initializeSync(ctx, req)
+}
+
+func (b *gradientBackend) clean(ctx context.Context) {
+	b.cleanSync(ctx)
+	b.cleanRotation(ctx)
+}
+
+// runTick starts a sync when one is due. Like the rotation scheduler it acts
+// only where storage may be written (the active node of the primary, or a
+// local mount): a standby or a performance standby never calls the
+// platform for it. A sync is due sync_interval after the last completed one
+// (kept in storage, so a failover or a reload keeps the pace), or after this
+// node started when none ever completed, and never sooner than
+// sync_interval after this node's last attempt (a platform that is down is
+// not asked every tick).
+func (s *syncScheduler) runTick(ctx context.Context) {
+	s.mu.Lock()
+	storage := s.storage
+	s.mu.Unlock()
+	if storage == nil || !s.b.WriteSafeReplicationState() {
+		return
+	}
+	cfg, err := getConfig(ctx, storage)
+	if err != nil || cfg == nil {
+		return
+	}
+	interval := cfg.syncInterval()
+	if interval <= 0 {
+		return
+	}
+	st, err := getSyncState(ctx, storage)
+	if err != nil {
+		s.b.Logger().Error("reading the sync state failed; retrying next tick", "error", err)
+		return
+	}
+	now := s.clock()
+	s.mu.Lock()
+	base := st.LastRun
+	if base.IsZero() {
+		base = s.started
+	}
+	if s.lastAttempt.After(base) {
+		base = s.lastAttempt
+	}
+	if now.Before(base.Add(interval)) {
+		s.mu.Unlock()
+		return
+	}
+	s.lastAttempt = now
+	s.mu.Unlock()
+
+	if _, err := s.b.runSync(ctx, storage); err != nil {
+		msg := err.Error()
+		s.b.Logger().Error("periodic sync failed; trying again after sync_interval", "error", msg)
+		// Record it for status; the key entries are untouched.
+		if st, err := getSyncState(ctx, storage); err == nil {
+			st.LastError, st.LastErrorAt = msg, now.UTC()
+			_ = putSyncState(ctx, storage, st)
+		}
+	}
+}
+
+// syncInterval is the configured interval; nil (configs written before it
+// existed) means the default.
+func (c *gradientConfig) syncInterval() time.Duration {
+	if c.SyncInterval == nil {
+		return defaultSyncInterval
+	}
+	return *c.SyncInterval
+}
+
+// noteAgentsMoved adds agents that a reassign moved to k to the ones last
+// seen using it. The caller holds k's name lock.
+func (b *gradientBackend) noteAgentsMoved(ctx context.Context, s logical.Storage, k *keyEntry, moved []platformAgent) {
+	rec, err := getSyncRecord(ctx, s, k.Name)
+	if err != nil {
+		return
+	}
+	var all []platformAgent
+	if rec != nil && strings.EqualFold(rec.UUID, k.UUID) {
+		for _, a := range rec.Agents {
+			if !containsAgent(moved, a.UUID) {
+				all = append(all, platformAgent{UUID: a.UUID, Name: a.Name})
+			}
+		}
+	}
+	b.noteAgents(ctx, s, k, append(all, moved...))
+}
+
+// recordPlatformWrite stores the platform's updated_at from the answer to a
+// write Vault made outside a handler's commit (an undo), so that the next
+// sync does not take Vault's own push for a change made elsewhere. The
+// caller holds the key's locks. A failure is only logged: it costs a
+// modified_outside that a repair clears.
+func (b *gradientBackend) recordPlatformWrite(ctx context.Context, s logical.Storage, uuid string, updatedAt time.Time) {
+	k, err := findKeyByUUID(ctx, s, uuid)
+	if err != nil || k == nil || !updatedAt.After(k.UpdatedAt) {
+		return
+	}
+	k.UpdatedAt = updatedAt
+	if err := putKey(ctx, s, k); err != nil {
+		b.Logger().Warn("could not record the platform's updated_at after an undo; the next sync may report modified_outside", "uuid", uuid, "error", err)
+	}
+}
