@@ -173,6 +173,14 @@ func (e *Emulator) serveControl(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, e.Statuses())
 			return nil
 		}},
+		"requests": {http.MethodGet, func(w http.ResponseWriter, _ *http.Request) error {
+			writeJSON(w, http.StatusOK, e.Requests())
+			return nil
+		}},
+		"secret-changes": {http.MethodGet, func(w http.ResponseWriter, _ *http.Request) error {
+			writeJSON(w, http.StatusOK, e.SecretChanges())
+			return nil
+		}},
 		"revoke":      {http.MethodPost, e.controlRevoke},
 		"faults":      {http.MethodPost, e.controlFault},
 		"latency":     {http.MethodPost, e.controlLatency},
