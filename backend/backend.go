@@ -5,6 +5,8 @@ package backend
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -186,7 +188,7 @@ func (b *gradientBackend) clients(ctx context.Context, s logical.Storage) (*clie
 
 func newClients(cfg *gradientConfig, budget *rateBudget) (*clients, error) {
 	budget.configure(cfg.RateLimitPerMinute, cfg.RateLimitPerHour)
-	p, err := newGodoPlatform(withTrailingSlash(cfg.APIURL), cfg.Token, "vault-plugin-secrets-gradient/"+Version, cfg.RequestTimeout, budget)
+	p, err := newGodoPlatform(withTrailingSlash(cfg.APIURL), cfg.Token, userAgent(), cfg.RequestTimeout, budget)
 	if err != nil {
 		return nil, err
 	}
@@ -195,6 +197,14 @@ func newClients(cfg *gradientConfig, budget *rateBudget) (*clients, error) {
 		v = newHTTPVerifier(cfg.AnthropicURL, cfg.OpenAIURL, cfg.RequestTimeout)
 	}
 	return &clients{config: cfg, platform: p, verifier: v}, nil
+}
+
+// userAgent names the plugin, its version and its process to the platform,
+// e.g. "vault-plugin-secrets-gradient/v1.2.0 (pid 4242)": on a Vault cluster,
+// each node runs its own plugin process, and the pid tells an operator (or
+// the cluster test) which node made a call.
+func userAgent() string {
+	return fmt.Sprintf("vault-plugin-secrets-gradient/%s (pid %d)", Version, os.Getpid())
 }
 
 // skipVerification is used when verify_keys is false.
