@@ -34,6 +34,9 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 	if err := b.applyTestTuning(); err != nil {
 		return nil, err
 	}
+	if err := b.tuneWALFromEnv(os.LookupEnv); err != nil {
+		return nil, err
+	}
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
