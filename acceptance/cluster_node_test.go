@@ -5,6 +5,8 @@ package acceptance
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,7 +32,10 @@ import (
 const clusterPerformanceMultiplier = 2
 
 type cluster struct {
-	nodes     []*vaultServer
+	nodes []*vaultServer
+	// pluginDir is every node's plugin_directory: a copy of the plugin
+	// binary, and later builds of other versions (upgrade tests).
+	pluginDir string
 	unsealKey string
 	rootToken string
 	auditPath string
@@ -42,10 +47,17 @@ type cluster struct {
 // joins and unseals the others as standbys.
 func startCluster(t *testing.T, n int) *cluster {
 	t.Helper()
-	c := &cluster{pids: newPIDOwners()}
 	dir := filepath.Join(suiteDir, uniqueName("cluster"))
+	c := &cluster{pluginDir: filepath.Join(dir, "plugins")}
+	c.pids = newPIDOwners(c)
+	if err := os.MkdirAll(c.pluginDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyFile(pluginPath, filepath.Join(c.pluginDir, pluginName)); err != nil {
+		t.Fatal(err)
+	}
 	for i := 1; i <= n; i++ {
-		c.nodes = append(c.nodes, newClusterNode(t, dir, i))
+		c.nodes = append(c.nodes, newClusterNode(t, dir, c.pluginDir, i))
 	}
 	// All processes start at once; each then waits for its own turn.
 	for _, s := range c.nodes {
@@ -55,7 +67,7 @@ func startCluster(t *testing.T, n int) *cluster {
 		t.Cleanup(s.stop)
 	}
 	t.Cleanup(c.pids.stop)
-	go c.pids.watch(c.nodes)
+	go c.pids.watch()
 	for _, s := range c.nodes {
 		if err := s.waitHealth(501, 60*time.Second); err != nil { // not initialized
 			t.Fatal(err)
@@ -94,7 +106,7 @@ func startCluster(t *testing.T, n int) *cluster {
 	return c
 }
 
-func newClusterNode(t *testing.T, clusterDir string, i int) *vaultServer {
+func newClusterNode(t *testing.T, clusterDir, pluginDir string, i int) *vaultServer {
 	t.Helper()
 	port, err := freePort()
 	if err != nil {
@@ -321,23 +333,35 @@ func containsNode(list []*vaultServer, s *vaultServer) bool {
 	return false
 }
 
+// pluginPIDs lists node s's plugin processes: its children that run a
+// binary from the cluster's plugin directory, whatever its version.
+func (c *cluster) pluginPIDs(s *vaultServer) []int {
+	pid := s.pid()
+	if pid == 0 {
+		return nil
+	}
+	var out []int
+	for _, child := range childPIDs(pid) {
+		if exe := processExe(child); exe != "" && filepath.Dir(exe) == c.pluginDir {
+			out = append(out, child)
+		}
+	}
+	return out
+}
+
 // crash kills the node the way a power cut would: SIGKILL to Vault and its
 // plugin processes at once (they share its process group), nothing flushed.
 // It returns the pids of the plugin processes that died with it.
-func (s *vaultServer) crash(t *testing.T) []int {
+func (c *cluster) crash(t *testing.T, s *vaultServer) []int {
 	t.Helper()
+	plugins := c.pluginPIDs(s)
+	c.pids.scan() // they are about to be gone from /proc
 	s.mu.Lock()
 	cmd, done, f, reaper := s.cmd, s.done, s.logF, s.reaper
 	s.cmd, s.logF, s.reaper = nil, nil, nil
 	s.mu.Unlock()
 	if cmd == nil {
 		t.Fatalf("%s is not running", s.name)
-	}
-	var plugins []int
-	for _, c := range childPIDs(cmd.Process.Pid) {
-		if processExe(c) == pluginPath {
-			plugins = append(plugins, c)
-		}
 	}
 	killGroup(cmd.Process.Pid)
 	for _, p := range plugins { // in case one left the group
@@ -452,21 +476,23 @@ func redirectsWithoutForwarding(t *testing.T, s *vaultServer, token, path string
 // processes are children of their Vault server; once one is gone /proc can
 // no longer say whose it was, so a watcher records them while they run.
 type pidOwners struct {
+	c      *cluster
 	mu     sync.Mutex
 	owner  map[int]string
+	exe    map[int]string
 	stopCh chan struct{}
 	once   sync.Once
 }
 
-func newPIDOwners() *pidOwners {
-	return &pidOwners{owner: map[int]string{}, stopCh: make(chan struct{})}
+func newPIDOwners(c *cluster) *pidOwners {
+	return &pidOwners{c: c, owner: map[int]string{}, exe: map[int]string{}, stopCh: make(chan struct{})}
 }
 
-func (p *pidOwners) watch(nodes []*vaultServer) {
+func (p *pidOwners) watch() {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
-		p.scan(nodes)
+		p.scan()
 		select {
 		case <-p.stopCh:
 			return
@@ -475,14 +501,25 @@ func (p *pidOwners) watch(nodes []*vaultServer) {
 	}
 }
 
-func (p *pidOwners) scan(nodes []*vaultServer) {
-	for _, s := range nodes {
-		for _, pid := range s.pluginPIDs() {
+func (p *pidOwners) scan() {
+	for _, s := range p.c.nodes {
+		for _, pid := range p.c.pluginPIDs(s) {
+			exe := processExe(pid)
 			p.mu.Lock()
 			p.owner[pid] = s.name
+			if exe != "" {
+				p.exe[pid] = exe
+			}
 			p.mu.Unlock()
 		}
 	}
+}
+
+// exeOf is the binary plugin process pid ran.
+func (p *pidOwners) exeOf(pid int) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exe[pid]
 }
 
 func (p *pidOwners) stop() { p.once.Do(func() { close(p.stopCh) }) }
@@ -553,4 +590,38 @@ func readAll(t *testing.T, nodes []*vaultServer, token string, paths ...string) 
 		t.Fatal(strings.Join(errs, "\n"))
 	}
 	return out
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o755)
+}
+
+// buildPlugin builds the plugin with version stamped in, into the cluster's
+// plugin directory as <name>_<version>, as an operator installs a new
+// release next to the old one, and returns the file name and its sha256.
+func (c *cluster) buildPlugin(t *testing.T, version string) (string, string) {
+	t.Helper()
+	name := pluginName + "_" + version
+	out := filepath.Join(c.pluginDir, name)
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("building a second plugin version needs the go command: %v", err)
+	}
+	cmd := exec.Command(goBin, "build", "-trimpath",
+		"-ldflags", "-X github.com/gradient-vault/vault-plugin-secrets-gradient/backend.Version="+version,
+		"-o", out, "./cmd/"+pluginName)
+	cmd.Dir = ".." // the module root; go test runs in the package directory
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", version, err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return name, hex.EncodeToString(sum[:])
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -143,6 +144,26 @@ func TestCluster(t *testing.T) {
 	}
 	t.Logf("config and %d keys written through standbys, each created once and read back on all 3 nodes (%s)", len(all), since(began))
 
+	// Rotate the DigitalOcean token through a standby, then delete the old
+	// one at DigitalOcean: from here on every platform call, on whichever
+	// node is active, must use the new token.
+	newToken := mustNotLeak("do-token-" + randomString(alnum, 32))
+	e.AddToken(newToken)
+	sbB.cli(t, as(root).withStdin(newToken).ok(), "write", mount+"/config", "token=-")
+	e.RemoveToken(e.token)
+
+	// A consumer holds a lease on the last key's credentials from before
+	// its rotation, which the new active node will make.
+	held := keys[len(keys)-1]
+	var leased struct {
+		LeaseID   string `json:"lease_id"`
+		Renewable bool   `json:"renewable"`
+	}
+	out := sbA.cli(t, as(root).ok(), "read", "-format=json", mount+"/creds/"+held.name).Stdout
+	if err := json.Unmarshal([]byte(out), &leased); err != nil || leased.LeaseID == "" || !leased.Renewable {
+		t.Fatalf("creds of %s are not a renewable lease (%v)", held.name, err)
+	}
+
 	// Stage a successor for each key and start its schedule.
 	for i, k := range keys {
 		standbys[i%2].cli(t, as(root).ok(), "write", mount+"/keys/"+k.name,
@@ -177,7 +198,7 @@ func TestCluster(t *testing.T) {
 	})
 	old := act
 	killStart := time.Now()
-	deadPlugins := old.crash(t)
+	deadPlugins := c.crash(t, old)
 	killDone := time.Now()
 	t.Logf("SIGKILLed %s (active) and its plugin processes %v, %s after the schedules started", old.name, deadPlugins, killStart.Sub(rotationStart).Round(100*time.Millisecond))
 	if len(deadPlugins) == 0 {
@@ -212,6 +233,15 @@ func TestCluster(t *testing.T) {
 	c.waitVoters(t, old, 3)
 	t.Logf("%s rejoined as a standby %s after the kill", old.name, since(killStart))
 
+	// The lease from before the rotation no longer renews, on any node: the
+	// consumer reads again and gets the new key.
+	for _, s := range c.nodes {
+		r := s.cli(t, as(root), "lease", "renew", leased.LeaseID)
+		if r.Code == 0 || !strings.Contains(r.Stderr, "rotated") {
+			t.Errorf("renewing the lease on %s's creds from before its rotation, on %s:\n%s", held.name, s.name, r)
+		}
+	}
+
 	// Every node reads the rotated keys; the reads take many scheduler
 	// ticks, after which the secret-change counts show one rotation each.
 	for node, data := range readAll(t, c.nodes, root, paths...) {
@@ -236,10 +266,39 @@ func TestCluster(t *testing.T) {
 		}
 	}
 
+	// While the new active's rollback is due: upgrade the running cluster
+	// to another version of the plugin, and roll back to this one.
+	upgrade := "v99.0.0-upgrade"
+	command, sum := c.buildPlugin(t, upgrade)
+	sbA.cli(t, as(root).ok(), "plugin", "register", "-sha256="+sum, "-version="+upgrade, "-command="+command,
+		"-env="+testTick, "-env="+testMinPeriod, "-env="+testWALMinAge, "secret", pluginName)
+	for _, version := range []string{upgrade, pluginVersion} {
+		sbB.cli(t, as(root).ok(), "secrets", "tune", "-plugin-version="+version, mount)
+		sbA.cli(t, as(root).ok(), "plugin", "reload", "-plugin="+pluginName)
+		want := map[string]string{upgrade: sum, pluginVersion: pluginSHA256}[version]
+		for _, s := range c.nodes {
+			m := mountInfo(t, s, root, mount)
+			if m.PluginVersion != version || m.RunningVersion != version || m.RunningSHA256 != want {
+				t.Fatalf("after tuning %s to %s and reloading, %s shows %+v", mount, version, s.name, m)
+			}
+		}
+		if creds := readVia(t, sbB, root, mount+"/creds/"+held.name); str(creds, "api_key") != held.next {
+			t.Fatalf("creds of %s after switching to %s", held.name, version)
+		}
+		t.Logf("%s runs plugin %s (sha256 %s...) on %s, %s after the kill", mount, version, want[:12], newAct.name, since(killStart))
+	}
+	upgraded := false
+	for _, pid := range c.pids.byNode(newAct.name) {
+		upgraded = upgraded || filepath.Base(c.pids.exeOf(pid)) == command
+	}
+	if !upgraded {
+		t.Errorf("no plugin process of %s ran %s", newAct.name, command)
+	}
+
 	// The WAL entry the dead node wrote is in the cluster's storage: the new
 	// active's periodic rollback (its first pass comes a minute after it
 	// took over) pushes back the secret Vault stores.
-	eventually(t, 100*time.Second, "the new active to roll back "+w.name, func() bool {
+	eventually(t, 150*time.Second, "the new active to roll back "+w.name, func() bool {
 		pk := e.key(w.provider, w.uuid)
 		return pk != nil && pk.Secret == w.first
 	})
@@ -291,6 +350,9 @@ func TestCluster(t *testing.T) {
 			}
 		}
 	}
+	if n := e.Statuses()[401]; n != 0 {
+		t.Errorf("%d platform requests were refused with 401 after the token rotation", n)
+	}
 	t.Logf("platform requests by node: %v (plugin pids: %s %v, %s %v)", byNode, old.name, c.pids.byNode(old.name), newAct.name, c.pids.byNode(newAct.name))
 	var order []string
 	for _, k := range keys {
@@ -339,4 +401,21 @@ func names(nodes []*vaultServer) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// mountInfo is what `vault secrets list -detailed` shows of a mount's plugin.
+type mountPlugin struct {
+	PluginVersion  string `json:"plugin_version"`
+	RunningVersion string `json:"running_plugin_version"`
+	RunningSHA256  string `json:"running_sha256"`
+}
+
+func mountInfo(t *testing.T, s *vaultServer, token, mount string) mountPlugin {
+	t.Helper()
+	out := s.cli(t, as(token).ok(), "secrets", "list", "-detailed", "-format=json").Stdout
+	var mounts map[string]mountPlugin
+	if err := json.Unmarshal([]byte(out), &mounts); err != nil {
+		t.Fatalf("secrets list on %s: %v", s.name, err)
+	}
+	return mounts[mount+"/"]
 }
