@@ -287,6 +287,11 @@ func TestCluster(t *testing.T) {
 		}
 		t.Logf("%s runs plugin %s (sha256 %s...) on %s, %s after the kill", mount, version, want[:12], newAct.name, since(killStart))
 	}
+	// The unused version leaves the catalog; the mount keeps running.
+	sbB.cli(t, as(root).ok(), "plugin", "deregister", "-version="+upgrade, "secret", pluginName)
+	if m := mountInfo(t, sbA, root, mount); m.RunningVersion != pluginVersion {
+		t.Fatalf("after deregistering %s: %+v", upgrade, m)
+	}
 	upgraded := false
 	for _, pid := range c.pids.byNode(newAct.name) {
 		upgraded = upgraded || filepath.Base(c.pids.exeOf(pid)) == command
