@@ -114,8 +114,11 @@ func newBackend() *gradientBackend {
 			// Key material lives under config and keys/: seal-wrapped where
 			// the seal supports it.
 			SealWrapStorage: []string{configPath, keyStoragePrefix},
-			// A WAL entry describes a platform change made by this node and
-			// is rolled back by this node: it is not replicated.
+			// A WAL entry describes a platform change made by this cluster
+			// and is rolled back by its active node: it is not sent to
+			// performance secondaries. The nodes of one cluster share it, so
+			// after a failover the new active node rolls back what the old
+			// one left (acceptance TestCluster).
 			LocalStorage: []string{framework.WALPrefix},
 			// A rename moves a key from one name prefix to another, which an
 			// ACL on the source path alone cannot see: it needs sudo.
