@@ -55,7 +55,9 @@ dev: build ## Run Vault + emulator with the plugin mounted at gradient/ (Ctrl-C 
 		EMULATOR_BIN="$(EMULATOR_BIN)" scripts/dev.sh
 
 .PHONY: test
-test: vet test-unit test-acceptance ## Vet, unit tests and the acceptance suite (what CI runs)
+test: vet test-unit test-acceptance test-cluster ## Vet, unit tests and the acceptance suite (what CI runs)
+# Within `make test` the cluster test runs once, as its own step (test-cluster).
+test: TESTARGS = -skip ^TestCluster$$
 
 .PHONY: test-unit
 test-unit: deps ## Unit tests only (race detector on)
@@ -67,6 +69,17 @@ test-acceptance: build ## Acceptance suite against a real Vault through the vaul
 	echo "acceptance: Vault $$vault_bin, plugin $(PLUGIN_BIN) ($(VERSION))"; \
 	VAULT_BIN="$$vault_bin" GRADIENT_PLUGIN_DIR="$(PLUGIN_DIR)" GRADIENT_PLUGIN_VERSION="$(VERSION)" \
 		$(GO) test -tags acceptance -count=1 -timeout $(ACCEPTANCE_TIMEOUT) -v $(TESTARGS) ./acceptance/...
+
+# TestCluster on its own: three raft Vault servers, a failover by SIGKILL,
+# rotations and a WAL rollback across it. About 1.5-2 minutes.
+CLUSTER_TIMEOUT ?= 10m
+
+.PHONY: test-cluster
+test-cluster: build ## The Vault cluster test alone (3 raft nodes, failover, rotation, WAL rollback)
+	@vault_bin=$$(scripts/get-vault.sh); \
+	echo "test-cluster: Vault $$vault_bin, plugin $(PLUGIN_BIN) ($(VERSION))"; \
+	VAULT_BIN="$$vault_bin" GRADIENT_PLUGIN_DIR="$(PLUGIN_DIR)" GRADIENT_PLUGIN_VERSION="$(VERSION)" \
+		$(GO) test -tags acceptance -count=1 -timeout $(CLUSTER_TIMEOUT) -v -run '^TestCluster$$' ./acceptance/...
 
 FUZZTIME ?= 30s
 

@@ -14,7 +14,7 @@ import (
 // these exact files.
 const policyDir = "../examples/policies"
 
-var examplePolicies = []string{"team-a", "team-b", "consumer", "gradient-admin"}
+var examplePolicies = []string{"team-a", "team-b", "consumer", "gradient-admin", "auditor"}
 
 // TestReadmeShowsExamplePolicies: the README's policy examples are exactly
 // the files this suite runs.

@@ -5,6 +5,8 @@ package backend
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -31,6 +33,9 @@ platform as partner provider keys. Configure it at "config", manage keys at
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	b := newBackend()
 	if err := b.applyTestTuning(); err != nil {
+		return nil, err
+	}
+	if err := b.tuneWALFromEnv(os.LookupEnv); err != nil {
 		return nil, err
 	}
 	if err := b.Setup(ctx, conf); err != nil {
@@ -128,8 +133,11 @@ func newBackend() *gradientBackend {
 			// Key material lives under config and keys/: seal-wrapped where
 			// the seal supports it.
 			SealWrapStorage: []string{configPath, keyStoragePrefix},
-			// A WAL entry describes a platform change made by this node and
-			// is rolled back by this node: it is not replicated.
+			// A WAL entry describes a platform change made by this cluster
+			// and is rolled back by its active node: it is not sent to
+			// performance secondaries. The nodes of one cluster share it, so
+			// after a failover the new active node rolls back what the old
+			// one left (acceptance TestCluster).
 			LocalStorage: []string{framework.WALPrefix},
 			// A rename moves a key from one name prefix to another, which an
 			// ACL on the source path alone cannot see: it needs sudo.
@@ -206,7 +214,7 @@ func (b *gradientBackend) clients(ctx context.Context, s logical.Storage) (*clie
 
 func newClients(cfg *gradientConfig, budget *rateBudget) (*clients, error) {
 	budget.configure(cfg.RateLimitPerMinute, cfg.RateLimitPerHour, cfg.schedulerHeadroom())
-	p, err := newGodoPlatform(withTrailingSlash(cfg.APIURL), cfg.Token, "vault-plugin-secrets-gradient/"+Version, cfg.RequestTimeout, budget)
+	p, err := newGodoPlatform(withTrailingSlash(cfg.APIURL), cfg.Token, userAgent(), cfg.RequestTimeout, budget)
 	if err != nil {
 		return nil, err
 	}
@@ -215,6 +223,14 @@ func newClients(cfg *gradientConfig, budget *rateBudget) (*clients, error) {
 		v = newHTTPVerifier(cfg.AnthropicURL, cfg.OpenAIURL, cfg.RequestTimeout)
 	}
 	return &clients{config: cfg, platform: p, verifier: v, admin: newHTTPAdmin(cfg, nil)}, nil
+}
+
+// userAgent names the plugin, its version and its process to the platform,
+// e.g. "vault-plugin-secrets-gradient/v1.2.0 (pid 4242)": on a Vault cluster,
+// each node runs its own plugin process, and the pid tells an operator (or
+// the cluster test) which node made a call.
+func userAgent() string {
+	return fmt.Sprintf("vault-plugin-secrets-gradient/%s (pid %d)", Version, os.Getpid())
 }
 
 // skipVerification is used when verify_keys is false.

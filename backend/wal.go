@@ -14,8 +14,10 @@ import (
 // Every change to the platform takes one road, makeChange: a write-ahead log
 // entry is written before the platform call and deleted once Vault's storage
 // matches the platform. If the node dies in between, Vault's periodic
-// rollback (on the node that wrote it: wal/ is local storage) hands the entry
-// back to walRollback, which puts the platform back in line with storage.
+// rollback on the cluster's active node (wal/ is LocalStorage: kept from
+// performance secondaries, shared by the nodes of one cluster, so a new
+// active node finds what a dead one left) hands the entry back to
+// walRollback, which puts the platform back in line with storage.
 //
 // Each kind of entry knows how to undo its change, and that undo is always
 // the same idea: make the platform key (found by uuid, never by name) say

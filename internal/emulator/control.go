@@ -160,6 +160,15 @@ func (e *Emulator) AddToken(token string) {
 	e.tokens[token] = true
 }
 
+// RemoveToken makes the platform refuse token from now on, as DigitalOcean
+// does once a token is deleted (after a rotation, say). Reset does not bring
+// it back.
+func (e *Emulator) RemoveToken(token string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.tokens, token)
+}
+
 // serveControl is the HTTP face of the methods above. It has no auth and
 // bypasses counts, latency, rate limits and faults, so a test can always
 // inspect and steer the emulator.
@@ -178,6 +187,14 @@ func (e *Emulator) serveControl(w http.ResponseWriter, r *http.Request) {
 		}},
 		"statuses": {http.MethodGet, func(w http.ResponseWriter, _ *http.Request) error {
 			writeJSON(w, http.StatusOK, e.Statuses())
+			return nil
+		}},
+		"requests": {http.MethodGet, func(w http.ResponseWriter, _ *http.Request) error {
+			writeJSON(w, http.StatusOK, e.Requests())
+			return nil
+		}},
+		"secret-changes": {http.MethodGet, func(w http.ResponseWriter, _ *http.Request) error {
+			writeJSON(w, http.StatusOK, e.SecretChanges())
 			return nil
 		}},
 		"revoke":      {http.MethodPost, e.controlRevoke},

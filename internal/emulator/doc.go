@@ -13,7 +13,10 @@
 //	                      OpenAI's Admin API: projects (list, get), service
 //	                      accounts (list, create, get, delete)
 //	/_emulator/...        test control: state, revocation, faults, latency, limits,
-//	                      admin keys, provider state
+//	                      admin keys, provider state, request log
+//	                      (GET requests: method, path, status, User-Agent of
+//	                      each request; GET secret-changes: secret changes by
+//	                      key uuid)
 //
 // # Faithful to the public API
 //

@@ -58,6 +58,8 @@ type Emulator struct {
 	adminKeys map[string]map[string]bool
 	// org is what the providers' Admin APIs manage (provider_admin.go).
 	org orgState
+	// activity is the request log and secret-change counts (requestlog.go).
+	activity activity
 }
 
 // New returns an emulator with empty state.
@@ -96,6 +98,7 @@ func (e *Emulator) resetLocked() {
 	e.org = newOrgState()
 	e.counts = map[string]int{}
 	e.statuses = map[int]int{}
+	e.activity = newActivity()
 	if e.release != nil {
 		close(e.release)
 	}
@@ -110,6 +113,8 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w}
+	seq := e.beginRequest(r)
+	defer e.endRequest(seq, rec)
 	switch {
 	case underPrefix(r.URL.Path, anthropicPrefix):
 		e.serveProvider(rec, r, anthropicHost)

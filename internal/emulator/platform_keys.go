@@ -163,6 +163,7 @@ func (e *Emulator) updateKey(p *provider) handler {
 			}
 			if body.APIKey != "" && body.APIKey != k.secret {
 				k.secret, changed = body.APIKey, true
+				e.noteSecretChangeLocked(k.uuid)
 			}
 			if changed {
 				k.updatedAt = e.stampAfterLocked(k.updatedAt)

@@ -1,0 +1,486 @@
+//go:build acceptance
+
+package acceptance
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+)
+
+// testWALMinAge lets Vault's periodic rollback (once a minute on the active
+// node) hand the plugin WAL entries older than 5 s instead of 10 minutes.
+// 5 s is far longer than the moment between the entry being written and the
+// test killing the node that wrote it, so that node never rolls it back
+// itself.
+const testWALMinAge = "GRADIENT_TEST_WAL_MIN_AGE=5s"
+
+// clusterKey is one key of TestCluster and what the test expects of it.
+type clusterKey struct {
+	name, provider string
+	first, next    string        // the secret written, the successor staged
+	then           string        // the successor staged after the failover
+	period         time.Duration // rotation_period
+	uuid           string
+}
+
+// pluginUA matches the User-Agent the plugin sends the platform; godo adds
+// its own name after it.
+var pluginUA = regexp.MustCompile(`^vault-plugin-secrets-gradient/\S+ \(pid (\d+)\)`)
+
+// TestCluster runs the plugin on a three-node Vault cluster with integrated
+// (raft) storage:
+//   - the plugin is registered (by sha256 and version), enabled and
+//     configured, and keys are written, all through standbys, which forward
+//     to the active node (not redirect); each key is created on the platform
+//     once and reads back the same from every node;
+//   - keys rotate on a short schedule while the active node is killed with
+//     SIGKILL (Vault and its plugin process); a standby takes over, and every
+//     staged successor is promoted exactly once, some by the old active and
+//     the rest by the new one, none skipped;
+//   - a rotation in flight when the node died (its platform call lands after
+//     the node is gone) leaves a WAL entry in the replicated storage; the
+//     new active's periodic rollback finds it and pushes the stored secret
+//     back;
+//   - the killed node rejoins as a standby and serves reads; a lease taken
+//     before the failover no longer renews once its key rotated, on any node;
+//   - a second round of staged keys is promoted once each by the new active
+//     node, across an upgrade of the running cluster to another plugin
+//     version and a rollback to this one (sha256, version, tune, reload);
+//   - the DigitalOcean token is rotated through a standby before all this
+//     and the old one refused: no call uses it afterwards;
+//   - only the active node's plugin process ever calls the platform.
+func TestCluster(t *testing.T) {
+	if !findsPlugins {
+		t.Skip("killing and telling apart the nodes' plugin processes needs Linux /proc")
+	}
+	began := time.Now()
+	e := newEmulator(t)
+	c := startCluster(t, 3)
+	act, standbys := c.waitActive(t, 30*time.Second)
+	root := c.rootToken
+	t.Logf("cluster of 3 up in %s: %s active, %s and %s standby", since(began), act.name, standbys[0].name, standbys[1].name)
+
+	// The standbys' addresses really are standbys: asked not to forward,
+	// one redirects to the active node's api_addr.
+	for _, sb := range standbys {
+		if code, loc := redirectsWithoutForwarding(t, sb, root, "sys/policies/acl"); code != 307 || !strings.HasPrefix(loc, act.addr+"/") {
+			t.Fatalf("%s without forwarding answered %d %q, want a 307 to %s", sb.name, code, loc, act.addr)
+		}
+	}
+
+	// Everything below goes to a standby with redirects off (cli): each
+	// success is a request the standby forwarded to the active node.
+	sbA, sbB := standbys[0], standbys[1]
+	sbA.cli(t, as(root).ok(), "plugin", "register", "-sha256="+pluginSHA256, "-version="+pluginVersion,
+		"-env="+testTick, "-env="+testMinPeriod, "-env="+testWALMinAge, "secret", pluginName)
+	for _, s := range c.nodes {
+		out := s.cli(t, as(root).ok(), "plugin", "info", "-format=json", "-version="+pluginVersion, "secret", pluginName).Stdout
+		var info map[string]any
+		if err := json.Unmarshal([]byte(out), &info); err != nil {
+			t.Fatalf("plugin info on %s: %v\n%s", s.name, err, out)
+		}
+		if d, ok := info["data"].(map[string]any); ok {
+			info = d
+		}
+		if str(info, "sha256") != pluginSHA256 || str(info, "version") != pluginVersion {
+			t.Fatalf("plugin info on %s: %v", s.name, info)
+		}
+	}
+	mount := "gradient"
+	sbB.cli(t, as(root).ok(), "secrets", "enable", "-path="+mount, "-plugin-version="+pluginVersion, pluginName)
+	sbA.cli(t, as(root).withStdin(e.token).ok(), "write", mount+"/config", "token=-",
+		"api_url="+e.url, "anthropic_url="+e.url+"/anthropic", "openai_url="+e.url+"/openai")
+	for _, s := range c.nodes {
+		if cfg := readVia(t, s, root, mount+"/config"); str(cfg, "api_url") != e.url {
+			t.Fatalf("config read on %s: %v", s.name, cfg)
+		}
+	}
+
+	// Keys, each due at its own time: the first two before the active
+	// node is killed, the rest during and after the failover.
+	// The third is due about when the node dies, the last well after.
+	periods := []time.Duration{3 * time.Second, 5 * time.Second, 9 * time.Second, 18 * time.Second}
+	var keys []*clusterKey
+	for i, p := range periods {
+		provider := []string{"anthropic", "openai"}[i%2]
+		keys = append(keys, &clusterKey{name: uniqueName(fmt.Sprintf("ha%d", i)), provider: provider,
+			first: newKey(provider), next: newKey(provider), then: newKey(provider), period: p})
+	}
+	// A key that does not rotate on a schedule: its manual rotation is the
+	// change in flight when the active node dies.
+	w := &clusterKey{name: uniqueName("ha-wal"), provider: "anthropic", first: newAnthropicKey(), next: newAnthropicKey()}
+	all := append(append([]*clusterKey(nil), keys...), w)
+	wantCreates := map[string]int{}
+	for i, k := range all {
+		standbys[i%2].cli(t, as(root).ok(), "write", mount+"/keys/"+k.name, "provider="+k.provider, "api_key="+k.first)
+		wantCreates[k.provider]++
+	}
+	counts := e.Counts()
+	for p, n := range wantCreates {
+		if got := counts["POST /v2/gen-ai/"+p+"/keys"]; got != n {
+			t.Errorf("%d %s key creates reached the platform, want %d", got, p, n)
+		}
+	}
+	for _, k := range all {
+		if on := e.keysNamed(k.name); len(on) != 1 || on[0].Secret != k.first {
+			t.Fatalf("%s is on the platform %d times: %+v", k.name, len(on), on)
+		}
+	}
+	var paths []string
+	for _, k := range all {
+		k.uuid = e.keysNamed(k.name)[0].UUID
+		paths = append(paths, mount+"/keys/"+k.name, mount+"/creds/"+k.name)
+	}
+	for node, data := range readAll(t, c.nodes, root, paths...) {
+		for _, k := range all {
+			read, creds := data[mount+"/keys/"+k.name], data[mount+"/creds/"+k.name]
+			if str(read, "uuid") != k.uuid || str(creds, "api_key") != k.first || num(read, "version") != 1 {
+				t.Fatalf("%s reads on %s: uuid %s (platform %s), version %d, creds match: %v", k.name, node,
+					str(read, "uuid"), k.uuid, num(read, "version"), str(creds, "api_key") == k.first)
+			}
+		}
+	}
+	t.Logf("config and %d keys written through standbys, each created once and read back on all 3 nodes (%s)", len(all), since(began))
+
+	// Rotate the DigitalOcean token through a standby, then delete the old
+	// one at DigitalOcean: from here on every platform call, on whichever
+	// node is active, must use the new token.
+	newToken := mustNotLeak("do-token-" + randomString(alnum, 32))
+	e.AddToken(newToken)
+	sbB.cli(t, as(root).withStdin(newToken).ok(), "write", mount+"/config", "token=-")
+	e.RemoveToken(e.token)
+
+	// A consumer holds a lease on the last key's credentials from before
+	// its rotation, which the new active node will make.
+	held := keys[len(keys)-1]
+	var leased struct {
+		LeaseID   string `json:"lease_id"`
+		Renewable bool   `json:"renewable"`
+	}
+	out := sbA.cli(t, as(root).ok(), "read", "-format=json", mount+"/creds/"+held.name).Stdout
+	if err := json.Unmarshal([]byte(out), &leased); err != nil || leased.LeaseID == "" || !leased.Renewable {
+		t.Fatalf("creds of %s are not a renewable lease (%v)", held.name, err)
+	}
+
+	// Stage a successor for each key and start its schedule.
+	staged := map[*clusterKey]time.Time{}
+	for i, k := range keys {
+		staged[k] = time.Now()
+		standbys[i%2].cli(t, as(root).ok(), "write", mount+"/keys/"+k.name,
+			fmt.Sprintf("rotation_period=%ds", int(k.period.Seconds())), "next_api_key="+k.next)
+	}
+	rotationStart := time.Now()
+	rotated := func(k *clusterKey) bool {
+		pk := e.key(k.provider, k.uuid)
+		return pk != nil && pk.Secret == k.next
+	}
+	eventually(t, 30*time.Second, "the first two scheduled rotations", func() bool { return rotated(keys[0]) && rotated(keys[1]) })
+	for _, k := range keys[2:] {
+		// Due a period after it was staged (stored to the second).
+		if rotated(k) && time.Now().Before(staged[k].Add(k.period-time.Second)) {
+			t.Fatalf("%s (period %s) rotated before its time", k.name, k.period)
+		}
+	}
+
+	// A change in flight: the platform holds the rotation of w for 4 s and
+	// then applies it, whoever is still waiting. The active node dies
+	// while its plugin waits: the WAL entry it wrote first stays behind.
+	wPath := "/v2/gen-ai/" + w.provider + "/keys/" + w.uuid
+	e.InjectFault(emulator.Fault{Method: "PUT", Path: wPath, Mode: "late", Delay: 4 * time.Second})
+	manual := make(chan cliResult, 1)
+	go func() { manual <- act.cli(nil, as(root), "write", mount+"/keys/"+w.name+"/rotate", "api_key="+w.next) }()
+	waitFor(t, 20*time.Second, "the rotation of "+w.name+" to reach the platform", func() bool {
+		for _, r := range e.Requests() {
+			if r.Method == "PUT" && r.Path == wPath && r.Pending {
+				return true
+			}
+		}
+		return false
+	})
+	old := act
+	killStart := time.Now()
+	deadPlugins := c.crash(t, old)
+	killDone := time.Now()
+	t.Logf("SIGKILLed %s (active) and its plugin processes %v, %s after the schedules started", old.name, deadPlugins, killStart.Sub(rotationStart).Round(100*time.Millisecond))
+	if len(deadPlugins) == 0 {
+		t.Fatalf("the active node %s ran no plugin process", old.name)
+	}
+
+	newAct, _ := c.waitActive(t, 60*time.Second)
+	t.Logf("failover: %s active %s after the kill", newAct.name, since(killStart))
+	if r := <-manual; r.Code == 0 {
+		t.Fatalf("the rotation sent to the killed node succeeded:\n%s", r)
+	}
+
+	// Every staged successor is promoted, by one node or the other.
+	eventually(t, 60*time.Second, "every scheduled rotation", func() bool {
+		for _, k := range keys {
+			if !rotated(k) {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("all %d scheduled rotations on the platform %s after the kill", len(keys), since(killStart))
+	// The late change of w has landed by now (4 s after it arrived).
+	waitFor(t, 20*time.Second, "the late rotation of "+w.name+" to land", func() bool { return rotated(w) })
+
+	// The killed node comes back as a standby and serves reads.
+	c.rejoin(t, old)
+	act2, standbys2 := c.waitActive(t, 30*time.Second)
+	if act2 != newAct || !containsNode(standbys2, old) {
+		t.Fatalf("after the rejoin: %s active, standbys %v; want %s active and %s standby", act2.name, names(standbys2), newAct.name, old.name)
+	}
+	c.waitVoters(t, old, 3)
+	t.Logf("%s rejoined as a standby %s after the kill", old.name, since(killStart))
+
+	// The lease from before the rotation no longer renews, on any node: the
+	// consumer reads again and gets the new key.
+	for _, s := range c.nodes {
+		r := s.cli(t, as(root), "lease", "renew", leased.LeaseID)
+		if r.Code == 0 || !strings.Contains(r.Stderr, "rotated") {
+			t.Errorf("renewing the lease on %s's creds from before its rotation, on %s:\n%s", held.name, s.name, r)
+		}
+	}
+
+	// Every node reads the rotated keys; the reads take many scheduler
+	// ticks, after which the secret-change counts show one rotation each.
+	for node, data := range readAll(t, c.nodes, root, paths...) {
+		for _, k := range keys {
+			read, creds := data[mount+"/keys/"+k.name], data[mount+"/creds/"+k.name]
+			if num(read, "version") != 2 || str(read, "key_hint") != hint(k.next) || str(read, "previous_key_hint") != hint(k.first) ||
+				str(read, "next_key_hint") != "" || str(creds, "api_key") != k.next {
+				t.Errorf("%s on %s after the failover: version %d, key_hint %s (want %s), previous %s, next %q, creds match %v",
+					k.name, node, num(read, "version"), str(read, "key_hint"), hint(k.next), str(read, "previous_key_hint"),
+					str(read, "next_key_hint"), str(creds, "api_key") == k.next)
+			}
+		}
+		// Storage never recorded w's rotation: the node died before it.
+		if read := data[mount+"/keys/"+w.name]; num(read, "version") != 1 || str(read, "key_hint") != hint(w.first) {
+			t.Errorf("%s on %s: version %d, key_hint %s; want version 1 with the first key", w.name, node, num(read, "version"), str(read, "key_hint"))
+		}
+	}
+	changes := e.SecretChanges()
+	for _, k := range keys {
+		if changes[k.uuid] != 1 {
+			t.Errorf("%s (period %s): %d secret changes on the platform, want exactly 1", k.name, k.period, changes[k.uuid])
+		}
+	}
+
+	// A second round on the new active node: stage another successor for
+	// every key. Each is promoted at its next due time (at once for a key
+	// already overdue), across the plugin reloads below.
+	for i, k := range keys {
+		standbys2[i%2].cli(t, as(root).ok(), "write", mount+"/keys/"+k.name, "next_api_key="+k.then)
+	}
+
+	// While the new active's rollback is due: upgrade the running cluster
+	// to another version of the plugin, and roll back to this one.
+	// Through the standbys of now: the old one and the node that rejoined.
+	sb1, sb2 := standbys2[0], standbys2[1]
+	upgrade := "v99.0.0-upgrade"
+	command, sum := c.buildPlugin(t, upgrade)
+	sb1.cli(t, as(root).ok(), "plugin", "register", "-sha256="+sum, "-version="+upgrade, "-command="+command,
+		"-env="+testTick, "-env="+testMinPeriod, "-env="+testWALMinAge, "secret", pluginName)
+	for _, version := range []string{upgrade, pluginVersion} {
+		sb2.cli(t, as(root).ok(), "secrets", "tune", "-plugin-version="+version, mount)
+		sb1.cli(t, as(root).ok(), "plugin", "reload", "-plugin="+pluginName)
+		want := map[string]string{upgrade: sum, pluginVersion: pluginSHA256}[version]
+		for _, s := range c.nodes {
+			var m mountPlugin
+			waitFor(t, 30*time.Second, fmt.Sprintf("%s to run %s as seen from %s", mount, version, s.name), func() bool {
+				m = mountInfo(t, s, root, mount)
+				return m.PluginVersion == version && m.RunningVersion == version && m.RunningSHA256 == want
+			})
+		}
+		if creds := readVia(t, sb2, root, mount+"/creds/"+w.name); str(creds, "api_key") != w.first {
+			t.Fatalf("creds of %s after switching to %s", w.name, version)
+		}
+		t.Logf("%s runs plugin %s (sha256 %s...) on %s, %s after the kill", mount, version, want[:12], newAct.name, since(killStart))
+	}
+	// The unused version leaves the catalog; the mount keeps running.
+	sb2.cli(t, as(root).ok(), "plugin", "deregister", "-version="+upgrade, "secret", pluginName)
+	if m := mountInfo(t, sb1, root, mount); m.RunningVersion != pluginVersion || m.RunningSHA256 != pluginSHA256 {
+		t.Fatalf("after deregistering %s: %+v", upgrade, m)
+	}
+	upgraded := false
+	for _, pid := range c.pids.byNode(newAct.name) {
+		upgraded = upgraded || filepath.Base(c.pids.exeOf(pid)) == command
+	}
+	if !upgraded {
+		t.Errorf("no plugin process of %s ran %s", newAct.name, command)
+	}
+
+	// The second round: every key promoted once more, none skipped, by the
+	// new active node.
+	eventually(t, 60*time.Second, "the second round of scheduled rotations", func() bool {
+		for _, k := range keys {
+			if pk := e.key(k.provider, k.uuid); pk == nil || pk.Secret != k.then {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("second round: all %d keys rotated again %s after the kill", len(keys), since(killStart))
+
+	// Every node reads the second round; the reads take many scheduler
+	// ticks, after which the counts show exactly one change per staged key.
+	for node, data := range readAll(t, c.nodes, root, paths...) {
+		if str(data[mount+"/creds/"+w.name], "api_key") != w.first {
+			t.Errorf("%s creds on %s are not the stored key", w.name, node)
+		}
+		for _, k := range keys {
+			read, creds := data[mount+"/keys/"+k.name], data[mount+"/creds/"+k.name]
+			if num(read, "version") != 3 || str(read, "key_hint") != hint(k.then) || str(read, "previous_key_hint") != hint(k.next) ||
+				str(creds, "api_key") != k.then {
+				t.Errorf("%s on %s after the second round: version %d, key_hint %s (want %s), previous %s, creds match %v",
+					k.name, node, num(read, "version"), str(read, "key_hint"), hint(k.then), str(read, "previous_key_hint"), str(creds, "api_key") == k.then)
+			}
+		}
+	}
+	changes = e.SecretChanges()
+	for _, k := range keys {
+		if changes[k.uuid] != 2 {
+			t.Errorf("%s (period %s): %d secret changes on the platform, want exactly 2 (one per staged key)", k.name, k.period, changes[k.uuid])
+		}
+	}
+
+	// The WAL entry the dead node wrote is in the cluster's storage: the new
+	// active's periodic rollback (its first pass comes a minute after it
+	// took over) pushes back the secret Vault stores.
+	eventually(t, 150*time.Second, "the new active to roll back "+w.name, func() bool {
+		pk := e.key(w.provider, w.uuid)
+		return pk != nil && pk.Secret == w.first
+	})
+	t.Logf("the dead node's WAL entry rolled back %s after the kill", since(killStart))
+	if n := e.SecretChanges()[w.uuid]; n != 2 {
+		t.Errorf("%s: %d secret changes, want 2 (the late rotation, then its rollback)", w.name, n)
+	}
+	if b, _ := os.ReadFile(newAct.logPath); !strings.Contains(string(b), "pushed the stored secret back after an incomplete rotation") {
+		t.Errorf("%s's log does not show the rollback", newAct.name)
+	}
+
+	// Who called the platform: every request carries the plugin's pid, and
+	// the pid is a plugin process of the node that was active then.
+	byNode := map[string]int{}
+	rotatedBy := map[string][]string{} // the nodes that pushed each key's successful PUTs
+	rolledBackBy := ""
+	for _, r := range e.Requests() {
+		if !strings.HasPrefix(r.Path, "/v2/gen-ai/") {
+			continue
+		}
+		m := pluginUA.FindStringSubmatch(r.UserAgent)
+		if m == nil {
+			t.Errorf("%s %s came with User-Agent %q, not the plugin's", r.Method, r.Path, r.UserAgent)
+			continue
+		}
+		pid, _ := strconv.Atoi(m[1])
+		owner := c.pids.of(pid)
+		switch {
+		case owner == "":
+			t.Errorf("%s %s at %s came from pid %d, not a plugin process of any node", r.Method, r.Path, r.Time.Format(time.StampMilli), pid)
+		case owner == old.name && r.Time.Before(killDone) || owner == newAct.name && r.Time.After(killStart):
+			byNode[owner]++
+		default:
+			t.Errorf("%s %s at %s came from %s (pid %d), which was not the active node then", r.Method, r.Path, r.Time.Format(time.StampMilli), owner, pid)
+		}
+		if r.Method == "PUT" && r.Status == 200 {
+			for _, k := range keys {
+				if r.Path == "/v2/gen-ai/"+k.provider+"/keys/"+k.uuid {
+					rotatedBy[k.name] = append(rotatedBy[k.name], owner)
+				}
+			}
+			if r.Path == wPath && r.Time.After(killStart) {
+				rolledBackBy = owner
+			}
+		}
+	}
+	if n := e.Statuses()[401]; n != 0 {
+		t.Errorf("%d platform requests were refused with 401 after the token rotation", n)
+	}
+	t.Logf("platform requests by node: %v (plugin pids: %s %v, %s %v)", byNode, old.name, c.pids.byNode(old.name), newAct.name, c.pids.byNode(newAct.name))
+	var order []string
+	for i, k := range keys {
+		by := rotatedBy[k.name]
+		order = append(order, fmt.Sprintf("%s(%s)=%v", k.name, k.period, by))
+		// The first two keys rotated before the kill, the last one after
+		// it; every second rotation came after it.
+		wantFirst := "" // either, for the keys due around the kill
+		switch {
+		case i < 2:
+			wantFirst = old.name
+		case i == len(keys)-1:
+			wantFirst = newAct.name
+		}
+		if len(by) < 2 || (wantFirst != "" && by[0] != wantFirst) || by[len(by)-1] != newAct.name {
+			t.Errorf("%s was rotated by %v; want %q first and %s last", k.name, by, wantFirst, newAct.name)
+		}
+	}
+	t.Logf("rotated by (successful PUTs): %s", strings.Join(order, " "))
+	if rolledBackBy != newAct.name {
+		t.Errorf("the rollback of %s was pushed by %q, want the new active %s", w.name, rolledBackBy, newAct.name)
+	}
+	for _, s := range c.nodes {
+		if s != old && s != newAct && len(c.pids.byNode(s.name)) > 0 {
+			t.Logf("%s (never active) ran plugin processes %v; none called the platform", s.name, c.pids.byNode(s.name))
+		}
+	}
+	t.Logf("TestCluster wall time %s", since(began))
+}
+
+// readVia reads path on node s with redirects off, so the answer comes from
+// (or through) that node, and returns its data.
+func readVia(t *testing.T, s *vaultServer, token, path string) map[string]any {
+	t.Helper()
+	return decodeData(t, s.cli(t, as(token).ok(), "read", "-format=json", path).Stdout)
+}
+
+// waitFor polls cond every 50 ms until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func since(t time.Time) time.Duration { return time.Since(t).Round(100 * time.Millisecond) }
+
+func names(nodes []*vaultServer) []string {
+	var out []string
+	for _, s := range nodes {
+		out = append(out, s.name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// mountInfo is what `vault secrets list -detailed` shows of a mount's plugin.
+type mountPlugin struct {
+	PluginVersion  string `json:"plugin_version"`
+	RunningVersion string `json:"running_plugin_version"`
+	RunningSHA256  string `json:"running_sha256"`
+}
+
+func mountInfo(t *testing.T, s *vaultServer, token, mount string) mountPlugin {
+	t.Helper()
+	out := s.cli(t, as(token).ok(), "secrets", "list", "-detailed", "-format=json").Stdout
+	var mounts map[string]mountPlugin
+	if err := json.Unmarshal([]byte(out), &mounts); err != nil {
+		t.Fatalf("secrets list on %s: %v", s.name, err)
+	}
+	return mounts[mount+"/"]
+}

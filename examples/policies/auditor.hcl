@@ -1,0 +1,16 @@
+# Auditors of the gradient/ mount: which keys exist, their metadata (provider,
+# uuid, version, key hints, rotation state and errors), the mount's status and
+# configuration. Nothing that uses or changes a key: no creds/, no writes.
+# None of these reads returns a secret: keys/<name> shows the last four
+# characters of a key, config never shows the token.
+path "gradient/keys/*" {
+  capabilities = ["read", "list"]
+}
+
+path "gradient/config" {
+  capabilities = ["read"]
+}
+
+path "gradient/status" {
+  capabilities = ["read"]
+}
