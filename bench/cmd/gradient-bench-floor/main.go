@@ -1,0 +1,33 @@
+// Command gradient-bench-floor is the benchmark's floor plugin
+// (bench/floorplugin): an external secrets plugin that answers reads from
+// memory. Only `make bench` starts it, through Vault.
+package main
+
+import (
+	"os"
+
+	hclog "github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/api"
+	"github.com/hashicorp/vault/sdk/plugin"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/bench/floorplugin"
+)
+
+func main() {
+	meta := &api.PluginAPIClientMeta{}
+	flags := meta.FlagSet()
+	if err := flags.Parse(os.Args[1:]); err != nil {
+		fatal(err)
+	}
+	if err := plugin.ServeMultiplex(&plugin.ServeOpts{
+		BackendFactoryFunc: floorplugin.Factory,
+		TLSProviderFunc:    api.VaultPluginTLSProvider(meta.GetTLSConfig()),
+	}); err != nil {
+		fatal(err)
+	}
+}
+
+func fatal(err error) {
+	hclog.New(&hclog.LoggerOptions{}).Error("floor plugin shutting down", "error", err)
+	os.Exit(1)
+}

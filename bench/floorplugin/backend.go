@@ -1,0 +1,134 @@
+// Package floorplugin is the smallest external secrets plugin the benchmark
+// compares the Gradient plugin with: every request to an external plugin
+// crosses the same gRPC hop, whatever the plugin does, so what this one
+// costs is the floor for any of them.
+//
+// Its paths answer a read from memory, with and without a lease, and two
+// variants add the plugin-to-Vault calls a Gradient read makes (storage
+// reads, the system view), so that a difference can be taken apart:
+//
+//	plain/<name>         data from memory
+//	stored/<name>        + one storage read (what keys/<name> does)
+//	leased/<name>        data from memory under a renewable one-hour lease
+//	leased-get/<name>    + one storage read
+//	leased-ttl/<name>    + one MaxLeaseTTL call (a system view round trip)
+//	leased-stored/<name> + two storage reads and one MaxLeaseTTL call
+//	                     (what creds/<name> does)
+package floorplugin
+
+import (
+	"context"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// secretType is the lease type of the leased paths.
+const secretType = "floor_value"
+
+// leaseTTL is the lease of leased reads: the Gradient plugin's default creds TTL.
+const leaseTTL = time.Hour
+
+// storedKey is the storage entry the stored variants read.
+const storedKey = "entry"
+
+// Factory is the plugin's entry point.
+func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+	b := newBackend()
+	if err := b.Setup(ctx, conf); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+type floorBackend struct {
+	*framework.Backend
+}
+
+func newBackend() *floorBackend {
+	b := &floorBackend{}
+	name := map[string]*framework.FieldSchema{"name": {Type: framework.TypeString, Description: "Any name."}}
+	read := func(h framework.OperationFunc) map[logical.Operation]framework.OperationHandler {
+		return map[logical.Operation]framework.OperationHandler{logical.ReadOperation: &framework.PathOperation{Callback: h}}
+	}
+	b.Backend = &framework.Backend{
+		Help:        "A secrets plugin that answers reads from memory: the benchmark's floor.",
+		BackendType: logical.TypeLogical,
+		Paths: []*framework.Path{
+			{Pattern: "plain/" + framework.GenericNameRegex("name"), Fields: name, Operations: read(b.plain)},
+			{Pattern: "stored/" + framework.GenericNameRegex("name"), Fields: name, Operations: read(b.stored)},
+			{Pattern: "leased/" + framework.GenericNameRegex("name"), Fields: name, Operations: read(b.leased)},
+			{Pattern: "leased-get/" + framework.GenericNameRegex("name"), Fields: name, Operations: read(b.leasedGet)},
+			{Pattern: "leased-ttl/" + framework.GenericNameRegex("name"), Fields: name, Operations: read(b.leasedTTL)},
+			{Pattern: "leased-stored/" + framework.GenericNameRegex("name"), Fields: name, Operations: read(b.leasedStored)},
+		},
+		Secrets: []*framework.Secret{{
+			Type:            secretType,
+			Fields:          map[string]*framework.FieldSchema{"value": {Type: framework.TypeString, Description: "The value."}},
+			DefaultDuration: leaseTTL,
+			Renew:           b.renew,
+			Revoke: func(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
+				return nil, nil
+			},
+		}},
+	}
+	return b
+}
+
+// value is about the size of a Gradient creds answer's data.
+func value(name string) map[string]any {
+	return map[string]any{
+		"api_key":  "sk-ant-api03-FLOORFLOORFLOORFLOOR-0123456789abcdefXYZ",
+		"provider": "anthropic",
+		"uuid":     "00000000-0000-4000-8000-000000000000",
+		"version":  1,
+		"name":     name,
+	}
+}
+
+func (b *floorBackend) plain(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	return &logical.Response{Data: value(d.Get("name").(string))}, nil
+}
+
+func (b *floorBackend) stored(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if _, err := req.Storage.Get(ctx, storedKey); err != nil {
+		return nil, err
+	}
+	return b.plain(ctx, req, d)
+}
+
+func (b *floorBackend) leased(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	resp := b.Secret(secretType).Response(value(name), map[string]any{"name": name, "version": 1})
+	resp.Secret.TTL = leaseTTL
+	return resp, nil
+}
+
+func (b *floorBackend) leasedGet(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if _, err := req.Storage.Get(ctx, storedKey); err != nil {
+		return nil, err
+	}
+	return b.leased(ctx, req, d)
+}
+
+func (b *floorBackend) leasedTTL(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	_ = b.System().MaxLeaseTTL()
+	return b.leased(ctx, req, d)
+}
+
+func (b *floorBackend) leasedStored(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	for _, key := range []string{storedKey, "config"} {
+		if _, err := req.Storage.Get(ctx, key); err != nil {
+			return nil, err
+		}
+	}
+	_ = b.System().MaxLeaseTTL()
+	return b.leased(ctx, req, d)
+}
+
+func (b *floorBackend) renew(_ context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	resp := &logical.Response{Secret: req.Secret}
+	resp.Secret.TTL = leaseTTL
+	return resp, nil
+}
