@@ -1,0 +1,365 @@
+// Command gradient-bench measures the Gradient plugin through a real Vault,
+// side by side with Vault's KV v2 engine and a minimal external plugin
+// (bench/floorplugin), with one client. It starts its own Vault dev server
+// and a zero-latency emulator on 127.0.0.1, prints a table and writes it to
+// -out. `make bench` runs it at full size, `make bench-smoke` small.
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+)
+
+const (
+	gradientPlugin = "vault-plugin-secrets-gradient"
+	floorPlugin    = "gradient-bench-floor"
+	benchToken     = "bench-token"
+	rotationToken  = "bench-rotation-token"
+	// Raised limits while measuring and seeding: at the platform's default
+	// 250 a minute the budget, not the plugin, would set every create's pace.
+	raisedPerMinute = 10_000_000
+	raisedPerHour   = 1_000_000_000
+)
+
+// sizes is one run's scale.
+type sizes struct {
+	ops       int // timed reads per measurement
+	creates   int // timed creates (and updates) per concurrency; also the small list
+	listOps   int // timed lists per measurement
+	large     int // keys of the scale mount: the large list and rotation at scale
+	due       int // keys coming due at once
+	duePeriod time.Duration
+	rotLimit  int // platform per-minute limit during the rotation burst
+	idleWatch time.Duration
+}
+
+var presets = map[string]sizes{
+	"full":  {ops: 2000, creates: 1000, listOps: 100, large: 10000, due: 1000, duePeriod: 20 * time.Second, rotLimit: 3000, idleWatch: 10 * time.Second},
+	"smoke": {ops: 200, creates: 100, listOps: 20, large: 1000, due: 50, duePeriod: 5 * time.Second, rotLimit: 3000, idleWatch: 3 * time.Second},
+}
+
+func main() {
+	var (
+		vaultBin  = flag.String("vault", "", "path of the vault binary (scripts/get-vault.sh prints one)")
+		pluginBin = flag.String("plugin", "bin/plugins/"+gradientPlugin, "the Gradient plugin binary")
+		floorBin  = flag.String("floor", "bin/bench/"+floorPlugin, "the floor plugin binary")
+		size      = flag.String("size", "full", "full or smoke")
+		out       = flag.String("out", "bench/results/latest.md", "where the table is written")
+		keep      = flag.Bool("keep", false, "keep the work directory (Vault's log)")
+	)
+	flag.Parse()
+	sz, ok := presets[*size]
+	if !ok || *vaultBin == "" {
+		fmt.Fprintln(os.Stderr, "usage: gradient-bench -vault PATH [-size full|smoke] [-out FILE]")
+		os.Exit(2)
+	}
+	if err := run(*vaultBin, *pluginBin, *floorBin, *size, sz, *out, *keep); err != nil {
+		fmt.Fprintln(os.Stderr, "gradient-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// bench is one run's shared state.
+type bench struct {
+	sz      sizes
+	v       *vaultDev
+	c       *api.Client
+	emu     *emulator.Emulator
+	emuURL  string
+	plugin  string // the plugin's path in the plugin directory
+	results []result
+	notes   []string // extra sections of the report
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s bench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+func run(vaultBin, pluginBin, floorBin, size string, sz sizes, out string, keep bool) error {
+	started := time.Now()
+	dir, err := os.MkdirTemp("", "gradient-bench-")
+	if err != nil {
+		return err
+	}
+	if !keep {
+		defer os.RemoveAll(dir)
+	} else {
+		progress("work directory %s", dir)
+	}
+	pluginDir := filepath.Join(dir, "plugins")
+	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
+		return err
+	}
+	sums := map[string]string{}
+	for name, src := range map[string]string{gradientPlugin: pluginBin, floorPlugin: floorBin} {
+		if sums[name], err = copyExecutable(src, filepath.Join(pluginDir, name)); err != nil {
+			return err
+		}
+	}
+
+	// The emulator, in this process, at zero latency.
+	emu := emulator.New(emulator.Config{Tokens: []string{benchToken, rotationToken}, PerMinuteLimit: raisedPerMinute, PerHourLimit: raisedPerHour})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: emu}
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Close()
+
+	v, err := startVault(vaultBin, dir, pluginDir, 8)
+	if err != nil {
+		return err
+	}
+	defer v.stop()
+	b := &bench{sz: sz, v: v, c: v.client, emu: emu, emuURL: "http://" + l.Addr().String(), plugin: filepath.Join(pluginDir, gradientPlugin)}
+	if err := b.setup(sums); err != nil {
+		return err
+	}
+	progress("Vault %s, emulator %s, size %s", v.addr, b.emuURL, size)
+
+	steps := []struct {
+		name string
+		fn   func() error
+	}{
+		{"gradient", b.benchGradient},
+		{"kv", b.benchKV},
+		{"floor", b.benchFloor},
+		{"scale", b.benchScale},
+	}
+	for _, s := range steps {
+		if err := s.fn(); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	report := b.report(size, vaultBin, time.Since(started))
+	fmt.Print(report)
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(out, []byte(report), 0o644); err != nil {
+		return err
+	}
+	progress("written to %s in %s", out, time.Since(started).Round(time.Second))
+	return nil
+}
+
+func copyExecutable(src, dst string) (string, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return "", fmt.Errorf("%w (run make build first)", err)
+	}
+	defer in.Close()
+	o, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(o, h), in); err != nil {
+		o.Close()
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), o.Close()
+}
+
+// setup registers both plugins (the Gradient one with the scheduler's
+// test tuning: a one-second tick and periods as short as a second) and
+// mounts the three engines.
+func (b *bench) setup(sums map[string]string) error {
+	sys := b.c.Sys()
+	if err := sys.RegisterPlugin(&api.RegisterPluginInput{Name: gradientPlugin, Type: api.PluginTypeSecrets, Command: gradientPlugin, SHA256: sums[gradientPlugin],
+		Env: []string{"GRADIENT_TEST_ROTATION_TICK=1s", "GRADIENT_TEST_MIN_ROTATION_PERIOD=1s"}}); err != nil {
+		return fmt.Errorf("registering %s: %w", gradientPlugin, err)
+	}
+	if err := sys.RegisterPlugin(&api.RegisterPluginInput{Name: floorPlugin, Type: api.PluginTypeSecrets, Command: floorPlugin, SHA256: sums[floorPlugin]}); err != nil {
+		return fmt.Errorf("registering %s: %w", floorPlugin, err)
+	}
+	mounts := map[string]*api.MountInput{
+		"gradient": {Type: gradientPlugin},
+		"floor":    {Type: floorPlugin},
+		"kv":       {Type: "kv", Options: map[string]string{"version": "2"}},
+	}
+	for path, in := range mounts {
+		if err := sys.Mount(path, in); err != nil {
+			return fmt.Errorf("mounting %s: %w", path, err)
+		}
+	}
+	return b.configure("gradient", benchToken, raisedPerMinute, raisedPerHour)
+}
+
+func (b *bench) configure(mount, token string, perMinute, perHour int) error {
+	_, err := b.c.Logical().Write(mount+"/config", map[string]any{
+		"token": token, "api_url": b.emuURL,
+		"anthropic_url": b.emuURL + "/anthropic", "openai_url": b.emuURL + "/openai",
+		"rate_limit_per_minute": perMinute, "rate_limit_per_hour": perHour,
+	})
+	return err
+}
+
+// apiKey is a well-formed Anthropic key, distinct for every tag.
+func apiKey(tag string) string {
+	return "sk-ant-api03-BENCHBENCH" + strings.ReplaceAll(tag, "-", "x") + "-0123456789abcdefXYZ"
+}
+
+// timed runs one measurement and records its upstream calls per operation.
+func (b *bench) timed(name, group string, upstream bool, conc, n, warmup int, op func(i int) error) result {
+	before := b.emu.Counts()
+	r := measure(name, conc, n, warmup, op)
+	platform, provider, _ := callDelta(before, b.emu.Counts())
+	r.group, r.upstream = group, upstream
+	r.platform = float64(platform) / float64(n+warmup)
+	r.provider = float64(provider) / float64(n+warmup)
+	b.results = append(b.results, r)
+	progress("%-40s c=%d %6d ops %9.0f ops/s p50 %s ms p99 %s ms errors %d", name, conc, n, r.opsPerSec(), ms(r.p50), ms(r.p99), r.errors)
+	if r.firstErr != nil {
+		progress("  first error: %v", r.firstErr)
+	}
+	return r
+}
+
+func (b *bench) read(path string) error {
+	s, err := b.c.Logical().ReadWithContext(context.Background(), path)
+	if err == nil && s == nil {
+		err = fmt.Errorf("%s: not found", path)
+	}
+	return err
+}
+
+func (b *bench) list(path string, want int) error {
+	s, err := b.c.Logical().ListWithContext(context.Background(), path)
+	if err != nil {
+		return err
+	}
+	if s == nil {
+		return fmt.Errorf("%s: empty", path)
+	}
+	if keys, _ := s.Data["keys"].([]any); len(keys) != want {
+		return fmt.Errorf("%s: %d keys, want %d", path, len(keys), want)
+	}
+	return nil
+}
+
+func (b *bench) write(path string, data map[string]any) error {
+	_, err := b.c.Logical().WriteWithContext(context.Background(), path, data)
+	return err
+}
+
+var concurrencies = []int{1, 8}
+
+func warm(n int) int { return min(50, n/10) }
+
+func (b *bench) benchGradient() error {
+	n := b.sz.creates
+	// Bulk import: n creates in a row, counted call by call.
+	before := b.emu.Counts()
+	for _, conc := range concurrencies {
+		prefix := fmt.Sprintf("c%d", conc)
+		b.timed("gradient keys/<name> create", "kv put", true, conc, n, 0, func(i int) error {
+			name := fmt.Sprintf("%s-%05d", prefix, i)
+			return b.write("gradient/keys/"+name, map[string]any{"provider": "anthropic", "api_key": apiKey(name)})
+		})
+		if conc == 1 {
+			platform, provider, detail := callDelta(before, b.emu.Counts())
+			b.notes = append(b.notes, fmt.Sprintf("### Bulk import: %d creates in a row (concurrency 1, name_cache_ttl 10s)\n\n"+
+				"%d platform and %d provider calls: %s.\n", n, platform, provider, formatDetail(detail)))
+			for _, conc := range concurrencies {
+				b.timed(fmt.Sprintf("gradient keys/ list (%d)", n), fmt.Sprintf("kv list (%d)", n), true, conc, b.sz.listOps, warm(b.sz.listOps), func(int) error {
+					return b.list("gradient/keys", n)
+				})
+			}
+		}
+	}
+	round := 0
+	for _, conc := range concurrencies {
+		round++
+		r := round
+		b.timed("gradient keys/<name> update (secret)", "kv put", true, conc, n, 0, func(i int) error {
+			name := fmt.Sprintf("c1-%05d", i%n)
+			return b.write("gradient/keys/"+name, map[string]any{"api_key": apiKey(fmt.Sprintf("%sr%d", name, r))})
+		})
+	}
+	for _, conc := range concurrencies {
+		b.timed("gradient keys/<name> read", "kv get|floor plain", true, conc, b.sz.ops, warm(b.sz.ops), func(i int) error {
+			return b.read(fmt.Sprintf("gradient/keys/c1-%05d", i%n))
+		})
+	}
+	for _, conc := range concurrencies {
+		b.timed("gradient creds/<name> read", "kv get|floor leased", true, conc, b.sz.ops, warm(b.sz.ops), func(i int) error {
+			return b.read(fmt.Sprintf("gradient/creds/c1-%05d", i%n))
+		})
+	}
+	return nil
+}
+
+func (b *bench) benchKV() error {
+	n := b.sz.creates
+	for _, conc := range concurrencies {
+		prefix := fmt.Sprintf("c%d", conc)
+		b.timed("kv put", "", false, conc, n, 0, func(i int) error {
+			return b.write(fmt.Sprintf("kv/data/%s-%05d", prefix, i), map[string]any{"data": map[string]any{"api_key": apiKey(fmt.Sprint(i))}})
+		})
+	}
+	for _, conc := range concurrencies {
+		b.timed("kv get", "", false, conc, b.sz.ops, warm(b.sz.ops), func(i int) error {
+			return b.read(fmt.Sprintf("kv/data/c1-%05d", i%n))
+		})
+	}
+	for _, conc := range concurrencies {
+		b.timed("kv metadata get", "", false, conc, b.sz.ops, warm(b.sz.ops), func(i int) error {
+			return b.read(fmt.Sprintf("kv/metadata/c1-%05d", i%n))
+		})
+	}
+	for _, size := range []int{n, b.sz.large} {
+		if err := b.seedKV(fmt.Sprintf("l%d", size), size); err != nil {
+			return err
+		}
+		for _, conc := range concurrencies {
+			b.timed(fmt.Sprintf("kv list (%d)", size), "", false, conc, b.sz.listOps, warm(b.sz.listOps), func(int) error {
+				return b.list(fmt.Sprintf("kv/metadata/l%d", size), size)
+			})
+		}
+	}
+	return nil
+}
+
+func (b *bench) seedKV(folder string, n int) error {
+	r := measure("seed", 16, n, 0, func(i int) error {
+		return b.write(fmt.Sprintf("kv/data/%s/k%05d", folder, i), map[string]any{"data": map[string]any{"v": i}})
+	})
+	if r.errors > 0 {
+		return fmt.Errorf("seeding kv/%s: %w", folder, r.firstErr)
+	}
+	return nil
+}
+
+func (b *bench) benchFloor() error {
+	for _, p := range []struct{ path, name, group string }{
+		{"plain", "floor plain read", "kv get"},
+		{"stored", "floor plain read + 1 storage get", "kv get|floor plain"},
+		{"leased", "floor leased read", "kv get|floor plain"},
+		{"leased-get", "floor leased read + 1 storage get", "kv get|floor leased"},
+		{"leased-ttl", "floor leased read + MaxLeaseTTL", "kv get|floor leased"},
+		{"leased-stored", "floor leased read + 2 storage gets + MaxLeaseTTL", "kv get|floor leased"},
+	} {
+		for _, conc := range concurrencies {
+			b.timed(p.name, p.group, false, conc, b.sz.ops, warm(b.sz.ops), func(i int) error {
+				return b.read(fmt.Sprintf("floor/%s/k%d", p.path, i%1000))
+			})
+		}
+	}
+	return nil
+}
