@@ -45,10 +45,12 @@ type sizes struct {
 	duePeriod time.Duration
 	rotLimit  int // platform per-minute limit during the rotation burst
 	idleWatch time.Duration
+	// profileDir, when set, makes the run write CPU profiles instead of the table.
+	profileDir string
 }
 
 var presets = map[string]sizes{
-	"full":  {ops: 2000, creates: 1000, listOps: 100, large: 10000, due: 1000, duePeriod: 20 * time.Second, rotLimit: 3000, idleWatch: 10 * time.Second},
+	"full":  {ops: 2000, creates: 1000, listOps: 100, large: 10000, due: 1000, duePeriod: 20 * time.Second, rotLimit: 3000, idleWatch: 30 * time.Second},
 	"smoke": {ops: 200, creates: 100, listOps: 20, large: 1000, due: 50, duePeriod: 5 * time.Second, rotLimit: 3000, idleWatch: 3 * time.Second},
 }
 
@@ -60,6 +62,9 @@ func main() {
 		size      = flag.String("size", "full", "full or smoke")
 		out       = flag.String("out", "bench/results/latest.md", "where the table is written")
 		keep      = flag.Bool("keep", false, "keep the work directory (Vault's log)")
+		profile   = flag.String("profile", "", "instead of the table: CPU profiles of the plugin and Vault into this directory; -plugin must be a build of bench/cmd/gradient-plugin-pprof")
+		large     = flag.Int("large", 0, "override the size's number of keys at scale")
+		due       = flag.Int("due", 0, "override the size's number of keys due at once")
 	)
 	flag.Parse()
 	sz, ok := presets[*size]
@@ -67,6 +72,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: gradient-bench -vault PATH [-size full|smoke] [-out FILE]")
 		os.Exit(2)
 	}
+	if *large > 0 {
+		sz.large = *large
+	}
+	if *due > 0 {
+		sz.due = *due
+	}
+	sz.profileDir = *profile
 	if err := run(*vaultBin, *pluginBin, *floorBin, *size, sz, *out, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "gradient-bench:", err)
 		os.Exit(1)
@@ -127,10 +139,21 @@ func run(vaultBin, pluginBin, floorBin, size string, sz sizes, out string, keep 
 	}
 	defer v.stop()
 	b := &bench{sz: sz, v: v, c: v.client, emu: emu, emuURL: "http://" + l.Addr().String(), plugin: filepath.Join(pluginDir, gradientPlugin)}
-	if err := b.setup(sums); err != nil {
+	pprofAddr := ""
+	if sz.profileDir != "" {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		pprofAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	}
+	if err := b.setup(sums, pprofAddr); err != nil {
 		return err
 	}
 	progress("Vault %s, emulator %s, size %s", v.addr, b.emuURL, size)
+	if pprofAddr != "" {
+		return b.profileRun(sz.profileDir, pprofAddr, 10*time.Second)
+	}
 
 	steps := []struct {
 		name string
@@ -179,10 +202,14 @@ func copyExecutable(src, dst string) (string, error) {
 // setup registers both plugins (the Gradient one with the scheduler's
 // test tuning: a one-second tick and periods as short as a second) and
 // mounts the three engines.
-func (b *bench) setup(sums map[string]string) error {
+func (b *bench) setup(sums map[string]string, pprofAddr string) error {
 	sys := b.c.Sys()
+	env := []string{"GRADIENT_TEST_ROTATION_TICK=1s", "GRADIENT_TEST_MIN_ROTATION_PERIOD=1s"}
+	if pprofAddr != "" {
+		env = append(env, "GRADIENT_BENCH_PPROF="+pprofAddr)
+	}
 	if err := sys.RegisterPlugin(&api.RegisterPluginInput{Name: gradientPlugin, Type: api.PluginTypeSecrets, Command: gradientPlugin, SHA256: sums[gradientPlugin],
-		Env: []string{"GRADIENT_TEST_ROTATION_TICK=1s", "GRADIENT_TEST_MIN_ROTATION_PERIOD=1s"}}); err != nil {
+		Env: env}); err != nil {
 		return fmt.Errorf("registering %s: %w", gradientPlugin, err)
 	}
 	if err := sys.RegisterPlugin(&api.RegisterPluginInput{Name: floorPlugin, Type: api.PluginTypeSecrets, Command: floorPlugin, SHA256: sums[floorPlugin]}); err != nil {

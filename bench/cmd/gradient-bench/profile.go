@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// profileRun is -profile DIR: with the plugin built by
+// bench/cmd/gradient-plugin-pprof, it runs each Gradient operation at
+// concurrency 8 for a while and writes the plugin's CPU profile for it, and
+// Vault's own, into DIR (plugin-<op>.pprof, vault-<op>.pprof).
+func (b *bench) profileRun(dir, pprofAddr string, d time.Duration) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	dir, _ = filepath.Abs(dir)
+	// Keys to read and update.
+	const n = 200
+	r := measure("seed", 8, n, 0, func(i int) error {
+		name := fmt.Sprintf("p-%05d", i)
+		return b.write("gradient/keys/"+name, map[string]any{"provider": "anthropic", "api_key": apiKey(name)})
+	})
+	if r.errors > 0 {
+		return r.firstErr
+	}
+	var created atomic.Int64
+	ops := []struct {
+		name string
+		op   func(i int) error
+	}{
+		{"keys-read", func(i int) error { return b.read(fmt.Sprintf("gradient/keys/p-%05d", i%n)) }},
+		{"creds-read", func(i int) error { return b.read(fmt.Sprintf("gradient/creds/p-%05d", i%n)) }},
+		{"create", func(int) error {
+			name := fmt.Sprintf("q-%06d", created.Add(1))
+			return b.write("gradient/keys/"+name, map[string]any{"provider": "anthropic", "api_key": apiKey(name)})
+		}},
+		{"floor-leased", func(i int) error { return b.read(fmt.Sprintf("floor/leased/k%d", i%1000)) }},
+	}
+	for _, o := range ops {
+		if err := post(pprofAddr, "/cpu/start?file="+url.QueryEscape(filepath.Join(dir, "plugin-"+o.name+".pprof"))); err != nil {
+			return fmt.Errorf("starting the plugin's profile: %w", err)
+		}
+		var wg sync.WaitGroup
+		var vaultErr error
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			vaultErr = b.vaultProfile(filepath.Join(dir, "vault-"+o.name+".pprof"), d)
+		}()
+		var count atomic.Int64
+		stop := time.Now().Add(d)
+		var workers sync.WaitGroup
+		for w := 0; w < 8; w++ {
+			workers.Add(1)
+			go func() {
+				defer workers.Done()
+				for time.Now().Before(stop) {
+					_ = o.op(int(count.Add(1)))
+				}
+			}()
+		}
+		workers.Wait()
+		wg.Wait()
+		if err := post(pprofAddr, "/cpu/stop"); err != nil {
+			return err
+		}
+		if vaultErr != nil {
+			return vaultErr
+		}
+		progress("profiled %s: %d ops in %s", o.name, count.Load(), d)
+	}
+	return nil
+}
+
+func post(addr, path string) error {
+	resp, err := http.Post("http://"+addr+path, "text/plain", nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", path, resp.Status)
+	}
+	return nil
+}
+
+// vaultProfile fetches Vault's CPU profile over d (sys/pprof needs the root token).
+func (b *bench) vaultProfile(path string, d time.Duration) error {
+	req := b.c.NewRequest(http.MethodGet, "/v1/sys/pprof/profile")
+	req.Params.Set("seconds", fmt.Sprint(int(d.Seconds())))
+	resp, err := b.c.RawRequest(req) //nolint:staticcheck // the raw body is the profile
+	if err != nil {
+		return fmt.Errorf("vault profile: %w", err)
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.ReadFrom(resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
