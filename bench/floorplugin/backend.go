@@ -13,11 +13,21 @@
 //	leased-get/<name>    + one storage read
 //	leased-ttl/<name>    + one MaxLeaseTTL call (a system view round trip)
 //	leased-stored/<name> + two storage reads and one MaxLeaseTTL call
-//	                     (what creds/<name> does)
+//	                     (what creds/<name> did before it used the cached config)
+//	plain-wide/<name>    a keys/<name>-sized answer (21 fields) from memory
+//	create/<name>        what a keys/<name> create must do at the least: read
+//	                     the name, write a WAL entry, verify the key with the
+//	                     provider, create it on the platform, store it, delete
+//	                     the WAL entry (fields url, token, api_key)
 package floorplugin
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -44,10 +54,13 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 
 type floorBackend struct {
 	*framework.Backend
+	client *http.Client
 }
 
 func newBackend() *floorBackend {
-	b := &floorBackend{}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	b := &floorBackend{client: &http.Client{Transport: t, Timeout: 30 * time.Second}}
 	name := map[string]*framework.FieldSchema{"name": {Type: framework.TypeString, Description: "Any name."}}
 	read := func(h framework.OperationFunc) map[logical.Operation]framework.OperationHandler {
 		return map[logical.Operation]framework.OperationHandler{logical.ReadOperation: &framework.PathOperation{Callback: h}}
@@ -61,6 +74,17 @@ func newBackend() *floorBackend {
 			{Pattern: "leased/" + framework.GenericNameRegex("name"), Fields: name, Operations: read(b.leased)},
 			{Pattern: "leased-get/" + framework.GenericNameRegex("name"), Fields: name, Operations: read(b.leasedGet)},
 			{Pattern: "leased-ttl/" + framework.GenericNameRegex("name"), Fields: name, Operations: read(b.leasedTTL)},
+			{Pattern: "plain-wide/" + framework.GenericNameRegex("name"), Fields: name, Operations: read(b.plainWide)},
+			{
+				Pattern: "create/" + framework.GenericNameRegex("name"),
+				Fields: map[string]*framework.FieldSchema{
+					"name":    {Type: framework.TypeString, Description: "Key name."},
+					"url":     {Type: framework.TypeString, Description: "Base URL of the emulator."},
+					"token":   {Type: framework.TypeString, Description: "Platform token."},
+					"api_key": {Type: framework.TypeString, Description: "Provider key."},
+				},
+				Operations: map[logical.Operation]framework.OperationHandler{logical.UpdateOperation: &framework.PathOperation{Callback: b.create}},
+			},
 			{Pattern: "leased-stored/" + framework.GenericNameRegex("name"), Fields: name, Operations: read(b.leasedStored)},
 		},
 		Secrets: []*framework.Secret{{
@@ -131,4 +155,68 @@ func (b *floorBackend) renew(_ context.Context, req *logical.Request, _ *framewo
 	resp := &logical.Response{Secret: req.Secret}
 	resp.Secret.TTL = leaseTTL
 	return resp, nil
+}
+
+func (b *floorBackend) plainWide(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	now := time.Now().UTC().Format(time.RFC3339)
+	data := value(d.Get("name").(string))
+	delete(data, "api_key")
+	for k, v := range map[string]any{
+		"description": "", "created_at": now, "updated_at": now, "key_hint": "fXYZ",
+		"rotation_period": 0, "rotation_schedule": "", "rotation_window": 0, "disable_automated_rotation": false,
+		"last_vault_rotation": now, "ttl": 0, "rotation_status": "ok", "rotation_error": "",
+		"previous_key_hint": "", "next_key_hint": "", "agents": 0, "platform_name": "x",
+	} {
+		data[k] = v
+	}
+	return &logical.Response{Data: data}, nil
+}
+
+func (b *floorBackend) create(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name, url := d.Get("name").(string), d.Get("url").(string)
+	apiKey, token := d.Get("api_key").(string), d.Get("token").(string)
+	if _, err := req.Storage.Get(ctx, "keys/"+name); err != nil {
+		return nil, err
+	}
+	wal := &logical.StorageEntry{Key: "wal/" + name, Value: []byte(`{"kind":"create"}`)}
+	if err := req.Storage.Put(ctx, wal); err != nil {
+		return nil, err
+	}
+	verify, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/anthropic/v1/models?limit=1", nil)
+	verify.Header.Set("x-api-key", apiKey)
+	verify.Header.Set("anthropic-version", "2023-06-01")
+	if err := b.call(verify); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	body, _ := json.Marshal(map[string]string{"name": name, "api_key": apiKey})
+	create, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v2/gen-ai/anthropic/keys", bytes.NewReader(body))
+	create.Header.Set("Authorization", "Bearer "+token)
+	create.Header.Set("Content-Type", "application/json")
+	if err := b.call(create); err != nil {
+		return nil, fmt.Errorf("create: %w", err)
+	}
+	entry, err := logical.StorageEntryJSON("keys/"+name, map[string]any{"name": name, "api_key": apiKey})
+	if err != nil {
+		return nil, err
+	}
+	if err := req.Storage.Put(ctx, entry); err != nil {
+		return nil, err
+	}
+	if err := req.Storage.Delete(ctx, wal.Key); err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: map[string]any{"name": name}}, nil
+}
+
+func (b *floorBackend) call(r *http.Request) error {
+	resp, err := b.client.Do(r)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("%s %s: %s", r.Method, r.URL.Path, resp.Status)
+	}
+	return nil
 }

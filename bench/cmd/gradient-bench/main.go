@@ -295,7 +295,7 @@ func (b *bench) benchGradient() error {
 	before := b.emu.Counts()
 	for _, conc := range concurrencies {
 		prefix := fmt.Sprintf("c%d", conc)
-		b.timed("gradient keys/<name> create", "kv put", true, conc, n, 0, func(i int) error {
+		b.timed("gradient keys/<name> create", "kv put|floor create", true, conc, n, 0, func(i int) error {
 			name := fmt.Sprintf("%s-%05d", prefix, i)
 			return b.write("gradient/keys/"+name, map[string]any{"provider": "anthropic", "api_key": apiKey(name)})
 		})
@@ -320,7 +320,7 @@ func (b *bench) benchGradient() error {
 		})
 	}
 	for _, conc := range concurrencies {
-		b.timed("gradient keys/<name> read", "kv get|floor plain", true, conc, b.sz.ops, warm(b.sz.ops), func(i int) error {
+		b.timed("gradient keys/<name> read", "kv get|floor plain|floor plain-wide", true, conc, b.sz.ops, warm(b.sz.ops), func(i int) error {
 			return b.read(fmt.Sprintf("gradient/keys/c1-%05d", i%n))
 		})
 	}
@@ -374,8 +374,16 @@ func (b *bench) seedKV(folder string, n int) error {
 }
 
 func (b *bench) benchFloor() error {
+	for _, conc := range concurrencies {
+		prefix := fmt.Sprintf("c%d", conc)
+		b.timed("floor create (WAL, verify, platform create, store)", "kv put", true, conc, b.sz.creates, 0, func(i int) error {
+			name := fmt.Sprintf("floor-%s-%05d", prefix, i)
+			return b.write("floor/create/"+name, map[string]any{"url": b.emuURL, "token": benchToken, "api_key": apiKey(name)})
+		})
+	}
 	for _, p := range []struct{ path, name, group string }{
 		{"plain", "floor plain read", "kv get"},
+		{"plain-wide", "floor plain read, keys/<name>-sized answer", "kv get|floor plain"},
 		{"stored", "floor plain read + 1 storage get", "kv get|floor plain"},
 		{"leased", "floor leased read", "kv get|floor plain"},
 		{"leased-get", "floor leased read + 1 storage get", "kv get|floor leased"},

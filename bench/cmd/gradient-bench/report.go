@@ -39,7 +39,11 @@ func (b *bench) find(name string, conc int) *result {
 
 // ratio is "1.23x (counterpart)" of r's p50 to the counterpart's.
 func (b *bench) ratio(r result, counterpart string) string {
-	names := map[string]string{"floor plain": "floor plain read", "floor leased": "floor leased read"}
+	names := map[string]string{
+		"floor plain": "floor plain read", "floor leased": "floor leased read",
+		"floor plain-wide": "floor plain read, keys/<name>-sized answer",
+		"floor create":     "floor create (WAL, verify, platform create, store)",
+	}
 	full := counterpart
 	if n, ok := names[counterpart]; ok {
 		full = n
