@@ -95,6 +95,8 @@ type bench struct {
 	plugin  string // the plugin's path in the plugin directory
 	results []result
 	notes   []string // extra sections of the report
+	// loadStart is the load average when the run started.
+	loadStart string
 }
 
 func progress(format string, args ...any) {
@@ -138,7 +140,7 @@ func run(vaultBin, pluginBin, floorBin, size string, sz sizes, out string, keep 
 		return err
 	}
 	defer v.stop()
-	b := &bench{sz: sz, v: v, c: v.client, emu: emu, emuURL: "http://" + l.Addr().String(), plugin: filepath.Join(pluginDir, gradientPlugin)}
+	b := &bench{loadStart: loadAvg(), sz: sz, v: v, c: v.client, emu: emu, emuURL: "http://" + l.Addr().String(), plugin: filepath.Join(pluginDir, gradientPlugin)}
 	pprofAddr := ""
 	if sz.profileDir != "" {
 		port, err := freePort()
@@ -159,9 +161,7 @@ func run(vaultBin, pluginBin, floorBin, size string, sz sizes, out string, keep 
 		name string
 		fn   func() error
 	}{
-		{"gradient", b.benchGradient},
-		{"kv", b.benchKV},
-		{"floor", b.benchFloor},
+		{"small", b.benchSmall},
 		{"scale", b.benchScale},
 	}
 	for _, s := range steps {
@@ -242,20 +242,71 @@ func apiKey(tag string) string {
 	return "sk-ant-api03-BENCHBENCH" + strings.ReplaceAll(tag, "-", "x") + "-0123456789abcdefXYZ"
 }
 
-// timed runs one measurement and records its upstream calls per operation.
-func (b *bench) timed(name, group string, upstream bool, conc, n, warmup int, op func(i int) error) result {
-	before := b.emu.Counts()
-	r := measure(name, conc, n, warmup, op)
-	platform, provider, _ := callDelta(before, b.emu.Counts())
-	r.group, r.upstream = group, upstream
-	r.platform = float64(platform) / float64(n+warmup)
-	r.provider = float64(provider) / float64(n+warmup)
-	b.results = append(b.results, r)
-	progress("%-40s c=%d %6d ops %9.0f ops/s p50 %s ms p99 %s ms errors %d", name, conc, n, r.opsPerSec(), ms(r.p50), ms(r.p99), r.errors)
-	if r.firstErr != nil {
-		progress("  first error: %v", r.firstErr)
+// benchOp is one operation to measure: op gets 0..n-1, each index once.
+type benchOp struct {
+	name, group string
+	upstream    bool // count the emulator's calls per operation
+	warmup      bool // untimed calls first (reads only)
+	op          func(i int) error
+}
+
+// rounds splits every measurement: the operations compared with each other
+// take turns, a slice of each per round, so that a slow moment of a shared
+// machine falls on all of them rather than on one.
+const rounds = 5
+
+// interleaved measures ops at concurrency conc, n operations each, in
+// rounds, and records one result per op.
+func (b *bench) interleaved(conc, n int, ops ...benchOp) {
+	res := make([]*result, len(ops))
+	calls := make([][2]int, len(ops))
+	chunk := (n + rounds - 1) / rounds
+	for round := 0; round < rounds; round++ {
+		base := round * chunk
+		size := min(chunk, n-base)
+		if size <= 0 {
+			break
+		}
+		for k := range ops {
+			o := ops[(k+round)%len(ops)] // a different order each round
+			idx := (k + round) % len(ops)
+			warmup := 0
+			if round == 0 && o.warmup {
+				warmup = warm(n)
+			}
+			before := b.emu.Counts()
+			r := measure(o.name, conc, size, warmup, func(i int) error {
+				if i >= size { // a warm-up call
+					return o.op(n + i - size)
+				}
+				return o.op(base + i)
+			})
+			platform, provider, _ := callDelta(before, b.emu.Counts())
+			calls[idx][0] += platform
+			calls[idx][1] += provider
+			if res[idx] == nil {
+				r.group, r.upstream = o.group, o.upstream
+				res[idx] = &r
+			} else {
+				res[idx].merge(r)
+			}
+			res[idx].platform = float64(calls[idx][0]) // per op below
+			res[idx].provider = float64(calls[idx][1])
+		}
 	}
-	return r
+	for k, r := range res {
+		total := float64(r.ops)
+		if ops[k].warmup {
+			total += float64(warm(n))
+		}
+		r.platform /= total
+		r.provider /= total
+		b.results = append(b.results, *r)
+		progress("%-50s c=%d %6d ops %7.0f ops/s p50 %s ms p99 %s ms errors %d", r.name, conc, r.ops, r.opsPerSec(), ms(r.p50), ms(r.p99), r.errors)
+		if r.firstErr != nil {
+			progress("  first error: %v", r.firstErr)
+		}
+	}
 }
 
 func (b *bench) read(path string) error {
@@ -289,76 +340,83 @@ var concurrencies = []int{1, 8}
 
 func warm(n int) int { return min(50, n/10) }
 
-func (b *bench) benchGradient() error {
-	n := b.sz.creates
-	// Bulk import: n creates in a row, counted call by call.
-	before := b.emu.Counts()
-	for _, conc := range concurrencies {
-		prefix := fmt.Sprintf("c%d", conc)
-		b.timed("gradient keys/<name> create", "kv put|floor create", true, conc, n, 0, func(i int) error {
-			name := fmt.Sprintf("%s-%05d", prefix, i)
-			return b.write("gradient/keys/"+name, map[string]any{"provider": "anthropic", "api_key": apiKey(name)})
-		})
-		if conc == 1 {
-			platform, provider, detail := callDelta(before, b.emu.Counts())
-			b.notes = append(b.notes, fmt.Sprintf("### Bulk import: %d creates in a row (concurrency 1, name_cache_ttl 10s)\n\n"+
-				"%d platform and %d provider calls: %s.\n", n, platform, provider, formatDetail(detail)))
-			for _, conc := range concurrencies {
-				b.timed(fmt.Sprintf("gradient keys/ list (%d)", n), fmt.Sprintf("kv list (%d)", n), true, conc, b.sz.listOps, warm(b.sz.listOps), func(int) error {
-					return b.list("gradient/keys", n)
-				})
-			}
-		}
-	}
-	round := 0
-	for _, conc := range concurrencies {
-		round++
-		r := round
-		b.timed("gradient keys/<name> update (secret)", "kv put", true, conc, n, 0, func(i int) error {
-			name := fmt.Sprintf("c1-%05d", i%n)
-			return b.write("gradient/keys/"+name, map[string]any{"api_key": apiKey(fmt.Sprintf("%sr%d", name, r))})
-		})
-	}
-	for _, conc := range concurrencies {
-		b.timed("gradient keys/<name> read", "kv get|floor plain|floor plain-wide", true, conc, b.sz.ops, warm(b.sz.ops), func(i int) error {
-			return b.read(fmt.Sprintf("gradient/keys/c1-%05d", i%n))
-		})
-	}
-	for _, conc := range concurrencies {
-		b.timed("gradient creds/<name> read", "kv get|floor leased", true, conc, b.sz.ops, warm(b.sz.ops), func(i int) error {
-			return b.read(fmt.Sprintf("gradient/creds/c1-%05d", i%n))
-		})
-	}
-	return nil
+func (b *bench) keyWrite(mount, name string) error {
+	return b.write(mount+"/keys/"+name, map[string]any{"provider": "anthropic", "api_key": apiKey(name)})
 }
 
-func (b *bench) benchKV() error {
+// benchSmall measures everything but the scale mount: creates, the small
+// list, updates and reads, each beside its KV v2 and floor counterparts.
+func (b *bench) benchSmall() error {
 	n := b.sz.creates
-	for _, conc := range concurrencies {
-		prefix := fmt.Sprintf("c%d", conc)
-		b.timed("kv put", "", false, conc, n, 0, func(i int) error {
-			return b.write(fmt.Sprintf("kv/data/%s-%05d", prefix, i), map[string]any{"data": map[string]any{"api_key": apiKey(fmt.Sprint(i))}})
-		})
-	}
-	for _, conc := range concurrencies {
-		b.timed("kv get", "", false, conc, b.sz.ops, warm(b.sz.ops), func(i int) error {
-			return b.read(fmt.Sprintf("kv/data/c1-%05d", i%n))
-		})
-	}
-	for _, conc := range concurrencies {
-		b.timed("kv metadata get", "", false, conc, b.sz.ops, warm(b.sz.ops), func(i int) error {
-			return b.read(fmt.Sprintf("kv/metadata/c1-%05d", i%n))
-		})
-	}
 	for _, size := range []int{n, b.sz.large} {
 		if err := b.seedKV(fmt.Sprintf("l%d", size), size); err != nil {
 			return err
 		}
-		for _, conc := range concurrencies {
-			b.timed(fmt.Sprintf("kv list (%d)", size), "", false, conc, b.sz.listOps, warm(b.sz.listOps), func(int) error {
-				return b.list(fmt.Sprintf("kv/metadata/l%d", size), size)
-			})
+	}
+	// Bulk import: the concurrency-1 creates are n creates in a row,
+	// counted call by call.
+	before := b.emu.Counts()
+	for _, conc := range concurrencies {
+		prefix := fmt.Sprintf("c%d", conc)
+		b.interleaved(conc, n,
+			benchOp{name: "gradient keys/<name> create", group: "kv put|floor create", upstream: true,
+				op: func(i int) error { return b.keyWrite("gradient", fmt.Sprintf("%s-%05d", prefix, i)) }},
+			benchOp{name: "kv put", op: func(i int) error {
+				return b.write(fmt.Sprintf("kv/data/%s-%05d", prefix, i), map[string]any{"data": map[string]any{"api_key": apiKey(fmt.Sprint(i))}})
+			}},
+			benchOp{name: "floor create (WAL, verify, platform create, store)", group: "kv put", upstream: true, op: func(i int) error {
+				name := fmt.Sprintf("floor-%s-%05d", prefix, i)
+				return b.write("floor/create/"+name, map[string]any{"url": b.emuURL, "token": benchToken, "api_key": apiKey(name)})
+			}},
+		)
+		if conc == 1 {
+			platform, provider, detail := callDelta(before, b.emu.Counts())
+			platform -= n // the floor's creates
+			provider -= n
+			detail["POST /v2/gen-ai/anthropic/keys"] -= n
+			detail["GET /anthropic/v1/models"] -= n
+			b.notes = append(b.notes, fmt.Sprintf("### Bulk import: %d creates in a row (concurrency 1, name_cache_ttl 10s)\n\n"+
+				"%d platform and %d provider calls: %s.\n", n, platform, provider, formatDetail(detail)))
+			for _, conc := range concurrencies {
+				b.interleaved(conc, b.sz.listOps,
+					benchOp{name: fmt.Sprintf("gradient keys/ list (%d)", n), group: fmt.Sprintf("kv list (%d)", n), upstream: true, warmup: true,
+						op: func(int) error { return b.list("gradient/keys", n) }},
+					benchOp{name: fmt.Sprintf("kv list (%d)", n), warmup: true,
+						op: func(int) error { return b.list(fmt.Sprintf("kv/metadata/l%d", n), n) }},
+				)
+			}
 		}
+	}
+	for round, conc := range concurrencies {
+		b.interleaved(conc, n,
+			benchOp{name: "gradient keys/<name> update (secret)", group: "kv put (update)", upstream: true, op: func(i int) error {
+				name := fmt.Sprintf("c1-%05d", i%n)
+				return b.write("gradient/keys/"+name, map[string]any{"api_key": apiKey(fmt.Sprintf("%sr%d", name, round))})
+			}},
+			benchOp{name: "kv put (update)", op: func(i int) error {
+				return b.write(fmt.Sprintf("kv/data/c1-%05d", i%n), map[string]any{"data": map[string]any{"api_key": apiKey(fmt.Sprintf("%dr%d", i, round))}})
+			}},
+		)
+	}
+	read := func(name, group string, upstream bool, path string) benchOp {
+		return benchOp{name: name, group: group, upstream: upstream, warmup: true, op: func(i int) error {
+			return b.read(fmt.Sprintf(path, i%n))
+		}}
+	}
+	for _, conc := range concurrencies {
+		b.interleaved(conc, b.sz.ops,
+			read("gradient keys/<name> read", "kv get|floor plain|floor plain-wide", true, "gradient/keys/c1-%05d"),
+			read("gradient creds/<name> read", "kv get|floor leased", true, "gradient/creds/c1-%05d"),
+			read("kv get", "", false, "kv/data/c1-%05d"),
+			read("kv metadata get", "", false, "kv/metadata/c1-%05d"),
+			read("floor plain read", "kv get", false, "floor/plain/k%d"),
+			read("floor plain read, keys/<name>-sized answer", "kv get|floor plain", false, "floor/plain-wide/k%d"),
+			read("floor plain read + 1 storage get", "kv get|floor plain", false, "floor/stored/k%d"),
+			read("floor leased read", "kv get|floor plain", false, "floor/leased/k%d"),
+			read("floor leased read + 1 storage get", "kv get|floor leased", false, "floor/leased-get/k%d"),
+			read("floor leased read + MaxLeaseTTL", "kv get|floor leased", false, "floor/leased-ttl/k%d"),
+			read("floor leased read + 2 storage gets + MaxLeaseTTL", "kv get|floor leased", false, "floor/leased-stored/k%d"),
+		)
 	}
 	return nil
 }
@@ -369,32 +427,6 @@ func (b *bench) seedKV(folder string, n int) error {
 	})
 	if r.errors > 0 {
 		return fmt.Errorf("seeding kv/%s: %w", folder, r.firstErr)
-	}
-	return nil
-}
-
-func (b *bench) benchFloor() error {
-	for _, conc := range concurrencies {
-		prefix := fmt.Sprintf("c%d", conc)
-		b.timed("floor create (WAL, verify, platform create, store)", "kv put", true, conc, b.sz.creates, 0, func(i int) error {
-			name := fmt.Sprintf("floor-%s-%05d", prefix, i)
-			return b.write("floor/create/"+name, map[string]any{"url": b.emuURL, "token": benchToken, "api_key": apiKey(name)})
-		})
-	}
-	for _, p := range []struct{ path, name, group string }{
-		{"plain", "floor plain read", "kv get"},
-		{"plain-wide", "floor plain read, keys/<name>-sized answer", "kv get|floor plain"},
-		{"stored", "floor plain read + 1 storage get", "kv get|floor plain"},
-		{"leased", "floor leased read", "kv get|floor plain"},
-		{"leased-get", "floor leased read + 1 storage get", "kv get|floor leased"},
-		{"leased-ttl", "floor leased read + MaxLeaseTTL", "kv get|floor leased"},
-		{"leased-stored", "floor leased read + 2 storage gets + MaxLeaseTTL", "kv get|floor leased"},
-	} {
-		for _, conc := range concurrencies {
-			b.timed(p.name, p.group, false, conc, b.sz.ops, warm(b.sz.ops), func(i int) error {
-				return b.read(fmt.Sprintf("floor/%s/k%d", p.path, i%1000))
-			})
-		}
 	}
 	return nil
 }

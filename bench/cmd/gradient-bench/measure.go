@@ -24,6 +24,7 @@ type result struct {
 	// upstream calls per operation, from the emulator's counters.
 	platform, provider float64
 	upstream           bool // whether upstream counts apply
+	samples            []time.Duration
 }
 
 func (r result) opsPerSec() float64 { return float64(r.ops) / r.wall.Seconds() }
@@ -67,8 +68,21 @@ func measure(name string, concurrency, n, warmup int, op func(i int) error) resu
 		all = append(all, lat[w]...)
 		r.errors += errs[w]
 	}
+	r.samples = all
 	r.p50, r.p99 = percentile(all, 0.50), percentile(all, 0.99)
 	return r
+}
+
+// merge adds a later chunk of the same measurement to r.
+func (r *result) merge(c result) {
+	r.ops += c.ops
+	r.wall += c.wall
+	r.errors += c.errors
+	if r.firstErr == nil {
+		r.firstErr = c.firstErr
+	}
+	r.samples = append(r.samples, c.samples...)
+	r.p50, r.p99 = percentile(r.samples, 0.50), percentile(r.samples, 0.99)
 }
 
 // percentile is the nearest-rank percentile of d (sorted in place).

@@ -19,6 +19,15 @@ func cpuModel() string {
 	return runtime.GOARCH
 }
 
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:3], " ")
+}
+
 func vaultVersion(bin string) string {
 	out, err := exec.Command(bin, "version").Output()
 	if err != nil {
@@ -61,6 +70,7 @@ func (b *bench) report(size, vaultBin string, took time.Duration) string {
 	fmt.Fprintf(&sb, "Machine: %d CPUs (nproc), %s, %s/%s, %s; %s. Vault dev server (in-memory storage, no audit device), "+
 		"the plugins, the emulator (zero latency) and the client (github.com/hashicorp/vault/api, keep-alive) share the machine. Run took %s.\n\n",
 		runtime.NumCPU(), cpuModel(), runtime.GOOS, runtime.GOARCH, runtime.Version(), vaultVersion(vaultBin), took.Round(time.Second))
+	fmt.Fprintf(&sb, "Load average (1, 5, 15 min) at the start: %s; at the end: %s. Operations compared with each other run in %d interleaved rounds, so that other load on the machine falls on all of them.\n\n", b.loadStart, loadAvg(), rounds)
 	fmt.Fprintf(&sb, "| operation | conc | ops | ops/s | p50 ms | p99 ms | p50 vs KV v2 | p50 vs floor | platform/op | provider/op | errors |\n")
 	fmt.Fprintf(&sb, "|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|\n")
 	for _, r := range b.results {

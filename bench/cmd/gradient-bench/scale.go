@@ -40,15 +40,18 @@ func (b *bench) benchScale() error {
 		n, time.Since(seedStart).Round(time.Millisecond), float64(n)/time.Since(seedStart).Seconds(), raisedPerMinute, raisedPerHour))
 
 	for _, conc := range concurrencies {
-		b.timed(fmt.Sprintf("gradient keys/ list (%d)", n), fmt.Sprintf("kv list (%d)", n), true, conc, b.sz.listOps, warm(b.sz.listOps), func(int) error {
-			return b.list("scale/keys", n)
-		})
+		b.interleaved(conc, b.sz.listOps,
+			benchOp{name: fmt.Sprintf("gradient keys/ list (%d)", n), group: fmt.Sprintf("kv list (%d)", n), upstream: true, warmup: true,
+				op: func(int) error { return b.list("scale/keys", n) }},
+			benchOp{name: fmt.Sprintf("kv list (%d)", n), warmup: true,
+				op: func(int) error { return b.list(fmt.Sprintf("kv/metadata/l%d", n), n) }},
+		)
 	}
 	extra := max(50, b.sz.creates/10)
-	b.timed(fmt.Sprintf("gradient keys/<name> create, %d stored", n), "kv put", true, 1, extra, 0, func(i int) error {
-		name := fmt.Sprintf("x-%05d", i)
-		return b.write("scale/keys/"+name, map[string]any{"provider": "anthropic", "api_key": apiKey(name)})
-	})
+	b.interleaved(1, extra,
+		benchOp{name: fmt.Sprintf("gradient keys/<name> create, %d stored", n), group: "kv put", upstream: true,
+			op: func(i int) error { return b.keyWrite("scale", fmt.Sprintf("x-%05d", i)) }},
+	)
 	total := n + extra
 
 	if err := b.startup(total); err != nil {
