@@ -68,6 +68,15 @@ func newBackend() *floorBackend {
 	b.Backend = &framework.Backend{
 		Help:        "A secrets plugin that answers reads from memory: the benchmark's floor.",
 		BackendType: logical.TypeLogical,
+		// The stored variants read entries of a Gradient key's size.
+		InitializeFunc: func(ctx context.Context, req *logical.InitializationRequest) error {
+			for _, key := range []string{storedKey, "config"} {
+				if err := req.Storage.Put(ctx, &logical.StorageEntry{Key: key, Value: storedValue}); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
 		Paths: []*framework.Path{
 			{Pattern: "plain/" + framework.GenericNameRegex("name"), Fields: name, Operations: read(b.plain)},
 			{Pattern: "stored/" + framework.GenericNameRegex("name"), Fields: name, Operations: read(b.stored)},
@@ -99,6 +108,12 @@ func newBackend() *floorBackend {
 	}
 	return b
 }
+
+// storedValue is about the size of a stored Gradient key entry.
+var storedValue = []byte(`{"name":"floor-key-00001","provider":"anthropic","uuid":"00000000-0000-4000-8000-000000000000",` +
+	`"description":"","api_key":"sk-ant-api03-FLOORFLOORFLOORFLOOR-0123456789abcdefXYZ","version":1,` +
+	`"created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","rotation_period":86400000000000,` +
+	`"rotation_set_at":"2026-01-01T00:00:00Z","next_vault_rotation":"2026-01-02T00:00:00Z"}`)
 
 // value is about the size of a Gradient creds answer's data.
 func value(name string) map[string]any {

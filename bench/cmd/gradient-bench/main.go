@@ -93,6 +93,7 @@ type bench struct {
 	emu     *emulator.Emulator
 	emuURL  string
 	plugin  string // the plugin's path in the plugin directory
+	floor   string // the floor plugin's
 	results []result
 	notes   []string // extra sections of the report
 	// loadStart is the load average when the run started.
@@ -140,7 +141,7 @@ func run(vaultBin, pluginBin, floorBin, size string, sz sizes, out string, keep 
 		return err
 	}
 	defer v.stop()
-	b := &bench{loadStart: loadAvg(), sz: sz, v: v, c: v.client, emu: emu, emuURL: "http://" + l.Addr().String(), plugin: filepath.Join(pluginDir, gradientPlugin)}
+	b := &bench{loadStart: loadAvg(), sz: sz, v: v, c: v.client, emu: emu, emuURL: "http://" + l.Addr().String(), plugin: filepath.Join(pluginDir, gradientPlugin), floor: filepath.Join(pluginDir, floorPlugin)}
 	pprofAddr := ""
 	if sz.profileDir != "" {
 		port, err := freePort()

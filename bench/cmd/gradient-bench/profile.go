@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,8 @@ func (b *bench) profileRun(dir, pprofAddr string, d time.Duration) error {
 			return b.write("gradient/keys/"+name, map[string]any{"provider": "anthropic", "api_key": apiKey(name)})
 		}},
 		{"floor-leased", func(i int) error { return b.read(fmt.Sprintf("floor/leased/k%d", i%1000)) }},
+		{"floor-plain", func(i int) error { return b.read(fmt.Sprintf("floor/plain/k%d", i%1000)) }},
+		{"floor-stored", func(i int) error { return b.read(fmt.Sprintf("floor/stored/k%d", i%1000)) }},
 	}
 	for _, o := range ops {
 		if err := post(pprofAddr, "/cpu/start?file="+url.QueryEscape(filepath.Join(dir, "plugin-"+o.name+".pprof"))); err != nil {
@@ -54,6 +57,12 @@ func (b *bench) profileRun(dir, pprofAddr string, d time.Duration) error {
 			vaultErr = b.vaultProfile(filepath.Join(dir, "vault-"+o.name+".pprof"), d)
 		}()
 		var count atomic.Int64
+		pids := map[string]int{"vault": b.v.cmd.Process.Pid, "gradient plugin": b.v.pluginPID(b.plugin), "floor plugin": b.v.pluginPID(b.floor)}
+		cpuBefore := map[string]time.Duration{}
+		for who, pid := range pids {
+			st, _ := readProcStat(pid)
+			cpuBefore[who] = st.cpu
+		}
 		stop := time.Now().Add(d)
 		var workers sync.WaitGroup
 		for w := 0; w < 8; w++ {
@@ -73,7 +82,12 @@ func (b *bench) profileRun(dir, pprofAddr string, d time.Duration) error {
 		if vaultErr != nil {
 			return vaultErr
 		}
-		progress("profiled %s: %d ops in %s", o.name, count.Load(), d)
+		var per []string
+		for _, who := range []string{"vault", "gradient plugin", "floor plugin"} {
+			st, _ := readProcStat(pids[who])
+			per = append(per, fmt.Sprintf("%s %.0f µs", who, float64((st.cpu-cpuBefore[who]).Microseconds())/float64(count.Load())))
+		}
+		progress("profiled %s: %d ops in %s; CPU per op (/proc): %s", o.name, count.Load(), d, strings.Join(per, ", "))
 	}
 	return nil
 }
