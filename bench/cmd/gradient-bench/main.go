@@ -50,7 +50,7 @@ type sizes struct {
 }
 
 var presets = map[string]sizes{
-	"full":  {ops: 2000, creates: 1000, listOps: 100, large: 10000, due: 1000, duePeriod: 20 * time.Second, rotLimit: 3000, idleWatch: 30 * time.Second},
+	"full":  {ops: 3000, creates: 1000, listOps: 300, large: 10000, due: 1000, duePeriod: 20 * time.Second, rotLimit: 3000, idleWatch: 30 * time.Second},
 	"smoke": {ops: 200, creates: 100, listOps: 20, large: 1000, due: 50, duePeriod: 5 * time.Second, rotLimit: 3000, idleWatch: 3 * time.Second},
 }
 
