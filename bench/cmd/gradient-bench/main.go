@@ -142,20 +142,22 @@ func run(vaultBin, pluginBin, floorBin, size string, sz sizes, out string, keep 
 	}
 	defer v.stop()
 	b := &bench{loadStart: loadAvg(), sz: sz, v: v, c: v.client, emu: emu, emuURL: "http://" + l.Addr().String(), plugin: filepath.Join(pluginDir, gradientPlugin), floor: filepath.Join(pluginDir, floorPlugin)}
-	pprofAddr := ""
+	var pprofAddrs [2]string // the Gradient plugin's, the floor's
 	if sz.profileDir != "" {
-		port, err := freePort()
-		if err != nil {
-			return err
+		for i := range pprofAddrs {
+			port, err := freePort()
+			if err != nil {
+				return err
+			}
+			pprofAddrs[i] = fmt.Sprintf("127.0.0.1:%d", port)
 		}
-		pprofAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	}
-	if err := b.setup(sums, pprofAddr); err != nil {
+	if err := b.setup(sums, pprofAddrs); err != nil {
 		return err
 	}
 	progress("Vault %s, emulator %s, size %s", v.addr, b.emuURL, size)
-	if pprofAddr != "" {
-		return b.profileRun(sz.profileDir, pprofAddr, 10*time.Second)
+	if sz.profileDir != "" {
+		return b.profileRun(sz.profileDir, pprofAddrs, 10*time.Second)
 	}
 
 	steps := []struct {
@@ -203,17 +205,19 @@ func copyExecutable(src, dst string) (string, error) {
 // setup registers both plugins (the Gradient one with the scheduler's
 // test tuning: a one-second tick and periods as short as a second) and
 // mounts the three engines.
-func (b *bench) setup(sums map[string]string, pprofAddr string) error {
+func (b *bench) setup(sums map[string]string, pprofAddrs [2]string) error {
 	sys := b.c.Sys()
 	env := []string{"GRADIENT_TEST_ROTATION_TICK=1s", "GRADIENT_TEST_MIN_ROTATION_PERIOD=1s"}
-	if pprofAddr != "" {
-		env = append(env, "GRADIENT_BENCH_PPROF="+pprofAddr)
+	var floorEnv []string
+	if pprofAddrs[0] != "" {
+		env = append(env, "GRADIENT_BENCH_PPROF="+pprofAddrs[0])
+		floorEnv = append(floorEnv, "GRADIENT_BENCH_PPROF="+pprofAddrs[1])
 	}
 	if err := sys.RegisterPlugin(&api.RegisterPluginInput{Name: gradientPlugin, Type: api.PluginTypeSecrets, Command: gradientPlugin, SHA256: sums[gradientPlugin],
 		Env: env}); err != nil {
 		return fmt.Errorf("registering %s: %w", gradientPlugin, err)
 	}
-	if err := sys.RegisterPlugin(&api.RegisterPluginInput{Name: floorPlugin, Type: api.PluginTypeSecrets, Command: floorPlugin, SHA256: sums[floorPlugin]}); err != nil {
+	if err := sys.RegisterPlugin(&api.RegisterPluginInput{Name: floorPlugin, Type: api.PluginTypeSecrets, Command: floorPlugin, SHA256: sums[floorPlugin], Env: floorEnv}); err != nil {
 		return fmt.Errorf("registering %s: %w", floorPlugin, err)
 	}
 	mounts := map[string]*api.MountInput{

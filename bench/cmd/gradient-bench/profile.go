@@ -16,7 +16,7 @@ import (
 // bench/cmd/gradient-plugin-pprof, it runs each Gradient operation at
 // concurrency 8 for a while and writes the plugin's CPU profile for it, and
 // Vault's own, into DIR (plugin-<op>.pprof, vault-<op>.pprof).
-func (b *bench) profileRun(dir, pprofAddr string, d time.Duration) error {
+func (b *bench) profileRun(dir string, pprofAddrs [2]string, d time.Duration) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -46,6 +46,10 @@ func (b *bench) profileRun(dir, pprofAddr string, d time.Duration) error {
 		{"floor-stored", func(i int) error { return b.read(fmt.Sprintf("floor/stored/k%d", i%1000)) }},
 	}
 	for _, o := range ops {
+		pprofAddr := pprofAddrs[0]
+		if strings.HasPrefix(o.name, "floor") {
+			pprofAddr = pprofAddrs[1]
+		}
 		if err := post(pprofAddr, "/cpu/start?file="+url.QueryEscape(filepath.Join(dir, "plugin-"+o.name+".pprof"))); err != nil {
 			return fmt.Errorf("starting the plugin's profile: %w", err)
 		}
