@@ -17,6 +17,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -87,15 +89,18 @@ func main() {
 
 // bench is one run's shared state.
 type bench struct {
-	sz      sizes
-	v       *vaultDev
-	c       *api.Client
-	emu     *emulator.Emulator
-	emuURL  string
-	plugin  string // the plugin's path in the plugin directory
-	floor   string // the floor plugin's
-	results []result
-	notes   []string // extra sections of the report
+	sz     sizes
+	v      *vaultDev
+	c      *api.Client
+	emu    *emulator.Emulator
+	emuURL string
+	// floorEmu serves the floor plugin's creates.
+	floorEmu    *emulator.Emulator
+	floorEmuURL string
+	plugin      string // the plugin's path in the plugin directory
+	floor       string // the floor plugin's
+	results     []result
+	notes       []string // extra sections of the report
 	// loadStart is the load average when the run started.
 	loadStart string
 }
@@ -135,13 +140,23 @@ func run(vaultBin, pluginBin, floorBin, size string, sz sizes, out string, keep 
 	srv := &http.Server{Handler: emu}
 	go func() { _ = srv.Serve(l) }()
 	defer srv.Close()
+	// The floor's creates go to an emulator of their own, so that each
+	// emulator's counters belong to one plugin.
+	floorEmu := emulator.New(emulator.Config{Tokens: []string{benchToken}, PerMinuteLimit: raisedPerMinute, PerHourLimit: raisedPerHour})
+	fl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	floorSrv := &http.Server{Handler: floorEmu}
+	go func() { _ = floorSrv.Serve(fl) }()
+	defer floorSrv.Close()
 
 	v, err := startVault(vaultBin, dir, pluginDir, 8)
 	if err != nil {
 		return err
 	}
 	defer v.stop()
-	b := &bench{loadStart: loadAvg(), sz: sz, v: v, c: v.client, emu: emu, emuURL: "http://" + l.Addr().String(), plugin: filepath.Join(pluginDir, gradientPlugin), floor: filepath.Join(pluginDir, floorPlugin)}
+	b := &bench{loadStart: loadAvg(), sz: sz, v: v, c: v.client, emu: emu, emuURL: "http://" + l.Addr().String(), floorEmu: floorEmu, floorEmuURL: "http://" + fl.Addr().String(), plugin: filepath.Join(pluginDir, gradientPlugin), floor: filepath.Join(pluginDir, floorPlugin)}
 	var pprofAddrs [2]string // the Gradient plugin's, the floor's
 	if sz.profileDir != "" {
 		for i := range pprofAddrs {
@@ -250,63 +265,89 @@ func apiKey(tag string) string {
 // benchOp is one operation to measure: op gets 0..n-1, each index once.
 type benchOp struct {
 	name, group string
-	upstream    bool // count the emulator's calls per operation
-	warmup      bool // untimed calls first (reads only)
-	op          func(i int) error
+	// counter is the emulator whose calls this op makes (nil: none); ops
+	// measured together never share one, so its counts are theirs.
+	counter *emulator.Emulator
+	warmup  bool // untimed calls first (reads only)
+	op      func(i int) error
 }
 
-// rounds splits every measurement: the operations compared with each other
-// take turns, a slice of each per round, so that a slow moment of a shared
-// machine falls on all of them rather than on one.
-const rounds = 5
-
-// interleaved measures ops at concurrency conc, n operations each, in
-// rounds, and records one result per op.
+// interleaved measures ops at concurrency conc, n operations each. The
+// operations compared with each other take turns request by request: each
+// worker runs every op for one index (in an order that turns with the
+// index) before taking the next, so that whatever else the machine does
+// falls on all of them alike. ops/s per op is conc / mean latency.
 func (b *bench) interleaved(conc, n int, ops ...benchOp) {
-	res := make([]*result, len(ops))
-	calls := make([][2]int, len(ops))
-	chunk := (n + rounds - 1) / rounds
-	for round := 0; round < rounds; round++ {
-		base := round * chunk
-		size := min(chunk, n-base)
-		if size <= 0 {
-			break
-		}
-		for k := range ops {
-			o := ops[(k+round)%len(ops)] // a different order each round
-			idx := (k + round) % len(ops)
-			warmup := 0
-			if round == 0 && o.warmup {
-				warmup = warm(n)
-			}
-			before := b.emu.Counts()
-			r := measure(o.name, conc, size, warmup, func(i int) error {
-				if i >= size { // a warm-up call
-					return o.op(n + i - size)
-				}
-				return o.op(base + i)
-			})
-			platform, provider, _ := callDelta(before, b.emu.Counts())
-			calls[idx][0] += platform
-			calls[idx][1] += provider
-			if res[idx] == nil {
-				r.group, r.upstream = o.group, o.upstream
-				res[idx] = &r
-			} else {
-				res[idx].merge(r)
-			}
-			res[idx].platform = float64(calls[idx][0]) // per op below
-			res[idx].provider = float64(calls[idx][1])
+	warmup := 0
+	for _, o := range ops {
+		if o.warmup {
+			warmup = warm(n)
 		}
 	}
-	for k, r := range res {
-		total := float64(r.ops)
-		if ops[k].warmup {
-			total += float64(warm(n))
+	for i := 0; i < warmup; i++ {
+		for _, o := range ops {
+			_ = o.op(n + i)
 		}
-		r.platform /= total
-		r.provider /= total
-		b.results = append(b.results, *r)
+	}
+	before := map[*emulator.Emulator]map[string]int{}
+	for _, o := range ops {
+		if o.counter != nil {
+			before[o.counter] = o.counter.Counts()
+		}
+	}
+	lat := make([][][]time.Duration, conc) // worker, op
+	errs := make([][]int, conc)
+	firstErr := make([]error, len(ops))
+	var errMu sync.Mutex
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < conc; w++ {
+		lat[w] = make([][]time.Duration, len(ops))
+		errs[w] = make([]int, len(ops))
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				for k := range ops {
+					idx := (k + i) % len(ops)
+					t := time.Now()
+					err := ops[idx].op(i)
+					lat[w][idx] = append(lat[w][idx], time.Since(t))
+					if err != nil {
+						errs[w][idx]++
+						errMu.Lock()
+						if firstErr[idx] == nil {
+							firstErr[idx] = err
+						}
+						errMu.Unlock()
+					}
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	for idx, o := range ops {
+		r := result{name: o.name, group: o.group, concurrency: conc, ops: n, firstErr: firstErr[idx], upstream: o.counter != nil}
+		var sum time.Duration
+		for w := range lat {
+			r.samples = append(r.samples, lat[w][idx]...)
+			r.errors += errs[w][idx]
+		}
+		for _, d := range r.samples {
+			sum += d
+		}
+		r.wall = sum / time.Duration(conc)
+		r.p50, r.p99 = percentile(r.samples, 0.50), percentile(r.samples, 0.99)
+		if o.counter != nil {
+			platform, provider, _ := callDelta(before[o.counter], o.counter.Counts())
+			r.platform = float64(platform) / float64(n+warmup)
+			r.provider = float64(provider) / float64(n+warmup)
+		}
+		b.results = append(b.results, r)
 		progress("%-50s c=%d %6d ops %7.0f ops/s p50 %s ms p99 %s ms errors %d", r.name, conc, r.ops, r.opsPerSec(), ms(r.p50), ms(r.p99), r.errors)
 		if r.firstErr != nil {
 			progress("  first error: %v", r.firstErr)
@@ -364,27 +405,23 @@ func (b *bench) benchSmall() error {
 	for _, conc := range concurrencies {
 		prefix := fmt.Sprintf("c%d", conc)
 		b.interleaved(conc, n,
-			benchOp{name: "gradient keys/<name> create", group: "kv put|floor create", upstream: true,
+			benchOp{name: "gradient keys/<name> create", group: "kv put|floor create", counter: b.emu,
 				op: func(i int) error { return b.keyWrite("gradient", fmt.Sprintf("%s-%05d", prefix, i)) }},
 			benchOp{name: "kv put", op: func(i int) error {
 				return b.write(fmt.Sprintf("kv/data/%s-%05d", prefix, i), map[string]any{"data": map[string]any{"api_key": apiKey(fmt.Sprint(i))}})
 			}},
-			benchOp{name: "floor create (WAL, verify, platform create, store)", group: "kv put", upstream: true, op: func(i int) error {
+			benchOp{name: "floor create (WAL, verify, platform create, store)", group: "kv put", counter: b.floorEmu, op: func(i int) error {
 				name := fmt.Sprintf("floor-%s-%05d", prefix, i)
-				return b.write("floor/create/"+name, map[string]any{"url": b.emuURL, "token": benchToken, "api_key": apiKey(name)})
+				return b.write("floor/create/"+name, map[string]any{"url": b.floorEmuURL, "token": benchToken, "api_key": apiKey(name)})
 			}},
 		)
 		if conc == 1 {
 			platform, provider, detail := callDelta(before, b.emu.Counts())
-			platform -= n // the floor's creates
-			provider -= n
-			detail["POST /v2/gen-ai/anthropic/keys"] -= n
-			detail["GET /anthropic/v1/models"] -= n
 			b.notes = append(b.notes, fmt.Sprintf("### Bulk import: %d creates in a row (concurrency 1, name_cache_ttl 10s)\n\n"+
 				"%d platform and %d provider calls: %s.\n", n, platform, provider, formatDetail(detail)))
 			for _, conc := range concurrencies {
 				b.interleaved(conc, b.sz.listOps,
-					benchOp{name: fmt.Sprintf("gradient keys/ list (%d)", n), group: fmt.Sprintf("kv list (%d)", n), upstream: true, warmup: true,
+					benchOp{name: fmt.Sprintf("gradient keys/ list (%d)", n), group: fmt.Sprintf("kv list (%d)", n), counter: b.emu, warmup: true,
 						op: func(int) error { return b.list("gradient/keys", n) }},
 					benchOp{name: fmt.Sprintf("kv list (%d)", n), warmup: true,
 						op: func(int) error { return b.list(fmt.Sprintf("kv/metadata/l%d", n), n) }},
@@ -394,7 +431,7 @@ func (b *bench) benchSmall() error {
 	}
 	for round, conc := range concurrencies {
 		b.interleaved(conc, n,
-			benchOp{name: "gradient keys/<name> update (secret)", group: "kv put (update)", upstream: true, op: func(i int) error {
+			benchOp{name: "gradient keys/<name> update (secret)", group: "kv put (update)", counter: b.emu, op: func(i int) error {
 				name := fmt.Sprintf("c1-%05d", i%n)
 				return b.write("gradient/keys/"+name, map[string]any{"api_key": apiKey(fmt.Sprintf("%sr%d", name, round))})
 			}},
@@ -404,13 +441,19 @@ func (b *bench) benchSmall() error {
 		)
 	}
 	read := func(name, group string, upstream bool, path string) benchOp {
-		return benchOp{name: name, group: group, upstream: upstream, warmup: true, op: func(i int) error {
+		var counter *emulator.Emulator
+		if upstream {
+			counter = b.emu
+		}
+		return benchOp{name: name, group: group, counter: counter, warmup: true, op: func(i int) error {
 			return b.read(fmt.Sprintf(path, i%n))
 		}}
 	}
 	for _, conc := range concurrencies {
 		b.interleaved(conc, b.sz.ops,
 			read("gradient keys/<name> read", "kv get|floor plain|floor plain-wide", true, "gradient/keys/c1-%05d"),
+			// Counted together with keys/<name> read (one emulator): the
+			// platform/op shown for both is the pair's.
 			read("gradient creds/<name> read", "kv get|floor leased", true, "gradient/creds/c1-%05d"),
 			read("kv get", "", false, "kv/data/c1-%05d"),
 			read("kv metadata get", "", false, "kv/metadata/c1-%05d"),

@@ -73,18 +73,6 @@ func measure(name string, concurrency, n, warmup int, op func(i int) error) resu
 	return r
 }
 
-// merge adds a later chunk of the same measurement to r.
-func (r *result) merge(c result) {
-	r.ops += c.ops
-	r.wall += c.wall
-	r.errors += c.errors
-	if r.firstErr == nil {
-		r.firstErr = c.firstErr
-	}
-	r.samples = append(r.samples, c.samples...)
-	r.p50, r.p99 = percentile(r.samples, 0.50), percentile(r.samples, 0.99)
-}
-
 // percentile is the nearest-rank percentile of d (sorted in place).
 func percentile(d []time.Duration, p float64) time.Duration {
 	if len(d) == 0 {

@@ -93,6 +93,38 @@ func (b *bench) profileRun(dir string, pprofAddrs [2]string, d time.Duration) er
 		}
 		progress("profiled %s: %d ops in %s; CPU per op (/proc): %s", o.name, count.Load(), d, strings.Join(per, ", "))
 	}
+	return b.routeTimes()
+}
+
+// routeTimes reads keys/<name> and the floor's stored read one after the
+// other at concurrency 1 for two of Vault's 10 s metrics intervals and
+// prints Vault's own timing of each route (vault.route.read.<mount>: from
+// the router into the plugin and back, storage calls included) beside
+// the whole request (vault.core.handle_request).
+func (b *bench) routeTimes() error {
+	stop := time.Now().Add(21 * time.Second)
+	var g, f []time.Duration
+	for i := 0; time.Now().Before(stop); i++ {
+		t := time.Now()
+		_ = b.read(fmt.Sprintf("gradient/keys/p-%05d", i%200))
+		g = append(g, time.Since(t))
+		t = time.Now()
+		_ = b.read(fmt.Sprintf("floor/stored/k%d", i%1000))
+		f = append(f, time.Since(t))
+	}
+	progress("client p50, alternating: keys/<name> read %s ms, floor read + 1 storage get %s ms", ms(percentile(g, 0.5)), ms(percentile(f, 0.5)))
+	s, err := b.c.Logical().Read("sys/metrics")
+	if err != nil {
+		return err
+	}
+	samples, _ := s.Data["Samples"].([]any)
+	for _, x := range samples {
+		m, _ := x.(map[string]any)
+		name, _ := m["Name"].(string)
+		if strings.Contains(name, "route.read") || strings.Contains(name, "handle_request") || strings.Contains(name, "storage") && strings.Contains(name, "get") {
+			progress("metric %s: count %v, mean %v ms", name, m["Count"], m["Mean"])
+		}
+	}
 	return nil
 }
 

@@ -70,7 +70,7 @@ func (b *bench) report(size, vaultBin string, took time.Duration) string {
 	fmt.Fprintf(&sb, "Machine: %d CPUs (nproc), %s, %s/%s, %s; %s. Vault dev server (in-memory storage, no audit device), "+
 		"the plugins, the emulator (zero latency) and the client (github.com/hashicorp/vault/api, keep-alive) share the machine. Run took %s.\n\n",
 		runtime.NumCPU(), cpuModel(), runtime.GOOS, runtime.GOARCH, runtime.Version(), vaultVersion(vaultBin), took.Round(time.Second))
-	fmt.Fprintf(&sb, "Load average (1, 5, 15 min) at the start: %s; at the end: %s. Operations compared with each other run in %d interleaved rounds, so that other load on the machine falls on all of them.\n\n", b.loadStart, loadAvg(), rounds)
+	fmt.Fprintf(&sb, "Load average (1, 5, 15 min) at the start: %s; at the end: %s. Operations compared with each other take turns request by request, so that other load on the machine falls on all of them alike; ops/s is concurrency / mean latency.\n\n", b.loadStart, loadAvg())
 	fmt.Fprintf(&sb, "| operation | conc | ops | ops/s | p50 ms | p99 ms | p50 vs KV v2 | p50 vs floor | platform/op | provider/op | errors |\n")
 	fmt.Fprintf(&sb, "|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|\n")
 	for _, r := range b.results {

@@ -41,7 +41,7 @@ func (b *bench) benchScale() error {
 
 	for _, conc := range concurrencies {
 		b.interleaved(conc, b.sz.listOps,
-			benchOp{name: fmt.Sprintf("gradient keys/ list (%d)", n), group: fmt.Sprintf("kv list (%d)", n), upstream: true, warmup: true,
+			benchOp{name: fmt.Sprintf("gradient keys/ list (%d)", n), group: fmt.Sprintf("kv list (%d)", n), counter: b.emu, warmup: true,
 				op: func(int) error { return b.list("scale/keys", n) }},
 			benchOp{name: fmt.Sprintf("kv list (%d)", n), warmup: true,
 				op: func(int) error { return b.list(fmt.Sprintf("kv/metadata/l%d", n), n) }},
@@ -49,7 +49,7 @@ func (b *bench) benchScale() error {
 	}
 	extra := max(50, b.sz.creates/10)
 	b.interleaved(1, extra,
-		benchOp{name: fmt.Sprintf("gradient keys/<name> create, %d stored", n), group: "kv put", upstream: true,
+		benchOp{name: fmt.Sprintf("gradient keys/<name> create, %d stored", n), group: "kv put", counter: b.emu,
 			op: func(i int) error { return b.keyWrite("scale", fmt.Sprintf("x-%05d", i)) }},
 	)
 	total := n + extra
