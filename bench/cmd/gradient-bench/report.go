@@ -33,6 +33,11 @@ func vaultVersion(bin string) string {
 	if err != nil {
 		return "?"
 	}
+	// "Vault v1.21.0 ('<commit>'), built <date>": the version is enough.
+	f := strings.Fields(string(out))
+	if len(f) >= 2 {
+		return f[0] + " " + f[1]
+	}
 	return strings.TrimSpace(string(out))
 }
 
