@@ -61,8 +61,7 @@ func startVault(vaultBin, dir, pluginDir string, concurrency int) (*vaultDev, er
 	}
 	v.cmd.Env = append(env, "HOME="+dir)
 	v.cmd.Stdout, v.cmd.Stderr = logF, logF
-	// Its own process group, so that stop reaches the plugins too.
-	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	setProcAttr(v.cmd)
 	if err := v.cmd.Start(); err != nil {
 		logF.Close()
 		return nil, fmt.Errorf("starting vault: %w", err)
