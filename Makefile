@@ -98,9 +98,23 @@ fuzz: deps ## Run every Fuzz test for FUZZTIME each (default 30s)
 BENCHTIME ?= 500x
 BENCHCOUNT ?= 3
 
-.PHONY: bench
-bench: deps ## Benchmarks of the backend's hot paths (reads, creates with and without the name cache)
+.PHONY: bench-backend
+bench-backend: deps ## In-process benchmarks of the backend's hot paths (reads, creates with and without the name cache)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./backend/
+
+BENCH_OUT ?= bench/results/latest.md
+
+.PHONY: bench
+bench: build ## Measure through a real Vault beside KV v2 and a floor plugin (own Vault + emulator); table in BENCH_OUT
+	@$(GO) build -trimpath -o $(BIN_DIR)/bench/gradient-bench-floor ./bench/cmd/gradient-bench-floor
+	$(GO) run ./bench/cmd/gradient-bench -vault "$$(scripts/get-vault.sh)" -plugin $(PLUGIN_BIN) \
+		-floor $(BIN_DIR)/bench/gradient-bench-floor -size full -out $(BENCH_OUT)
+
+.PHONY: bench-smoke
+bench-smoke: build ## `make bench` at a small size, as a CI smoke test (table in bin/bench/smoke.md)
+	@$(GO) build -trimpath -o $(BIN_DIR)/bench/gradient-bench-floor ./bench/cmd/gradient-bench-floor
+	$(GO) run ./bench/cmd/gradient-bench -vault "$$(scripts/get-vault.sh)" -plugin $(PLUGIN_BIN) \
+		-floor $(BIN_DIR)/bench/gradient-bench-floor -size smoke -out $(BIN_DIR)/bench/smoke.md
 
 .PHONY: fmt
 fmt: ## Format the Go code

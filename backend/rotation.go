@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	hclog "github.com/hashicorp/go-hclog"
@@ -286,6 +287,11 @@ func (k *keyEntry) nextLook() time.Time {
 	return k.NextVaultRotation
 }
 
+// rebuildWorkers is how many keys the rebuild reads at once. Each read
+// is a round trip from the plugin to Vault's storage: one after the other,
+// 10,000 keys took 3.5 s on two cores; a few in flight hide the latency.
+const rebuildWorkers = 8
+
 // rebuild fills the queue from storage. Each key is read under its lock, so
 // a handler writing it meanwhile is never overwritten with a stale time.
 func (s *rotationScheduler) rebuild(ctx context.Context, storage logical.Storage) error {
@@ -293,24 +299,45 @@ func (s *rotationScheduler) rebuild(ctx context.Context, storage logical.Storage
 	if err != nil {
 		return fmt.Errorf("listing keys: %w", err)
 	}
-	queued := 0
 	s.b.retirements.reset()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	work := make(chan string)
+	var queued atomic.Int64
+	var wg sync.WaitGroup
+	for range min(rebuildWorkers, len(names)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name := range work {
+				ok, err := s.syncKey(ctx, storage, name)
+				if err != nil {
+					cancel(err)
+					return
+				}
+				if ok {
+					queued.Add(1)
+				}
+			}
+		}()
+	}
+feed:
 	for _, name := range names {
-		if ctx.Err() != nil {
-			return ctx.Err()
+		select {
+		case work <- name:
+		case <-ctx.Done():
+			break feed
 		}
-		ok, err := s.syncKey(ctx, storage, name)
-		if err != nil {
-			return err
-		}
-		if ok {
-			queued++
-		}
+	}
+	close(work)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	s.built = true
 	s.mu.Unlock()
-	s.b.Logger().Info("rotation queue built from storage", "keys", len(names), "scheduled", queued)
+	s.b.Logger().Info("rotation queue built from storage", "keys", len(names), "scheduled", queued.Load())
 	return nil
 }
 

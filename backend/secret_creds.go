@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -79,15 +80,23 @@ func (b *gradientBackend) leasedCreds(ctx context.Context, req *logical.Request,
 }
 
 // credsLeaseTTL runs to the earlier of the next rotation and config's
-// creds_ttl, within the mount's max lease TTL.
+// creds_ttl. Vault itself caps every lease at the mount's max lease TTL
+// (framework.CalculateTTL when it registers or renews the lease).
+//
+// Every request to an external plugin crosses a gRPC hop, and every storage
+// or system-view call from the plugin crosses it again the other way: on
+// the hot path of a read, creds_ttl comes from the config the cached
+// clients were built from (dropped by invalidate when config changes), not
+// from storage, and the max lease TTL is left to Vault.
 func (b *gradientBackend) credsLeaseTTL(ctx context.Context, s logical.Storage, k *keyEntry) (time.Duration, error) {
-	cfg, err := getConfig(ctx, s)
-	if err != nil {
-		return 0, err
-	}
 	ttl := defaultCredsTTL
-	if cfg != nil && cfg.CredsTTL > 0 {
-		ttl = cfg.CredsTTL
+	c, err := b.clients(ctx, s)
+	switch {
+	case errors.Is(err, errNotConfigured):
+	case err != nil:
+		return 0, err
+	case c.config.CredsTTL > 0:
+		ttl = c.config.CredsTTL
 	}
 	if k.rotationEnabled() && !k.NextVaultRotation.IsZero() {
 		untilNext := k.NextVaultRotation.Sub(b.rotation.clock())
@@ -95,9 +104,6 @@ func (b *gradientBackend) credsLeaseTTL(ctx context.Context, s logical.Storage, 
 			untilNext = dueLeaseTTL
 		}
 		ttl = min(ttl, untilNext)
-	}
-	if maxTTL := b.System().MaxLeaseTTL(); maxTTL > 0 && ttl > maxTTL {
-		ttl = maxTTL
 	}
 	// Vault reads a zero TTL as "the mount's default", which would outlive
 	// the rotation by far: a rotation less than a second away gets a second.
