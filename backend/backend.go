@@ -5,6 +5,8 @@ package backend
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +32,9 @@ platform as partner provider keys. Configure it at "config", manage keys at
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	b := newBackend()
 	if err := b.applyTestTuning(); err != nil {
+		return nil, err
+	}
+	if err := b.tuneWALFromEnv(os.LookupEnv); err != nil {
 		return nil, err
 	}
 	if err := b.Setup(ctx, conf); err != nil {
@@ -130,6 +135,27 @@ func newBackend() *gradientBackend {
 		WALRollbackMinAge: walRollbackMinAge,
 	}
 	return b
+}
+
+// envTestWALMinAge is test-only tuning, like the rotation's (rotation.go):
+// the chaos acceptance test registers the plugin with a low minimum age so
+// that Vault's own periodic rollback (every minute) undoes what the run left
+// behind, instead of waiting 10 minutes. Nothing else should set it.
+const envTestWALMinAge = "GRADIENT_TEST_WAL_MIN_AGE"
+
+// tuneWALFromEnv lowers (or raises) WALRollbackMinAge when the test-only
+// variable is set.
+func (b *gradientBackend) tuneWALFromEnv(lookup func(string) (string, bool)) error {
+	v, ok := lookup(envTestWALMinAge)
+	if !ok {
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("%s must be a positive duration", envTestWALMinAge)
+	}
+	b.Backend.WALRollbackMinAge = d
+	return nil
 }
 
 // invalidate runs on standbys and performance secondaries when storage they
