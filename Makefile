@@ -80,6 +80,11 @@ fuzz: deps ## Run every Fuzz test for FUZZTIME each (default 30s)
 		done; \
 	done
 
+# The short fuzz run for CI: every Fuzz target for 10 s (see make fuzz).
+.PHONY: fuzz-ci
+fuzz-ci: ## Run every Fuzz test for 10s each (CI)
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+
 # Fixed iteration counts keep the uncached-create benchmark's platform list
 # near its seeded size; compare runs with benchstat.
 BENCHTIME ?= 500x
