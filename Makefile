@@ -68,6 +68,21 @@ test-acceptance: build ## Acceptance suite against a real Vault through the vaul
 	VAULT_BIN="$$vault_bin" GRADIENT_PLUGIN_DIR="$(PLUGIN_DIR)" GRADIENT_PLUGIN_VERSION="$(VERSION)" \
 		$(GO) test -tags acceptance -count=1 -timeout $(ACCEPTANCE_TIMEOUT) -v $(TESTARGS) ./acceptance/...
 
+# The chaos run (acceptance/chaos_test.go): concurrent clients through the
+# vault CLI against a raft Vault while the emulator injects faults, the plugin
+# is SIGKILLed and Vault restarts once; then rollback and the invariant.
+# GRADIENT_CHAOS_SEED=<n> repeats a run's operations and faults.
+CHAOS_OPS ?= 500
+CHAOS_SHORT_OPS ?= 100
+
+.PHONY: chaos
+chaos: ## Chaos run: 500 operations from 8 clients under faults, kills and a restart
+	@GRADIENT_CHAOS_OPS=$(CHAOS_OPS) $(MAKE) --no-print-directory test-acceptance TESTARGS='-run ^TestChaos$$'
+
+.PHONY: chaos-short
+chaos-short: ## The chaos run for CI: 100 operations
+	@GRADIENT_CHAOS_OPS=$(CHAOS_SHORT_OPS) GRADIENT_CHAOS_KILL_EVERY=6s $(MAKE) --no-print-directory test-acceptance TESTARGS='-run ^TestChaos$$'
+
 FUZZTIME ?= 30s
 
 .PHONY: fuzz
