@@ -72,20 +72,67 @@ func transientStatus(status int) bool {
 }
 
 // retryPlatform runs one platform call under op's policy.
+//
+// When an attempt may have been applied (no answer, or a 5xx) and a later
+// one is refused outright (a 429, the mount's own budget, a 4xx other than
+// 404), the answer is the earlier attempt's: the refusal only says that the
+// last attempt changed nothing, not that the change did not happen, and a
+// caller that took it as "nothing changed" would leave the platform and
+// storage apart with no undo.
 func retryPlatform(ctx context.Context, op string, call func(context.Context) (*godo.Response, error)) (*godo.Response, error) {
+	var unsureResp *godo.Response
+	var unsure error
+	answer := func(resp *godo.Response, err error) (*godo.Response, error) {
+		if err != nil && unsure != nil && refusedOutright(err) {
+			return unsureResp, unsure
+		}
+		return resp, err
+	}
 	for attempt := 0; ; attempt++ {
 		resp, err := call(ctx)
 		if err == nil || !retriedPlatformOps[op] || attempt+1 >= maxAttempts || !transientPlatformError(ctx, err) {
-			return resp, err
+			return answer(resp, err)
+		}
+		if mayHaveBeenApplied(err) {
+			unsureResp, unsure = resp, err
 		}
 		var httpResp *http.Response
 		if resp != nil {
 			httpResp = resp.Response
 		}
 		if !sleepWithin(ctx, retryAfter(attempt, httpResp, time.Now())) {
-			return resp, err
+			return answer(resp, err)
 		}
 	}
+}
+
+// mayHaveBeenApplied: the attempt got no answer, or a 5xx; the platform may
+// have made the change.
+func mayHaveBeenApplied(err error) bool {
+	if errors.Is(err, logical.ErrUpstreamRateLimited) {
+		return false // the mount's budget: never sent
+	}
+	var apiErr *godo.ErrorResponse
+	if errors.As(err, &apiErr) && apiErr.Response != nil {
+		return apiErr.Response.StatusCode >= 500
+	}
+	var redirect *redirectError
+	return !errors.As(err, &redirect)
+}
+
+// refusedOutright: the attempt was answered with a refusal that says only
+// that this attempt changed nothing. A 404 is left alone: after a delete
+// that may have landed it means done, after an update that the key is gone.
+func refusedOutright(err error) bool {
+	if errors.Is(err, logical.ErrUpstreamRateLimited) {
+		return true
+	}
+	var apiErr *godo.ErrorResponse
+	if errors.As(err, &apiErr) && apiErr.Response != nil {
+		status := apiErr.Response.StatusCode
+		return status >= 400 && status < 500 && status != http.StatusNotFound
+	}
+	return false
 }
 
 // transientPlatformError: a 429 or 5xx answer, or a transport failure while
