@@ -351,9 +351,15 @@ func (b *gradientBackend) pathKeyDelete(ctx context.Context, req *logical.Reques
 			k.Name, len(agents), describeAgents(agents), req.MountPoint, k.Name, k.Provider)
 	}
 
-	// A 404 means the key is already gone from the platform: done.
+	// A 404 means the key is already gone from the platform: done. So is a
+	// failure that may have been applied after which the key is not found:
+	// nothing would undo it, and keeping the entry would leave Vault with a
+	// key that no longer exists on the platform.
 	if err := c.platform.DeleteKey(ctx, k.Provider, k.UUID); err != nil && !errors.Is(err, errPlatformNotFound) {
-		return nil, err
+		if platformRefused(err) || !platformKeyGone(ctx, c, k) {
+			return nil, err
+		}
+		b.Logger().Warn("a delete's answer was lost and the platform no longer has the key; finishing the delete", "name", k.Name, "uuid", k.UUID)
 	}
 	b.names.remove(k.Provider, k.Name, k.UUID)
 	if err := deleteKey(ctx, req.Storage, k.Name); err != nil {
@@ -363,6 +369,13 @@ func (b *gradientBackend) pathKeyDelete(ctx context.Context, req *logical.Reques
 	}
 	b.Logger().Info("key deleted", "name", k.Name, "uuid", k.UUID, "agents_cut_off", len(agents))
 	return nil, nil
+}
+
+// platformKeyGone asks the platform whether k is gone; any other answer,
+// an error included, is "not known to be gone".
+func platformKeyGone(ctx context.Context, c *clients, k *keyEntry) bool {
+	_, err := c.platform.GetKey(ctx, k.Provider, k.UUID)
+	return errors.Is(err, errPlatformNotFound)
 }
 
 func describeAgents(agents []platformAgent) string {
