@@ -1,8 +1,13 @@
 package backend
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"strings"
 	"testing"
+
+	"github.com/hashicorp/vault/sdk/helper/errutil"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -32,6 +37,15 @@ func TestSecretFieldsOfOtherTypes(t *testing.T) {
 		t.Run(label, func(t *testing.T) {
 			e.trackSecrets(map[string]any{"api_key": key})
 			before := e.state()
+			// Vault runs the existence check first, where the path has one.
+			req := &logical.Request{Operation: c.op, Path: c.path, Data: c.data, Storage: e.storage, MountPoint: "gradient/"}
+			if _, _, err := e.b.HandleExistenceCheck(context.Background(), req); err != nil {
+				var ue errutil.UserError
+				if !errors.As(err, &ue) || !strings.Contains(err.Error(), "must be a string") {
+					t.Fatalf("existence check: %v; want a user error saying the field must be a string", err)
+				}
+				e.assertSecretFree("the existence check's error", err.Error())
+			}
 			e.mustBadRequest(c.op, c.path, c.data, "must be a string")
 			if len(e.state().AnthropicKeys) != len(before.AnthropicKeys) {
 				t.Fatal("a key reached the platform")
