@@ -562,3 +562,53 @@ func (b *gradientBackend) whereAgentsAre(ctx context.Context, c *clients, from, 
 func containsAgent(agents []platformAgent, uuid string) bool {
 	return slices.ContainsFunc(agents, func(a platformAgent) bool { return a.UUID == uuid })
 }
+
+// ---- delete ----
+
+// deleteWAL: platform key UUID, stored as Name, was being deleted. A delete
+// cannot be undone, so its rollback finishes it instead: when the platform
+// no longer has the key and storage still holds it, the entry goes. Without
+// it, a node that died between the platform's delete and the storage delete
+// (or a delete whose answer was lost) left Vault holding a key that no
+// longer exists, with nothing to notice.
+type deleteWAL struct {
+	walHeader
+	UUID string `json:"uuid"`
+	Name string `json:"name"`
+}
+
+func (w *deleteWAL) kind() string                  { return walKindDelete }
+func (w *deleteWAL) lockScope() ([]string, string) { return []string{w.Name}, w.UUID }
+func (w *deleteWAL) undone() string {
+	return "if the platform deleted the key, its Vault entry was removed too"
+}
+func (w *deleteWAL) describe() []any {
+	return []any{"provider", w.Provider, "uuid", w.UUID, "name", w.Name}
+}
+
+// undo removes the entry that holds the uuid (under whatever name it has
+// now) once the platform answers that the key is gone; while the platform
+// still has it, the delete did not happen and Vault and the platform agree.
+func (w *deleteWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storage) error {
+	stored, err := findKeyByUUID(ctx, s, w.UUID)
+	if err != nil || stored == nil {
+		return err
+	}
+	c, err := b.clients(ctx, s)
+	if err != nil {
+		return fmt.Errorf("finishing the delete of %q: %w", stored.Name, err)
+	}
+	_, err = c.platform.GetKey(ctx, w.Provider, w.UUID)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, errPlatformNotFound) {
+		return fmt.Errorf("finishing the delete of %q: %w", stored.Name, err)
+	}
+	b.names.remove(w.Provider, stored.Name, w.UUID)
+	if err := deleteKey(ctx, s, stored.Name); err != nil {
+		return fmt.Errorf("finishing the delete of %q: %w", stored.Name, err)
+	}
+	b.Logger().Warn("finished a delete: the platform no longer has the key, so its Vault entry was removed", "name", stored.Name, "provider", w.Provider, "uuid", w.UUID)
+	return nil
+}

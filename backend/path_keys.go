@@ -335,8 +335,8 @@ func (b *gradientBackend) pathKeyUpdate(ctx context.Context, req *logical.Reques
 // pathKeyDelete deletes the platform key first and the Vault entry only after
 // that succeeded, so a failure never leaves a platform key Vault forgot.
 // Deleting what is not there is a success, as everywhere in Vault. A delete
-// needs no write-ahead log entry: it cannot be undone, and repeating it
-// finishes it.
+// cannot be undone; its write-ahead log entry lets the periodic rollback
+// finish it when the platform's delete happened and storage's did not.
 func (b *gradientBackend) pathKeyDelete(ctx context.Context, req *logical.Request, d *framework.FieldData, k *keyEntry) (*logical.Response, error) {
 	c, err := b.clients(ctx, req.Storage)
 	if err != nil {
@@ -351,22 +351,33 @@ func (b *gradientBackend) pathKeyDelete(ctx context.Context, req *logical.Reques
 			k.Name, len(agents), describeAgents(agents), req.MountPoint, k.Name, k.Provider)
 	}
 
+	// A write-ahead log entry first: if the node dies after the platform's
+	// delete, or the answer is lost, the periodic rollback finishes the
+	// delete (deleteWAL).
+	w := &deleteWAL{walHeader: walHeader{Provider: k.Provider, Created: b.now().UTC()}, UUID: k.UUID, Name: k.Name}
+	walID, err := framework.PutWAL(ctx, req.Storage, w.kind(), w)
+	if err != nil {
+		return nil, fmt.Errorf("writing the write-ahead log (nothing was deleted): %w", err)
+	}
 	// A 404 means the key is already gone from the platform: done. So is a
-	// failure that may have been applied after which the key is not found:
-	// nothing would undo it, and keeping the entry would leave Vault with a
-	// key that no longer exists on the platform.
+	// failure that may have been applied after which the key is not found.
 	if err := c.platform.DeleteKey(ctx, k.Provider, k.UUID); err != nil && !errors.Is(err, errPlatformNotFound) {
-		if platformRefused(err) || !platformKeyGone(ctx, c, k) {
+		if platformRefused(err) {
+			b.deleteWAL(ctx, req.Storage, walID)
 			return nil, err
+		}
+		if !platformKeyGone(ctx, c, k) {
+			return nil, fmt.Errorf("%w; if the platform deleted the key after all, Vault's periodic rollback removes its entry too", err)
 		}
 		b.Logger().Warn("a delete's answer was lost and the platform no longer has the key; finishing the delete", "name", k.Name, "uuid", k.UUID)
 	}
 	b.names.remove(k.Provider, k.Name, k.UUID)
 	if err := deleteKey(ctx, req.Storage, k.Name); err != nil {
-		// The platform key is gone; deleting again finishes the job, since
-		// the platform's 404 counts as deleted.
-		return nil, fmt.Errorf("%w (the platform key is already deleted; delete again to finish)", err)
+		// The platform key is gone; the rollback, or deleting again,
+		// finishes the job, since the platform's 404 counts as deleted.
+		return nil, fmt.Errorf("%w (the platform key is already deleted; delete again to finish, or Vault's periodic rollback will)", err)
 	}
+	b.deleteWAL(ctx, req.Storage, walID)
 	b.Logger().Info("key deleted", "name", k.Name, "uuid", k.UUID, "agents_cut_off", len(agents))
 	return nil, nil
 }

@@ -47,3 +47,40 @@ func TestDelete_AmbiguousAndKeyStillThere(t *testing.T) {
 		t.Fatalf("Vault lists %v, want the key kept", keys)
 	}
 }
+
+// The node "dies" between the platform's delete and the storage delete
+// (here: the storage delete fails): the write-ahead log entry stays, and the
+// periodic rollback finishes the delete, since the platform no longer has
+// the key.
+func TestDelete_RollbackFinishesAPlatformDelete(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/half-deleted", map[string]any{"provider": providerAnthropic, "api_key": anthropicKey("half-deleted")})
+	e.storage.failUnder("keys/")
+	e.mustServerError(logical.DeleteOperation, "keys/half-deleted", nil, "already deleted")
+	e.storage.failUnder("")
+	if keys := e.listKeys(); len(keys) != 1 {
+		t.Fatalf("Vault lists %v before the rollback", keys)
+	}
+	if pk := e.platformKeyNamed(providerAnthropic, "half-deleted"); pk != nil {
+		t.Fatalf("the platform still has the key: %+v", pk)
+	}
+	assertSettlesOnRollback(t, e)
+	if keys := e.listKeys(); len(keys) != 0 {
+		t.Fatalf("Vault still lists %v after the rollback", keys)
+	}
+}
+
+// The rollback of a delete that did not happen changes nothing.
+func TestDelete_RollbackKeepsAKeyThePlatformHas(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/kept", map[string]any{"provider": providerOpenAI, "api_key": openAIKey("kept")})
+	e.emu.InjectFault(emulator.Fault{Method: http.MethodDelete, Path: "/v2/gen-ai/openai/keys/", Count: maxAttempts, Mode: "status", Status: http.StatusServiceUnavailable})
+	e.mustServerError(logical.DeleteOperation, "keys/kept", nil, "periodic rollback")
+	assertSettlesOnRollback(t, e)
+	if keys := e.listKeys(); len(keys) != 1 {
+		t.Fatalf("Vault lists %v, want the key kept", keys)
+	}
+	if pk := e.platformKeyNamed(providerOpenAI, "kept"); pk == nil {
+		t.Fatal("the platform lost the key")
+	}
+}

@@ -27,6 +27,7 @@ const (
 	walKindRotate   = "rotate-key"
 	walKindRename   = "rename-key"
 	walKindReassign = "reassign-agents"
+	walKindDelete   = "delete-key"
 )
 
 const (
@@ -220,6 +221,8 @@ func decodeWAL(kind string, data any) (walEntry, error) {
 		w = &renameWAL{}
 	case walKindReassign:
 		w = &reassignWAL{}
+	case walKindDelete:
+		w = &deleteWAL{}
 	default:
 		return nil, errors.New("unknown kind")
 	}
