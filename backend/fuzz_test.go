@@ -12,6 +12,7 @@ import (
 	"testing"
 	"unicode"
 
+	"github.com/hashicorp/vault/sdk/helper/errutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -211,8 +212,30 @@ func newFuzzEnv(f *testing.F) *fuzzEnv {
 // check sends one request and holds its answer to the rules.
 func (e *fuzzEnv) check(t *testing.T, op logical.Operation, path string, data map[string]any) {
 	t.Helper()
-	req := &logical.Request{Operation: op, Path: path, Data: data, Storage: e.storage, MountPoint: "gradient/"}
-	resp, err := e.b.HandleRequest(context.Background(), req)
+	// Storage as Vault's: a path with ".." in it is refused.
+	req := &logical.Request{Operation: op, Path: path, Data: data, Storage: logical.NewStorageView(e.storage, ""), MountPoint: "gradient/"}
+	// As Vault does for a write: the existence check first, which picks
+	// create or update.
+	var resp *logical.Response
+	var err error
+	if op == logical.CreateOperation || op == logical.UpdateOperation {
+		found, exists, checkErr := e.b.HandleExistenceCheck(context.Background(), req)
+		var userErr errutil.UserError
+		switch {
+		case checkErr == nil && found && exists:
+			req.Operation = logical.UpdateOperation
+		case checkErr == nil && found:
+			req.Operation = logical.CreateOperation
+		case checkErr == nil, errors.Is(checkErr, logical.ErrUnsupportedPath):
+		case errors.As(checkErr, &userErr):
+			resp = logical.ErrorResponse(checkErr.Error())
+		default:
+			t.Fatalf("%s %s %v: the existence check failed, a 500: %v", op, path, printable(data), checkErr)
+		}
+	}
+	if resp == nil {
+		resp, err = e.b.HandleRequest(context.Background(), req)
+	}
 	status, _ := logical.RespondErrorCommon(req, resp, err)
 	switch {
 	case status >= 500:
