@@ -236,7 +236,9 @@ func (e *fuzzEnv) check(t *testing.T, op logical.Operation, path string, data ma
 	if resp == nil {
 		resp, err = e.b.HandleRequest(context.Background(), req)
 	}
-	status, _ := logical.RespondErrorCommon(req, resp, err)
+	// Vault's HTTP layer: RespondErrorCommon, then coded errors' own status.
+	status, answer := logical.RespondErrorCommon(req, resp, err)
+	logical.AdjustErrorStatusCode(&status, answer)
 	switch {
 	case status >= 500:
 		t.Fatalf("%s %s %v: HTTP %d: err=%v resp=%v", op, path, printable(data), status, err, resp)
