@@ -349,10 +349,14 @@ func (r *chaosRun) do(c *chaosClient, op string, ops int) {
 		switch outcome := r.record(op, res); {
 		case outcome == "refused":
 		case op == "stage":
-			// The scheduler promotes it when the period ends.
+			// The scheduler promotes it when the period ends. Staging
+			// writes storage only: it says nothing of whether the
+			// platform key survived an earlier delete whose outcome is
+			// unknown, and that delete's rollback may still remove the
+			// entry, so the key's presence stays as it was.
 			k.candidates[secret] = true
 			if outcome == "ok" {
-				k.staged, k.present = secret, present
+				k.staged = secret
 			}
 		default:
 			k.candidates[secret] = true
