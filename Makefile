@@ -81,6 +81,28 @@ test-cluster: build ## The Vault cluster test alone (3 raft nodes, failover, rot
 	VAULT_BIN="$$vault_bin" GRADIENT_PLUGIN_DIR="$(PLUGIN_DIR)" GRADIENT_PLUGIN_VERSION="$(VERSION)" \
 		$(GO) test -tags acceptance -count=1 -timeout $(CLUSTER_TIMEOUT) -v -run '^TestCluster$$' ./acceptance/...
 
+# The chaos run (acceptance/chaos_test.go): concurrent clients through the
+# vault CLI against a raft Vault while the emulator injects faults, the plugin
+# is SIGKILLed and Vault restarts once; then rollback and the invariant.
+# GRADIENT_CHAOS_SEED=<n> repeats a run's operations and faults.
+CHAOS_OPS ?= 500
+CHAOS_SHORT_OPS ?= 100
+
+.PHONY: chaos
+chaos: ## Chaos run: 500 operations from 8 clients under faults, kills and a restart
+	@GRADIENT_CHAOS_OPS=$(CHAOS_OPS) $(MAKE) --no-print-directory test-acceptance TESTARGS='-run ^TestChaos$$'
+
+.PHONY: chaos-short
+chaos-short: ## The chaos run for CI: 100 operations
+	@GRADIENT_CHAOS_OPS=$(CHAOS_SHORT_OPS) GRADIENT_CHAOS_KILL_EVERY=6s $(MAKE) --no-print-directory test-acceptance TESTARGS='-run ^TestChaos$$'
+
+# The full bulk import (acceptance/bulk_test.go): 1,000 keys through the CLI
+# at the platform's real limit of 250 requests a minute, at least 4 minutes.
+# The acceptance suite runs the scaled-down one (60 keys at 60 a minute).
+.PHONY: bulk-import
+bulk-import: ## Import 1,000 keys through the CLI at 250/min against the emulator's real limits
+	@GRADIENT_BULK_KEYS=1000 GRADIENT_BULK_RATE=250 $(MAKE) --no-print-directory test-acceptance TESTARGS='-run ^TestBulkImport$$'
+
 FUZZTIME ?= 30s
 
 .PHONY: fuzz
@@ -92,6 +114,16 @@ fuzz: deps ## Run every Fuzz test for FUZZTIME each (default 30s)
 			$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) "$$dir" || exit 1; \
 		done; \
 	done
+
+# The short fuzz run for CI: every Fuzz target for a fixed number of inputs
+# (about 5 to 20 s each here) rather than 10 s: with a wall-clock -fuzztime,
+# Go before 1.27 can fail a target with a bare "context deadline exceeded"
+# as the time runs out (golang/go#75804), which a count never triggers.
+FUZZ_CI_EXECS ?= 30000x
+
+.PHONY: fuzz-ci
+fuzz-ci: ## Run every Fuzz test briefly (FUZZ_CI_EXECS inputs each, for CI)
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZ_CI_EXECS)
 
 # Fixed iteration counts keep the uncached-create benchmark's platform list
 # near its seeded size; compare runs with benchstat.

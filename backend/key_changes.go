@@ -501,10 +501,19 @@ func (b *gradientBackend) deleteKeyEverywhere(ctx context.Context, s logical.Sto
 	return b.makeChange(ctx, s, pendingChange{
 		entry: w,
 		apply: func(ctx context.Context) error {
-			if err := c.platform.DeleteKey(ctx, k.Provider, k.UUID); err != nil && !errors.Is(err, errPlatformNotFound) {
-				return err
+			err := c.platform.DeleteKey(ctx, k.Provider, k.UUID)
+			if err == nil || errors.Is(err, errPlatformNotFound) {
+				return nil
 			}
-			return nil
+			// An answer that was lost: if the platform no longer has the
+			// key, the delete happened.
+			if !platformRefused(err) {
+				if _, getErr := c.platform.GetKey(ctx, k.Provider, k.UUID); errors.Is(getErr, errPlatformNotFound) {
+					b.Logger().Warn("a delete's answer was lost and the platform no longer has the key; finishing the delete", "name", k.Name, "uuid", k.UUID)
+					return nil
+				}
+			}
+			return err
 		},
 		commit: func(ctx context.Context) error {
 			b.names.remove(k.Provider, k.Name, k.UUID)
@@ -707,3 +716,5 @@ func (b *gradientBackend) whereAgentsAre(ctx context.Context, c *clients, from, 
 func containsAgent(agents []platformAgent, uuid string) bool {
 	return slices.ContainsFunc(agents, func(a platformAgent) bool { return a.UUID == uuid })
 }
+
+// ---- delete ----

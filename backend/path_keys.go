@@ -173,8 +173,16 @@ func keyResponse(k *keyEntry) *logical.Response {
 	return resp
 }
 
+// keyExists runs before the handler, on every write. A name the rule refuses
+// is never looked up: Vault's storage refuses a path with ".." in it, which
+// would turn the caller's mistake into a 500. It does not exist, and the
+// create handler answers the 400 that quotes the rule.
 func (b *gradientBackend) keyExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
-	k, err := getKey(ctx, req.Storage, d.Get("name").(string))
+	name := d.Get("name").(string)
+	if validateName(name) != nil {
+		return false, nil
+	}
+	k, err := getKey(ctx, req.Storage, name)
 	return k != nil, err
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"regexp"
 	"slices"
 	"strings"
@@ -77,6 +78,16 @@ func respond(req *logical.Request, err error) (*logical.Response, error) {
 	var ce *callerError
 	if errors.As(err, &ce) {
 		return logical.ErrorResponse(err.Error()), nil
+	}
+	// Between the plugin and Vault, errors travel over gRPC, which knows a
+	// sentinel only when it is the error itself: wrapped, it arrives as a
+	// plain error and the caller gets a 500. A coded error keeps the status
+	// Vault gives the sentinel (404, and 502 for an upstream rate limit).
+	switch {
+	case errors.Is(err, logical.ErrNotFound):
+		return nil, logical.CodedError(http.StatusNotFound, err.Error())
+	case errors.Is(err, logical.ErrUpstreamRateLimited):
+		return nil, logical.CodedError(http.StatusBadGateway, err.Error())
 	}
 	return nil, err
 }

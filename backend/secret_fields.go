@@ -1,0 +1,49 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/vault/sdk/helper/errutil"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// secretFields are the fields that carry a secret, on any path.
+var secretFields = []string{"api_key", "next_api_key", "token"}
+
+// HandleRequest and HandleExistenceCheck refuse a secret field whose value is
+// not a string before the framework converts the fields: the framework's
+// conversion error quotes the value it could not convert ("expected type
+// 'string', got unconvertible type '[]interface {}', value: '[sk-...]'"),
+// and that error reaches the caller, the server log and the audit log in
+// plain text. Vault runs the existence check first on every write to a path
+// that has one, so both need the guard.
+func (b *gradientBackend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	if msg := nonStringSecret(req); msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+	return b.Backend.HandleRequest(ctx, req)
+}
+
+func (b *gradientBackend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (checkFound, exists bool, err error) {
+	if msg := nonStringSecret(req); msg != "" {
+		return false, false, errutil.UserError{Err: msg}
+	}
+	return b.Backend.HandleExistenceCheck(ctx, req)
+}
+
+// nonStringSecret says which secret field of the request is not a string,
+// without its value; "" when none.
+func nonStringSecret(req *logical.Request) string {
+	if req == nil {
+		return ""
+	}
+	for _, field := range secretFields {
+		if v, ok := req.Data[field]; ok && v != nil {
+			if _, isString := v.(string); !isString {
+				return fmt.Sprintf("%s must be a string (the value is not shown: it may be a secret)", field)
+			}
+		}
+	}
+	return ""
+}
