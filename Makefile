@@ -55,7 +55,7 @@ dev: build ## Run Vault + emulator with the plugin mounted at gradient/ (Ctrl-C 
 		EMULATOR_BIN="$(EMULATOR_BIN)" scripts/dev.sh
 
 .PHONY: test
-test: vet test-unit test-acceptance test-cluster bench-smoke ## Vet, unit tests, the acceptance suite, the cluster test and a bench smoke run (what CI runs)
+test: vet test-unit test-acceptance test-cluster chaos-short fuzz-ci bench-smoke ## What CI runs: vet, unit tests, the acceptance suite, the cluster test, a short chaos run, brief fuzzing and a bench smoke run
 # Within `make test` the cluster test runs once, as its own step (test-cluster).
 test: TESTARGS = -skip ^TestCluster$$
 
