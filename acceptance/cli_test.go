@@ -58,6 +58,9 @@ type cliOpts struct {
 	token       string // VAULT_TOKEN; none when empty
 	stdin       string // the command's standard input; none when empty
 	mustSucceed bool   // fail the test unless the command exits 0
+	// noRedirects sets VAULT_DISABLE_REDIRECTS: a standby that answered
+	// with a redirect instead of forwarding fails the command (Code: 307).
+	noRedirects bool
 }
 
 // as runs the command with token. cliOpts{} runs it with no token.
@@ -66,6 +69,13 @@ func as(token string) cliOpts { return cliOpts{token: token} }
 // withStdin feeds in to the command (for `api_key=-` and `token=-`).
 func (o cliOpts) withStdin(in string) cliOpts {
 	o.stdin = in
+	return o
+}
+
+// forwardedOnly refuses redirects, so a command that succeeds against a
+// standby was forwarded by it.
+func (o cliOpts) forwardedOnly() cliOpts {
+	o.noRedirects = true
 	return o
 }
 
@@ -86,6 +96,9 @@ func (s *vaultServer) vault(t testing.TB, o cliOpts, args ...string) cliResult {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, vaultBin, args...)
 	env := []string{"VAULT_ADDR=" + s.addr, "HOME=" + filepath.Join(s.dir, "home"), "NO_COLOR=1"}
+	if o.noRedirects {
+		env = append(env, "VAULT_DISABLE_REDIRECTS=true")
+	}
 	if o.token != "" {
 		env = append(env, "VAULT_TOKEN="+o.token)
 	}
@@ -111,7 +124,7 @@ func (s *vaultServer) vault(t testing.TB, o cliOpts, args ...string) cliResult {
 	}
 	recordStderr(args, r.Stderr)
 	if o.mustSucceed && r.Code != 0 {
-		t.Fatalf("expected success:\n%s", r)
+		t.Fatalf("expected success on %s:\n%s", s.name, r)
 	}
 	return r
 }

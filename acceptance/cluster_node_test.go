@@ -3,12 +3,9 @@
 package acceptance
 
 import (
-	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -404,47 +401,15 @@ func (c *cluster) rejoin(t *testing.T, s *vaultServer) {
 	c.unsealStandby(t, s)
 }
 
-// cli runs the vault CLI against node s with VAULT_DISABLE_REDIRECTS set: a
-// standby that answered with a redirect to the active node instead of
-// forwarding the request would fail the command with "Code: 307". So a
-// command that succeeds against a standby was forwarded by it.
-// t may be nil (not with ok), as for vault.
+// cli runs the vault CLI against node s, refusing redirects: a standby
+// that answered with a redirect to the active node instead of forwarding
+// the request would fail the command with "Code: 307". So a command that
+// succeeds against a standby was forwarded by it.
 func (s *vaultServer) cli(t testing.TB, o cliOpts, args ...string) cliResult {
 	if t != nil {
 		t.Helper()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, vaultBin, args...)
-	env := []string{"VAULT_ADDR=" + s.addr, "HOME=" + filepath.Join(s.dir, "home"), "NO_COLOR=1", "VAULT_DISABLE_REDIRECTS=true"}
-	if o.token != "" {
-		env = append(env, "VAULT_TOKEN="+o.token)
-	}
-	cmd.Env = cleanEnv(env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if o.stdin != "" {
-		cmd.Stdin = strings.NewReader(o.stdin)
-	}
-	err := cmd.Run()
-	r := cliResult{Args: args, Stdout: stdout.String(), Stderr: stderr.String()}
-	var exitErr *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exitErr):
-		r.Code = exitErr.ExitCode()
-	default:
-		if t != nil {
-			t.Fatalf("running vault %v: %v", args, err)
-		}
-		r.Code = -1
-		r.Stderr += err.Error()
-	}
-	recordStderr(args, r.Stderr)
-	if o.mustSucceed && r.Code != 0 {
-		t.Fatalf("expected success on %s:\n%s", s.name, r)
-	}
-	return r
+	return s.vault(t, o.forwardedOnly(), args...)
 }
 
 // redirectsWithoutForwarding sends a request to s as a client that asks not

@@ -39,7 +39,7 @@ func callerErrorf(format string, args ...any) error {
 // recover. Other errors pass unchanged.
 func keyGoneIfNotFound(err error, k *keyEntry) error {
 	if errors.Is(err, errPlatformNotFound) {
-		return callerErrorf("platform key %s behind %q no longer exists (deleted outside Vault?): delete %q in Vault and write it again to create a new platform key", k.UUID, k.Name, k.Name)
+		return callerErrorf("platform key %s behind %q no longer exists (deleted outside Vault?): run a sync (sync on the mount) and repair it with keys/%s/sync, which re-creates it with Vault's secret, or delete %q in Vault and write it again", k.UUID, k.Name, k.Name, k.Name)
 	}
 	return err
 }
