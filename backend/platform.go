@@ -95,7 +95,7 @@ func newGodoPlatform(baseURL, token, userAgent string, timeout time.Duration, bu
 	httpClient := &http.Client{
 		Timeout: timeout,
 		Transport: &budgetTransport{budget: budget, base: &clockTransport{clock: clock, base: &bearerTransport{
-			token: token, base: http.DefaultTransport.(*http.Transport).Clone(),
+			token: token, base: upstreamTransport(),
 		}}},
 		CheckRedirect: refuseRedirects("the platform"),
 	}
@@ -444,6 +444,16 @@ func refuseRedirects(upstream string) func(*http.Request, []*http.Request) error
 		}
 		return &redirectError{upstream: upstream, status: status}
 	}
+}
+
+// upstreamTransport is the HTTP transport of every upstream client: Go's
+// default, keeping more idle connections per host than its 2, so that
+// concurrent requests to one API reuse connections instead of opening (and,
+// against the real APIs, TLS-handshaking) new ones.
+func upstreamTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 16
+	return t
 }
 
 // bearerTransport adds the platform token to every request. It is written

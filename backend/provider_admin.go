@@ -90,7 +90,7 @@ func newHTTPAdmin(cfg *gradientConfig, pace map[string]*rate.Limiter) *httpAdmin
 	return &httpAdmin{
 		client: &http.Client{
 			Timeout:       cfg.RequestTimeout,
-			Transport:     http.DefaultTransport.(*http.Transport).Clone(),
+			Transport:     upstreamTransport(),
 			CheckRedirect: refuseRedirects("the provider's Admin API"),
 		},
 		anthropicURL: strings.TrimRight(cfg.AnthropicURL, "/"),

@@ -33,7 +33,7 @@ func newHTTPVerifier(anthropicURL, openaiURL string, timeout time.Duration) *htt
 			Timeout: timeout,
 			// Its own transport, not http.DefaultTransport: closing the idle
 			// connections of a replaced verifier must not close other users'.
-			Transport:     http.DefaultTransport.(*http.Transport).Clone(),
+			Transport:     upstreamTransport(),
 			CheckRedirect: refuseRedirects("the provider"),
 		},
 		anthropicURL: strings.TrimRight(anthropicURL, "/"),
