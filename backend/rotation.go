@@ -60,8 +60,7 @@ type rotationScheduler struct {
 	built    bool
 	lastRun  time.Time
 	state    string
-	cancel   context.CancelFunc
-	done     chan struct{}
+	loop     tickerLoop
 
 	// tickMu runs one tick at a time.
 	tickMu sync.Mutex
@@ -124,28 +123,8 @@ func (b *gradientBackend) initializeRotation(_ context.Context, req *logical.Ini
 	defer s.mu.Unlock()
 	s.storage = req.Storage
 	s.built = false
-	if s.tick <= 0 || s.cancel != nil {
-		return nil
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel, s.done = cancel, make(chan struct{})
-	go s.run(ctx, s.done)
+	s.loop.start(s.tick, true, s.runTick)
 	return nil
-}
-
-func (s *rotationScheduler) run(ctx context.Context, done chan struct{}) {
-	defer close(done)
-	s.runTick(ctx)
-	t := time.NewTicker(s.tick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.runTick(ctx)
-		}
-	}
 }
 
 // cleanRotation is the backend's Clean: it stops the ticker and waits for a
@@ -153,13 +132,9 @@ func (s *rotationScheduler) run(ctx context.Context, done chan struct{}) {
 func (b *gradientBackend) cleanRotation(context.Context) {
 	s := b.rotation
 	s.mu.Lock()
-	cancel, done := s.cancel, s.done
-	s.cancel, s.done = nil, nil
+	stopAndWait := s.loop.detach()
 	s.mu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
-	}
+	stopAndWait()
 	// Only now: a tick that was running would have set its own state.
 	s.mu.Lock()
 	s.state = schedulerStopped

@@ -487,8 +487,7 @@ type syncScheduler struct {
 	storage     logical.Storage
 	started     time.Time
 	lastAttempt time.Time
-	cancel      context.CancelFunc
-	done        chan struct{}
+	loop        tickerLoop
 
 	// runMu runs one sync at a time, periodic or requested.
 	runMu sync.Mutex
@@ -504,37 +503,16 @@ func (b *gradientBackend) initializeSync(_ context.Context, req *logical.Initial
 	defer s.mu.Unlock()
 	s.storage = req.Storage
 	s.started = s.clock()
-	if s.tick <= 0 || s.cancel != nil {
-		return nil
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel, s.done = cancel, make(chan struct{})
-	go func(done chan struct{}) {
-		defer close(done)
-		t := time.NewTicker(s.tick)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				s.runTick(ctx)
-			}
-		}
-	}(s.done)
+	s.loop.start(s.tick, false, s.runTick)
 	return nil
 }
 
 func (b *gradientBackend) cleanSync(context.Context) {
 	s := b.syncer
 	s.mu.Lock()
-	cancel, done := s.cancel, s.done
-	s.cancel, s.done = nil, nil
+	stopAndWait := s.loop.detach()
 	s.mu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
-	}
+	stopAndWait()
 }
 
 // initialize and clean are the backend's InitializeFunc and Clean: the
