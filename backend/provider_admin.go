@@ -159,30 +159,8 @@ func (a *httpAdmin) CreateServiceAccount(ctx context.Context, projectID, name st
 }
 
 func (a *httpAdmin) ListServiceAccounts(ctx context.Context, projectID string) ([]serviceAccountInfo, error) {
-	var all []serviceAccountInfo
-	after := ""
-	for range maxAdminPages {
-		q := url.Values{"limit": {fmt.Sprint(adminPageSize)}}
-		if after != "" {
-			q.Set("after", after)
-		}
-		var page struct {
-			Data    []serviceAccountInfo `json:"data"`
-			HasMore bool                 `json:"has_more"`
-			LastID  string               `json:"last_id"`
-		}
-		err := a.do(ctx, adminCall{provider: providerOpenAI, op: "list service accounts", method: http.MethodGet,
-			path: "/v1/organization/projects/" + url.PathEscape(projectID) + "/service_accounts?" + q.Encode(), out: &page, retry: true})
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, page.Data...)
-		if !page.HasMore || page.LastID == "" {
-			return all, nil
-		}
-		after = page.LastID
-	}
-	return nil, fmt.Errorf("OpenAI's service account list did not end after %d pages", maxAdminPages)
+	return listAdminPages[serviceAccountInfo](ctx, a, adminCall{provider: providerOpenAI, op: "list service accounts",
+		path: "/v1/organization/projects/" + url.PathEscape(projectID) + "/service_accounts"}, "after", "OpenAI's service account list")
 }
 
 func (a *httpAdmin) DeleteServiceAccount(ctx context.Context, projectID, id string) error {
@@ -191,21 +169,30 @@ func (a *httpAdmin) DeleteServiceAccount(ctx context.Context, projectID, id stri
 }
 
 func (a *httpAdmin) ListAnthropicKeys(ctx context.Context) ([]anthropicKeyInfo, error) {
-	var all []anthropicKeyInfo
+	return listAdminPages[anthropicKeyInfo](ctx, a, adminCall{provider: providerAnthropic, op: "list API keys",
+		path: "/v1/organizations/api_keys"}, "after_id", "Anthropic's API key list")
+}
+
+// listAdminPages follows a provider's cursor paging (both answer
+// {data, has_more, last_id}; the cursor parameter's name differs) to the
+// end, at most maxAdminPages pages. call names the listing: provider, op
+// and path without a query.
+func listAdminPages[T any](ctx context.Context, a *httpAdmin, call adminCall, cursor, what string) ([]T, error) {
+	var all []T
 	after := ""
+	base := call.path
 	for range maxAdminPages {
 		q := url.Values{"limit": {fmt.Sprint(adminPageSize)}}
 		if after != "" {
-			q.Set("after_id", after)
+			q.Set(cursor, after)
 		}
 		var page struct {
-			Data    []anthropicKeyInfo `json:"data"`
-			HasMore bool               `json:"has_more"`
-			LastID  string             `json:"last_id"`
+			Data    []T    `json:"data"`
+			HasMore bool   `json:"has_more"`
+			LastID  string `json:"last_id"`
 		}
-		err := a.do(ctx, adminCall{provider: providerAnthropic, op: "list API keys", method: http.MethodGet,
-			path: "/v1/organizations/api_keys?" + q.Encode(), out: &page, retry: true})
-		if err != nil {
+		call.method, call.path, call.out, call.retry = http.MethodGet, base+"?"+q.Encode(), &page, true
+		if err := a.do(ctx, call); err != nil {
 			return nil, err
 		}
 		all = append(all, page.Data...)
@@ -214,7 +201,7 @@ func (a *httpAdmin) ListAnthropicKeys(ctx context.Context) ([]anthropicKeyInfo, 
 		}
 		after = page.LastID
 	}
-	return nil, fmt.Errorf("Anthropic's API key list did not end after %d pages", maxAdminPages)
+	return nil, fmt.Errorf("%s did not end after %d pages", what, maxAdminPages)
 }
 
 // SetAnthropicKeyStatus sends the whole new state, so sending it twice is
