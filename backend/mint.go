@@ -300,29 +300,16 @@ func (w *mintWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storag
 // referencedServiceAccounts are the accounts some stored entry holds: the
 // current version's, or one waiting for retirement.
 func referencedServiceAccounts(ctx context.Context, s logical.Storage) (map[string]bool, error) {
-	names, err := s.List(ctx, keyStoragePrefix)
-	if err != nil {
-		return nil, fmt.Errorf("listing keys: %w", err)
-	}
 	refs := map[string]bool{}
-	for _, name := range names {
-		k, err := getKey(ctx, s, name)
-		if err != nil {
-			return nil, err
-		}
-		if k == nil {
-			continue
-		}
-		if k.ServiceAccountID != "" {
-			refs[k.ServiceAccountID] = true
-		}
-		for _, r := range k.Retiring {
-			if r.ServiceAccountID != "" {
-				refs[r.ServiceAccountID] = true
+	err := forEachKey(ctx, s, func(k *keyEntry) error {
+		for _, u := range k.secretUses() {
+			if u.serviceAccountID != "" {
+				refs[u.serviceAccountID] = true
 			}
 		}
-	}
-	return refs, nil
+		return nil
+	})
+	return refs, err
 }
 
 // ---- minting ----

@@ -257,3 +257,100 @@ func TestRetire_RejectedAdminKeyIsRetried(t *testing.T) {
 		t.Fatalf("after a good admin key: %v", got)
 	}
 }
+
+// A replaced key that another entry of the mount still holds (as the key in
+// use, as its staged successor, or as a key waiting out its own grace
+// period) is never retired: that entry's agents would get 401s. The
+// retirement needs a person, and its message names the other entry, never
+// the key.
+func TestRetire_SparesAKeyAnotherEntryHolds(t *testing.T) {
+	cases := map[string]struct {
+		// other makes the entry "other" hold shared.
+		other    func(r *rotEnv, shared string)
+		fragment string
+	}{
+		"as the key in use": {
+			other: func(r *rotEnv, shared string) {
+				r.createKey("other", shared, nil)
+			},
+			fragment: "as the key in use",
+		},
+		"as its staged next_api_key": {
+			other: func(r *rotEnv, shared string) {
+				r.createKey("other", hintedKey("Oth", "shr-oth", "othK"), nil)
+				r.stage("other", shared)
+			},
+			fragment: "as its staged next_api_key",
+		},
+		"as a key in its grace period": {
+			other: func(r *rotEnv, shared string) {
+				r.createKey("other", shared, map[string]any{"retire_previous": true, "grace_period": "1h"})
+				r.mustOK(logical.UpdateOperation, "keys/other", map[string]any{"api_key": hintedKey("Rep", "shr-rep", "repK")})
+			},
+			fragment: "as version 1, waiting for its own retirement",
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			r := newZeroTouchEnv(t)
+			shared, next := hintedKey("Shr", "shared", "shrK"), hintedKey("Nxt", "shr-next", "nxtK")
+			r.trackSecret(shared)
+			r.trackSecret(next)
+			r.createKey("rotating", shared, map[string]any{"retire_previous": true, "grace_period": 0})
+			tc.other(r, shared)
+			r.mustOK(logical.UpdateOperation, "keys/rotating", map[string]any{"api_key": next})
+			r.tick()
+
+			if s := r.anthropicStatus(shared); s != "active" {
+				t.Fatalf("the shared key is %q at Anthropic", s)
+			}
+			got := r.read("rotating")
+			msg, _ := got["retire_error"].(string)
+			if got["retire_status"] != retireAttention || got["retirements_pending"] != 0 ||
+				!strings.Contains(msg, `key "other" holds it too`) || !strings.Contains(msg, tc.fragment) {
+				t.Fatalf("read: %v", got)
+			}
+			r.assertSecretFree("retire_error", msg)
+		})
+	}
+}
+
+// Once the other entry's own grace period ends, its retirement finds no
+// other holder and retires the shared key: the last one out retires it.
+func TestRetire_TheLastHolderRetiresASharedKey(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	shared := hintedKey("Lst", "last", "lstK")
+	r.trackSecret(shared)
+	r.createKey("first", shared, map[string]any{"retire_previous": true, "grace_period": 0})
+	r.createKey("second", shared, map[string]any{"retire_previous": true, "grace_period": "1h"})
+	r.mustOK(logical.UpdateOperation, "keys/second", map[string]any{"api_key": hintedKey("Sec", "last-2", "secK")})
+	r.mustOK(logical.UpdateOperation, "keys/first", map[string]any{"api_key": hintedKey("Fst", "last-1", "fstK")})
+	r.tick()
+	if r.read("first")["retire_status"] != retireAttention || r.anthropicStatus(shared) != "active" {
+		t.Fatal("retired while another entry's grace period runs")
+	}
+	r.tickAt(r.clock.Now().Add(time.Hour))
+	if got := r.read("second"); got["retire_status"] != retireRetired || r.anthropicStatus(shared) != "inactive" {
+		t.Fatalf("second: %v, shared key %s", got, r.anthropicStatus(shared))
+	}
+}
+
+// A minted key's secret copied into another entry: deleting its service
+// account would switch that entry's key off too, so it is not deleted.
+func TestRetire_SparesAServiceAccountWhoseKeyAnotherEntryHolds(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	r.createMinted("minted", map[string]any{"grace_period": 0})
+	first := r.openAISecret("minted")
+	r.mustOK(logical.CreateOperation, "keys/copy", map[string]any{"provider": "openai", "api_key": first})
+	r.mustOK(logical.UpdateOperation, "keys/minted/rotate", nil)
+	r.tick()
+	if live, _ := r.accounts("minted"); len(live) != 2 {
+		t.Fatalf("accounts: %+v", live)
+	}
+	got := r.read("minted")
+	msg, _ := got["retire_error"].(string)
+	if got["retire_status"] != retireAttention || !strings.Contains(msg, `key "copy" holds it too`) || !strings.Contains(msg, "was not deleted") {
+		t.Fatalf("read: %v", got)
+	}
+	r.assertSecretFree("retire_error", msg)
+}
