@@ -49,6 +49,17 @@ const (
 // burst of rotations from flooding the providers' Admin APIs.
 const maxRetirementsPerTick = 10
 
+// maxPendingRetirements bounds the replaced keys one entry may have waiting:
+// each one is about 300 bytes of the entry and, for a minted key, a live
+// service account. A daily rotation with the longest grace_period
+// (maxGracePeriod) keeps 30 waiting; the rest is room for retirements that
+// fail for a while. A rotation that would queue one more is refused, never
+// the list cut short: dropping a retirement would leave a key working at its
+// provider with nothing recording it, and retiring one early (which, when
+// retirements fail, fails too) would cut off consumers still inside their
+// grace period.
+const maxPendingRetirements = 100
+
 // retirement is one replaced key waiting to be retired.
 type retirement struct {
 	Version int    `json:"version"`
@@ -79,9 +90,16 @@ func (r retirement) when() time.Time {
 // with the new secret: it queues the retirement of the key being replaced,
 // when there is a way to retire it. The current version's service account is
 // always queued (deleting it is the only way its key stops working, and an
-// account no entry references would leak).
+// account no entry references would leak). A full list refuses the
+// rotation before anything changes.
 func (k *keyEntry) retireCurrent(now time.Time) error {
 	account, project := k.ServiceAccountID, k.ServiceAccountProjectID
+	queues := account != "" || k.Provider == providerAnthropic && k.RetirePrevious
+	if queues && len(k.Retiring) >= maxPendingRetirements {
+		return callerErrorf("key %q already has %d replaced keys waiting to be retired (at most %d), so it was not rotated and nothing changed: "+
+			"retire_status and retire_error on keys/%s say what holds them up; once retirements succeed or their grace_period ends, rotate again",
+			k.Name, len(k.Retiring), maxPendingRetirements, k.Name)
+	}
 	k.ServiceAccountID, k.ServiceAccountProjectID = "", ""
 	r := retirement{Version: k.Version, KeyHint: keyHint(k.APIKey), KeySHA256: keySHA256(k.APIKey), DueAt: now.Add(k.gracePeriod())}
 	switch {

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -353,4 +354,145 @@ func TestRetire_SparesAServiceAccountWhoseKeyAnotherEntryHolds(t *testing.T) {
 		t.Fatalf("read: %v", got)
 	}
 	r.assertSecretFree("retire_error", msg)
+}
+
+// downAdmin is the Admin API client with Anthropic's listing failing (or,
+// once up, finding no key): retirements that fail for as long as the test
+// wants, without the mount's provider budget in the way.
+type downAdmin struct {
+	providerAdmin
+	up *bool
+}
+
+func (d downAdmin) ListAnthropicKeys(context.Context) ([]anthropicKeyInfo, error) {
+	if *d.up {
+		return nil, nil
+	}
+	return nil, fmt.Errorf("the Anthropic Admin API is down (test)")
+}
+
+// wrapAdmin makes every client the backend builds from now on use wrap's
+// Admin API client.
+func (r *rotEnv) wrapAdmin(wrap func(providerAdmin) providerAdmin) {
+	r.b.dropClients()
+	build := r.b.buildClients
+	r.b.buildClients = func(cfg *gradientConfig) (*clients, error) {
+		c, err := build(cfg)
+		if err == nil {
+			c.admin = wrap(c.admin)
+		}
+		return c, err
+	}
+}
+
+// Each rotation queues one retirement; when they keep failing, the list
+// stops at maxPendingRetirements: a rotation that would pass it is refused,
+// by hand with a 400 and on schedule with rotation_error, and nothing
+// changes. Once retirements are done, rotations go on.
+func TestRetire_PendingListIsBounded(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	up := false
+	r.wrapAdmin(func(a providerAdmin) providerAdmin { return downAdmin{a, &up} })
+	// Keys that look different to the Admin API.
+	key := func(i int) string {
+		return hintedKey(fmt.Sprintf("%03d", i), fmt.Sprint("bnd", i), fmt.Sprintf("b%03d", i))
+	}
+	r.createKey("bounded", key(0), map[string]any{"retire_previous": true, "grace_period": 0})
+	for i := 1; i <= maxPendingRetirements; i++ {
+		r.mustOK(logical.UpdateOperation, "keys/bounded", map[string]any{"api_key": key(i)})
+		r.tickAt(r.clock.Now().Add(2 * time.Hour)) // every failed retirement is tried again
+		if got := r.read("bounded"); got["retirements_pending"] != i || got["retire_status"] != retireRetrying {
+			t.Fatalf("rotation %d: %v", i, got)
+		}
+	}
+	last := key(maxPendingRetirements)
+
+	before := r.read("bounded")
+	r.mustBadRequest(logical.UpdateOperation, "keys/bounded", map[string]any{"api_key": key(999)},
+		fmt.Sprintf("already has %d replaced keys waiting to be retired (at most %d)", maxPendingRetirements, maxPendingRetirements), "nothing changed", "retire_error")
+	r.mustBadRequest(logical.UpdateOperation, "keys/bounded/rotate", map[string]any{"api_key": key(999)}, "waiting to be retired")
+	if after := r.read("bounded"); !reflect.DeepEqual(before, after) || r.platformSecret("bounded") != last {
+		t.Fatalf("a refused rotation changed the key:\nbefore %v\nafter  %v", before, after)
+	}
+
+	// On schedule: refused until the next period, like any refused input.
+	r.mustOK(logical.UpdateOperation, "keys/bounded", map[string]any{"rotation_period": "1h", "next_api_key": key(998)})
+	r.tickAt(r.clock.Now().Add(time.Hour))
+	got := r.read("bounded")
+	if got["version"] != maxPendingRetirements+1 || got["retirements_pending"] != maxPendingRetirements ||
+		!strings.Contains(got["rotation_error"].(string), "waiting to be retired") || r.platformSecret("bounded") != last {
+		t.Fatalf("scheduled rotation over the bound: %v", got)
+	}
+
+	// The retirements end (here: the Admin API finds no such key, so they
+	// need a person) and the list empties; the staged key goes in at the
+	// next scheduled time.
+	up = true
+	r.tickAt(r.clock.Now().Add(2 * time.Hour))
+	if got := r.read("bounded"); got["retirements_pending"] != 0 {
+		t.Fatalf("after the retirements ended: %v", got)
+	}
+	r.tickAt(r.clock.Now().Add(time.Hour))
+	if got := r.read("bounded"); got["version"] != maxPendingRetirements+2 || r.platformSecret("bounded") != key(998) {
+		t.Fatalf("the next scheduled rotation: %v", got)
+	}
+}
+
+// grace_period is at most maxGracePeriod: above it, a 400 naming the field
+// and the bound, and nothing is stored, created or minted.
+func TestRetire_GracePeriodIsBounded(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	r.createKey("graceful", anthropicKey("grc1"), map[string]any{"retire_previous": true})
+	before := r.read("graceful")
+	over := map[string]any{
+		"a second over": int(maxGracePeriod/time.Second) + 1,
+		"100 years":     "876000h",
+	}
+	for name, grace := range over {
+		t.Run(name, func(t *testing.T) {
+			r.mustBadRequest(logical.UpdateOperation, "keys/graceful", map[string]any{"grace_period": grace, "description": "changed"},
+				"grace_period must be between 0 and 720h (30 days, 2592000 seconds)")
+			r.mustBadRequest(logical.CreateOperation, "keys/graceless", map[string]any{"provider": "anthropic", "api_key": anthropicKey("grc2"), "retire_previous": true, "grace_period": grace},
+				"grace_period must be between 0 and 720h")
+			r.mustBadRequest(logical.CreateOperation, "keys/graceless-minted", map[string]any{
+				"provider": "openai", "source": "openai-service-account", "openai_project_id": emulator.DefaultOpenAIProjectID, "grace_period": grace,
+			}, "grace_period must be between 0 and 720h")
+		})
+	}
+	if after := r.read("graceful"); !reflect.DeepEqual(before, after) {
+		t.Fatalf("a refused write changed the key:\nbefore %v\nafter  %v", before, after)
+	}
+	if keys := r.listKeys(); len(keys) != 1 || len(r.platformKeys(providerAnthropic)) != 1 || len(r.emu.ProviderState().OpenAIServiceAccounts) != 0 {
+		t.Fatalf("a refused create left something: keys %v", keys)
+	}
+	got := r.mustOK(logical.UpdateOperation, "keys/graceful", map[string]any{"grace_period": "720h"}).Data
+	if got["grace_period"] != int64(maxGracePeriod/time.Second) {
+		t.Fatalf("the bound itself is refused: %v", got)
+	}
+}
+
+// An entry stored with a longer grace_period before the bound keeps it:
+// other writes and rotations work, and its replaced key waits that long.
+func TestRetire_StoredLongGracePeriodKeepsWorking(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	r.createKey("old-promise", anthropicKey("lng1"), map[string]any{"retire_previous": true})
+	k, err := getKey(context.Background(), r.storage, "old-promise")
+	if err != nil || k == nil {
+		t.Fatal(k, err)
+	}
+	century := 100 * 365 * 24 * time.Hour
+	k.GracePeriod = &century
+	if err := putKey(context.Background(), r.storage, k); err != nil {
+		t.Fatal(err)
+	}
+	r.mustOK(logical.UpdateOperation, "keys/old-promise", map[string]any{"description": "still here"})
+	r.mustOK(logical.UpdateOperation, "keys/old-promise/rotate", map[string]any{"api_key": anthropicKey("lng2")})
+	got := r.read("old-promise")
+	if got["grace_period"] != int64(century/time.Second) || got["version"] != 2 || got["retirements_pending"] != 1 || got["description"] != "still here" {
+		t.Fatalf("read: %v", got)
+	}
+	r.tickAt(r.clock.Now().Add(maxGracePeriod + time.Hour))
+	if r.anthropicStatus(anthropicKey("lng1")) != "active" || r.read("old-promise")["retirements_pending"] != 1 {
+		t.Fatal("the stored grace period was cut short")
+	}
 }
