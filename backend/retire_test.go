@@ -496,3 +496,31 @@ func TestRetire_StoredLongGracePeriodKeepsWorking(t *testing.T) {
 		t.Fatal("the stored grace period was cut short")
 	}
 }
+
+// What the cross-entry check costs: one List and one Get per entry for each
+// key with retirements due, however many of its retirements are due.
+func TestRetire_OneScanPerRetiringKey(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	const others = 40
+	for i := range others {
+		k := &keyEntry{Name: fmt.Sprintf("bulk-%02d", i), Provider: providerAnthropic, UUID: fmt.Sprintf("uuid-%02d", i),
+			APIKey: hintedKey(fmt.Sprintf("K%02d", i), "bulk", fmt.Sprintf("k%03d", i)), Version: 1}
+		if err := putKey(context.Background(), r.storage, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.createKey("scanned", hintedKey("S00", "scan0", "s000"), map[string]any{"retire_previous": true, "grace_period": "1m"})
+	for i := 1; i <= 3; i++ {
+		r.mustOK(logical.UpdateOperation, "keys/scanned", map[string]any{"api_key": hintedKey(fmt.Sprintf("S%02d", i), fmt.Sprint("scan", i), fmt.Sprintf("s%03d", i))})
+	}
+	r.tick() // the first tick builds the scheduler's plan from storage
+	gets, lists := r.reads.gets.Load(), r.reads.lists.Load()
+	r.tickAt(r.clock.Now().Add(time.Minute))
+	if got := r.read("scanned"); got["retire_status"] != retireRetired || got["retirements_pending"] != 0 {
+		t.Fatalf("read: %v", got)
+	}
+	// Its own entry, then the scan: every entry, its own included.
+	if g, l := r.reads.gets.Load()-gets, r.reads.lists.Load()-lists; g != 1+others+1 || l != 1 {
+		t.Fatalf("a tick retiring 3 versions of one key read %d entries and listed %d times", g, l)
+	}
+}
