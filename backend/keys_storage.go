@@ -101,27 +101,43 @@ func deleteKey(ctx context.Context, s logical.Storage, name string) error {
 	return nil
 }
 
-// findKeysByUUID returns every entry that holds the platform key uuid:
-// normally one, two only while a rename is between its two writes. It reads
-// every entry: adoption and rollback are rare, and an index would be one
-// more thing that a failed write could leave inconsistent. Uuids compare
-// case-insensitively.
-func findKeysByUUID(ctx context.Context, s logical.Storage, uuid string) ([]*keyEntry, error) {
+// forEachKey calls fn with every stored entry, in storage order, and stops
+// at the first error. It is the one scan of the mount: adoption, rollback
+// and retirement are rare, and an index would be one more thing that a
+// failed write could leave inconsistent. It costs one List and one Get per
+// entry.
+func forEachKey(ctx context.Context, s logical.Storage, fn func(*keyEntry) error) error {
 	names, err := s.List(ctx, keyStoragePrefix)
 	if err != nil {
-		return nil, fmt.Errorf("listing keys: %w", err)
+		return fmt.Errorf("listing keys: %w", err)
 	}
-	var found []*keyEntry
 	for _, name := range names {
 		k, err := getKey(ctx, s, name)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if k != nil && strings.EqualFold(k.UUID, uuid) {
-			found = append(found, k)
+		if k == nil {
+			continue // deleted since the List
+		}
+		if err := fn(k); err != nil {
+			return err
 		}
 	}
-	return found, nil
+	return nil
+}
+
+// findKeysByUUID returns every entry that holds the platform key uuid:
+// normally one, two only while a rename is between its two writes. Uuids
+// compare case-insensitively.
+func findKeysByUUID(ctx context.Context, s logical.Storage, uuid string) ([]*keyEntry, error) {
+	var found []*keyEntry
+	err := forEachKey(ctx, s, func(k *keyEntry) error {
+		if strings.EqualFold(k.UUID, uuid) {
+			found = append(found, k)
+		}
+		return nil
+	})
+	return found, err
 }
 
 // findKeyByUUID returns the entry that holds the platform key uuid, or nil.

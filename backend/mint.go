@@ -31,6 +31,13 @@ const (
 	openAIProjectIDRuleForUsers = `an OpenAI project id such as "proj_abc123" (letters, digits, "_" and "-")`
 )
 
+// maxGracePeriod bounds grace_period: a month covers a consumer that renews
+// its lease monthly, and keeps the replaced keys a rotation schedule leaves
+// working (and, minted, their live service accounts) few. Entries stored
+// with a longer one before the bound keep it: it was promised to their
+// consumers, and maxPendingRetirements bounds what it can pile up.
+const maxGracePeriod = 30 * 24 * time.Hour
+
 var openAIProjectIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 var (
@@ -45,7 +52,7 @@ var (
 	}
 	gracePeriodField = &framework.FieldSchema{
 		Type:        framework.TypeDurationSecond,
-		Description: "How long a replaced key keeps working after a rotation before it is retired at its provider (when retire_previous is on); default 1h, 0 retires at the next scheduler tick.",
+		Description: "How long a replaced key keeps working after a rotation before it is retired at its provider (when retire_previous is on); default 1h, at most 720h (30 days); 0 retires at the next scheduler tick.",
 	}
 	retirePreviousField = &framework.FieldSchema{
 		Type:        framework.TypeBool,
@@ -98,9 +105,10 @@ func parseZeroTouchWrite(d *framework.FieldData) (zeroTouchWrite, error) {
 		w.projectID = &p
 	}
 	if v, ok := d.GetOk("grace_period"); ok {
-		g := time.Duration(v.(int)) * time.Second
-		if g < 0 {
-			return w, callerErrorf("grace_period must be 0 or more, e.g. 1h; 0 retires the replaced key at the next scheduler tick")
+		g := time.Duration(v.(int)) * time.Second // the SDK refuses what overflows
+		if g < 0 || g > maxGracePeriod {
+			return w, callerErrorf("grace_period must be between 0 and %dh (30 days, %d seconds), e.g. 1h; 0 retires the replaced key at the next scheduler tick",
+				int(maxGracePeriod.Hours()), int(maxGracePeriod/time.Second))
 		}
 		w.grace = &g
 	}
@@ -300,29 +308,16 @@ func (w *mintWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storag
 // referencedServiceAccounts are the accounts some stored entry holds: the
 // current version's, or one waiting for retirement.
 func referencedServiceAccounts(ctx context.Context, s logical.Storage) (map[string]bool, error) {
-	names, err := s.List(ctx, keyStoragePrefix)
-	if err != nil {
-		return nil, fmt.Errorf("listing keys: %w", err)
-	}
 	refs := map[string]bool{}
-	for _, name := range names {
-		k, err := getKey(ctx, s, name)
-		if err != nil {
-			return nil, err
-		}
-		if k == nil {
-			continue
-		}
-		if k.ServiceAccountID != "" {
-			refs[k.ServiceAccountID] = true
-		}
-		for _, r := range k.Retiring {
-			if r.ServiceAccountID != "" {
-				refs[r.ServiceAccountID] = true
+	err := forEachKey(ctx, s, func(k *keyEntry) error {
+		for _, u := range k.secretUses() {
+			if u.serviceAccountID != "" {
+				refs[u.serviceAccountID] = true
 			}
 		}
-	}
-	return refs, nil
+		return nil
+	})
+	return refs, err
 }
 
 // ---- minting ----

@@ -358,7 +358,9 @@ func (b *gradientBackend) pathKeyUpdate(ctx context.Context, req *logical.Reques
 			return nil, err
 		}
 		if apiKey != k.APIKey {
-			updated.recordRotation(b.rotation.now())
+			if err := updated.recordRotation(b.rotation.now()); err != nil {
+				return nil, err
+			}
 			if err := b.rotateSecret(ctx, req.Storage, &updated, apiKey); err != nil {
 				return nil, err
 			}

@@ -60,7 +60,9 @@ func (b *gradientBackend) pathKeyRotate(ctx context.Context, req *logical.Reques
 	}
 
 	rotated := *k
-	rotated.recordRotation(b.rotation.now())
+	if err := rotated.recordRotation(b.rotation.now()); err != nil {
+		return nil, err
+	}
 	if err := b.rotateOrMint(ctx, req.Storage, &rotated, newKey); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,8 @@ package backend
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -25,7 +27,13 @@ import (
 //
 // What is kept of a replaced key is only what finds it at its provider: the
 // id of the service account that minted it, or the partial_key_hint that
-// Anthropic's Admin API shows for it (sealed, like the key entry).
+// Anthropic's Admin API shows for it, and a SHA-256 of it that tells whether
+// another entry holds it too (all sealed, like the key entry).
+//
+// One secret can be held by several entries of a mount (a person wrote the
+// same key to two names, or copied a minted key from creds/). Retiring it
+// for one would cut the others' agents off, so before acting, a retirement
+// looks at every entry's current, staged and waiting keys (secretUses).
 
 // Retirement states, as reads of keys/<name> show them.
 const (
@@ -41,6 +49,17 @@ const (
 // burst of rotations from flooding the providers' Admin APIs.
 const maxRetirementsPerTick = 10
 
+// maxPendingRetirements bounds the replaced keys one entry may have waiting:
+// each one is about 300 bytes of the entry and, for a minted key, a live
+// service account. A daily rotation with the longest grace_period
+// (maxGracePeriod) keeps 30 waiting; the rest is room for retirements that
+// fail for a while. A rotation that would queue one more is refused, never
+// the list cut short: dropping a retirement would leave a key working at its
+// provider with nothing recording it, and retiring one early (which, when
+// retirements fail, fails too) would cut off consumers still inside their
+// grace period.
+const maxPendingRetirements = 100
+
 // retirement is one replaced key waiting to be retired.
 type retirement struct {
 	Version int    `json:"version"`
@@ -50,10 +69,13 @@ type retirement struct {
 	ProjectID        string `json:"project_id,omitempty"`
 	// An Anthropic key: how its Admin API shows it. It holds the key's
 	// first characters, so it is never returned or logged.
-	PartialKeyHint string    `json:"partial_key_hint,omitempty"`
-	DueAt          time.Time `json:"due_at"`
-	Attempts       int       `json:"attempts,omitempty"`
-	NextTry        time.Time `json:"next_try,omitzero"`
+	PartialKeyHint string `json:"partial_key_hint,omitempty"`
+	// KeySHA256 (hex) finds other entries that hold the same key; absent
+	// from retirements stored before it was kept.
+	KeySHA256 string    `json:"key_sha256,omitempty"`
+	DueAt     time.Time `json:"due_at"`
+	Attempts  int       `json:"attempts,omitempty"`
+	NextTry   time.Time `json:"next_try,omitzero"`
 }
 
 // when is when the retirement is next tried.
@@ -68,11 +90,18 @@ func (r retirement) when() time.Time {
 // with the new secret: it queues the retirement of the key being replaced,
 // when there is a way to retire it. The current version's service account is
 // always queued (deleting it is the only way its key stops working, and an
-// account no entry references would leak).
-func (k *keyEntry) retireCurrent(now time.Time) {
+// account no entry references would leak). A full list refuses the
+// rotation before anything changes.
+func (k *keyEntry) retireCurrent(now time.Time) error {
 	account, project := k.ServiceAccountID, k.ServiceAccountProjectID
+	queues := account != "" || k.Provider == providerAnthropic && k.RetirePrevious
+	if queues && len(k.Retiring) >= maxPendingRetirements {
+		return callerErrorf("key %q already has %d replaced keys waiting to be retired (at most %d), so it was not rotated and nothing changed: "+
+			"retire_status and retire_error on keys/%s say what holds them up; once retirements succeed or their grace_period ends, rotate again",
+			k.Name, len(k.Retiring), maxPendingRetirements, k.Name)
+	}
 	k.ServiceAccountID, k.ServiceAccountProjectID = "", ""
-	r := retirement{Version: k.Version, KeyHint: keyHint(k.APIKey), DueAt: now.Add(k.gracePeriod())}
+	r := retirement{Version: k.Version, KeyHint: keyHint(k.APIKey), KeySHA256: keySHA256(k.APIKey), DueAt: now.Add(k.gracePeriod())}
 	switch {
 	case account != "":
 		if project == "" {
@@ -82,10 +111,89 @@ func (k *keyEntry) retireCurrent(now time.Time) {
 	case k.Provider == providerAnthropic && k.RetirePrevious:
 		r.PartialKeyHint = anthropicPartialHint(k.APIKey)
 	default:
-		return
+		return nil
 	}
 	k.Retiring = append(k.Retiring, r)
 	k.RetireStatus, k.RetireError = retirePending, ""
+	return nil
+}
+
+// keySHA256 is the hex SHA-256 of a key, "" for none.
+func keySHA256(key string) string {
+	if key == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
+// secretUse is one key an entry holds, as a retirement compares it: never
+// the key itself.
+type secretUse struct {
+	entry            string
+	role             string // how the entry holds it, for messages
+	version          int    // of a waiting retirement, else 0
+	sha256           string
+	partialHint      string
+	serviceAccountID string
+}
+
+// secretUses are the keys k holds: the one in use, the staged one, and
+// those waiting for retirement (still working until retired).
+func (k *keyEntry) secretUses() []secretUse {
+	uses := []secretUse{{entry: k.Name, role: "as the key in use", sha256: keySHA256(k.APIKey),
+		partialHint: anthropicPartialHint(k.APIKey), serviceAccountID: k.ServiceAccountID}}
+	if k.NextAPIKey != "" {
+		uses = append(uses, secretUse{entry: k.Name, role: "as its staged next_api_key", sha256: keySHA256(k.NextAPIKey),
+			partialHint: anthropicPartialHint(k.NextAPIKey)})
+	}
+	for _, r := range k.Retiring {
+		uses = append(uses, secretUse{entry: k.Name, role: fmt.Sprintf("as version %d, waiting for its own retirement", r.Version),
+			version: r.Version, sha256: r.KeySHA256, partialHint: r.PartialKeyHint, serviceAccountID: r.ServiceAccountID})
+	}
+	return uses
+}
+
+// heldBy reports whether u is the key r retires, or one its provider cannot
+// tell apart from it (the same partial_key_hint).
+func (r retirement) heldBy(u secretUse) bool {
+	return r.KeySHA256 != "" && u.sha256 == r.KeySHA256 ||
+		r.ServiceAccountID != "" && u.serviceAccountID == r.ServiceAccountID ||
+		r.PartialKeyHint != "" && u.partialHint == r.PartialKeyHint
+}
+
+// otherUses are the keys every entry of the mount but k holds, read from
+// storage, with k's own other waiting keys (from k, which the caller is
+// changing). One scan per retiring key: List and one Get per entry.
+func otherUses(ctx context.Context, s logical.Storage, k *keyEntry) ([]secretUse, error) {
+	var uses []secretUse
+	err := forEachKey(ctx, s, func(other *keyEntry) error {
+		if other.Name != k.Name {
+			uses = append(uses, other.secretUses()...)
+		}
+		return nil
+	})
+	for _, u := range k.secretUses() {
+		if u.version != 0 {
+			uses = append(uses, u)
+		}
+	}
+	return uses, err
+}
+
+// sharedWith is a needsAttention naming the first use in uses, other than
+// r itself (version r.Version of the entry named own), that holds r's key;
+// nil when none does. untouched says what was not done.
+func (r retirement) sharedWith(own string, uses []secretUse, untouched string) error {
+	for _, u := range uses {
+		if u.entry == own && u.version == r.Version {
+			continue // r itself
+		}
+		if r.heldBy(u) {
+			return &needsAttention{fmt.Sprintf("key %q holds it too, %s, so %s: retire it by hand once no key of the mount holds it", u.entry, u.role, untouched)}
+		}
+	}
+	return nil
 }
 
 // anthropicPartialHint is what Anthropic's Admin API shows of a key: the
@@ -220,6 +328,10 @@ func (b *gradientBackend) retireKey(ctx context.Context, storage logical.Storage
 		return // deleted or renamed (its new name was noted when stored)
 	}
 	c, clientsErr := b.clients(ctx, storage)
+	var uses []secretUse
+	if clientsErr == nil && k.anyRetirementDue(now) {
+		uses, clientsErr = otherUses(ctx, storage, k)
+	}
 	var kept []retirement
 	changed := false
 	for _, r := range k.Retiring {
@@ -230,7 +342,7 @@ func (b *gradientBackend) retireKey(ctx context.Context, storage logical.Storage
 		changed = true
 		outcome := clientsErr
 		if outcome == nil {
-			outcome = b.retireOne(ctx, c, k, r)
+			outcome = b.retireOne(ctx, c, k, r, uses)
 		}
 		var attention *needsAttention
 		switch {
@@ -267,6 +379,11 @@ func (b *gradientBackend) retireKey(ctx context.Context, storage logical.Storage
 	b.retirements.note(k)
 }
 
+// anyRetirementDue reports whether one of k's retirements is due at now.
+func (k *keyEntry) anyRetirementDue(now time.Time) bool {
+	return slices.ContainsFunc(k.Retiring, func(r retirement) bool { return !now.Before(r.when()) })
+}
+
 // needsAttention is a retirement that cannot be done safely: never retried,
 // reported.
 type needsAttention struct{ msg string }
@@ -275,12 +392,16 @@ func (e *needsAttention) Error() string { return e.msg }
 
 // retireOne retires one replaced key: nil when it is retired (or was
 // already), needsAttention when it must not be touched, another error to
-// retry.
-func (b *gradientBackend) retireOne(ctx context.Context, c *clients, k *keyEntry, r retirement) error {
+// retry. uses are the keys the mount's other entries (and k's other waiting
+// versions) hold.
+func (b *gradientBackend) retireOne(ctx context.Context, c *clients, k *keyEntry, r retirement, uses []secretUse) error {
 	switch {
 	case r.ServiceAccountID != "":
 		if r.ServiceAccountID == k.ServiceAccountID {
 			return &needsAttention{"its service account mints the key in use now; it was not deleted"}
+		}
+		if err := r.sharedWith(k.Name, uses, "its service account was not deleted"); err != nil {
+			return err
 		}
 		err := c.admin.DeleteServiceAccount(ctx, r.ProjectID, r.ServiceAccountID)
 		if errors.Is(err, errAdminNotFound) {
@@ -288,19 +409,23 @@ func (b *gradientBackend) retireOne(ctx context.Context, c *clients, k *keyEntry
 		}
 		return err
 	case r.PartialKeyHint != "":
-		return b.retireAnthropic(ctx, c, k, r)
+		return b.retireAnthropic(ctx, c, k, r, uses)
 	}
 	return &needsAttention{"the key is not of the sk-ant-api03- shape the Admin API's partial_key_hint shows, so it cannot be found there: retire it by hand in the Anthropic console"}
 }
 
 // retireAnthropic sets the one Anthropic key whose partial_key_hint matches
 // the replaced key inactive. A hint the key in use (or the staged one)
-// shares, no match, or several matches: nothing is touched.
-func (b *gradientBackend) retireAnthropic(ctx context.Context, c *clients, k *keyEntry, r retirement) error {
+// shares, a key another entry holds (or one that looks the same to the
+// Admin API), no match, or several matches: nothing is touched.
+func (b *gradientBackend) retireAnthropic(ctx context.Context, c *clients, k *keyEntry, r retirement, uses []secretUse) error {
 	for _, inUse := range []string{k.APIKey, k.NextAPIKey} {
 		if inUse != "" && anthropicPartialHint(inUse) == r.PartialKeyHint {
 			return &needsAttention{"it looks the same as the key in use (or the staged one) in the Admin API's partial_key_hint, so neither was touched: retire it by hand in the Anthropic console"}
 		}
+	}
+	if err := r.sharedWith(k.Name, uses, "it was not set inactive"); err != nil {
+		return err
 	}
 	keys, err := c.admin.ListAnthropicKeys(ctx)
 	if err != nil {

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -255,5 +256,271 @@ func TestRetire_RejectedAdminKeyIsRetried(t *testing.T) {
 	r.tickAt(r.clock.Now().Add(firstRetryDelay))
 	if got := r.read("revoked"); got["retire_status"] != retireRetired || r.anthropicStatus(old) != "inactive" || r.anthropicStatus(next) != "active" {
 		t.Fatalf("after a good admin key: %v", got)
+	}
+}
+
+// A replaced key that another entry of the mount still holds (as the key in
+// use, as its staged successor, or as a key waiting out its own grace
+// period) is never retired: that entry's agents would get 401s. The
+// retirement needs a person, and its message names the other entry, never
+// the key.
+func TestRetire_SparesAKeyAnotherEntryHolds(t *testing.T) {
+	cases := map[string]struct {
+		// other makes the entry "other" hold shared.
+		other    func(r *rotEnv, shared string)
+		fragment string
+	}{
+		"as the key in use": {
+			other: func(r *rotEnv, shared string) {
+				r.createKey("other", shared, nil)
+			},
+			fragment: "as the key in use",
+		},
+		"as its staged next_api_key": {
+			other: func(r *rotEnv, shared string) {
+				r.createKey("other", hintedKey("Oth", "shr-oth", "othK"), nil)
+				r.stage("other", shared)
+			},
+			fragment: "as its staged next_api_key",
+		},
+		"as a key in its grace period": {
+			other: func(r *rotEnv, shared string) {
+				r.createKey("other", shared, map[string]any{"retire_previous": true, "grace_period": "1h"})
+				r.mustOK(logical.UpdateOperation, "keys/other", map[string]any{"api_key": hintedKey("Rep", "shr-rep", "repK")})
+			},
+			fragment: "as version 1, waiting for its own retirement",
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			r := newZeroTouchEnv(t)
+			shared, next := hintedKey("Shr", "shared", "shrK"), hintedKey("Nxt", "shr-next", "nxtK")
+			r.trackSecret(shared)
+			r.trackSecret(next)
+			r.createKey("rotating", shared, map[string]any{"retire_previous": true, "grace_period": 0})
+			tc.other(r, shared)
+			r.mustOK(logical.UpdateOperation, "keys/rotating", map[string]any{"api_key": next})
+			r.tick()
+
+			if s := r.anthropicStatus(shared); s != "active" {
+				t.Fatalf("the shared key is %q at Anthropic", s)
+			}
+			got := r.read("rotating")
+			msg, _ := got["retire_error"].(string)
+			if got["retire_status"] != retireAttention || got["retirements_pending"] != 0 ||
+				!strings.Contains(msg, `key "other" holds it too`) || !strings.Contains(msg, tc.fragment) {
+				t.Fatalf("read: %v", got)
+			}
+			r.assertSecretFree("retire_error", msg)
+		})
+	}
+}
+
+// Once the other entry's own grace period ends, its retirement finds no
+// other holder and retires the shared key: the last one out retires it.
+func TestRetire_TheLastHolderRetiresASharedKey(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	shared := hintedKey("Lst", "last", "lstK")
+	r.trackSecret(shared)
+	r.createKey("first", shared, map[string]any{"retire_previous": true, "grace_period": 0})
+	r.createKey("second", shared, map[string]any{"retire_previous": true, "grace_period": "1h"})
+	r.mustOK(logical.UpdateOperation, "keys/second", map[string]any{"api_key": hintedKey("Sec", "last-2", "secK")})
+	r.mustOK(logical.UpdateOperation, "keys/first", map[string]any{"api_key": hintedKey("Fst", "last-1", "fstK")})
+	r.tick()
+	if r.read("first")["retire_status"] != retireAttention || r.anthropicStatus(shared) != "active" {
+		t.Fatal("retired while another entry's grace period runs")
+	}
+	r.tickAt(r.clock.Now().Add(time.Hour))
+	if got := r.read("second"); got["retire_status"] != retireRetired || r.anthropicStatus(shared) != "inactive" {
+		t.Fatalf("second: %v, shared key %s", got, r.anthropicStatus(shared))
+	}
+}
+
+// A minted key's secret copied into another entry: deleting its service
+// account would switch that entry's key off too, so it is not deleted.
+func TestRetire_SparesAServiceAccountWhoseKeyAnotherEntryHolds(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	r.createMinted("minted", map[string]any{"grace_period": 0})
+	first := r.openAISecret("minted")
+	r.mustOK(logical.CreateOperation, "keys/copy", map[string]any{"provider": "openai", "api_key": first})
+	r.mustOK(logical.UpdateOperation, "keys/minted/rotate", nil)
+	r.tick()
+	if live, _ := r.accounts("minted"); len(live) != 2 {
+		t.Fatalf("accounts: %+v", live)
+	}
+	got := r.read("minted")
+	msg, _ := got["retire_error"].(string)
+	if got["retire_status"] != retireAttention || !strings.Contains(msg, `key "copy" holds it too`) || !strings.Contains(msg, "was not deleted") {
+		t.Fatalf("read: %v", got)
+	}
+	r.assertSecretFree("retire_error", msg)
+}
+
+// downAdmin is the Admin API client with Anthropic's listing failing (or,
+// once up, finding no key): retirements that fail for as long as the test
+// wants, without the mount's provider budget in the way.
+type downAdmin struct {
+	providerAdmin
+	up *bool
+}
+
+func (d downAdmin) ListAnthropicKeys(context.Context) ([]anthropicKeyInfo, error) {
+	if *d.up {
+		return nil, nil
+	}
+	return nil, fmt.Errorf("the Anthropic Admin API is down (test)")
+}
+
+// wrapAdmin makes every client the backend builds from now on use wrap's
+// Admin API client.
+func (r *rotEnv) wrapAdmin(wrap func(providerAdmin) providerAdmin) {
+	r.b.dropClients()
+	build := r.b.buildClients
+	r.b.buildClients = func(cfg *gradientConfig) (*clients, error) {
+		c, err := build(cfg)
+		if err == nil {
+			c.admin = wrap(c.admin)
+		}
+		return c, err
+	}
+}
+
+// Each rotation queues one retirement; when they keep failing, the list
+// stops at maxPendingRetirements: a rotation that would pass it is refused,
+// by hand with a 400 and on schedule with rotation_error, and nothing
+// changes. Once retirements are done, rotations go on.
+func TestRetire_PendingListIsBounded(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	up := false
+	r.wrapAdmin(func(a providerAdmin) providerAdmin { return downAdmin{a, &up} })
+	// Keys that look different to the Admin API.
+	key := func(i int) string {
+		return hintedKey(fmt.Sprintf("%03d", i), fmt.Sprint("bnd", i), fmt.Sprintf("b%03d", i))
+	}
+	r.createKey("bounded", key(0), map[string]any{"retire_previous": true, "grace_period": 0})
+	for i := 1; i <= maxPendingRetirements; i++ {
+		r.mustOK(logical.UpdateOperation, "keys/bounded", map[string]any{"api_key": key(i)})
+		r.tickAt(r.clock.Now().Add(2 * time.Hour)) // every failed retirement is tried again
+		if got := r.read("bounded"); got["retirements_pending"] != i || got["retire_status"] != retireRetrying {
+			t.Fatalf("rotation %d: %v", i, got)
+		}
+	}
+	last := key(maxPendingRetirements)
+
+	before := r.read("bounded")
+	r.mustBadRequest(logical.UpdateOperation, "keys/bounded", map[string]any{"api_key": key(999)},
+		fmt.Sprintf("already has %d replaced keys waiting to be retired (at most %d)", maxPendingRetirements, maxPendingRetirements), "nothing changed", "retire_error")
+	r.mustBadRequest(logical.UpdateOperation, "keys/bounded/rotate", map[string]any{"api_key": key(999)}, "waiting to be retired")
+	if after := r.read("bounded"); !reflect.DeepEqual(before, after) || r.platformSecret("bounded") != last {
+		t.Fatalf("a refused rotation changed the key:\nbefore %v\nafter  %v", before, after)
+	}
+
+	// On schedule: refused until the next period, like any refused input.
+	r.mustOK(logical.UpdateOperation, "keys/bounded", map[string]any{"rotation_period": "1h", "next_api_key": key(998)})
+	r.tickAt(r.clock.Now().Add(time.Hour))
+	got := r.read("bounded")
+	if got["version"] != maxPendingRetirements+1 || got["retirements_pending"] != maxPendingRetirements ||
+		!strings.Contains(got["rotation_error"].(string), "waiting to be retired") || r.platformSecret("bounded") != last {
+		t.Fatalf("scheduled rotation over the bound: %v", got)
+	}
+
+	// The retirements end (here: the Admin API finds no such key, so they
+	// need a person) and the list empties; the staged key goes in at the
+	// next scheduled time.
+	up = true
+	r.tickAt(r.clock.Now().Add(2 * time.Hour))
+	if got := r.read("bounded"); got["retirements_pending"] != 0 {
+		t.Fatalf("after the retirements ended: %v", got)
+	}
+	r.tickAt(r.clock.Now().Add(time.Hour))
+	if got := r.read("bounded"); got["version"] != maxPendingRetirements+2 || r.platformSecret("bounded") != key(998) {
+		t.Fatalf("the next scheduled rotation: %v", got)
+	}
+}
+
+// grace_period is at most maxGracePeriod: above it, a 400 naming the field
+// and the bound, and nothing is stored, created or minted.
+func TestRetire_GracePeriodIsBounded(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	r.createKey("graceful", anthropicKey("grc1"), map[string]any{"retire_previous": true})
+	before := r.read("graceful")
+	over := map[string]any{
+		"a second over": int(maxGracePeriod/time.Second) + 1,
+		"100 years":     "876000h",
+	}
+	for name, grace := range over {
+		t.Run(name, func(t *testing.T) {
+			r.mustBadRequest(logical.UpdateOperation, "keys/graceful", map[string]any{"grace_period": grace, "description": "changed"},
+				"grace_period must be between 0 and 720h (30 days, 2592000 seconds)")
+			r.mustBadRequest(logical.CreateOperation, "keys/graceless", map[string]any{"provider": "anthropic", "api_key": anthropicKey("grc2"), "retire_previous": true, "grace_period": grace},
+				"grace_period must be between 0 and 720h")
+			r.mustBadRequest(logical.CreateOperation, "keys/graceless-minted", map[string]any{
+				"provider": "openai", "source": "openai-service-account", "openai_project_id": emulator.DefaultOpenAIProjectID, "grace_period": grace,
+			}, "grace_period must be between 0 and 720h")
+		})
+	}
+	if after := r.read("graceful"); !reflect.DeepEqual(before, after) {
+		t.Fatalf("a refused write changed the key:\nbefore %v\nafter  %v", before, after)
+	}
+	if keys := r.listKeys(); len(keys) != 1 || len(r.platformKeys(providerAnthropic)) != 1 || len(r.emu.ProviderState().OpenAIServiceAccounts) != 0 {
+		t.Fatalf("a refused create left something: keys %v", keys)
+	}
+	got := r.mustOK(logical.UpdateOperation, "keys/graceful", map[string]any{"grace_period": "720h"}).Data
+	if got["grace_period"] != int64(maxGracePeriod/time.Second) {
+		t.Fatalf("the bound itself is refused: %v", got)
+	}
+}
+
+// An entry stored with a longer grace_period before the bound keeps it:
+// other writes and rotations work, and its replaced key waits that long.
+func TestRetire_StoredLongGracePeriodKeepsWorking(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	r.createKey("old-promise", anthropicKey("lng1"), map[string]any{"retire_previous": true})
+	k, err := getKey(context.Background(), r.storage, "old-promise")
+	if err != nil || k == nil {
+		t.Fatal(k, err)
+	}
+	century := 100 * 365 * 24 * time.Hour
+	k.GracePeriod = &century
+	if err := putKey(context.Background(), r.storage, k); err != nil {
+		t.Fatal(err)
+	}
+	r.mustOK(logical.UpdateOperation, "keys/old-promise", map[string]any{"description": "still here"})
+	r.mustOK(logical.UpdateOperation, "keys/old-promise/rotate", map[string]any{"api_key": anthropicKey("lng2")})
+	got := r.read("old-promise")
+	if got["grace_period"] != int64(century/time.Second) || got["version"] != 2 || got["retirements_pending"] != 1 || got["description"] != "still here" {
+		t.Fatalf("read: %v", got)
+	}
+	r.tickAt(r.clock.Now().Add(maxGracePeriod + time.Hour))
+	if r.anthropicStatus(anthropicKey("lng1")) != "active" || r.read("old-promise")["retirements_pending"] != 1 {
+		t.Fatal("the stored grace period was cut short")
+	}
+}
+
+// What the cross-entry check costs: one List and one Get per entry for each
+// key with retirements due, however many of its retirements are due.
+func TestRetire_OneScanPerRetiringKey(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	const others = 40
+	for i := range others {
+		k := &keyEntry{Name: fmt.Sprintf("bulk-%02d", i), Provider: providerAnthropic, UUID: fmt.Sprintf("uuid-%02d", i),
+			APIKey: hintedKey(fmt.Sprintf("K%02d", i), "bulk", fmt.Sprintf("k%03d", i)), Version: 1}
+		if err := putKey(context.Background(), r.storage, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.createKey("scanned", hintedKey("S00", "scan0", "s000"), map[string]any{"retire_previous": true, "grace_period": "1m"})
+	for i := 1; i <= 3; i++ {
+		r.mustOK(logical.UpdateOperation, "keys/scanned", map[string]any{"api_key": hintedKey(fmt.Sprintf("S%02d", i), fmt.Sprint("scan", i), fmt.Sprintf("s%03d", i))})
+	}
+	r.tick() // the first tick builds the scheduler's plan from storage
+	gets, lists := r.reads.gets.Load(), r.reads.lists.Load()
+	r.tickAt(r.clock.Now().Add(time.Minute))
+	if got := r.read("scanned"); got["retire_status"] != retireRetired || got["retirements_pending"] != 0 {
+		t.Fatalf("read: %v", got)
+	}
+	// Its own entry, then the scan: every entry, its own included.
+	if g, l := r.reads.gets.Load()-gets, r.reads.lists.Load()-lists; g != 1+others+1 || l != 1 {
+		t.Fatalf("a tick retiring 3 versions of one key read %d entries and listed %d times", g, l)
 	}
 }

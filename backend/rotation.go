@@ -408,8 +408,10 @@ func (s *rotationScheduler) process(ctx context.Context, storage logical.Storage
 // keeps the current key, and only the failure bookkeeping is written.
 func (s *rotationScheduler) promote(ctx context.Context, storage logical.Storage, k *keyEntry, now time.Time, log hclog.Logger) {
 	rotated := *k
-	rotated.recordRotation(now)
-	err := s.b.rotateOrMint(ctx, storage, &rotated, k.NextAPIKey)
+	err := rotated.recordRotation(now)
+	if err == nil {
+		err = s.b.rotateOrMint(ctx, storage, &rotated, k.NextAPIKey)
+	}
 	if err == nil {
 		log.Info("key rotated on schedule", "uuid", rotated.UUID, "version", rotated.Version, "next", rotated.NextVaultRotation)
 		s.track(&rotated)

@@ -241,9 +241,12 @@ func (k *keyEntry) resetAttempts() {
 // recordRotation sets, on a copy of the entry about to be stored by
 // rotateSecret, what a successful rotation changes besides the secret: its
 // time, the hint of the key it replaces, no staged key, no failure, and the
-// next rotation counted from now. The caller discards the copy on failure.
-func (k *keyEntry) recordRotation(now time.Time) {
-	k.retireCurrent(now)
+// next rotation counted from now. The caller discards the copy on failure,
+// and on an error (a full retirement list) does not rotate.
+func (k *keyEntry) recordRotation(now time.Time) error {
+	if err := k.retireCurrent(now); err != nil {
+		return err
+	}
 	k.PreviousKeyHint = keyHint(k.APIKey)
 	k.LastVaultRotation = now
 	k.NextAPIKey = ""
@@ -251,6 +254,7 @@ func (k *keyEntry) recordRotation(now time.Time) {
 	k.RotationError = ""
 	k.resetAttempts()
 	k.NextVaultRotation = k.computeNextRotation(now)
+	return nil
 }
 
 // rotationState is the time-dependent part of a key's rotation view.
