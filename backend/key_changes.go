@@ -23,16 +23,30 @@ type createWAL struct {
 	walHeader
 	Name string `json:"name"`
 	// Started and Deadline bound, on this node's clock, when the platform
-	// can have created the key: from just before the call to one request
-	// timeout after the client gave up on its last attempt (a request the
-	// platform accepted is applied within that, or not at all). The last
-	// attempt is the one recoverCreate may send after a lookup: the first
-	// call, the lookup and the second call each take at most one timeout.
+	// can have created the key (see newCreateWAL).
 	Started  time.Time `json:"started"`
 	Deadline time.Time `json:"deadline"`
 	// UUID is known only in memory, once the platform answered; the undo
 	// of a failed storage write then deletes exactly that key.
 	UUID string `json:"-"`
+}
+
+// createTimeouts is how many request timeouts after its start a create can
+// still land: the first call, the lookup after a lost answer and the one
+// re-sent call each take at most one, and a request the platform accepted
+// is applied within one more after the client gave up on it, or not at
+// all. Every kind of create (create, drift repair's re-create, the first
+// mint, which creates through createKey) takes this one window.
+const createTimeouts = 4
+
+// newCreateWAL is the entry of a create of name starting now.
+func newCreateWAL(provider, name string, now time.Time, timeout time.Duration) *createWAL {
+	return &createWAL{
+		walHeader: walHeader{Provider: provider, Created: now},
+		Name:      name,
+		Started:   now,
+		Deadline:  now.Add(createTimeouts * timeout),
+	}
 }
 
 func (w *createWAL) kind() string                  { return walKindCreate }
@@ -49,13 +63,7 @@ func (b *gradientBackend) createKey(ctx context.Context, s logical.Storage, c *c
 	if err := b.refuseDuplicateName(ctx, c, r.provider, r.name, ""); err != nil {
 		return nil, err
 	}
-	started := b.now().UTC()
-	w := &createWAL{
-		walHeader: walHeader{Provider: r.provider, Created: started},
-		Name:      r.name,
-		Started:   started,
-		Deadline:  started.Add(4 * c.config.RequestTimeout),
-	}
+	w := newCreateWAL(r.provider, r.name, b.now().UTC(), c.config.RequestTimeout)
 	var k *keyEntry
 	resent := false
 	err := b.makeChange(ctx, s, pendingChange{
