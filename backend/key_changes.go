@@ -26,6 +26,10 @@ type createWAL struct {
 	// can have created the key (see newCreateWAL).
 	Started  time.Time `json:"started"`
 	Deadline time.Time `json:"deadline"`
+	// Seen are the keys with the name that recoverCreate found after the
+	// answer was lost. This call may have made them or not, so it never
+	// takes them, and the undo never deletes them.
+	Seen []string `json:"seen,omitempty"`
 	// UUID is known only in memory, once the platform answered; the undo
 	// of a failed storage write then deletes exactly that key.
 	UUID string `json:"-"`
@@ -68,6 +72,7 @@ func (b *gradientBackend) createKey(ctx context.Context, s logical.Storage, c *c
 	resent := false
 	err := b.makeChange(ctx, s, pendingChange{
 		entry:   w,
+		rewrite: true,
 		lingers: func() bool { return resent },
 		apply: func(ctx context.Context) error {
 			pk, err := c.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)
@@ -96,39 +101,51 @@ func (b *gradientBackend) createKey(ctx context.Context, s logical.Storage, c *c
 
 // recoverCreate follows a create whose answer was lost (a timeout, a dropped
 // connection, a 5xx). A create is never re-sent blindly: the platform's
-// keys are looked up first. Exactly one new key with the name means the
-// create happened, and that key is taken; none means it did not, and it is
-// sent once more; anything else, or a lookup that fails, leaves the original
-// error, which makeChange undoes and keeps for the periodic rollback.
+// keys are looked up first. None with the name means the create did not
+// happen (yet), and it is sent once more. Any key with the name may be this
+// call's or one another client made meanwhile: nothing tells them apart, so
+// the create fails, takes nothing, and records the keys as seen so that no
+// undo deletes them. A lookup that fails leaves the original error. Either
+// way makeChange undoes and keeps the entry for the periodic rollback.
 // resent reports that the create was sent again: the first may still land.
 func (b *gradientBackend) recoverCreate(ctx context.Context, s logical.Storage, c *clients, w *createWAL, r createRequest, callErr error) (pk platformKey, resent bool, err error) {
-	found, others, err := w.lookUp(ctx, s, c)
+	_, named, err := w.lookUp(ctx, s, c)
 	if err != nil {
 		return platformKey{}, false, callErr
 	}
-	switch {
-	case len(found) == 1:
-		b.Logger().Warn("the platform created the key though its answer was lost; keeping that key", "name", r.name, "provider", r.provider, "uuid", found[0].UUID)
-		return found[0], false, nil
-	case len(found) == 0 && others == 0:
-		b.Logger().Warn("a create's answer was lost and the platform has no such key; sending it once more", "name", r.name, "provider", r.provider)
-		pk, err := c.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)
-		if err != nil {
-			// Even a refusal now leaves the first create free to land.
-			err = &possiblyApplied{err: err}
-		}
-		return pk, true, err
+	if len(named) > 0 {
+		w.Seen = named
+		b.Logger().Warn("a create's answer was lost and a key with its name is on the platform; not taking it", "name", r.name, "provider", r.provider, "uuids", strings.Join(named, ","))
+		return platformKey{}, false, nameAppeared(r, named, callErr)
 	}
-	// Another key has the name now (made elsewhere meanwhile): creating
-	// again would make a duplicate.
-	return platformKey{}, false, callErr
+	b.Logger().Warn("a create's answer was lost and the platform has no such key; sending it once more", "name", r.name, "provider", r.provider)
+	pk, err = c.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)
+	if err != nil {
+		// Even a refusal now leaves the first create free to land.
+		err = &possiblyApplied{err: err}
+	}
+	return pk, true, err
+}
+
+// nameAppeared says that a key with the create's name is on the platform
+// after the answer was lost, and what to do. It wraps the lost answer, so
+// the failure stays ambiguous: the entry is kept for a late landing.
+func nameAppeared(r createRequest, uuids []string, callErr error) error {
+	adopt := fmt.Sprintf("keys/%s again with provider=%s, api_key and uuid=%s", r.name, r.provider, uuids[0])
+	if len(uuids) > 1 {
+		adopt = fmt.Sprintf("keys/%s again with provider=%s, api_key and uuid=<one of them>", r.name, r.provider)
+	}
+	return fmt.Errorf("the platform's answer to the create of %s key %q was lost, and a key with that name is on the platform now (uuid %s): "+
+		"it may be this create's or one made elsewhere meanwhile, so Vault did not take it and stores nothing. "+
+		"If it is yours, an operator can adopt it by writing %s; if not, delete or rename it on the platform and write again. The lost answer: %w",
+		r.provider, r.name, strings.Join(uuids, ", "), adopt, callErr)
 }
 
 // undo deletes the key this create made, if storage does not hold it. With
 // the uuid unknown, the key is the one named like the WAL whose creation
-// time, on the platform's clock, falls inside the call's window. A key
-// created by someone else in the same window cannot be told apart: then
-// nothing is deleted and the error names the candidates.
+// time, on the platform's clock, falls inside the call's window, and that
+// recoverCreate did not see (those may be someone else's). Two such keys
+// cannot be told apart: then nothing is deleted and the error names them.
 func (w *createWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storage) error {
 	c, err := b.clients(ctx, s)
 	if err != nil {
@@ -153,6 +170,9 @@ func (w *createWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 	switch len(orphans) {
 	case 0:
 		w.outcome = "the platform has no key from this create that Vault does not hold"
+		if len(w.Seen) > 0 {
+			w.outcome = fmt.Sprintf("the platform key(s) with the name found after the lost answer (%s) were left as they are", strings.Join(w.Seen, ", "))
+		}
 		return nil
 	case 1:
 	default:
@@ -167,16 +187,17 @@ func (w *createWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 	return nil
 }
 
-// lookUp lists the provider's keys named like the WAL that the create can
-// have made and that storage does not hold, and counts the other keys with
-// that name. The platform's clock
-// is not this node's: its offset is measured from the Date header of the
-// listing itself, and its timestamps have one-second resolution, so the
-// window widens by the measurement's uncertainty and one second.
-func (w *createWAL) lookUp(ctx context.Context, s logical.Storage, c *clients) (found []platformKey, others int, err error) {
+// lookUp lists the provider's keys named like the WAL: named are all their
+// uuids; found are those the create can have made (created inside its
+// window), that it did not see earlier and that storage does not hold. The
+// platform's clock is not this node's: its offset is measured from the Date
+// header of the listing itself, and its timestamps have one-second
+// resolution, so the window widens by the measurement's uncertainty and one
+// second.
+func (w *createWAL) lookUp(ctx context.Context, s logical.Storage, c *clients) (found []platformKey, named []string, err error) {
 	keys, err := c.platform.ListKeys(ctx, w.Provider)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	lo, hi, ok := c.platform.ClockOffset()
 	if !ok {
@@ -188,19 +209,17 @@ func (w *createWAL) lookUp(ctx context.Context, s logical.Storage, c *clients) (
 		if k.Name != w.Name {
 			continue
 		}
-		if k.CreatedAt.Before(earliest) || k.CreatedAt.After(latest) {
-			others++
+		named = append(named, k.UUID)
+		if k.CreatedAt.Before(earliest) || k.CreatedAt.After(latest) || slices.ContainsFunc(w.Seen, func(u string) bool { return strings.EqualFold(u, k.UUID) }) {
 			continue
 		}
 		if stored, err := findKeyByUUID(ctx, s, k.UUID); err != nil {
-			return nil, 0, err
+			return nil, nil, err
 		} else if stored == nil {
 			found = append(found, k)
-		} else {
-			others++
 		}
 	}
-	return found, others, nil
+	return found, named, nil
 }
 
 // unknownClockSlack is the platform clock's assumed offset when no answer
