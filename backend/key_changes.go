@@ -23,16 +23,34 @@ type createWAL struct {
 	walHeader
 	Name string `json:"name"`
 	// Started and Deadline bound, on this node's clock, when the platform
-	// can have created the key: from just before the call to one request
-	// timeout after the client gave up on its last attempt (a request the
-	// platform accepted is applied within that, or not at all). The last
-	// attempt is the one recoverCreate may send after a lookup: the first
-	// call, the lookup and the second call each take at most one timeout.
+	// can have created the key (see newCreateWAL).
 	Started  time.Time `json:"started"`
 	Deadline time.Time `json:"deadline"`
+	// Seen are the keys with the name that recoverCreate found after the
+	// answer was lost. This call may have made them or not, so it never
+	// takes them, and the undo never deletes them.
+	Seen []string `json:"seen,omitempty"`
 	// UUID is known only in memory, once the platform answered; the undo
 	// of a failed storage write then deletes exactly that key.
 	UUID string `json:"-"`
+}
+
+// createTimeouts is how many request timeouts after its start a create can
+// still land: the first call, the lookup after a lost answer and the one
+// re-sent call each take at most one, and a request the platform accepted
+// is applied within one more after the client gave up on it, or not at
+// all. Every kind of create (create, drift repair's re-create, the first
+// mint, which creates through createKey) takes this one window.
+const createTimeouts = 4
+
+// newCreateWAL is the entry of a create of name starting now.
+func newCreateWAL(provider, name string, now time.Time, timeout time.Duration) *createWAL {
+	return &createWAL{
+		walHeader: walHeader{Provider: provider, Created: now},
+		Name:      name,
+		Started:   now,
+		Deadline:  now.Add(createTimeouts * timeout),
+	}
 }
 
 func (w *createWAL) kind() string                  { return walKindCreate }
@@ -49,17 +67,12 @@ func (b *gradientBackend) createKey(ctx context.Context, s logical.Storage, c *c
 	if err := b.refuseDuplicateName(ctx, c, r.provider, r.name, ""); err != nil {
 		return nil, err
 	}
-	started := b.now().UTC()
-	w := &createWAL{
-		walHeader: walHeader{Provider: r.provider, Created: started},
-		Name:      r.name,
-		Started:   started,
-		Deadline:  started.Add(4 * c.config.RequestTimeout),
-	}
+	w := newCreateWAL(r.provider, r.name, b.now().UTC(), c.config.RequestTimeout)
 	var k *keyEntry
 	resent := false
 	err := b.makeChange(ctx, s, pendingChange{
 		entry:   w,
+		rewrite: true,
 		lingers: func() bool { return resent },
 		apply: func(ctx context.Context) error {
 			pk, err := c.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)
@@ -88,39 +101,51 @@ func (b *gradientBackend) createKey(ctx context.Context, s logical.Storage, c *c
 
 // recoverCreate follows a create whose answer was lost (a timeout, a dropped
 // connection, a 5xx). A create is never re-sent blindly: the platform's
-// keys are looked up first. Exactly one new key with the name means the
-// create happened, and that key is taken; none means it did not, and it is
-// sent once more; anything else, or a lookup that fails, leaves the original
-// error, which makeChange undoes and keeps for the periodic rollback.
+// keys are looked up first. None with the name means the create did not
+// happen (yet), and it is sent once more. Any key with the name may be this
+// call's or one another client made meanwhile: nothing tells them apart, so
+// the create fails, takes nothing, and records the keys as seen so that no
+// undo deletes them. A lookup that fails leaves the original error. Either
+// way makeChange undoes and keeps the entry for the periodic rollback.
 // resent reports that the create was sent again: the first may still land.
 func (b *gradientBackend) recoverCreate(ctx context.Context, s logical.Storage, c *clients, w *createWAL, r createRequest, callErr error) (pk platformKey, resent bool, err error) {
-	found, others, err := w.lookUp(ctx, s, c)
+	_, named, err := w.lookUp(ctx, s, c)
 	if err != nil {
 		return platformKey{}, false, callErr
 	}
-	switch {
-	case len(found) == 1:
-		b.Logger().Warn("the platform created the key though its answer was lost; keeping that key", "name", r.name, "provider", r.provider, "uuid", found[0].UUID)
-		return found[0], false, nil
-	case len(found) == 0 && others == 0:
-		b.Logger().Warn("a create's answer was lost and the platform has no such key; sending it once more", "name", r.name, "provider", r.provider)
-		pk, err := c.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)
-		if err != nil {
-			// Even a refusal now leaves the first create free to land.
-			err = &possiblyApplied{err: err}
-		}
-		return pk, true, err
+	if len(named) > 0 {
+		w.Seen = named
+		b.Logger().Warn("a create's answer was lost and a key with its name is on the platform; not taking it", "name", r.name, "provider", r.provider, "uuids", strings.Join(named, ","))
+		return platformKey{}, false, nameAppeared(r, named, callErr)
 	}
-	// Another key has the name now (made elsewhere meanwhile): creating
-	// again would make a duplicate.
-	return platformKey{}, false, callErr
+	b.Logger().Warn("a create's answer was lost and the platform has no such key; sending it once more", "name", r.name, "provider", r.provider)
+	pk, err = c.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)
+	if err != nil {
+		// Even a refusal now leaves the first create free to land.
+		err = &possiblyApplied{err: err}
+	}
+	return pk, true, err
+}
+
+// nameAppeared says that a key with the create's name is on the platform
+// after the answer was lost, and what to do. It wraps the lost answer, so
+// the failure stays ambiguous: the entry is kept for a late landing.
+func nameAppeared(r createRequest, uuids []string, callErr error) error {
+	adopt := fmt.Sprintf("keys/%s again with provider=%s, api_key and uuid=%s", r.name, r.provider, uuids[0])
+	if len(uuids) > 1 {
+		adopt = fmt.Sprintf("keys/%s again with provider=%s, api_key and uuid=<one of them>", r.name, r.provider)
+	}
+	return fmt.Errorf("the platform's answer to the create of %s key %q was lost, and a key with that name is on the platform now (uuid %s): "+
+		"it may be this create's or one made elsewhere meanwhile, so Vault did not take it and stores nothing. "+
+		"If it is yours, an operator can adopt it by writing %s; if not, delete or rename it on the platform and write again. The lost answer: %w",
+		r.provider, r.name, strings.Join(uuids, ", "), adopt, callErr)
 }
 
 // undo deletes the key this create made, if storage does not hold it. With
 // the uuid unknown, the key is the one named like the WAL whose creation
-// time, on the platform's clock, falls inside the call's window. A key
-// created by someone else in the same window cannot be told apart: then
-// nothing is deleted and the error names the candidates.
+// time, on the platform's clock, falls inside the call's window, and that
+// recoverCreate did not see (those may be someone else's). Two such keys
+// cannot be told apart: then nothing is deleted and the error names them.
 func (w *createWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storage) error {
 	c, err := b.clients(ctx, s)
 	if err != nil {
@@ -145,6 +170,9 @@ func (w *createWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 	switch len(orphans) {
 	case 0:
 		w.outcome = "the platform has no key from this create that Vault does not hold"
+		if len(w.Seen) > 0 {
+			w.outcome = fmt.Sprintf("the platform key(s) with the name found after the lost answer (%s) were left as they are", strings.Join(w.Seen, ", "))
+		}
 		return nil
 	case 1:
 	default:
@@ -159,16 +187,17 @@ func (w *createWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 	return nil
 }
 
-// lookUp lists the provider's keys named like the WAL that the create can
-// have made and that storage does not hold, and counts the other keys with
-// that name. The platform's clock
-// is not this node's: its offset is measured from the Date header of the
-// listing itself, and its timestamps have one-second resolution, so the
-// window widens by the measurement's uncertainty and one second.
-func (w *createWAL) lookUp(ctx context.Context, s logical.Storage, c *clients) (found []platformKey, others int, err error) {
+// lookUp lists the provider's keys named like the WAL: named are all their
+// uuids; found are those the create can have made (created inside its
+// window), that it did not see earlier and that storage does not hold. The
+// platform's clock is not this node's: its offset is measured from the Date
+// header of the listing itself, and its timestamps have one-second
+// resolution, so the window widens by the measurement's uncertainty and one
+// second.
+func (w *createWAL) lookUp(ctx context.Context, s logical.Storage, c *clients) (found []platformKey, named []string, err error) {
 	keys, err := c.platform.ListKeys(ctx, w.Provider)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	lo, hi, ok := c.platform.ClockOffset()
 	if !ok {
@@ -180,19 +209,17 @@ func (w *createWAL) lookUp(ctx context.Context, s logical.Storage, c *clients) (
 		if k.Name != w.Name {
 			continue
 		}
-		if k.CreatedAt.Before(earliest) || k.CreatedAt.After(latest) {
-			others++
+		named = append(named, k.UUID)
+		if k.CreatedAt.Before(earliest) || k.CreatedAt.After(latest) || slices.ContainsFunc(w.Seen, func(u string) bool { return strings.EqualFold(u, k.UUID) }) {
 			continue
 		}
 		if stored, err := findKeyByUUID(ctx, s, k.UUID); err != nil {
-			return nil, 0, err
+			return nil, nil, err
 		} else if stored == nil {
 			found = append(found, k)
-		} else {
-			others++
 		}
 	}
-	return found, others, nil
+	return found, named, nil
 }
 
 // unknownClockSlack is the platform clock's assumed offset when no answer
@@ -477,8 +504,9 @@ func (b *gradientBackend) pushName(ctx context.Context, s logical.Storage, provi
 
 // deleteKeyWAL: platform key UUID was being deleted with its entry Name. A
 // delete cannot be undone; settling it finishes it instead: once the
-// platform no longer has the key, the stored entry goes too, so Vault never
-// keeps a key the platform lost.
+// platform no longer has the key, a minted key's service accounts are
+// deleted and then the stored entry, so Vault never keeps a key the
+// platform lost and never loses track of an account.
 type deleteKeyWAL struct {
 	walHeader
 	UUID string `json:"uuid"`
@@ -488,14 +516,17 @@ type deleteKeyWAL struct {
 func (w *deleteKeyWAL) kind() string                  { return walKindDelete }
 func (w *deleteKeyWAL) lockScope() ([]string, string) { return []string{w.Name}, w.UUID }
 func (w *deleteKeyWAL) undone() string {
-	return w.said("Vault's entry was settled against the platform (removed if the platform key is gone)")
+	return w.said("Vault's entry was settled against the platform (removed, with a minted key's service accounts, if the platform key is gone)")
 }
 func (w *deleteKeyWAL) describe() []any {
 	return []any{"provider", w.Provider, "uuid", w.UUID, "name", w.Name}
 }
 
-// deleteKeyEverywhere deletes the platform key, then the entry. A platform
-// 404 counts as deleted, as everywhere in Vault.
+// deleteKeyEverywhere deletes the platform key, then a minted key's service
+// accounts, then the entry. The accounts go only once the key is gone: a
+// platform delete that fails leaves the secret creds/ serves alive. The
+// entry goes last, since until then it is what records the accounts. A
+// platform 404 counts as deleted, as everywhere in Vault.
 func (b *gradientBackend) deleteKeyEverywhere(ctx context.Context, s logical.Storage, c *clients, k *keyEntry) error {
 	w := &deleteKeyWAL{walHeader: walHeader{Provider: k.Provider, Created: b.now().UTC()}, UUID: k.UUID, Name: k.Name}
 	return b.makeChange(ctx, s, pendingChange{
@@ -508,21 +539,29 @@ func (b *gradientBackend) deleteKeyEverywhere(ctx context.Context, s logical.Sto
 			// An answer that was lost: if the platform no longer has the
 			// key, the delete happened.
 			if !platformRefused(err) {
-				if _, getErr := c.platform.GetKey(ctx, k.Provider, k.UUID); errors.Is(getErr, errPlatformNotFound) {
+				_, getErr := c.platform.GetKey(ctx, k.Provider, k.UUID)
+				if errors.Is(getErr, errPlatformNotFound) {
 					b.Logger().Warn("a delete's answer was lost and the platform no longer has the key; finishing the delete", "name", k.Name, "uuid", k.UUID)
 					return nil
 				}
+				if getErr != nil {
+					return fmt.Errorf("whether platform key %s was deleted is unknown (its answer was lost and the key could not be read back); Vault keeps the entry and keeps serving the key: %w", k.UUID, err)
+				}
 			}
-			return err
+			return fmt.Errorf("platform key %s was not deleted, so Vault keeps the entry and keeps serving the key: %w", k.UUID, err)
 		},
 		commit: func(ctx context.Context) error {
+			if err := b.retireAccountsOnDelete(ctx, c, k, b.Logger().With("name", k.Name)); err != nil {
+				return err
+			}
 			b.names.remove(k.Provider, k.Name, k.UUID)
 			return deleteKey(ctx, s, k.Name)
 		},
 	})
 }
 
-// undo removes the stored entry if the platform no longer has its key.
+// undo finishes the delete if the platform no longer has its key: the
+// service accounts the stored entry still records, then the entry.
 func (w *deleteKeyWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storage) error {
 	stored, err := findKeyByUUID(ctx, s, w.UUID)
 	if err != nil || stored == nil {
@@ -534,6 +573,9 @@ func (w *deleteKeyWAL) undo(ctx context.Context, b *gradientBackend, s logical.S
 	}
 	if _, err := c.platform.GetKey(ctx, w.Provider, w.UUID); !errors.Is(err, errPlatformNotFound) {
 		return err // still there (the delete did not happen), or unknown
+	}
+	if err := b.retireAccountsOnDelete(ctx, c, stored, b.Logger().With("name", stored.Name)); err != nil {
+		return err
 	}
 	b.names.remove(w.Provider, stored.Name, w.UUID)
 	if err := deleteKey(ctx, s, stored.Name); err != nil {

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -290,24 +291,80 @@ func TestMint_SettingsAreChecked(t *testing.T) {
 	}
 }
 
-// Deleting a minted key deletes its service accounts first, the one in use
-// and those waiting for retirement; if that fails, nothing else is deleted
-// and deleting again finishes.
+// Deleting a minted key deletes its service accounts, the one in use and
+// those waiting for retirement, once the platform key is gone. If deleting
+// an account fails then, the entry keeps the accounts (creds/ still reads
+// it, its platform key gone): deleting again finishes, as does the rollback.
 func TestMint_DeleteTakesTheServiceAccounts(t *testing.T) {
-	r := newZeroTouchEnv(t)
-	r.createMinted("gone", nil)
-	r.mustOK(logical.UpdateOperation, "keys/gone/rotate", nil) // v1's account waits for its grace period
-	if live, _ := r.accounts("gone"); len(live) != 2 {
-		t.Fatalf("setup: %+v", live)
+	for _, finish := range []string{"delete again", "rollback"} {
+		t.Run(finish, func(t *testing.T) {
+			r := newZeroTouchEnv(t)
+			r.createMinted("gone", nil)
+			r.mustOK(logical.UpdateOperation, "keys/gone/rotate", nil) // v1's account waits for its grace period
+			if live, _ := r.accounts("gone"); len(live) != 2 {
+				t.Fatalf("setup: %+v", live)
+			}
+			r.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/openai/v1/organization/projects/", Status: 503, Count: 2 * maxAttempts})
+			r.mustServerError(logical.DeleteOperation, "keys/gone", nil, "the platform key is deleted", "delete again to finish")
+			r.emu.ClearFaults()
+			if r.platformKeyNamed(providerOpenAI, "gone") != nil || len(r.listKeys()) != 1 {
+				t.Fatal("want the platform key gone and the entry kept with its accounts")
+			}
+			if live, _ := r.accounts("gone"); len(live) != 2 {
+				t.Fatalf("accounts lost: %+v", live)
+			}
+			if finish == "rollback" {
+				assertSettlesOnRollback(t, r.testEnv)
+			} else {
+				r.mustOK(logical.DeleteOperation, "keys/gone", nil)
+			}
+			if live, _ := r.accounts("gone"); len(live) != 0 || r.platformKeyNamed(providerOpenAI, "gone") != nil || len(r.listKeys()) != 0 {
+				t.Fatalf("after the %s: accounts %+v", finish, live)
+			}
+		})
 	}
-	r.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/openai/v1/organization/projects/", Status: 503, Count: maxAttempts})
-	r.mustServerError(logical.DeleteOperation, "keys/gone", nil, "delete again to finish")
-	if r.platformKeyNamed(providerOpenAI, "gone") == nil || len(r.listKeys()) != 1 {
-		t.Fatal("a failed account delete deleted the key")
-	}
-	r.mustOK(logical.DeleteOperation, "keys/gone", nil)
-	if live, _ := r.accounts("gone"); len(live) != 0 || r.platformKeyNamed(providerOpenAI, "gone") != nil || len(r.listKeys()) != 0 {
-		t.Fatalf("after delete: accounts %+v", live)
+}
+
+// A platform delete that fails (refused, or its answer lost with the key
+// still there) deletes no service account: creds/ keeps serving a key that
+// works, and the error says the key was not deleted.
+func TestMint_FailedPlatformDeleteKeepsTheServiceAccounts(t *testing.T) {
+	for name, status := range map[string]int{"refused": 422, "5xx": 503} {
+		t.Run(name, func(t *testing.T) {
+			r := newZeroTouchEnv(t)
+			r.createMinted("kept", nil)
+			r.mustOK(logical.UpdateOperation, "keys/kept/rotate", nil)
+			r.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/v2/gen-ai/openai/keys/", Status: status, Count: maxAttempts})
+			resp, err := r.request(logical.DeleteOperation, "keys/kept", nil)
+			var msg string
+			switch {
+			case err != nil:
+				msg = err.Error()
+			case resp != nil && resp.IsError():
+				msg = resp.Error().Error()
+			default:
+				t.Fatalf("the delete succeeded: %v", resp)
+			}
+			if !strings.Contains(msg, "was not deleted") {
+				t.Errorf("the error does not say the key was not deleted: %s", msg)
+			}
+			r.emu.ClearFaults()
+			if live, _ := r.accounts("kept"); len(live) != 2 {
+				t.Fatalf("service accounts deleted before the platform key: live %+v", live)
+			}
+			creds := r.mustOK(logical.ReadOperation, "creds/kept", nil).Data["api_key"]
+			if creds != r.openAISecret("kept") {
+				t.Fatal("creds/ serves a secret the platform key does not hold")
+			}
+			live, _ := r.accounts("kept")
+			if !slices.ContainsFunc(live, func(a emulator.OpenAIServiceAccountState) bool { return a.APIKey == creds }) {
+				t.Fatal("creds/ serves the key of a deleted service account")
+			}
+			rollbackNow(t, r.testEnv)
+			if live, _ := r.accounts("kept"); len(live) != 2 || len(r.listKeys()) != 1 {
+				t.Fatalf("after the rollback: accounts %+v, keys %v", live, r.listKeys())
+			}
+		})
 	}
 }
 

@@ -378,8 +378,9 @@ func (b *gradientBackend) pathKeyUpdate(ctx context.Context, req *logical.Reques
 	return b.withRotationState(keyResponse(&updated), &updated), nil
 }
 
-// pathKeyDelete deletes the platform key first and the Vault entry only after
-// that succeeded, so a failure never leaves a platform key Vault forgot.
+// pathKeyDelete deletes the platform key first, and a minted key's service
+// accounts and the Vault entry only after that succeeded, so a failure never
+// leaves a platform key Vault forgot nor kills the secret creds/ serves.
 // Deleting what is not there is a success, as everywhere in Vault.
 func (b *gradientBackend) pathKeyDelete(ctx context.Context, req *logical.Request, d *framework.FieldData, k *keyEntry) (*logical.Response, error) {
 	c, err := b.clients(ctx, req.Storage)
@@ -395,11 +396,6 @@ func (b *gradientBackend) pathKeyDelete(ctx context.Context, req *logical.Reques
 			k.Name, len(agents), describeAgents(agents), req.MountPoint, k.Name, k.Provider)
 	}
 
-	// A minted key's service accounts go first: once the entry is gone
-	// nothing records them. Deleting one twice is a 404, which counts.
-	if err := b.retireAccountsOnDelete(ctx, c, k, b.Logger().With("name", k.Name)); err != nil {
-		return nil, err
-	}
 	if err := b.deleteKeyEverywhere(ctx, req.Storage, c, k); err != nil {
 		return nil, err
 	}

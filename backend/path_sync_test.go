@@ -521,3 +521,36 @@ func TestSync_PersistentDriftCostsNoExtraCalls(t *testing.T) {
 		t.Fatalf("after another change: %d calls, want 2 pages and 1 confirmation", got)
 	}
 }
+
+// Drift repair's re-create takes the create's late-landing window: its first
+// call times out, the lookup finds nothing, the re-sent create succeeds, and
+// the first one lands later than two request timeouts after the start (the
+// re-create's old, shorter window) but inside the create's. The periodic
+// rollback removes it and keeps the key Vault stored.
+func TestSyncRepair_ReCreateThatLandsLateIsRemoved(t *testing.T) {
+	e := newTestEnv(t, map[string]any{"request_timeout": "2s"})
+	old := e.createManaged("late-repair", anthropicKey("lr-vault"))
+	e.deleteOutside(old)
+	e.sync()
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Mode: "late", Delay: 6500 * time.Millisecond})
+	stored := e.mustOK(logical.UpdateOperation, "keys/late-repair/sync", nil).Data["uuid"]
+	named := func() (n int) {
+		for _, k := range e.state().AnthropicKeys {
+			if k.Name == "late-repair" {
+				n++
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for named() < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if named() != 2 {
+		t.Fatal("setup: the late create never landed")
+	}
+	assertSettlesOnRollback(t, e)
+	if pk := e.platformKeyNamed(providerAnthropic, "late-repair"); pk == nil || pk.UUID != stored || named() != 1 {
+		t.Fatalf("after the rollback: platform %+v, stored uuid %v", e.state().AnthropicKeys, stored)
+	}
+}

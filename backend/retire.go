@@ -455,9 +455,11 @@ func (b *gradientBackend) retireAnthropic(ctx context.Context, c *clients, k *ke
 }
 
 // retireAccountsOnDelete deletes the service accounts of a minted key that
-// is being deleted, before the platform key and the entry: the one in use
-// and those waiting for retirement. Once the entry is gone nothing records
-// them, and they would leak.
+// is being deleted: the one in use and those waiting for retirement. It
+// runs once the platform key is gone (before that, the account in use is
+// what creds/ serves) and before the entry goes: once the entry is gone
+// nothing records them, and they would leak. Deleting one twice is a 404,
+// which counts.
 func (b *gradientBackend) retireAccountsOnDelete(ctx context.Context, c *clients, k *keyEntry, log hclog.Logger) error {
 	type account struct{ id, project string }
 	var accounts []account
@@ -471,7 +473,7 @@ func (b *gradientBackend) retireAccountsOnDelete(ctx context.Context, c *clients
 	}
 	for _, a := range accounts {
 		if err := c.admin.DeleteServiceAccount(ctx, a.project, a.id); err != nil && !errors.Is(err, errAdminNotFound) {
-			return fmt.Errorf("deleting service account %s of %q (the platform key and the entry are not deleted yet; delete again to finish): %w", a.id, k.Name, err)
+			return fmt.Errorf("the platform key is deleted, but deleting service account %s of %q failed; Vault keeps the entry, which records its accounts: delete again to finish (Vault's periodic rollback retries too): %w", a.id, k.Name, err)
 		}
 		log.Info("deleted the service account of a deleted key", "service_account_id", a.id)
 	}

@@ -222,19 +222,14 @@ func (b *gradientBackend) pushStoredKey(ctx context.Context, s logical.Storage, 
 // and stores the new uuid in the same entry: settings, version and rotation
 // state stay. It follows a lost answer the way a create does.
 func (b *gradientBackend) recreateKey(ctx context.Context, s logical.Storage, c *clients, k *keyEntry) (*keyEntry, platformKey, error) {
-	started := b.now().UTC()
-	w := &createWAL{
-		walHeader: walHeader{Provider: k.Provider, Created: started},
-		Name:      k.Name,
-		Started:   started,
-		Deadline:  started.Add(2 * c.config.RequestTimeout),
-	}
+	w := newCreateWAL(k.Provider, k.Name, b.now().UTC(), c.config.RequestTimeout)
 	r := createRequest{name: k.Name, provider: k.Provider, apiKey: k.APIKey}
 	recreated := *k
 	var pk platformKey
 	resent := false
 	err := b.makeChange(ctx, s, pendingChange{
 		entry:   w,
+		rewrite: true,
 		lingers: func() bool { return resent },
 		apply: func(ctx context.Context) (err error) {
 			pk, err = c.platform.CreateKey(ctx, k.Provider, k.Name, k.APIKey)

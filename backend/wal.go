@@ -95,6 +95,10 @@ type pendingChange struct {
 	// unchanged, when set, reports after a failed multi-step apply that
 	// its first call was refused outright, so nothing changed either.
 	unchanged func() bool
+	// rewrite marks an apply that records in its entry what the undo must
+	// know (the keys a create found and must never delete): an entry kept
+	// after a failed apply is written again with it.
+	rewrite bool
 	// lingers, when it reports true after a success, keeps the entry for
 	// the periodic rollback anyway: a create sent again after a lost answer
 	// succeeded, and the first one may still land.
@@ -122,6 +126,17 @@ func (b *gradientBackend) makeChange(ctx context.Context, s logical.Storage, c p
 		if (!c.multiStep && platformRefused(err)) || (c.unchanged != nil && c.unchanged()) {
 			b.deleteWAL(ctx, s, walID)
 			return err
+		}
+		if c.rewrite {
+			if werr := b.rewriteWAL(ctx, s, walID, c.entry); werr != nil {
+				// The stored entry lacks what the undo must spare: an
+				// undo from it could delete a key that is not this
+				// change's. Nothing is undone, and the entry goes.
+				b.deleteWAL(ctx, s, walID)
+				b.Logger().Error("could not record in the write-ahead log what a failed change must spare; its entry was dropped and a late change is left to an operator",
+					append([]any{"kind", c.entry.kind(), "wal_id", walID, "error", werr}, c.entry.describe()...)...)
+				return fmt.Errorf("%w; recording what the undo must spare failed (%v), so nothing was undone: if the platform applies the change late, finish it by hand", err, werr)
+			}
 		}
 		return fmt.Errorf("%w; %s", err, b.undoNow(ctx, s, walID, c.entry, true))
 	}
@@ -213,6 +228,28 @@ func (b *gradientBackend) lockForRollback(ctx context.Context, s logical.Storage
 		unlock()
 	}
 	return nil, fmt.Errorf("platform key %s moved between names while rollback took its locks; retrying on the next pass", uuid)
+}
+
+// rewriteWAL stores the entry walID again with what its apply learned. The
+// framework has no update: the stored envelope is rewritten under the same
+// id, so the entry keeps its age.
+func (b *gradientBackend) rewriteWAL(ctx context.Context, s logical.Storage, walID string, w walEntry) error {
+	stored, err := framework.GetWAL(ctx, s, walID)
+	if err == nil && stored == nil {
+		err = errors.New("the entry is gone")
+	}
+	if err != nil {
+		return fmt.Errorf("reading the write-ahead log entry: %w", err)
+	}
+	stored.Data = w
+	value, err := json.Marshal(stored)
+	if err == nil {
+		err = s.Put(ctx, &logical.StorageEntry{Key: framework.WALPrefix + walID, Value: value})
+	}
+	if err != nil {
+		return fmt.Errorf("writing the write-ahead log entry: %w", err)
+	}
+	return nil
 }
 
 // deleteWAL removes an entry whose change is settled. A failure is only

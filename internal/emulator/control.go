@@ -125,6 +125,18 @@ func (e *Emulator) ClearFaults() {
 	e.faults = nil
 }
 
+// PendingFaults is how many uses of injected faults are still queued: a
+// test waits for 0 to know that its request took its fault.
+func (e *Emulator) PendingFaults() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, f := range e.faults {
+		n += f.Count
+	}
+	return n
+}
+
 // Statuses returns how many platform answers had each HTTP status since the
 // last Reset; 0 counts requests that got none (dropped, or the client left).
 func (e *Emulator) Statuses() map[int]int {
