@@ -51,3 +51,41 @@ func TestCreds_LeaseCappedByTheMountAndFollowsConfig(t *testing.T) {
 		t.Errorf("creds lease after creds_ttl=2m: %d s, want 120 s", l.LeaseDuration)
 	}
 }
+
+// Deleting a leaked key and writing it again under the same name starts it
+// again at version 1: a lease of the deleted key is refused on renewal (so
+// Vault Agent reads the new key at once), and the README's
+// `vault lease revoke -prefix <mount>/creds/<name>` ends every lease of the
+// name.
+func TestCreds_LeaseOfADeletedAndRecreatedKeyDoesNotRenew(t *testing.T) {
+	f := sharedFixture(t)
+	name := uniqueName("leak")
+	creds := f.mount + "/creds/" + name
+	leaseOf := func() string {
+		t.Helper()
+		var l struct {
+			LeaseID string `json:"lease_id"`
+		}
+		out := f.v.vault(t, as(f.root).ok(), "read", "-format=json", creds).Stdout
+		if err := json.Unmarshal([]byte(out), &l); err != nil || l.LeaseID == "" {
+			t.Fatalf("decoding the lease: %v\n%s", err, out)
+		}
+		return l.LeaseID
+	}
+	f.writeKey(t, f.mount, name, "anthropic", newAnthropicKey())
+	leaked := leaseOf()
+	f.v.vault(t, as(f.root).ok(), "delete", f.mount+"/keys/"+name)
+	f.writeKey(t, f.mount, name, "anthropic", newAnthropicKey())
+	current := leaseOf()
+
+	r := f.v.vault(t, as(f.root), "lease", "renew", leaked)
+	assertCode(t, r, 400, "no longer the platform key this lease was issued for", "read "+creds+" again")
+	f.v.vault(t, as(f.root).ok(), "lease", "renew", current)
+
+	f.v.vault(t, as(f.root).ok(), "lease", "revoke", "-prefix", creds)
+	for _, id := range []string{leaked, current} {
+		if r := f.v.vault(t, as(f.root), "lease", "lookup", id); r.Code == 0 {
+			t.Errorf("lease %s survived revoke -prefix:\n%s", id, r)
+		}
+	}
+}

@@ -100,6 +100,10 @@ func TestHostileInput(t *testing.T) {
 			body: obj("next_api_key", map[string]string{"key": newAnthropicKey()}), status: 400, want: []string{"next_api_key must be a string"}},
 		"token as a list holding a token": {method: "PUT", path: "config",
 			body: obj("token", []string{mustNotLeak("do-token-" + randomString(alnum, 32))}), status: 400, want: []string{"token must be a string"}},
+		"openai_admin_key as a list holding a key": {method: "PUT", path: "config",
+			body: obj("openai_admin_key", []string{mustNotLeak("sk-admin-" + randomString(alnum, 40))}), status: 400, want: []string{"openai_admin_key must be a string"}},
+		"anthropic_admin_key as an object holding a key": {method: "PUT", path: "config",
+			body: obj("anthropic_admin_key", map[string]string{"key": mustNotLeak("sk-ant-admin01-" + randomString(alnum, 40))}), status: 400, want: []string{"anthropic_admin_key must be a string"}},
 		"to as a list": {method: "PUT", path: "keys/" + existing + "/reassign",
 			body: obj("to", []string{other}), status: 400, want: []string{"to"}},
 		"request_timeout as a word": {method: "PUT", path: "config",
@@ -214,6 +218,9 @@ func TestHostileInput(t *testing.T) {
 		"a..b":                   {args: []string{"write", mount + "/keys/a..b", "provider=anthropic", "api_key=" + good()}, want: []string{`contains ".."`}},
 		"rename to a key":        {args: []string{"write", mount + "/rename/" + existing, "new_name=" + keyInName}, want: []string{"new_name: invalid key name"}},
 		"force=maybe":            {args: []string{"delete", mount + "/keys/" + existing, "force=maybe"}, want: []string{"force"}},
+		// A JSON body on stdin, as a script would send it.
+		"openai_admin_key as a list (stdin JSON)": {stdin: obj("openai_admin_key", []string{mustNotLeak("sk-admin-" + randomString(alnum, 40))}),
+			args: []string{"write", mount + "/config", "-"}, want: []string{"openai_admin_key must be a string"}},
 	}
 	for label, c := range cli {
 		t.Run("cli "+label, func(t *testing.T) {

@@ -6,8 +6,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 )
 
 // token creates a token holding policies, recorded as a secret.
@@ -37,6 +41,27 @@ func (f *fixture) writePolicies(t testing.TB) {
 	for _, p := range examplePolicies {
 		f.v.vault(t, as(f.root).ok(), "policy", "write", p, filepath.Join(policyDir, p+".hcl"))
 	}
+}
+
+// enableMinting gives the shared mount an OpenAI admin key, for this test
+// only, and the emulator's OpenAI organization the projects (kept: the
+// emulator is shared and never reset). Every key minted counts as a secret.
+func (f *fixture) enableMinting(t testing.TB, projects ...string) {
+	t.Helper()
+	for _, id := range projects {
+		if !slices.ContainsFunc(f.emu.ProviderState().OpenAIProjects, func(p emulator.OpenAIProjectState) bool { return p.ID == id }) {
+			f.emu.AddOpenAIProject(id, id)
+		}
+	}
+	admin := mustNotLeak("sk-admin-" + randomString(alnum, 40))
+	f.emu.AddAdminKey(emulator.ProviderOpenAI, admin)
+	f.v.vault(t, as(f.root).withStdin(admin).ok(), "write", f.mount+"/config", "openai_admin_key=-")
+	t.Cleanup(func() {
+		f.v.vault(t, as(f.root).ok(), "write", f.mount+"/config", "openai_admin_key=")
+		for _, a := range f.emu.ProviderState().OpenAIServiceAccounts {
+			mustNotLeak(a.APIKey)
+		}
+	})
 }
 
 // TestTeamPolicies: with the example policies, what each token may do
@@ -151,6 +176,50 @@ func TestTeamPolicies(t *testing.T) {
 		}
 		if pk := f.emu.key("anthropic", b1UUID); pk == nil || pk.Name != b1 || pk.Secret != b1Key {
 			t.Errorf("team B's platform key changed: %+v", pk)
+		}
+	})
+
+	// The shipped policies pin openai_project_id to the team's placeholder
+	// project ids, which the emulator's OpenAI organization gets here.
+	t.Run("A mints only in its own OpenAI project", func(t *testing.T) {
+		f.enableMinting(t, "proj_team_a", "proj_team_b")
+		gpt := uniqueName("team-a-gpt")
+		f.v.vault(t, as(teamA).ok(), "write", keys+gpt, "provider=openai", "source=openai-service-account", "openai_project_id=proj_team_a")
+		t.Cleanup(func() { f.v.vault(t, as(teamA).ok(), "delete", keys+gpt) })
+		if d := f.v.readData(t, teamA, keys+gpt); str(d, "openai_project_id") != "proj_team_a" || str(d, "service_account_id") == "" {
+			t.Fatalf("team A's minted key: %v", d)
+		}
+
+		before, accounts := f.snapshot(t, f.mount, f.emu), f.emu.ProviderState().OpenAIServiceAccounts
+		assertDenied(t, f.v.vault(t, as(teamA), "write", keys+uniqueName("team-a-steal"), "provider=openai",
+			"source=openai-service-account", "openai_project_id=proj_team_b"))
+		assertDenied(t, f.v.vault(t, as(teamA), "write", keys+gpt, "openai_project_id=proj_team_b"))
+		f.assertUnchanged(t, before, f.mount, f.emu)
+		if after := f.emu.ProviderState().OpenAIServiceAccounts; !reflect.DeepEqual(after, accounts) {
+			t.Errorf("service accounts changed:\nbefore %+v\nafter  %+v", accounts, after)
+		}
+		if d := f.v.readData(t, teamA, keys+gpt); str(d, "openai_project_id") != "proj_team_a" {
+			t.Errorf("team A's key moved project: %v", d)
+		}
+	})
+
+	// A key someone made in the control panel, which Vault does not
+	// manage: the team policies deny uuid, operators adopt.
+	t.Run("A cannot adopt a platform key Vault does not manage", func(t *testing.T) {
+		panelName, panelSecret := uniqueName("panel-made"), newAnthropicKey()
+		panelUUID := f.emu.createPlatformKey(t, "anthropic", panelName, panelSecret)
+		before := f.snapshot(t, f.mount, f.emu)
+		assertDenied(t, f.v.vault(t, as(teamA), "write", keys+uniqueName("team-a-adopt"), "provider=anthropic",
+			"api_key="+newAnthropicKey(), "uuid="+panelUUID))
+		f.assertUnchanged(t, before, f.mount, f.emu)
+		if pk := f.emu.key("anthropic", panelUUID); pk == nil || pk.Name != panelName || pk.Secret != panelSecret {
+			t.Errorf("the panel-made key changed: %+v", pk)
+		}
+
+		adopted, adoptedKey := uniqueName("team-a-adopted"), newAnthropicKey()
+		f.v.vault(t, as(admin).ok(), "write", keys+adopted, "provider=anthropic", "api_key="+adoptedKey, "uuid="+panelUUID)
+		if d := f.v.readData(t, teamA, keys+adopted); str(d, "uuid") != panelUUID {
+			t.Errorf("the operator's adoption: %v", d)
 		}
 	})
 

@@ -81,6 +81,10 @@ type gradientBackend struct {
 	retirements *retirementPlan
 	// syncer runs the periodic sync (sync.go).
 	syncer *syncScheduler
+
+	// secretFields are the fields refused unless they are strings
+	// (secret_fields.go), derived from the paths' schemas.
+	secretFields []string
 }
 
 // clients is what a handler needs to reach the outside world, built from
@@ -157,6 +161,7 @@ func newBackend() *gradientBackend {
 		WALRollback:       b.walRollback,
 		WALRollbackMinAge: walRollbackMinAge,
 	}
+	b.secretFields = sensitiveFields(b.Paths)
 	return b
 }
 

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -45,7 +46,7 @@ func TestBackend_MutationsForward(t *testing.T) {
 }
 
 // Every path documents itself, every operation has an id-forming verb and a
-// summary, and every secret field is marked sensitive.
+// summary (secret fields: TestBackend_SecretFieldsAreSensitive).
 func TestBackend_HelpAndOpenAPIMetadata(t *testing.T) {
 	b := newBackend()
 	for _, p := range b.Paths {
@@ -64,11 +65,71 @@ func TestBackend_HelpAndOpenAPIMetadata(t *testing.T) {
 				t.Errorf("%s %s declares no response", op, p.Pattern)
 			}
 		}
+	}
+}
+
+// carriesSecret is the rule for a field that holds a secret: a string
+// whose name has a secret noun as one of its words (api_key,
+// openai_admin_key, token, a future client_secret), unless its last word
+// says it only describes one (key_hint, a project_id). Booleans such as
+// token_set and lists such as keys are not strings.
+func carriesSecret(name string, f *framework.FieldSchema) bool {
+	if f.Type != framework.TypeString {
+		return false
+	}
+	words := strings.Split(name, "_")
+	if slices.Contains([]string{"hint", "hints", "id", "ids", "uuid", "name", "url", "at"}, words[len(words)-1]) {
+		return false
+	}
+	return slices.ContainsFunc(words, func(w string) bool {
+		return slices.Contains([]string{"key", "token", "secret", "password", "passphrase", "credential"}, w)
+	})
+}
+
+// Every field that carries a secret, in a request or a response, is marked
+// Sensitive: UIs and OpenAPI hide it, and the non-string guard
+// (secret_fields.go), which is derived from the marking, refuses it without
+// quoting it. A secret field added later without the mark fails here.
+func TestBackend_SecretFieldsAreSensitive(t *testing.T) {
+	b := newBackend()
+	check := func(where, name string, f *framework.FieldSchema) {
+		if carriesSecret(name, f) && (f.DisplayAttrs == nil || !f.DisplayAttrs.Sensitive) {
+			t.Errorf("%s: field %s carries a secret and is not marked Sensitive", where, name)
+		}
+	}
+	for _, p := range b.Paths {
 		for name, f := range p.Fields {
-			if (name == "api_key" || name == "token") && (f.DisplayAttrs == nil || !f.DisplayAttrs.Sensitive) {
-				t.Errorf("%s field %s is not marked sensitive", p.Pattern, name)
+			check(p.Pattern, name, f)
+		}
+		for op, h := range p.Operations {
+			for _, responses := range h.Properties().Responses {
+				for _, r := range responses {
+					for name, f := range r.Fields {
+						check(fmt.Sprintf("%s %s response", op, p.Pattern), name, f)
+					}
+				}
 			}
 		}
+	}
+	// The guard covers exactly the marked request fields, among them
+	// every secret field there is today.
+	for _, name := range []string{"api_key", "next_api_key", "token", "openai_admin_key", "anthropic_admin_key"} {
+		if !slices.Contains(b.secretFields, name) {
+			t.Errorf("the non-string guard does not cover %s: %v", name, b.secretFields)
+		}
+	}
+	// The rule itself, on names that must and must not count.
+	str := &framework.FieldSchema{Type: framework.TypeString}
+	for name, want := range map[string]bool{
+		"api_key": true, "next_api_key": true, "openai_admin_key": true, "token": true, "client_secret": true,
+		"key_hint": false, "next_key_hint": false, "openai_project_id": false, "description": false,
+	} {
+		if carriesSecret(name, str) != want {
+			t.Errorf("carriesSecret(%q) = %v, want %v", name, !want, want)
+		}
+	}
+	if carriesSecret("token_set", &framework.FieldSchema{Type: framework.TypeBool}) {
+		t.Error("a boolean counts as a secret")
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,6 +60,29 @@ var (
 		Description: "Retire the replaced key at its provider after grace_period: always on for minted keys; for Anthropic keys it needs config's anthropic_admin_key. Default false.",
 	}
 )
+
+// parseOpenAIProjectIDs checks config's openai_project_ids: each one a
+// project id, duplicates and empty items dropped ("" clears the list).
+func parseOpenAIProjectIDs(raw []string) ([]string, error) {
+	var ids []string
+	for _, id := range raw {
+		id = strings.TrimSpace(id)
+		switch {
+		case id == "" || slices.Contains(ids, id):
+			continue
+		case len(id) > maxOpenAIProjectIDLength || !openAIProjectIDPattern.MatchString(id):
+			return nil, callerErrorf("openai_project_ids must be a comma-separated list of project ids, each %s", openAIProjectIDRuleForUsers)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// allowsOpenAIProject reports whether keys may mint into project: config's
+// openai_project_ids lists it, or lists nothing.
+func (c *gradientConfig) allowsOpenAIProject(project string) bool {
+	return len(c.OpenAIProjectIDs) == 0 || slices.Contains(c.OpenAIProjectIDs, project)
+}
 
 // mints reports whether the plugin mints the key's next secrets.
 func (k *keyEntry) mints() bool { return k.Source == sourceOpenAIServiceAccount }
@@ -171,6 +195,12 @@ func (w zeroTouchWrite) check(ctx context.Context, c *clients, k *keyEntry) erro
 		case c.config.AnthropicAdminKey == "":
 			return callerErrorf("retire_previous needs an Anthropic admin key: write anthropic_admin_key to config first")
 		}
+	}
+	// A project named now, or the one a key now switching to minting
+	// names, must be one config allows: otherwise any holder of write on
+	// a key could mint into every project the admin key reaches.
+	if p := k.OpenAIProjectID; p != "" && (w.projectID != nil || (w.source != nil && k.mints())) && !c.config.allowsOpenAIProject(p) {
+		return callerErrorf("openai_project_id %q is not in config's openai_project_ids, the OpenAI projects this mount may mint into: use one of them, or ask an operator to add the project there", p)
 	}
 	if k.mints() && (w.projectID != nil || w.source != nil) {
 		err := c.admin.GetProject(ctx, k.OpenAIProjectID)
@@ -345,6 +375,11 @@ func (b *gradientBackend) mintNext(ctx context.Context, s logical.Storage, k *ke
 	}
 	if c.config.OpenAIAdminKey == "" {
 		return callerErrorf("key %q mints its secrets but config has no openai_admin_key: write one to config", k.Name)
+	}
+	// The list may have narrowed since the key was written: a mint into a
+	// project it no longer lists is refused, and the current key stays.
+	if !c.config.allowsOpenAIProject(k.OpenAIProjectID) {
+		return callerErrorf("key %q mints into OpenAI project %q, which config's openai_project_ids no longer lists: nothing was minted and the current key stays; set the key's openai_project_id to a listed project, or ask an operator to add the project to openai_project_ids", k.Name, k.OpenAIProjectID)
 	}
 	w := &mintWAL{
 		walHeader: walHeader{Provider: providerOpenAI, Created: b.now().UTC()},

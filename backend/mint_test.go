@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -385,4 +386,72 @@ func TestMint_RefusedCreateDeletesTheFirstAccount(t *testing.T) {
 		t.Fatal("a refused create stored something")
 	}
 	assertSettlesOnRollback(t, r.testEnv)
+}
+
+// Config's openai_project_ids bounds where keys mint (issue 16, item 1):
+// a key naming another project is a 400 naming the field and the config
+// list, and changes nothing; narrowing the list later stops the mints of a
+// key whose project it no longer lists, on request and on schedule, and the
+// current key stays. Empty, any project the admin key reaches is allowed.
+func TestMint_ProjectsLimitedByConfig(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	r.emu.AddOpenAIProject("proj_team_a", "team A")
+	r.emu.AddOpenAIProject("proj_team_b", "team B")
+	r.mustBadRequest(logical.UpdateOperation, "config", map[string]any{"openai_project_ids": "proj_team_a,proj/../x"}, "openai_project_ids must be")
+	r.mustOK(logical.UpdateOperation, "config", map[string]any{"openai_project_ids": " proj_team_a , proj_team_a,"})
+	if got := r.mustOK(logical.ReadOperation, "config", nil).Data["openai_project_ids"]; !reflect.DeepEqual(got, []string{"proj_team_a"}) {
+		t.Fatalf("openai_project_ids = %#v", got)
+	}
+	r.mustOK(logical.CreateOperation, "keys/staged", map[string]any{"provider": "openai", "api_key": openAIKey("proj1")})
+
+	before := r.state()
+	refused := map[string]struct {
+		op   logical.Operation
+		path string
+		data map[string]any
+	}{
+		"create minting in team B's project": {logical.CreateOperation, "keys/team-a-x", map[string]any{"provider": "openai", "source": "openai-service-account", "openai_project_id": "proj_team_b"}},
+		"switch a key to minting there":      {logical.UpdateOperation, "keys/staged", map[string]any{"source": "openai-service-account", "openai_project_id": "proj_team_b"}},
+		"name the project on a staged key":   {logical.UpdateOperation, "keys/staged", map[string]any{"openai_project_id": "proj_team_b"}},
+	}
+	for label, c := range refused {
+		t.Run(label, func(t *testing.T) {
+			r.mustBadRequest(c.op, c.path, c.data, `openai_project_id "proj_team_b" is not in config's openai_project_ids`)
+		})
+	}
+	if !reflect.DeepEqual(r.state(), before) || len(r.emu.ProviderState().OpenAIServiceAccounts) != 0 {
+		t.Fatal("a refused write changed the platform or minted an account")
+	}
+	if got := r.read("staged"); got["source"] != sourceStaged || got["openai_project_id"] != "" {
+		t.Fatalf("the refused update changed the key: %v", got)
+	}
+	if names := r.listKeys(); !reflect.DeepEqual(names, []string{"staged"}) {
+		t.Fatalf("keys: %v", names)
+	}
+
+	// The team's own project works.
+	r.mustOK(logical.CreateOperation, "keys/team-a-x", map[string]any{"provider": "openai", "source": "openai-service-account", "openai_project_id": "proj_team_a", "rotation_period": "1h"})
+	first := r.openAISecret("team-a-x")
+
+	// The list narrows: the next mint is refused, on request and on
+	// schedule; nothing is minted and the current key stays.
+	r.mustOK(logical.UpdateOperation, "config", map[string]any{"openai_project_ids": emulator.DefaultOpenAIProjectID})
+	r.mustBadRequest(logical.UpdateOperation, "keys/team-a-x/rotate", nil, `mints into OpenAI project "proj_team_a", which config's openai_project_ids no longer lists`)
+	r.tickAt(t0.Add(time.Hour))
+	r.assertVersion("team-a-x", 1)
+	if got := r.read("team-a-x"); got["rotation_status"] != rotationFailed || !strings.Contains(got["rotation_error"].(string), "no longer lists") {
+		t.Fatalf("after the scheduled rotation: %v", got)
+	}
+	if live, _ := r.accounts("team-a-x"); len(live) != 1 || r.openAISecret("team-a-x") != first {
+		t.Fatalf("a refused mint changed something: %+v", live)
+	}
+	assertNoWAL(t, r.testEnv)
+
+	// Cleared, any project is allowed again.
+	r.mustOK(logical.UpdateOperation, "config", map[string]any{"openai_project_ids": ""})
+	if got := r.mustOK(logical.ReadOperation, "config", nil).Data["openai_project_ids"]; !reflect.DeepEqual(got, []string{}) {
+		t.Fatalf("openai_project_ids after clearing = %#v", got)
+	}
+	r.mustOK(logical.UpdateOperation, "keys/team-a-x/rotate", nil)
+	r.assertVersion("team-a-x", 2)
 }

@@ -49,6 +49,9 @@ type gradientConfig struct {
 	// retire.go): secrets, sealed with the token and never returned.
 	OpenAIAdminKey    string `json:"openai_admin_key,omitempty"`
 	AnthropicAdminKey string `json:"anthropic_admin_key,omitempty"`
+	// OpenAIProjectIDs are the only projects keys may mint into (mint.go);
+	// empty: any project the admin key reaches.
+	OpenAIProjectIDs []string `json:"openai_project_ids,omitempty"`
 	// SyncInterval is how often the active node compares the platform's
 	// keys with the mount (sync.go); 0 turns it off, nil (configs written
 	// before it existed) means the default.
@@ -125,6 +128,10 @@ func pathConfig(b *gradientBackend) *framework.Path {
 			},
 			"openai_admin_key":    openAIAdminKeyField,
 			"anthropic_admin_key": anthropicAdminKeyField,
+			"openai_project_ids": {
+				Type:        framework.TypeCommaStringSlice,
+				Description: `The only OpenAI projects that keys with source=openai-service-account may mint into (project ids, comma-separated). Checked when a key names its openai_project_id and again at every mint. Empty (the default, or "" to clear): any project openai_admin_key reaches.`,
+			},
 			"sync_interval": {
 				Type:        framework.TypeDurationSecond,
 				Description: "How often the active node compares the platform's keys with the mount to find drift; 0 turns the periodic sync off (sync still runs on request).",
@@ -173,6 +180,7 @@ var configResponseFields = map[string]*framework.FieldSchema{
 	"openai_admin_key_set":       {Type: framework.TypeBool, Description: "Whether an OpenAI admin key is stored (minting and retiring service-account keys).", Required: true},
 	"anthropic_admin_key_set":    {Type: framework.TypeBool, Description: "Whether an Anthropic admin key is stored (retiring replaced keys).", Required: true},
 	"sync_interval":              {Type: framework.TypeDurationSecond, Description: "Seconds between periodic syncs; 0 when off.", Required: true},
+	"openai_project_ids":         {Type: framework.TypeCommaStringSlice, Description: "The only OpenAI projects keys may mint into; empty when any project is allowed.", Required: true},
 }
 
 func (b *gradientBackend) configExists(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
@@ -200,6 +208,7 @@ func (b *gradientBackend) pathConfigRead(ctx context.Context, req *logical.Reque
 		"openai_admin_key_set":       cfg.OpenAIAdminKey != "",
 		"anthropic_admin_key_set":    cfg.AnthropicAdminKey != "",
 		"sync_interval":              int64(cfg.syncInterval().Seconds()),
+		"openai_project_ids":         append([]string{}, cfg.OpenAIProjectIDs...),
 	}}, nil
 }
 
@@ -323,6 +332,13 @@ func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfi
 	if err := mergeAdminKeys(cfg, d); err != nil {
 		return nil, err
 	}
+	if v, ok := d.GetOk("openai_project_ids"); ok {
+		ids, err := parseOpenAIProjectIDs(v.([]string))
+		if err != nil {
+			return nil, err
+		}
+		cfg.OpenAIProjectIDs = ids
+	}
 	return cfg, nil
 }
 
@@ -406,7 +422,9 @@ active node compares the platform's keys with the mount (see sync).
 openai_admin_key (sk-admin-...) and anthropic_admin_key (sk-ant-admin...)
 enable zero-touch rotation: minting OpenAI service-account keys and retiring
 replaced keys. Each one written is checked with one admin read; neither is
-ever returned (reads show openai_admin_key_set and anthropic_admin_key_set).`
+ever returned (reads show openai_admin_key_set and anthropic_admin_key_set).
+openai_project_ids, when set, are the only OpenAI projects keys may mint
+into; empty, any project the admin key reaches.`
 
 // credsTTL is the configured creds lease bound, or the default.
 func (c *gradientConfig) credsTTL() time.Duration {

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"maps"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -1096,5 +1097,50 @@ func TestCreds_RenewOfADeletedKeyFails(t *testing.T) {
 	}
 	if resp := r.lease(logical.RevokeOperation, creds.Secret); resp != nil && resp.IsError() {
 		t.Fatalf("revoke of a deleted key: %v", resp.Error())
+	}
+}
+
+// Deleting a key and making it again under the same name (the usual answer
+// to a leak) starts again at version 1: a lease of the deleted key must not
+// renew against the new one. Leases carry the platform key's uuid; a lease
+// issued before they did is refused when the key was created after it.
+func TestCreds_RenewAfterDeleteAndRecreateFails(t *testing.T) {
+	r := newRotationEnv(t, nil)
+	r.createKey("leased", anthropicKey("leaked"), nil)
+	old := r.mustOK(logical.ReadOperation, "creds/leased", nil)
+	r.mustOK(logical.DeleteOperation, "keys/leased", nil)
+	r.createKey("leased", anthropicKey("fresh"), nil)
+	fresh := r.mustOK(logical.ReadOperation, "creds/leased", nil)
+	if old.Data["version"] != 1 || fresh.Data["version"] != 1 || old.Data["uuid"] == fresh.Data["uuid"] {
+		t.Fatalf("setup: old %v, fresh %v", old.Data, fresh.Data)
+	}
+
+	resp := r.lease(logical.RenewOperation, old.Secret)
+	if !resp.IsError() || !strings.Contains(resp.Error().Error(), "no longer the platform key this lease was issued for") ||
+		!strings.Contains(resp.Error().Error(), "read gradient/creds/leased again") {
+		t.Fatalf("renew of the deleted key's lease: %#v", resp)
+	}
+	if resp := r.lease(logical.RenewOperation, fresh.Secret); resp.IsError() {
+		t.Fatalf("renew of the new key's lease: %v", resp.Error())
+	}
+
+	// Leases issued before leases carried the uuid: judged by the time the
+	// current key was created on the platform.
+	k, err := getKey(context.Background(), r.storage, "leased")
+	if err != nil || k == nil {
+		t.Fatalf("stored key: %v", err)
+	}
+	legacy := func(issued time.Time) *logical.Secret {
+		s := *fresh.Secret
+		s.InternalData = maps.Clone(s.InternalData)
+		delete(s.InternalData, "uuid")
+		s.IssueTime = issued
+		return &s
+	}
+	if resp := r.lease(logical.RenewOperation, legacy(k.CreatedAt.Add(-time.Minute))); !resp.IsError() || !strings.Contains(resp.Error().Error(), "read gradient/creds/leased again") {
+		t.Fatalf("renew of an old lease issued before the key was made: %#v", resp)
+	}
+	if resp := r.lease(logical.RenewOperation, legacy(k.CreatedAt.Add(time.Minute))); resp.IsError() {
+		t.Fatalf("renew of an old lease issued after the key was made: %v", resp.Error())
 	}
 }

@@ -45,7 +45,8 @@ func secretCreds(b *gradientBackend) *framework.Secret {
 }
 
 // leasedCreds answers a creds read: the key, what a static-credential
-// consumer needs to follow rotation, and a lease bound to the version.
+// consumer needs to follow rotation, and a lease bound to the platform key
+// (its uuid) and the version.
 func (b *gradientBackend) leasedCreds(ctx context.Context, req *logical.Request, k *keyEntry) (*logical.Response, error) {
 	ttl, err := b.credsLeaseTTL(ctx, req.Storage, k)
 	if err != nil {
@@ -74,6 +75,10 @@ func (b *gradientBackend) leasedCreds(ctx context.Context, req *logical.Request,
 	resp := b.Secret(secretTypeAPIKey).Response(data, map[string]any{
 		"name":    k.Name,
 		"version": k.Version,
+		// The name and version alone do not tell one key from another
+		// made under the same name: delete and create again (the usual
+		// answer to a leak) starts again at version 1.
+		"uuid": k.UUID,
 	})
 	resp.Secret.TTL = ttl
 	return resp, nil
@@ -110,8 +115,8 @@ func (b *gradientBackend) credsLeaseTTL(ctx context.Context, s logical.Storage, 
 	return max(ttl, minLeaseTTL), nil
 }
 
-// credsRenew extends a lease while the key still has the version the lease
-// was issued for.
+// credsRenew extends a lease while the name still holds the platform key
+// the lease was issued for, at the same version.
 func (b *gradientBackend) credsRenew(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	name, version, err := leaseKey(req.Secret)
 	if err != nil {
@@ -123,6 +128,12 @@ func (b *gradientBackend) credsRenew(ctx context.Context, req *logical.Request, 
 	}
 	if k == nil {
 		return nil, callerErrorf("key %q no longer exists; this lease cannot be renewed", name)
+	}
+	// Checked before the version: a key made again under the name starts
+	// at version 1 and would pass for the deleted one.
+	if !leaseHoldsKey(req.Secret, k) {
+		return nil, callerErrorf("key %q is no longer the platform key this lease was issued for (it was deleted and made again, or re-created by a drift repair): read %screds/%s again for the current key",
+			name, req.MountPoint, name)
 	}
 	if k.Version != version {
 		return logical.ErrorResponse("key %q was rotated (this lease holds version %d, the current version is %d): read %screds/%s again for the current key",
@@ -141,6 +152,19 @@ func (b *gradientBackend) credsRenew(ctx context.Context, req *logical.Request, 
 // platform's agents: revoking one holder's lease changes nothing anywhere.
 func (b *gradientBackend) credsRevoke(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
 	return nil, nil
+}
+
+// leaseHoldsKey reports whether the lease was issued for the platform key k
+// holds now. A lease issued before leases carried the uuid is checked by
+// time instead: it cannot hold the current key if that key was created on
+// the platform after the lease was issued. (The two clocks differ a little;
+// a key made again within that difference of an old lease's issue is not
+// caught, and a wrong refusal only makes the holder read again.)
+func leaseHoldsKey(secret *logical.Secret, k *keyEntry) bool {
+	if uuid, _ := secret.InternalData["uuid"].(string); uuid != "" {
+		return uuid == k.UUID
+	}
+	return secret.IssueTime.IsZero() || !k.CreatedAt.After(secret.IssueTime)
 }
 
 // leaseKey reads the name and version a lease was issued for. Vault stores

@@ -3,13 +3,29 @@ package backend
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/errutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// secretFields are the fields that carry a secret, on any path.
-var secretFields = []string{"api_key", "next_api_key", "token"}
+// sensitiveFields are the request fields of paths that carry a secret: every
+// field whose schema is marked Sensitive, on any path, sorted. Derived from
+// the schemas, so that a secret field added later is guarded as soon as it
+// is marked (TestBackend_SecretFieldsAreSensitive checks the marking).
+func sensitiveFields(paths []*framework.Path) []string {
+	set := map[string]bool{}
+	for _, p := range paths {
+		for name, f := range p.Fields {
+			if f.DisplayAttrs != nil && f.DisplayAttrs.Sensitive {
+				set[name] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
+}
 
 // HandleRequest and HandleExistenceCheck refuse a secret field whose value is
 // not a string before the framework converts the fields: the framework's
@@ -19,14 +35,14 @@ var secretFields = []string{"api_key", "next_api_key", "token"}
 // plain text. Vault runs the existence check first on every write to a path
 // that has one, so both need the guard.
 func (b *gradientBackend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
-	if msg := nonStringSecret(req); msg != "" {
+	if msg := b.nonStringSecret(req); msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
 	return b.Backend.HandleRequest(ctx, req)
 }
 
 func (b *gradientBackend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (checkFound, exists bool, err error) {
-	if msg := nonStringSecret(req); msg != "" {
+	if msg := b.nonStringSecret(req); msg != "" {
 		return false, false, errutil.UserError{Err: msg}
 	}
 	return b.Backend.HandleExistenceCheck(ctx, req)
@@ -34,11 +50,11 @@ func (b *gradientBackend) HandleExistenceCheck(ctx context.Context, req *logical
 
 // nonStringSecret says which secret field of the request is not a string,
 // without its value; "" when none.
-func nonStringSecret(req *logical.Request) string {
+func (b *gradientBackend) nonStringSecret(req *logical.Request) string {
 	if req == nil {
 		return ""
 	}
-	for _, field := range secretFields {
+	for _, field := range b.secretFields {
 		if v, ok := req.Data[field]; ok && v != nil {
 			if _, isString := v.(string); !isString {
 				return fmt.Sprintf("%s must be a string (the value is not shown: it may be a secret)", field)

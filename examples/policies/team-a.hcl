@@ -5,19 +5,29 @@
 # Vault uses only the most specific rule that matches a path, and the glob
 # below also matches gradient/keys/team-a-<name>/reassign and /agents (a
 # separate "gradient/keys/+/reassign" rule would lose to it, because its first
-# wildcard comes earlier). So the restriction on reassign's "to" sits on this
-# rule: every parameter is allowed ("*") except "to", which must name one of
-# the team's own keys. Agents can therefore only be moved between team-a keys.
-# (Vault matches a value such as "team-a-x,other" against the glob as a
-# whole and lets it pass; the plugin refuses any "to" that is not one key name.)
-# Adopting a platform key with uuid= is allowed; the plugin refuses a uuid
-# that another name of the mount already manages. To leave adoption to
-# operators, add: denied_parameters = { "uuid" = [] }
+# wildcard comes earlier). So the parameter rules sit on this rule: every
+# parameter is allowed ("*") except these three.
+# - "to" must name one of the team's own keys: agents can only be moved
+#   between team-a keys. (Vault matches a value such as "team-a-x,other"
+#   against the glob as a whole and lets it pass; the plugin refuses any
+#   "to" that is not one key name.)
+# - "openai_project_id" must be one of the team's own OpenAI projects: the
+#   plugin mints the team's service-account keys only there. proj_team_a is
+#   a placeholder: replace it with the ids of team A's projects (proj_...,
+#   in each project's settings at platform.openai.com), one string each.
+# - "uuid" is denied: adopting a platform key that Vault does not manage yet
+#   replaces its secret and hands its agents to whoever adopts it, and nothing
+#   on the platform says which team it belongs to. Operators adopt
+#   (gradient-admin.hcl).
 path "gradient/keys/team-a-*" {
   capabilities = ["create", "read", "update", "delete"]
   allowed_parameters = {
-    "*"  = []
-    "to" = ["team-a-*"]
+    "*"                 = []
+    "to"                = ["team-a-*"]
+    "openai_project_id" = ["proj_team_a"]
+  }
+  denied_parameters = {
+    "uuid" = []
   }
 }
 
