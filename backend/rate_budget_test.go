@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 )
 
 // admitted runs n requests through the budget on a simulated clock, each as
@@ -60,23 +62,44 @@ func TestRateBudget_NeverExceedsTheLimitInAnyWindow(t *testing.T) {
 	}
 }
 
-// A 429's retry-after and a window with nothing remaining hold every
-// request back until the platform is ready again.
+// The budget follows the platform's headers as DigitalOcean documents them:
+// a burst 429 (remaining 0 with retry-after, though the hour is not spent)
+// holds requests back for retry-after only; a 429 without retry-after and
+// nothing remaining, or a success with nothing remaining, means the hour is
+// spent, and requests wait for the reset.
 func TestRateBudget_FollowsThePlatformsHeaders(t *testing.T) {
-	b := newRateBudget(6_000_000, 360_000_000)
-	now := time.Now()
-	b.now = func() time.Time { return now }
-	resp := &http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{}}
-	resp.Header.Set("Retry-After", "30")
-	resp.Header.Set("Ratelimit-Limit", "250")
-	resp.Header.Set("Ratelimit-Remaining", "0")
-	resp.Header.Set("Ratelimit-Reset", strconv.FormatInt(now.Add(45*time.Second).Unix(), 10))
-	b.observe(resp)
-	if delay, _ := b.reserve(now); delay < 44*time.Second {
-		t.Fatalf("after a 429 with nothing remaining until reset, the next request may go in %v", delay)
+	answer := func(now time.Time, status int, remaining, retryAfter string) *http.Response {
+		resp := &http.Response{StatusCode: status, Header: http.Header{}}
+		resp.Header.Set("Ratelimit-Limit", "5000")
+		resp.Header.Set("Ratelimit-Remaining", remaining)
+		resp.Header.Set("Ratelimit-Reset", strconv.FormatInt(now.Add(45*time.Minute).Unix(), 10))
+		if retryAfter != "" {
+			resp.Header.Set("Retry-After", retryAfter)
+		}
+		return resp
 	}
-	if seen := b.lastSeen(); seen.Limit != 250 || seen.Remaining != 0 {
-		t.Fatalf("last seen = %+v", seen)
+	for name, tc := range map[string]struct {
+		status           int
+		remaining, retry string
+		atLeast, atMost  time.Duration
+	}{
+		"burst 429":                     {http.StatusTooManyRequests, "0", "29", 28 * time.Second, 30 * time.Second},
+		"hourly 429":                    {http.StatusTooManyRequests, "0", "", 44 * time.Minute, 46 * time.Minute},
+		"success taking the last place": {http.StatusOK, "0", "", 44 * time.Minute, 46 * time.Minute},
+		"success with room":             {http.StatusOK, "4000", "", 0, 0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := newRateBudget(6_000_000, 360_000_000)
+			now := time.Now()
+			b.now = func() time.Time { return now }
+			b.observe(answer(now, tc.status, tc.remaining, tc.retry))
+			if delay, _ := b.reserve(now); delay < tc.atLeast || delay > tc.atMost {
+				t.Fatalf("the next request may go in %v; want %v to %v", delay, tc.atLeast, tc.atMost)
+			}
+			if seen := b.lastSeen(); seen.Limit != 5000 || strconv.Itoa(seen.Remaining) != tc.remaining {
+				t.Fatalf("last seen = %+v", seen)
+			}
+		})
 	}
 }
 
@@ -144,5 +167,27 @@ func TestRateBudget_SchedulerLeavesHeadroom(t *testing.T) {
 	}
 	if worst > 2*fair {
 		t.Errorf("a request waited %v behind scheduled work; fair share is %v", worst, fair)
+	}
+}
+
+// Issue 16, measured from outside: after one 429 with DigitalOcean's burst
+// headers (remaining 0, a reset up to an hour away, retry-after), every
+// write for the next hour failed with "retry after 3599 s". The burst
+// pauses the mount for retry-after only: the next write, and a retried
+// update that meets a burst 429 itself, go through.
+func TestRateBudget_BurstRefusalPausesForRetryAfterOnly(t *testing.T) {
+	e := newTestEnv(t, map[string]any{"request_timeout": "15s"})
+	e.emu.InjectFault(emulator.Fault{Method: http.MethodPost, Path: "/v2/gen-ai/anthropic/keys", Status: http.StatusTooManyRequests, RetryAfter: 2})
+	// A create is never re-sent blindly: this one fails with the 429.
+	resp, err := e.request(logical.CreateOperation, "keys/burst-a", map[string]any{"provider": "anthropic", "api_key": anthropicKey("bursta")})
+	if err == nil && !resp.IsError() {
+		t.Fatal("the create refused with 429 succeeded")
+	}
+	e.mustOK(logical.CreateOperation, "keys/burst-b", map[string]any{"provider": "anthropic", "api_key": anthropicKey("burstb")})
+
+	e.emu.InjectFault(emulator.Fault{Method: http.MethodPut, Path: "/v2/gen-ai/anthropic/keys/", Status: http.StatusTooManyRequests, RetryAfter: 1})
+	e.mustOK(logical.UpdateOperation, "keys/burst-b", map[string]any{"api_key": anthropicKey("burstb2")})
+	if k := e.platformKeyNamed(providerAnthropic, "burst-b"); k == nil || k.Secret != anthropicKey("burstb2") {
+		t.Fatalf("the update retried after a burst 429 did not land: %+v", k)
 	}
 }
