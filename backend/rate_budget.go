@@ -53,10 +53,12 @@ type rateBudget struct {
 	// the rest is always there for people and programs waiting on an
 	// answer.
 	background *rate.Limiter
-	// pausedUntil holds every request back after the platform said so: a
-	// burst 429's retry-after, or an hour with no room left until its
-	// reset.
-	pausedUntil time.Time
+	// pausedUntil holds every request back after a burst 429, for its
+	// retry-after; hourFullUntil while the platform's count leaves no room
+	// in the hour, until its reset. The second is worked out again from
+	// every answer and every change of limits.
+	pausedUntil   time.Time
+	hourFullUntil time.Time
 	seen        budgetSeen
 	// known is set by the first answer that carried the platform's count;
 	// until then learning lets one request out at a time (untilKnown).
@@ -110,6 +112,9 @@ func (b *rateBudget) configure(perMinute, perHour, headroomPercent int) {
 	b.hour.SetLimit(hourRate)
 	b.hour.SetBurst(hourBurst)
 	b.background.SetLimit(backgroundRate)
+	if b.known {
+		b.followCountLocked(b.now())
+	}
 }
 
 // waitBackground paces one piece of scheduled work (a rotation, a sync
@@ -151,7 +156,7 @@ func (b *rateBudget) wait(ctx context.Context) error {
 // gives it back.
 func (b *rateBudget) reserve(now time.Time) (time.Duration, func()) {
 	b.mu.Lock()
-	pause := b.pausedUntil.Sub(now)
+	pause := max(b.pausedUntil.Sub(now), b.hourFullUntil.Sub(now))
 	minute := b.minute.ReserveN(now, 1)
 	hour := b.hour.ReserveN(now, 1)
 	b.mu.Unlock()
@@ -212,8 +217,9 @@ func (b *rateBudget) followCountLocked(now time.Time) {
 	b.known = true
 	used := b.seen.Limit - b.seen.Remaining
 	room := int(budgetShare*float64(min(b.seen.Limit, b.perHour))) - used
+	b.hourFullUntil = time.Time{}
 	if room <= 0 {
-		b.pauseLocked(b.seen.Reset)
+		b.hourFullUntil = b.seen.Reset
 		room = 0
 	}
 	if excess := int(b.hour.TokensAt(now)) - room; excess > 0 {
@@ -265,6 +271,35 @@ func (b *rateBudget) lastSeen() budgetSeen {
 	return b.seen
 }
 
+// budgetClass is how a platform request takes its place in the budget;
+// its context carries it (withBudgetClass).
+type budgetClass int
+
+const (
+	// classRequest: a request someone is waiting on; the default.
+	classRequest budgetClass = iota
+	// classBackground: scheduled work (the periodic sync), which first
+	// waits for the background share so the headroom stays free.
+	classBackground
+	// classConfigCheck: the token check of a config write. It does not
+	// wait for the live budget, whose limits the write may be there to
+	// change (a mount whose limits were set too low could otherwise never
+	// raise them); it is one request an operator asked for, and its answer
+	// still feeds the platform's count to the budget.
+	classConfigCheck
+)
+
+type budgetClassKey struct{}
+
+func withBudgetClass(ctx context.Context, c budgetClass) context.Context {
+	return context.WithValue(ctx, budgetClassKey{}, c)
+}
+
+func budgetClassOf(ctx context.Context) budgetClass {
+	c, _ := ctx.Value(budgetClassKey{}).(budgetClass)
+	return c
+}
+
 // budgetTransport makes every platform request wait for the budget, and
 // feeds every answer's headers back to it.
 type budgetTransport struct {
@@ -273,12 +308,13 @@ type budgetTransport struct {
 }
 
 func (t *budgetTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	release, err := t.budget.untilKnown(r.Context())
+	ctx := r.Context()
+	release, err := t.budget.untilKnown(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	if err := t.budget.wait(r.Context()); err != nil {
+	if err := t.budget.take(ctx); err != nil {
 		return nil, err
 	}
 	resp, err := t.base.RoundTrip(r)
@@ -286,6 +322,22 @@ func (t *budgetTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		t.budget.observe(resp)
 	}
 	return resp, err
+}
+
+// take waits for the request's place in the budget, by its class.
+func (b *rateBudget) take(ctx context.Context) error {
+	switch budgetClassOf(ctx) {
+	case classConfigCheck:
+		return nil
+	case classBackground:
+		if err := b.waitBackground(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("the background share of the mount's platform rate budget (scheduler_headroom_percent) has no place within the timeout: %w", logical.ErrUpstreamRateLimited)
+		}
+	}
+	return b.wait(ctx)
 }
 
 // CloseIdleConnections lets http.Client.CloseIdleConnections reach the
