@@ -59,7 +59,7 @@ type rateBudget struct {
 	// every answer and every change of limits.
 	pausedUntil   time.Time
 	hourFullUntil time.Time
-	seen        budgetSeen
+	seen          budgetSeen
 	// known is set by the first answer that carried the platform's count;
 	// until then learning lets one request out at a time (untilKnown).
 	known    bool
