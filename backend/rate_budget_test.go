@@ -1,12 +1,16 @@
 package backend
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
@@ -189,5 +193,74 @@ func TestRateBudget_BurstRefusalPausesForRetryAfterOnly(t *testing.T) {
 	e.mustOK(logical.UpdateOperation, "keys/burst-b", map[string]any{"api_key": anthropicKey("burstb2")})
 	if k := e.platformKeyNamed(providerAnthropic, "burst-b"); k == nil || k.Secret != anthropicKey("burstb2") {
 		t.Fatalf("the update retried after a burst 429 did not land: %+v", k)
+	}
+}
+
+// restarted is the same mount after a plugin reload, a Vault restart or a
+// failover: a new backend, with a new budget, on the same storage.
+func (e *testEnv) restarted() *testEnv {
+	e.t.Helper()
+	raw, err := Factory(context.Background(), &logical.BackendConfig{
+		Logger: hclog.New(&hclog.LoggerOptions{Output: e.logs, Level: hclog.Trace}), System: logical.TestSystemView(), StorageView: e.storage,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return &testEnv{t: e.t, b: raw.(*gradientBackend), storage: e.storage, emu: e.emu, srv: e.srv, logs: e.logs, do: e.do}
+}
+
+// admittedInTheHour is how many platform requests the emulator let through
+// (every answer but 401 and 429); the whole test runs within one hour.
+func (e *testEnv) admittedInTheHour() int {
+	n := 0
+	for status, c := range e.emu.Statuses() {
+		if status != 0 && status != http.StatusUnauthorized && status != http.StatusTooManyRequests {
+			n += c
+		}
+	}
+	return n
+}
+
+// Issue 16: the hour bucket lived in memory and started full after every
+// reload or failover, so "no rolling hour ever sees more than 95%" did not
+// survive a restart. The budget now starts from the platform's own count:
+// a restarted mount whose hour is already mostly spent (37 of 40, 95% is
+// 38) sends one request to learn the count, at most, and then waits for
+// the reset; concurrent requests do not rush out before the first answer.
+func TestRateBudget_HourSurvivesARestart(t *testing.T) {
+	limits := map[string]any{"rate_limit_per_minute": 6000, "rate_limit_per_hour": 40}
+	before := newTestEnv(t, limits)
+	before.emu.SetRateLimits(6000, 40)
+	for i := range 3 {
+		before.mustOK(logical.CreateOperation, fmt.Sprintf("keys/restart-%d", i), map[string]any{"provider": "openai", "api_key": openAIKey(fmt.Sprintf("restart%d", i))})
+	}
+	for before.admittedInTheHour() < 37 {
+		if _, _, err := before.do.AgentPlatform.ListAgents(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	e := before.restarted()
+	// Answers take a while, as across a network: without the wait for the
+	// first answer, the reads below would all be on the wire by then.
+	e.emu.SetLatency(50 * time.Millisecond)
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = e.send(logical.ReadOperation, fmt.Sprintf("keys/restart-%d/agents", i%3), nil)
+		}()
+	}
+	wg.Wait()
+	_, err := e.request(logical.CreateOperation, "keys/restart-last", map[string]any{"provider": "openai", "api_key": openAIKey("restartlast")})
+	if err == nil || !strings.Contains(err.Error(), "rate budget is spent") {
+		t.Fatalf("want the mount's own rate-limit error once 95%% of the hour is used, got %v", err)
+	}
+	if n := e.admittedInTheHour(); n > 38 {
+		t.Errorf("the platform let %d requests through in the hour; 95%% of 40 is 38", n)
+	}
+	if n := e.emu.Statuses()[http.StatusTooManyRequests]; n != 0 {
+		t.Errorf("the platform answered 429 %d times", n)
 	}
 }
