@@ -185,24 +185,24 @@ func (b *rateBudget) observe(resp *http.Response) {
 	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	counted := errL == nil && errR == nil && errT == nil
-	if counted {
-		untilReset := time.Unix(resetUnix, 0).Sub(now)
-		if date, err := http.ParseTime(h.Get("Date")); err == nil {
-			untilReset = time.Unix(resetUnix, 0).Sub(date)
-		}
-		untilReset = min(untilReset, maxPause)
-		b.seen = budgetSeen{Limit: limit, Remaining: remaining, Reset: now.Add(untilReset), At: now}
-	}
 	if resp.StatusCode == http.StatusTooManyRequests {
 		if secs, err := strconv.Atoi(h.Get("Retry-After")); err == nil {
+			// Not the hour's count: seen keeps the last one, for status
+			// and for a change of limits (configure).
 			b.pauseLocked(now.Add(min(time.Duration(secs)*time.Second, maxPause)))
 			return
 		}
 	}
-	if counted && limit > 0 {
-		b.followCountLocked(now)
+	if errL != nil || errR != nil || errT != nil || limit <= 0 {
+		return
 	}
+	untilReset := time.Unix(resetUnix, 0).Sub(now)
+	if date, err := http.ParseTime(h.Get("Date")); err == nil {
+		untilReset = time.Unix(resetUnix, 0).Sub(date)
+	}
+	untilReset = min(untilReset, maxPause)
+	b.seen = budgetSeen{Limit: limit, Remaining: remaining, Reset: now.Add(untilReset), At: now}
+	b.followCountLocked(now)
 }
 
 // followCountLocked holds the hour bucket to the platform's own count: the
