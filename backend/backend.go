@@ -213,12 +213,27 @@ func (b *gradientBackend) clients(ctx context.Context, s logical.Storage) (*clie
 	if err != nil {
 		return nil, err
 	}
-	b.cached = c
+	b.useClientsLocked(cfg, c)
 	return c, nil
 }
 
+// useClientsLocked makes c, built from the stored cfg, the cached clients,
+// and applies cfg's rate limits to the budget. Only a stored config gets
+// here (a config write calls it once its checks passed and it is saved), so
+// a refused write never changes the live budget. The budget's counts carry
+// over: what the mount already sent still counts. The caller holds clientsMu
+// for writing.
+func (b *gradientBackend) useClientsLocked(cfg *gradientConfig, c *clients) {
+	if b.cached != nil && b.cached != c {
+		b.cached.closeIdleConnections()
+	}
+	b.cached = c
+	b.budget.configure(cfg.RateLimitPerMinute, cfg.RateLimitPerHour, cfg.schedulerHeadroom())
+}
+
+// newClients builds clients whose platform requests wait for budget; it
+// leaves the budget's limits alone (useClientsLocked applies them).
 func newClients(cfg *gradientConfig, budget *rateBudget) (*clients, error) {
-	budget.configure(cfg.RateLimitPerMinute, cfg.RateLimitPerHour, cfg.schedulerHeadroom())
 	p, err := newGodoPlatform(withTrailingSlash(cfg.APIURL), cfg.Token, userAgent(), cfg.RequestTimeout, budget)
 	if err != nil {
 		return nil, err

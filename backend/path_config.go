@@ -213,7 +213,10 @@ func (b *gradientBackend) pathConfigRead(ctx context.Context, req *logical.Reque
 }
 
 // pathConfigWrite merges the request into the stored config, checks the token
-// with one platform call, and only then saves.
+// with one platform call, and only then saves. The new clients are built
+// aside, under the live budget's current limits, and swapped in (with the
+// new limits) only once the whole write succeeded: a refused write leaves
+// the mount exactly as it was.
 func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	stored, err := getConfig(ctx, req.Storage)
 	if err != nil {
@@ -228,11 +231,15 @@ func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Requ
 	if err != nil {
 		return nil, err
 	}
-	// These clients only check the token: they are never the cached ones
-	// (clients builds those on the next call), so nothing else closes
-	// their connections.
-	defer c.closeIdleConnections()
-	if err := c.platform.CheckToken(ctx); err != nil {
+	swapped := false
+	defer func() {
+		// Clients never swapped in are closed here: nothing else would
+		// close their connections.
+		if !swapped {
+			c.closeIdleConnections()
+		}
+	}()
+	if err := c.platform.CheckToken(withBudgetClass(ctx, classConfigCheck)); err != nil {
 		if errors.Is(err, errPlatformUnauthorized) {
 			return nil, callerErrorf("the platform rejected the token (HTTP 401): use a DigitalOcean token with the genai scopes; nothing was saved")
 		}
@@ -241,16 +248,29 @@ func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Requ
 	if err := checkAdminKeys(ctx, c, d); err != nil {
 		return nil, err
 	}
-
-	entry, err := logical.StorageEntryJSON(configPath, cfg)
-	if err != nil {
+	if err := b.saveConfig(ctx, req.Storage, cfg, c); err != nil {
 		return nil, err
 	}
-	if err := req.Storage.Put(ctx, entry); err != nil {
-		return nil, fmt.Errorf("storing the configuration: %w", err)
-	}
-	b.dropClients()
+	swapped = true
 	return nil, nil
+}
+
+// saveConfig stores cfg and swaps in its clients and limits under the
+// clients lock, so that of two writes at once the clients kept are the
+// stored config's. The platform names learnt through the old clients go.
+func (b *gradientBackend) saveConfig(ctx context.Context, s logical.Storage, cfg *gradientConfig, c *clients) error {
+	entry, err := logical.StorageEntryJSON(configPath, cfg)
+	if err != nil {
+		return err
+	}
+	b.clientsMu.Lock()
+	defer b.clientsMu.Unlock()
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("storing the configuration: %w", err)
+	}
+	b.names.reset()
+	b.useClientsLocked(cfg, c)
+	return nil
 }
 
 func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfig, error) {

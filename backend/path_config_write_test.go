@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,4 +130,69 @@ func TestConfig_WritesDoNotPileUpConnections(t *testing.T) {
 	if after := settle(before + 20); after > before+20 {
 		t.Fatalf("goroutines went from %d to %d after 50 config writes: the replaced clients kept their idle connections", before, after)
 	}
+}
+
+// Issue 16: a refused config write reconfigured the live rate budget before
+// the token check, so its 400 ("nothing was saved") left the mount refusing
+// every platform call, or without its protection. The new limits apply only
+// once a write succeeds; the budget's counts survive an accepted write; and
+// a write raising limits that were set too low is not held behind them.
+func TestConfig_RefusedWriteLeavesTheRateBudget(t *testing.T) {
+	refused := func(e *testEnv, limits map[string]any) {
+		t.Helper()
+		data := map[string]any{"token": "not-the-platforms-token"}
+		for k, v := range limits {
+			data[k] = v
+		}
+		e.mustBadRequest(logical.UpdateOperation, "config", data, "rejected the token", "nothing was saved")
+	}
+	create := func(e *testEnv, name string) (*logical.Response, error) {
+		return e.request(logical.CreateOperation, "keys/"+name, map[string]any{"provider": "openai", "api_key": openAIKey(name)})
+	}
+
+	t.Run("tiny limits refused: the mount keeps working", func(t *testing.T) {
+		e := newTestEnv(t, nil)
+		refused(e, map[string]any{"rate_limit_per_minute": 1, "rate_limit_per_hour": 1})
+		for i := range 5 {
+			if resp, err := create(e, fmt.Sprintf("tiny-%d", i)); err != nil || resp.IsError() {
+				t.Fatalf("create %d after a refused write: %v %v", i, err, resp)
+			}
+		}
+	})
+
+	t.Run("huge limits refused: the protection stays", func(t *testing.T) {
+		// The mount's limit is 20 an hour: the budget lets 9 through at
+		// once (the platform itself would take 5,000).
+		e := newTestEnv(t, map[string]any{"rate_limit_per_minute": 250, "rate_limit_per_hour": 20, "name_cache_ttl": "1h"})
+		refused(e, unlimited)
+		var failed string
+		for i := range 20 {
+			if _, err := create(e, fmt.Sprintf("huge-%d", i)); err != nil {
+				failed = err.Error()
+				break
+			}
+		}
+		if !strings.Contains(failed, "rate budget is spent") {
+			t.Fatalf("want the mount's own rate-limit error, got %q", failed)
+		}
+		// An accepted write with the same limits does not start a fresh
+		// hour either.
+		e.mustOK(logical.UpdateOperation, "config", map[string]any{"verify_keys": false})
+		if _, err := create(e, "huge-after"); err == nil || !strings.Contains(err.Error(), "rate budget is spent") {
+			t.Fatalf("after an accepted config write: %v", err)
+		}
+	})
+
+	t.Run("limits set too low can be raised", func(t *testing.T) {
+		e := newTestEnv(t, map[string]any{"rate_limit_per_minute": 250, "rate_limit_per_hour": 2, "name_cache_ttl": "1h"})
+		for i := 0; ; i++ {
+			if _, err := create(e, fmt.Sprintf("low-%d", i)); err != nil {
+				break
+			}
+		}
+		e.mustOK(logical.UpdateOperation, "config", unlimited)
+		if resp, err := create(e, "raised"); err != nil || resp.IsError() {
+			t.Fatalf("create after raising the limits: %v %v", err, resp)
+		}
+	})
 }

@@ -45,16 +45,26 @@ type rateBudget struct {
 	mu     sync.Mutex
 	minute *rate.Limiter
 	hour   *rate.Limiter
+	// perHour is the configured hourly limit, which the platform's own
+	// count is measured against (followCountLocked).
+	perHour int
 	// background paces scheduled work, before it takes its place in the
 	// budget like any request: at most (100 - headroom)% of the budget, so
 	// the rest is always there for people and programs waiting on an
 	// answer.
 	background *rate.Limiter
-	// pausedUntil holds every request back after the platform said so: a
-	// 429's retry-after, or a window with nothing remaining until reset.
-	pausedUntil time.Time
-	seen        budgetSeen
-	now         func() time.Time
+	// pausedUntil holds every request back after a burst 429, for its
+	// retry-after; hourFullUntil while the platform's count leaves no room
+	// in the hour, until its reset. The second is worked out again from
+	// every answer and every change of limits.
+	pausedUntil   time.Time
+	hourFullUntil time.Time
+	seen          budgetSeen
+	// known is set by the first answer that carried the platform's count;
+	// until then learning lets one request out at a time (untilKnown).
+	known    bool
+	learning chan struct{}
+	now      func() time.Time
 }
 
 // budgetSeen is what the platform's rate-limit headers said last.
@@ -66,12 +76,14 @@ type budgetSeen struct {
 }
 
 func newRateBudget(perMinute, perHour int) *rateBudget {
-	b := &rateBudget{now: time.Now}
+	b := &rateBudget{now: time.Now, learning: make(chan struct{}, 1)}
 	b.configure(perMinute, perHour, defaultSchedulerHeadroomPercent)
 	return b
 }
 
-// configure sets the limits; a config write calls it. Zero means default.
+// configure sets the limits; an accepted config write calls it, and so does
+// building clients from the stored config. Zero means default. The counts
+// survive: requests already made still count against the new limits.
 func (b *rateBudget) configure(perMinute, perHour, headroomPercent int) {
 	if perMinute <= 0 {
 		perMinute = defaultRateLimitPerMinute
@@ -89,6 +101,7 @@ func (b *rateBudget) configure(perMinute, perHour, headroomPercent int) {
 	backgroundRate := minuteRate * rate.Limit(100-headroomPercent) / 100
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.perHour = perHour
 	if b.minute == nil {
 		b.minute = rate.NewLimiter(minuteRate, 1)
 		b.hour = rate.NewLimiter(hourRate, hourBurst)
@@ -99,6 +112,9 @@ func (b *rateBudget) configure(perMinute, perHour, headroomPercent int) {
 	b.hour.SetLimit(hourRate)
 	b.hour.SetBurst(hourBurst)
 	b.background.SetLimit(backgroundRate)
+	if b.known {
+		b.followCountLocked(b.now())
+	}
 }
 
 // waitBackground paces one piece of scheduled work (a rotation, a sync
@@ -140,7 +156,7 @@ func (b *rateBudget) wait(ctx context.Context) error {
 // gives it back.
 func (b *rateBudget) reserve(now time.Time) (time.Duration, func()) {
 	b.mu.Lock()
-	pause := b.pausedUntil.Sub(now)
+	pause := max(b.pausedUntil.Sub(now), b.hourFullUntil.Sub(now))
 	minute := b.minute.ReserveN(now, 1)
 	hour := b.hour.ReserveN(now, 1)
 	b.mu.Unlock()
@@ -150,11 +166,17 @@ func (b *rateBudget) reserve(now time.Time) (time.Duration, func()) {
 	}
 }
 
-// observe follows the platform's rate-limit headers: a 429 pauses every
-// request for its retry-after; a window with nothing remaining pauses them
-// until its reset. The reset is a time on the platform's clock, so it is
-// read against the answer's own Date header, and no pause is longer than
-// the platform's longest window.
+// observe follows the platform's rate-limit headers as DigitalOcean
+// documents them:
+//   - A 429 with retry-after is the burst limit (250 a minute): every
+//     request waits retry-after, and no longer. Its ratelimit-remaining says
+//     0 though the hour is not spent, so it is not the hour's count.
+//   - Every other answer carries the hour's count for the token, its other
+//     users included (followCountLocked).
+//
+// The reset is a time on the platform's clock, so it is read against the
+// answer's own Date header, and no pause is longer than the platform's
+// longest window.
 func (b *rateBudget) observe(resp *http.Response) {
 	h := resp.Header
 	limit, errL := strconv.Atoi(h.Get("Ratelimit-Limit"))
@@ -163,22 +185,73 @@ func (b *rateBudget) observe(resp *http.Response) {
 	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if errL == nil && errR == nil && errT == nil {
-		untilReset := time.Unix(resetUnix, 0).Sub(now)
-		if date, err := http.ParseTime(h.Get("Date")); err == nil {
-			untilReset = time.Unix(resetUnix, 0).Sub(date)
-		}
-		untilReset = min(untilReset, maxPause)
-		b.seen = budgetSeen{Limit: limit, Remaining: remaining, Reset: now.Add(untilReset), At: now}
-		if remaining <= 0 {
-			b.pauseLocked(now.Add(untilReset))
-		}
-	}
 	if resp.StatusCode == http.StatusTooManyRequests {
 		if secs, err := strconv.Atoi(h.Get("Retry-After")); err == nil {
+			// Not the hour's count: seen keeps the last one, for status
+			// and for a change of limits (configure).
 			b.pauseLocked(now.Add(min(time.Duration(secs)*time.Second, maxPause)))
+			return
 		}
 	}
+	if errL != nil || errR != nil || errT != nil || limit <= 0 {
+		return
+	}
+	untilReset := time.Unix(resetUnix, 0).Sub(now)
+	if date, err := http.ParseTime(h.Get("Date")); err == nil {
+		untilReset = time.Unix(resetUnix, 0).Sub(date)
+	}
+	untilReset = min(untilReset, maxPause)
+	b.seen = budgetSeen{Limit: limit, Remaining: remaining, Reset: now.Add(untilReset), At: now}
+	b.followCountLocked(now)
+}
+
+// followCountLocked holds the hour bucket to the platform's own count: the
+// bucket never has more places than the room the count leaves under 95% of
+// the hourly limit. The bucket lives in memory and starts full after a
+// reload or a failover; this makes it start from the platform's count
+// instead, which also holds the token's other users. When no room is left
+// (a 2xx with remaining 0 means the hour is spent, and so does a 429
+// without retry-after), every request waits for the reset, when the oldest
+// request of the hour expires and frees a place.
+func (b *rateBudget) followCountLocked(now time.Time) {
+	b.known = true
+	used := b.seen.Limit - b.seen.Remaining
+	room := int(budgetShare*float64(min(b.seen.Limit, b.perHour))) - used
+	b.hourFullUntil = time.Time{}
+	if room <= 0 {
+		b.hourFullUntil = b.seen.Reset
+		room = 0
+	}
+	if excess := int(b.hour.TokensAt(now)) - room; excess > 0 {
+		b.hour.ReserveN(now, excess)
+	}
+}
+
+// untilKnown lets requests out one at a time until an answer has carried
+// the platform's count: a node that just started knows nothing of the
+// hour, which the node before it may have spent. The caller calls release
+// once its answer has been observed.
+func (b *rateBudget) untilKnown(ctx context.Context) (release func(), err error) {
+	if b.isKnown() {
+		return func() {}, nil
+	}
+	select {
+	case b.learning <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	release = func() { <-b.learning }
+	if b.isKnown() {
+		release()
+		return func() {}, nil
+	}
+	return release, nil
+}
+
+func (b *rateBudget) isKnown() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.known
 }
 
 // maxPause bounds any pause the platform's headers can ask for: its
@@ -198,6 +271,35 @@ func (b *rateBudget) lastSeen() budgetSeen {
 	return b.seen
 }
 
+// budgetClass is how a platform request takes its place in the budget;
+// its context carries it (withBudgetClass).
+type budgetClass int
+
+const (
+	// classRequest: a request someone is waiting on; the default.
+	classRequest budgetClass = iota
+	// classBackground: scheduled work (the periodic sync), which first
+	// waits for the background share so the headroom stays free.
+	classBackground
+	// classConfigCheck: the token check of a config write. It does not
+	// wait for the live budget, whose limits the write may be there to
+	// change (a mount whose limits were set too low could otherwise never
+	// raise them); it is one request an operator asked for, and its answer
+	// still feeds the platform's count to the budget.
+	classConfigCheck
+)
+
+type budgetClassKey struct{}
+
+func withBudgetClass(ctx context.Context, c budgetClass) context.Context {
+	return context.WithValue(ctx, budgetClassKey{}, c)
+}
+
+func budgetClassOf(ctx context.Context) budgetClass {
+	c, _ := ctx.Value(budgetClassKey{}).(budgetClass)
+	return c
+}
+
 // budgetTransport makes every platform request wait for the budget, and
 // feeds every answer's headers back to it.
 type budgetTransport struct {
@@ -206,7 +308,13 @@ type budgetTransport struct {
 }
 
 func (t *budgetTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if err := t.budget.wait(r.Context()); err != nil {
+	ctx := r.Context()
+	release, err := t.budget.untilKnown(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if err := t.budget.take(ctx); err != nil {
 		return nil, err
 	}
 	resp, err := t.base.RoundTrip(r)
@@ -214,6 +322,22 @@ func (t *budgetTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		t.budget.observe(resp)
 	}
 	return resp, err
+}
+
+// take waits for the request's place in the budget, by its class.
+func (b *rateBudget) take(ctx context.Context) error {
+	switch budgetClassOf(ctx) {
+	case classConfigCheck:
+		return nil
+	case classBackground:
+		if err := b.waitBackground(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("the background share of the mount's platform rate budget (scheduler_headroom_percent) has no place within the timeout: %w", logical.ErrUpstreamRateLimited)
+		}
+	}
+	return b.wait(ctx)
 }
 
 // CloseIdleConnections lets http.Client.CloseIdleConnections reach the

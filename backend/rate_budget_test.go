@@ -1,13 +1,19 @@
 package backend
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 )
 
 // admitted runs n requests through the budget on a simulated clock, each as
@@ -60,23 +66,50 @@ func TestRateBudget_NeverExceedsTheLimitInAnyWindow(t *testing.T) {
 	}
 }
 
-// A 429's retry-after and a window with nothing remaining hold every
-// request back until the platform is ready again.
+// The budget follows the platform's headers as DigitalOcean documents them:
+// a burst 429 (remaining 0 with retry-after, though the hour is not spent)
+// holds requests back for retry-after only; a 429 without retry-after and
+// nothing remaining, or a success with nothing remaining, means the hour is
+// spent, and requests wait for the reset.
 func TestRateBudget_FollowsThePlatformsHeaders(t *testing.T) {
-	b := newRateBudget(6_000_000, 360_000_000)
-	now := time.Now()
-	b.now = func() time.Time { return now }
-	resp := &http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{}}
-	resp.Header.Set("Retry-After", "30")
-	resp.Header.Set("Ratelimit-Limit", "250")
-	resp.Header.Set("Ratelimit-Remaining", "0")
-	resp.Header.Set("Ratelimit-Reset", strconv.FormatInt(now.Add(45*time.Second).Unix(), 10))
-	b.observe(resp)
-	if delay, _ := b.reserve(now); delay < 44*time.Second {
-		t.Fatalf("after a 429 with nothing remaining until reset, the next request may go in %v", delay)
+	answer := func(now time.Time, status int, remaining, retryAfter string) *http.Response {
+		resp := &http.Response{StatusCode: status, Header: http.Header{}}
+		resp.Header.Set("Ratelimit-Limit", "5000")
+		resp.Header.Set("Ratelimit-Remaining", remaining)
+		resp.Header.Set("Ratelimit-Reset", strconv.FormatInt(now.Add(45*time.Minute).Unix(), 10))
+		if retryAfter != "" {
+			resp.Header.Set("Retry-After", retryAfter)
+		}
+		return resp
 	}
-	if seen := b.lastSeen(); seen.Limit != 250 || seen.Remaining != 0 {
-		t.Fatalf("last seen = %+v", seen)
+	for name, tc := range map[string]struct {
+		status           int
+		remaining, retry string
+		atLeast, atMost  time.Duration
+	}{
+		"burst 429":                     {http.StatusTooManyRequests, "0", "29", 28 * time.Second, 30 * time.Second},
+		"hourly 429":                    {http.StatusTooManyRequests, "0", "", 44 * time.Minute, 46 * time.Minute},
+		"success taking the last place": {http.StatusOK, "0", "", 44 * time.Minute, 46 * time.Minute},
+		"success with room":             {http.StatusOK, "4000", "", 0, time.Millisecond},
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := newRateBudget(6_000_000, 360_000_000)
+			now := time.Now()
+			b.now = func() time.Time { return now }
+			b.observe(answer(now, tc.status, tc.remaining, tc.retry))
+			if delay, _ := b.reserve(now); delay < tc.atLeast || delay > tc.atMost {
+				t.Fatalf("the next request may go in %v; want %v to %v", delay, tc.atLeast, tc.atMost)
+			}
+			// A burst 429's remaining 0 is not the hour's count: status
+			// and a later change of limits keep the last real one.
+			if seen := b.lastSeen(); tc.retry != "" && !seen.At.IsZero() || tc.retry == "" && (seen.Limit != 5000 || strconv.Itoa(seen.Remaining) != tc.remaining) {
+				t.Fatalf("last seen = %+v", seen)
+			}
+			b.configure(6_000_000, 360_000_000, 10)
+			if delay, _ := b.reserve(now); delay < tc.atLeast || delay > tc.atMost {
+				t.Fatalf("after a change of limits the next request may go in %v; want %v to %v", delay, tc.atLeast, tc.atMost)
+			}
+		})
 	}
 }
 
@@ -144,5 +177,96 @@ func TestRateBudget_SchedulerLeavesHeadroom(t *testing.T) {
 	}
 	if worst > 2*fair {
 		t.Errorf("a request waited %v behind scheduled work; fair share is %v", worst, fair)
+	}
+}
+
+// Issue 16, measured from outside: after one 429 with DigitalOcean's burst
+// headers (remaining 0, a reset up to an hour away, retry-after), every
+// write for the next hour failed with "retry after 3599 s". The burst
+// pauses the mount for retry-after only: the next write, and a retried
+// update that meets a burst 429 itself, go through.
+func TestRateBudget_BurstRefusalPausesForRetryAfterOnly(t *testing.T) {
+	e := newTestEnv(t, map[string]any{"request_timeout": "15s"})
+	e.emu.InjectFault(emulator.Fault{Method: http.MethodPost, Path: "/v2/gen-ai/anthropic/keys", Status: http.StatusTooManyRequests, RetryAfter: 2})
+	// A create is never re-sent blindly: this one fails with the 429.
+	resp, err := e.request(logical.CreateOperation, "keys/burst-a", map[string]any{"provider": "anthropic", "api_key": anthropicKey("bursta")})
+	if err == nil && !resp.IsError() {
+		t.Fatal("the create refused with 429 succeeded")
+	}
+	e.mustOK(logical.CreateOperation, "keys/burst-b", map[string]any{"provider": "anthropic", "api_key": anthropicKey("burstb")})
+
+	e.emu.InjectFault(emulator.Fault{Method: http.MethodPut, Path: "/v2/gen-ai/anthropic/keys/", Status: http.StatusTooManyRequests, RetryAfter: 1})
+	e.mustOK(logical.UpdateOperation, "keys/burst-b", map[string]any{"api_key": anthropicKey("burstb2")})
+	if k := e.platformKeyNamed(providerAnthropic, "burst-b"); k == nil || k.Secret != anthropicKey("burstb2") {
+		t.Fatalf("the update retried after a burst 429 did not land: %+v", k)
+	}
+}
+
+// restarted is the same mount after a plugin reload, a Vault restart or a
+// failover: a new backend, with a new budget, on the same storage.
+func (e *testEnv) restarted() *testEnv {
+	e.t.Helper()
+	raw, err := Factory(context.Background(), &logical.BackendConfig{
+		Logger: hclog.New(&hclog.LoggerOptions{Output: e.logs, Level: hclog.Trace}), System: logical.TestSystemView(), StorageView: e.storage,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return &testEnv{t: e.t, b: raw.(*gradientBackend), storage: e.storage, emu: e.emu, srv: e.srv, logs: e.logs, do: e.do}
+}
+
+// admittedInTheHour is how many platform requests the emulator let through
+// (every answer but 401 and 429); the whole test runs within one hour.
+func (e *testEnv) admittedInTheHour() int {
+	n := 0
+	for status, c := range e.emu.Statuses() {
+		if status != 0 && status != http.StatusUnauthorized && status != http.StatusTooManyRequests {
+			n += c
+		}
+	}
+	return n
+}
+
+// Issue 16: the hour bucket lived in memory and started full after every
+// reload or failover, so "no rolling hour ever sees more than 95%" did not
+// survive a restart. The budget now starts from the platform's own count:
+// a restarted mount whose hour is already mostly spent (37 of 40, 95% is
+// 38) sends one request to learn the count, at most, and then waits for
+// the reset; concurrent requests do not rush out before the first answer.
+func TestRateBudget_HourSurvivesARestart(t *testing.T) {
+	limits := map[string]any{"rate_limit_per_minute": 6000, "rate_limit_per_hour": 40}
+	before := newTestEnv(t, limits)
+	before.emu.SetRateLimits(6000, 40)
+	for i := range 3 {
+		before.mustOK(logical.CreateOperation, fmt.Sprintf("keys/restart-%d", i), map[string]any{"provider": "openai", "api_key": openAIKey(fmt.Sprintf("restart%d", i))})
+	}
+	for before.admittedInTheHour() < 37 {
+		if _, _, err := before.do.AgentPlatform.ListAgents(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	e := before.restarted()
+	// Answers take a while, as across a network: without the wait for the
+	// first answer, the reads below would all be on the wire by then.
+	e.emu.SetLatency(50 * time.Millisecond)
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = e.send(logical.ReadOperation, fmt.Sprintf("keys/restart-%d/agents", i%3), nil)
+		}()
+	}
+	wg.Wait()
+	_, err := e.request(logical.CreateOperation, "keys/restart-last", map[string]any{"provider": "openai", "api_key": openAIKey("restartlast")})
+	if err == nil || !strings.Contains(err.Error(), "rate budget is spent") {
+		t.Fatalf("want the mount's own rate-limit error once 95%% of the hour is used, got %v", err)
+	}
+	if n := e.admittedInTheHour(); n > 38 {
+		t.Errorf("the platform let %d requests through in the hour; 95%% of 40 is 38", n)
+	}
+	if n := e.emu.Statuses()[http.StatusTooManyRequests]; n != 0 {
+		t.Errorf("the platform answered 429 %d times", n)
 	}
 }

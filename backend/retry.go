@@ -61,8 +61,11 @@ const (
 var retryBaseDelay = 100 * time.Millisecond
 
 // retryAfter returns how long to wait before attempt+1: exponential backoff
-// with jitter, but never less than the upstream asked for (retry-after, or a
-// rate-limit window's reset).
+// with jitter, but never less than the upstream asked for. A burst 429
+// carries retry-after, and that is the wait: its ratelimit-remaining says 0
+// though the hour is not spent. A 429 without it and with nothing remaining
+// means the hour is spent: it waits for the reset, when the oldest request
+// of the hour expires.
 func retryAfter(attempt int, resp *http.Response, now time.Time) time.Duration {
 	d := min(retryBaseDelay<<attempt, retryMaxDelay)
 	d = d - time.Duration(rand.Float64()*retryJitterShare*float64(d))
@@ -70,9 +73,8 @@ func retryAfter(attempt int, resp *http.Response, now time.Time) time.Duration {
 		return d
 	}
 	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
-		d = max(d, time.Duration(secs)*time.Second)
+		return max(d, min(time.Duration(secs)*time.Second, maxPause))
 	}
-	// A 429 with nothing remaining in the window waits for its reset.
 	if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Ratelimit-Remaining") == "0" {
 		if unix, err := strconv.ParseInt(resp.Header.Get("Ratelimit-Reset"), 10, 64); err == nil {
 			// The reset is on the platform's clock: read it against the

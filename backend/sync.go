@@ -268,7 +268,8 @@ type syncResult struct {
 // Every platform request waits for the mount's rate budget like any other,
 // one at a time: a sync of 10,000 keys is 50 pages per provider, spread at
 // the budget's pace, and a request from a handler waits behind at most the
-// one page already reserved, never behind the whole sync.
+// one page already reserved, never behind the whole sync. The periodic
+// sync's requests first wait for the background share too (runTick).
 func (b *gradientBackend) runSync(ctx context.Context, s logical.Storage) (*syncResult, error) {
 	b.syncer.runMu.Lock()
 	defer b.syncer.runMu.Unlock()
@@ -573,7 +574,10 @@ func (s *syncScheduler) runTick(ctx context.Context) {
 	s.lastAttempt = now
 	s.mu.Unlock()
 
-	if _, err := s.b.runSync(ctx, storage); err != nil {
+	// Scheduled work: every platform request of the periodic sync first
+	// waits for the background share of the budget, as rotations do, so
+	// scheduler_headroom_percent of it stays free for requests.
+	if _, err := s.b.runSync(withBudgetClass(ctx, classBackground), storage); err != nil {
 		msg := err.Error()
 		s.b.Logger().Error("periodic sync failed; trying again after sync_interval", "error", msg)
 		// Record it for status; the key entries are untouched.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/digitalocean/godo"
 	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/time/rate"
 )
 
 // newSyncEnv is a rotation env (fake clock, switchable replication state)
@@ -230,4 +231,32 @@ func TestSync_TenThousandKeysWithinTheBudget(t *testing.T) {
 		t.Fatalf("platform-keys/ lists %d keys, want %d", len(keys), outside)
 	}
 	t.Logf("sync of %d keys: %d requests in %v", outside+1, total, elapsed)
+}
+
+// Issue 16: the periodic sync ignored scheduler_headroom_percent; only
+// rotations waited for the background share. Every platform request of a
+// periodic sync now takes a place of the background limiter. The test gives
+// that limiter exactly one place, never refilled (rate 0, burst 1): the
+// periodic sync, which needs a listing per provider, gets one request out
+// and fails on the next; a sync on request (someone waiting on it) is not
+// scheduled work and does not wait for the share.
+func TestSync_PeriodicWaitsForTheBackgroundShare(t *testing.T) {
+	r := newSyncEnv(t, map[string]any{"sync_interval": "1h"})
+	r.createKey("paced", anthropicKey("paced1"), nil)
+	r.b.budget.mu.Lock()
+	r.b.budget.background = rate.NewLimiter(0, 1)
+	r.b.budget.mu.Unlock()
+	base := r.platformCalls()
+
+	r.advance(time.Hour)
+	r.syncTick()
+	if got := r.platformCalls() - base; got != 1 {
+		t.Fatalf("the periodic sync made %d platform requests with one place of the background share", got)
+	}
+	st, err := getSyncState(context.Background(), r.storage)
+	if err != nil || !strings.Contains(st.LastError, "scheduler_headroom_percent") {
+		t.Fatalf("sync state = %+v, %v; want the background share named", st, err)
+	}
+
+	r.mustOK(logical.UpdateOperation, "sync", nil)
 }

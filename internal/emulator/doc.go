@@ -29,8 +29,9 @@
 // page/per_page pagination (default 20, at most 200) whose links are absolute
 // URLs and are left out when everything fits on one page; per-token limits of
 // 250 requests a minute and 5,000 an hour reported in ratelimit-limit,
-// ratelimit-remaining and ratelimit-reset, with 429 too_many_requests and
-// retry-after past them. The secret of a provider key is never returned by a
+// ratelimit-remaining and ratelimit-reset (when the oldest request of the
+// hour expires), with 429 too_many_requests past them: remaining 0 on every
+// 429, and retry-after on burst 429s only. The secret of a provider key is never returned by a
 // platform endpoint. The provider endpoints answer like the real ones,
 // including OpenAI's habit of echoing a masked fragment of a rejected key.
 //
@@ -86,6 +87,9 @@
 //     request refused with 401 or 429 neither triggers nor uses up a fault.
 //     A "status" fault on a provider path answers in that provider's error
 //     shape (e.g. Anthropic's overloaded_error for 529), not the platform's.
+//     A 429 fault with retry_after is the platform's burst refusal
+//     (ratelimit-remaining 0 and retry-after); it still counts in the hour,
+//     since the fault acts after admission.
 //   - Timestamps are RFC 3339 in UTC with sub-second precision, so updated_at
 //     visibly moves even when two updates land within one second. (The real
 //     platform's have one-second resolution; clients must allow for both.)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -19,6 +20,11 @@ type Fault struct {
 	Mode   string        `json:"mode"`   // "status" (default), "hang", "drop" or "late"
 	Status int           `json:"status"` // for mode status; default 500
 	Delay  time.Duration `json:"delay"`  // extra latency before the fault acts
+	// RetryAfter (seconds), with status 429, makes the answer the
+	// platform's burst refusal as DigitalOcean documents it:
+	// ratelimit-remaining 0 and retry-after, though the hour is not spent.
+	// Without it a 429 fault keeps the request's own rate-limit headers.
+	RetryAfter int `json:"retry_after"`
 }
 
 const (
@@ -96,6 +102,10 @@ func (f Fault) normalized() (Fault, error) {
 		return f, fmt.Errorf("delay %s is negative", f.Delay)
 	case f.Mode != modeStatus && f.Mode != modeHang && f.Mode != modeDrop && f.Mode != modeLate:
 		return f, fmt.Errorf("mode %q is not one of status, hang, drop, late", f.Mode)
+	case f.RetryAfter < 0:
+		return f, fmt.Errorf("retry_after %d is negative", f.RetryAfter)
+	case f.RetryAfter > 0 && (f.Mode != modeStatus || f.Status != http.StatusTooManyRequests):
+		return f, fmt.Errorf("retry_after goes with mode status and status 429 only")
 	}
 	if f.Count == 0 {
 		f.Count = 1
@@ -168,6 +178,10 @@ func (e *Emulator) applyFault(w http.ResponseWriter, r *http.Request, f Fault, s
 		serve(&discardWriter{header: http.Header{}})
 		dropConnection(w)
 	default:
+		if f.RetryAfter > 0 {
+			w.Header().Set("Ratelimit-Remaining", "0")
+			w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
+		}
 		errs(w, r, f.Status, http.StatusText(f.Status))
 	}
 }

@@ -17,11 +17,14 @@ type rateWindows map[string][]time.Time
 
 // verdict is the outcome of one admission check.
 type verdict struct {
-	allowed    bool
-	limit      int           // hourly limit
-	remaining  int           // hourly budget left after this request
-	reset      time.Time     // when the oldest request in the hour window expires
-	retryAfter time.Duration // for a refused request: until a slot frees
+	allowed   bool
+	limit     int       // hourly limit
+	remaining int       // hourly budget left after this request; 0 on every 429
+	reset     time.Time // when the oldest request in the hour window expires
+	// retryAfter is set on a burst refusal only: until a slot of the
+	// minute frees. An hourly refusal has none, as DigitalOcean documents:
+	// its wait is the reset.
+	retryAfter time.Duration
 }
 
 // admit records a request by token at now unless a window is full. A refused
@@ -35,16 +38,21 @@ func (ws rateWindows) admit(token string, now time.Time, l limits) verdict {
 	v := verdict{limit: l.perHour}
 	switch {
 	case len(hist) >= l.perHour:
-		// A slot frees when the request that filled the window leaves it.
-		v.retryAfter = hist[len(hist)-l.perHour].Add(time.Hour).Sub(now)
+		// Nothing remains until the oldest request leaves the hour: the
+		// reset says when.
 	case inMinute >= l.perMinute:
+		// The burst limit: DigitalOcean answers remaining 0 although the
+		// hour is not spent, and retry-after says when a slot of the minute
+		// frees.
 		v.retryAfter = hist[len(hist)-l.perMinute].Add(time.Minute).Sub(now)
 	default:
 		v.allowed = true
 		hist = append(hist, now)
 	}
 	ws[token] = hist
-	v.remaining = max(l.perHour-len(hist), 0)
+	if v.allowed {
+		v.remaining = max(l.perHour-len(hist), 0)
+	}
 	if len(hist) > 0 {
 		v.reset = hist[0].Add(time.Hour)
 	}
@@ -68,7 +76,9 @@ func (e *Emulator) admit(w http.ResponseWriter, token string) bool {
 	if v.allowed {
 		return true
 	}
-	h.Set("Retry-After", strconv.FormatInt(max(ceilSeconds(v.retryAfter), 1), 10))
+	if v.retryAfter > 0 {
+		h.Set("Retry-After", strconv.FormatInt(max(ceilSeconds(v.retryAfter), 1), 10))
+	}
 	writePlatformError(w, http.StatusTooManyRequests, "too_many_requests", "API rate limit exceeded.")
 	return false
 }

@@ -17,19 +17,23 @@ func TestRateWindowsSlide(t *testing.T) {
 			t.Fatalf("request %d: %+v", i, v)
 		}
 	}
-	// The minute is full until the request at t0 leaves it.
-	if v := at(30 * time.Second); v.allowed || v.retryAfter != 30*time.Second || v.remaining != 2 {
+	// The minute is full until the request at t0 leaves it. As DigitalOcean
+	// documents, the burst 429 says remaining 0 though the hour is not
+	// spent, with the oldest request's reset and a retry-after.
+	if v := at(30 * time.Second); v.allowed || v.retryAfter != 30*time.Second || v.remaining != 0 || !v.reset.Equal(t0.Add(time.Hour)) {
 		t.Errorf("burst: %+v", v)
 	}
-	if v := at(time.Minute); !v.allowed {
-		t.Errorf("slot at t0+1m not free: %+v", v)
+	// The refusal used none of the hour.
+	if v := at(time.Minute); !v.allowed || v.remaining != 1 {
+		t.Errorf("slot at t0+1m not free, or the refusal counted: %+v", v)
 	}
 	if v := at(2 * time.Minute); !v.allowed || v.remaining != 0 {
 		t.Errorf("5th request: %+v", v)
 	}
-	// The hour is full until t0 leaves it; refusals use no budget.
+	// The hour is full until t0 leaves it: the reset says when, and an
+	// hourly 429 has no retry-after. Refusals use no budget.
 	for range 3 {
-		if v := at(3 * time.Minute); v.allowed || v.retryAfter != 57*time.Minute || v.remaining != 0 {
+		if v := at(3 * time.Minute); v.allowed || v.retryAfter != 0 || v.remaining != 0 || !v.reset.Equal(t0.Add(time.Hour)) {
 			t.Errorf("hourly: %+v", v)
 		}
 	}

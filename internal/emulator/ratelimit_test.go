@@ -38,8 +38,13 @@ func TestRateLimitHeadersAndBurstLimit(t *testing.T) {
 	if convErr != nil || retry < 1 || retry > 60 {
 		t.Errorf("Retry-After = %q", resp.Header.Get("Retry-After"))
 	}
-	if resp.Rate.Limit != 100 || resp.Rate.Remaining != 97 {
-		t.Errorf("refused request used budget: Rate = %+v", resp.Rate)
+	// A burst 429 says nothing remains, though the hour is not spent, and
+	// keeps the oldest request's reset.
+	if resp.Rate.Limit != 100 || resp.Rate.Remaining != 0 {
+		t.Errorf("burst 429: Rate = %+v", resp.Rate)
+	}
+	if r := resp.Rate.Reset.Time; r.Before(start.Add(time.Hour).Truncate(time.Second)) || r.After(start.Add(time.Hour+time.Second)) {
+		t.Errorf("burst 429: Reset = %v, want the oldest request's expiry", r)
 	}
 	if r := e.platform(t, http.MethodGet, "/v2/gen-ai/agents", nil); r.status != 429 || r.json(t)["id"] != "too_many_requests" {
 		t.Errorf("raw 429 = %d %s", r.status, r.body)
@@ -68,8 +73,33 @@ func TestRateLimitHourly(t *testing.T) {
 		}
 	}
 	r := e.platform(t, "GET", "/v2/gen-ai/agents", nil)
-	retry, _ := strconv.Atoi(r.header.Get("Retry-After"))
-	if r.status != 429 || retry < 3590 || retry > 3600 || r.header.Get("Ratelimit-Remaining") != "0" || r.header.Get("Ratelimit-Limit") != "2" {
+	// An hourly 429 has no retry-after (DigitalOcean sends it on burst
+	// 429s only): the wait is the reset, when the oldest request expires.
+	reset, _ := strconv.ParseInt(r.header.Get("Ratelimit-Reset"), 10, 64)
+	untilReset := time.Until(time.Unix(reset, 0))
+	if r.status != 429 || r.header.Get("Retry-After") != "" || untilReset < 3590*time.Second || untilReset > 3601*time.Second ||
+		r.header.Get("Ratelimit-Remaining") != "0" || r.header.Get("Ratelimit-Limit") != "2" {
 		t.Errorf("got %d, headers %v", r.status, r.header)
+	}
+}
+
+// A 429 fault with retry_after answers as the platform's burst limit does,
+// so tests above the emulator can meet one without waiting a minute.
+func TestRateLimitBurstFault(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/agents", Status: http.StatusTooManyRequests, RetryAfter: 29})
+	r := e.platform(t, "GET", "/v2/gen-ai/agents", nil)
+	reset, err := strconv.ParseInt(r.header.Get("Ratelimit-Reset"), 10, 64)
+	if r.status != 429 || r.header.Get("Retry-After") != "29" || r.header.Get("Ratelimit-Remaining") != "0" ||
+		r.header.Get("Ratelimit-Limit") != "5000" || err != nil || time.Until(time.Unix(reset, 0)) < 59*time.Minute {
+		t.Errorf("got %d, headers %v", r.status, r.header)
+	}
+	if r := e.platform(t, "GET", "/v2/gen-ai/agents", nil); r.status != 200 || r.header.Get("Retry-After") != "" || r.header.Get("Ratelimit-Remaining") == "0" {
+		t.Errorf("after the fault: %d, headers %v", r.status, r.header)
+	}
+	for _, bad := range []string{`{"status":500,"retry_after":3}`, `{"mode":"hang","retry_after":3}`, `{"status":429,"retry_after":-1}`} {
+		if r := e.do(t, "POST", "/_emulator/faults", bad); r.status != 400 {
+			t.Errorf("fault %s accepted: %d", bad, r.status)
+		}
 	}
 }
