@@ -2,6 +2,10 @@ package backend
 
 import (
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"slices"
 	"strings"
 	"testing"
@@ -159,4 +163,38 @@ func TestBackend_Routing(t *testing.T) {
 			t.Errorf("%s routes to %s, want a pattern with %s", path, p.Pattern, want)
 		}
 	}
+}
+
+// One way to answer a caller: handlers return errors and respond() in
+// requests.go alone builds error responses, so a message is never built
+// twice or answered with the wrong status. A handler, guard or callback that
+// builds its own logical.ErrorResponse fails here.
+func TestBackend_OnlyRespondBuildsErrorResponses(t *testing.T) {
+	fset := token.NewFileSet()
+	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pkg := range pkgs {
+		for _, file := range pkg.Files {
+			for _, decl := range file.Decls {
+				fn, ok := decl.(*ast.FuncDecl)
+				if !ok || fn.Body == nil {
+					continue
+				}
+				ast.Inspect(fn.Body, func(n ast.Node) bool {
+					sel, ok := n.(*ast.SelectorExpr)
+					if ok && sel.Sel.Name == "ErrorResponse" && isIdent(sel.X, "logical") && fn.Name.Name != "respond" {
+						t.Errorf("%s: %s builds a logical.ErrorResponse; return a callerError and let respond() answer", fset.Position(sel.Pos()), fn.Name.Name)
+					}
+					return true
+				})
+			}
+		}
+	}
+}
+
+func isIdent(e ast.Expr, name string) bool {
+	id, ok := e.(*ast.Ident)
+	return ok && id.Name == name
 }

@@ -136,8 +136,8 @@ func (b *gradientBackend) credsRenew(ctx context.Context, req *logical.Request, 
 			name, req.MountPoint, name)
 	}
 	if k.Version != version {
-		return logical.ErrorResponse("key %q was rotated (this lease holds version %d, the current version is %d): read %screds/%s again for the current key",
-			name, version, k.Version, req.MountPoint, name), nil
+		return nil, callerErrorf("key %q was rotated (this lease holds version %d, the current version is %d): read %screds/%s again for the current key",
+			name, version, k.Version, req.MountPoint, name)
 	}
 	ttl, err := b.credsLeaseTTL(ctx, req.Storage, k)
 	if err != nil {

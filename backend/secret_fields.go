@@ -2,7 +2,6 @@ package backend
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"slices"
 
@@ -35,31 +34,31 @@ func sensitiveFields(paths []*framework.Path) []string {
 // plain text. Vault runs the existence check first on every write to a path
 // that has one, so both need the guard.
 func (b *gradientBackend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
-	if msg := b.nonStringSecret(req); msg != "" {
-		return logical.ErrorResponse(msg), nil
+	if err := b.nonStringSecret(req); err != nil {
+		return respond(req, err)
 	}
 	return b.Backend.HandleRequest(ctx, req)
 }
 
 func (b *gradientBackend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (checkFound, exists bool, err error) {
-	if msg := b.nonStringSecret(req); msg != "" {
-		return false, false, errutil.UserError{Err: msg}
+	if err := b.nonStringSecret(req); err != nil {
+		return false, false, errutil.UserError{Err: err.Error()}
 	}
 	return b.Backend.HandleExistenceCheck(ctx, req)
 }
 
-// nonStringSecret says which secret field of the request is not a string,
-// without its value; "" when none.
-func (b *gradientBackend) nonStringSecret(req *logical.Request) string {
+// nonStringSecret is a caller error naming the secret field of the request
+// that is not a string, without its value; nil when none.
+func (b *gradientBackend) nonStringSecret(req *logical.Request) error {
 	if req == nil {
-		return ""
+		return nil
 	}
 	for _, field := range b.secretFields {
 		if v, ok := req.Data[field]; ok && v != nil {
 			if _, isString := v.(string); !isString {
-				return fmt.Sprintf("%s must be a string (the value is not shown: it may be a secret)", field)
+				return callerErrorf("%s must be a string (the value is not shown: it may be a secret)", field)
 			}
 		}
 	}
-	return ""
+	return nil
 }
