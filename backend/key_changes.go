@@ -53,6 +53,9 @@ func newCreateWAL(provider, name string, now time.Time, timeout time.Duration) *
 	}
 }
 
+// seenAny reports whether recoverCreate recorded keys the undo must spare.
+func (w *createWAL) seenAny() bool { return len(w.Seen) > 0 }
+
 func (w *createWAL) kind() string                  { return walKindCreate }
 func (w *createWAL) lockScope() ([]string, string) { return []string{w.Name}, "" }
 func (w *createWAL) undone() string {
@@ -72,7 +75,7 @@ func (b *gradientBackend) createKey(ctx context.Context, s logical.Storage, c *c
 	resent := false
 	err := b.makeChange(ctx, s, pendingChange{
 		entry:   w,
-		rewrite: true,
+		rewrite: w.seenAny,
 		lingers: func() bool { return resent },
 		apply: func(ctx context.Context) error {
 			pk, err := c.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)

@@ -229,7 +229,7 @@ func (b *gradientBackend) recreateKey(ctx context.Context, s logical.Storage, c 
 	resent := false
 	err := b.makeChange(ctx, s, pendingChange{
 		entry:   w,
-		rewrite: true,
+		rewrite: w.seenAny,
 		lingers: func() bool { return resent },
 		apply: func(ctx context.Context) (err error) {
 			pk, err = c.platform.CreateKey(ctx, k.Provider, k.Name, k.APIKey)
