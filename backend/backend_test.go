@@ -366,6 +366,7 @@ type faultyStorage struct {
 	mu                sync.Mutex
 	failPrefix        string
 	failDeletesPrefix string
+	failPutsPrefix    string
 	afterList         func(prefix string)
 }
 
@@ -380,6 +381,13 @@ func (s *faultyStorage) failDeletesUnder(prefix string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failDeletesPrefix = prefix
+}
+
+// failPutsUnder fails only writes under prefix ("" stops).
+func (s *faultyStorage) failPutsUnder(prefix string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failPutsPrefix = prefix
 }
 
 // onNextList runs hook once, after the next List has read its result and
@@ -397,7 +405,7 @@ func (s *faultyStorage) failing(key string, prefix *string) bool {
 }
 
 func (s *faultyStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
-	if s.failing(e.Key, &s.failPrefix) {
+	if s.failing(e.Key, &s.failPrefix) || s.failing(e.Key, &s.failPutsPrefix) {
 		return errors.New("injected storage failure")
 	}
 	return s.Storage.Put(ctx, e)

@@ -53,6 +53,9 @@ func newCreateWAL(provider, name string, now time.Time, timeout time.Duration) *
 	}
 }
 
+// seenAny reports whether recoverCreate recorded keys the undo must spare.
+func (w *createWAL) seenAny() bool { return len(w.Seen) > 0 }
+
 func (w *createWAL) kind() string                  { return walKindCreate }
 func (w *createWAL) lockScope() ([]string, string) { return []string{w.Name}, "" }
 func (w *createWAL) undone() string {
@@ -72,7 +75,7 @@ func (b *gradientBackend) createKey(ctx context.Context, s logical.Storage, c *c
 	resent := false
 	err := b.makeChange(ctx, s, pendingChange{
 		entry:   w,
-		rewrite: true,
+		rewrite: w.seenAny,
 		lingers: func() bool { return resent },
 		apply: func(ctx context.Context) error {
 			pk, err := c.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)
@@ -130,15 +133,23 @@ func (b *gradientBackend) recoverCreate(ctx context.Context, s logical.Storage, 
 // nameAppeared says that a key with the create's name is on the platform
 // after the answer was lost, and what to do. It wraps the lost answer, so
 // the failure stays ambiguous: the entry is kept for a late landing.
+// A re-create's entry stays as it was, and a managed entry adopts no other
+// uuid: the advice then starts with deleting the entry.
 func nameAppeared(r createRequest, uuids []string, callErr error) error {
-	adopt := fmt.Sprintf("keys/%s again with provider=%s, api_key and uuid=%s", r.name, r.provider, uuids[0])
+	uuid := uuids[0]
 	if len(uuids) > 1 {
-		adopt = fmt.Sprintf("keys/%s again with provider=%s, api_key and uuid=<one of them>", r.name, r.provider)
+		uuid = "<one of them>"
+	}
+	adopt := fmt.Sprintf("writing keys/%s again with provider=%s, api_key and uuid=%s", r.name, r.provider, uuid)
+	stored, again := "stores nothing", "write again"
+	if r.recreate {
+		adopt = fmt.Sprintf("deleting keys/%s and writing it again with provider=%s, api_key and uuid=%s", r.name, r.provider, uuid)
+		stored, again = "keeps its entry as it was", "repair again"
 	}
 	return fmt.Errorf("the platform's answer to the create of %s key %q was lost, and a key with that name is on the platform now (uuid %s): "+
-		"it may be this create's or one made elsewhere meanwhile, so Vault did not take it and stores nothing. "+
-		"If it is yours, an operator can adopt it by writing %s; if not, delete or rename it on the platform and write again. The lost answer: %w",
-		r.provider, r.name, strings.Join(uuids, ", "), adopt, callErr)
+		"it may be this create's or one made elsewhere meanwhile, so Vault did not take it and %s. "+
+		"If it is yours, an operator can adopt it by %s; if not, delete or rename it on the platform and %s. The lost answer: %w",
+		r.provider, r.name, strings.Join(uuids, ", "), stored, adopt, again, callErr)
 }
 
 // undo deletes the key this create made, if storage does not hold it. With

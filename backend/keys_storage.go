@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -105,22 +106,44 @@ func deleteKey(ctx context.Context, s logical.Storage, name string) error {
 // at the first error. It is the one scan of the mount: adoption, rollback
 // and retirement are rare, and an index would be one more thing that a
 // failed write could leave inconsistent. It costs one List and one Get per
-// entry.
+// entry (and one more List when an entry went during the scan).
 func forEachKey(ctx context.Context, s logical.Storage, fn func(*keyEntry) error) error {
 	names, err := s.List(ctx, keyStoragePrefix)
 	if err != nil {
 		return fmt.Errorf("listing keys: %w", err)
 	}
+	gone := false
 	for _, name := range names {
 		k, err := getKey(ctx, s, name)
 		if err != nil {
 			return err
 		}
 		if k == nil {
-			continue // deleted since the List
+			gone = true // deleted since the List, or renamed
+			continue
 		}
 		if err := fn(k); err != nil {
 			return err
+		}
+	}
+	if gone {
+		return renamedDuringScan(ctx, s, names)
+	}
+	return nil
+}
+
+// renamedDuringScan tells a rename from a delete after an entry went during
+// a scan: a rename writes the new name before it deletes the old, so the new
+// name is in a listing taken now, and the scan, which missed it, is
+// incomplete.
+func renamedDuringScan(ctx context.Context, s logical.Storage, scanned []string) error {
+	now, err := s.List(ctx, keyStoragePrefix)
+	if err != nil {
+		return fmt.Errorf("listing keys: %w", err)
+	}
+	for _, name := range now {
+		if !slices.Contains(scanned, name) {
+			return fmt.Errorf("key %q was renamed or created while the mount's keys were read; reading them again later", name)
 		}
 	}
 	return nil

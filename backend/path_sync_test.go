@@ -554,3 +554,28 @@ func TestSyncRepair_ReCreateThatLandsLateIsRemoved(t *testing.T) {
 		t.Fatalf("after the rollback: platform %+v, stored uuid %v", e.state().AnthropicKeys, stored)
 	}
 }
+
+// A re-create whose answer is lost and that then finds a key with the name
+// takes it no more than a create does, and its error's advice works for a
+// key Vault already manages: the entry stays, and following the advice
+// (delete the entry, write it again with the uuid) manages the key found.
+func TestSyncRepair_LostReCreateGivesAdviceThatWorks(t *testing.T) {
+	e := newTestEnv(t, nil)
+	old := e.createManaged("lost-repair", anthropicKey("lost-repair"))
+	e.deleteOutside(old)
+	e.sync()
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Mode: "drop"})
+	msg := e.mustServerError(logical.UpdateOperation, "keys/lost-repair/sync", nil, "Vault did not take it")
+	found := e.platformKeyNamed(providerAnthropic, "lost-repair")
+	if found == nil || !strings.Contains(msg, found.UUID) {
+		t.Fatalf("the error does not name the key found (%+v): %s", found, msg)
+	}
+	if strings.Contains(msg, "stores nothing") {
+		t.Errorf("the entry is kept, but the error says Vault stores nothing: %s", msg)
+	}
+	if !strings.Contains(msg, "deleting keys/lost-repair") {
+		t.Fatalf("the error does not say to delete the entry first: %s", msg)
+	}
+	e.mustOK(logical.DeleteOperation, "keys/lost-repair", nil)
+	e.mustOK(logical.CreateOperation, "keys/lost-repair", map[string]any{"provider": "anthropic", "api_key": anthropicKey("lost-repair"), "uuid": found.UUID})
+}

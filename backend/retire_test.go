@@ -524,3 +524,46 @@ func TestRetire_OneScanPerRetiringKey(t *testing.T) {
 		t.Fatalf("a tick retiring 3 versions of one key read %d entries and listed %d times", g, l)
 	}
 }
+
+// An entry renamed while the retirement reads the mount is still a holder:
+// the scan's listing has its old name, which is gone by the time it is
+// read, and its new name is not in the listing. The retirement must not
+// take that for "no other holder".
+func TestRetire_SparesAKeyWhoseHolderIsRenamedDuringTheScan(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	shared, next := hintedKey("Ren", "renamed", "renK"), hintedKey("Rnx", "ren-next", "rnxK")
+	r.trackSecret(shared)
+	r.trackSecret(next)
+	r.createKey("rotating", shared, map[string]any{"retire_previous": true, "grace_period": "1h"})
+	r.createKey("other", shared, nil)
+	r.mustOK(logical.UpdateOperation, "keys/rotating", map[string]any{"api_key": next})
+	r.tick() // builds the queue; nothing is due yet
+
+	var renamed error
+	var hook func(prefix string)
+	hook = func(prefix string) {
+		if prefix != keyStoragePrefix {
+			r.storage.onNextList(hook)
+			return
+		}
+		_, renamed = r.send(logical.UpdateOperation, "rename/other", map[string]any{"new_name": "moved"})
+	}
+	r.storage.onNextList(hook)
+	r.tickAt(r.clock.Now().Add(time.Hour))
+	if renamed != nil {
+		t.Fatalf("setup: rename: %v", renamed)
+	}
+	if k, err := getKey(context.Background(), r.storage, "moved"); err != nil || k == nil {
+		t.Fatalf("setup: the rename did not happen during the scan: %v", err)
+	}
+	if s := r.anthropicStatus(shared); s != "active" {
+		t.Fatalf("the key the renamed entry holds is %q at Anthropic", s)
+	}
+	// The retry reads the mount again and finds the entry under its new
+	// name.
+	r.tickAt(r.clock.Now().Add(time.Hour))
+	got := r.read("rotating")
+	if msg, _ := got["retire_error"].(string); got["retire_status"] != retireAttention || !strings.Contains(msg, `key "moved" holds it too`) || r.anthropicStatus(shared) != "active" {
+		t.Fatalf("after the retry: %v", got)
+	}
+}

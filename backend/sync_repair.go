@@ -223,13 +223,13 @@ func (b *gradientBackend) pushStoredKey(ctx context.Context, s logical.Storage, 
 // state stay. It follows a lost answer the way a create does.
 func (b *gradientBackend) recreateKey(ctx context.Context, s logical.Storage, c *clients, k *keyEntry) (*keyEntry, platformKey, error) {
 	w := newCreateWAL(k.Provider, k.Name, b.now().UTC(), c.config.RequestTimeout)
-	r := createRequest{name: k.Name, provider: k.Provider, apiKey: k.APIKey}
+	r := createRequest{name: k.Name, provider: k.Provider, apiKey: k.APIKey, recreate: true}
 	recreated := *k
 	var pk platformKey
 	resent := false
 	err := b.makeChange(ctx, s, pendingChange{
 		entry:   w,
-		rewrite: true,
+		rewrite: w.seenAny,
 		lingers: func() bool { return resent },
 		apply: func(ctx context.Context) (err error) {
 			pk, err = c.platform.CreateKey(ctx, k.Provider, k.Name, k.APIKey)

@@ -95,10 +95,11 @@ type pendingChange struct {
 	// unchanged, when set, reports after a failed multi-step apply that
 	// its first call was refused outright, so nothing changed either.
 	unchanged func() bool
-	// rewrite marks an apply that records in its entry what the undo must
-	// know (the keys a create found and must never delete): an entry kept
-	// after a failed apply is written again with it.
-	rewrite bool
+	// rewrite, when set, reports after a failed apply that it recorded in
+	// its entry what the undo must know (the keys a create found and must
+	// never delete): the kept entry is written again with it. With nothing
+	// recorded, the stored entry is already right and is kept as it is.
+	rewrite func() bool
 	// lingers, when it reports true after a success, keeps the entry for
 	// the periodic rollback anyway: a create sent again after a lost answer
 	// succeeded, and the first one may still land.
@@ -127,7 +128,7 @@ func (b *gradientBackend) makeChange(ctx context.Context, s logical.Storage, c p
 			b.deleteWAL(ctx, s, walID)
 			return err
 		}
-		if c.rewrite {
+		if c.rewrite != nil && c.rewrite() {
 			if werr := b.rewriteWAL(ctx, s, walID, c.entry); werr != nil {
 				// The stored entry lacks what the undo must spare: an
 				// undo from it could delete a key that is not this

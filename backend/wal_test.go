@@ -519,3 +519,39 @@ func TestWAL_FailingRollbackIsDroppedAfterMaxAge(t *testing.T) {
 		}
 	}
 }
+
+// A lost create whose name cannot be looked up found nothing to spare, so
+// its stored entry is already what the undo needs: a write of the
+// write-ahead log that fails then must not drop the entry, or the key the
+// lost create made stays on the platform with nothing recording it.
+func TestWAL_LostCreateKeepsItsEntryWhenThereIsNothingToRecord(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/primer", map[string]any{"provider": "openai", "api_key": openAIKey("nothing-primer")})
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "drop", Delay: 300 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.send(logical.CreateOperation, "keys/unseen", map[string]any{"provider": "openai", "api_key": openAIKey("unseen")})
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.emu.PendingFaults() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The create is at the platform (its write-ahead log entry written):
+	// now the lookup fails, and so does every write of the log.
+	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: 2 * maxAttempts})
+	e.storage.failPutsUnder("wal/")
+	if err := <-done; err == nil {
+		t.Fatal("want a server error")
+	}
+	e.storage.failPutsUnder("")
+	e.emu.ClearFaults()
+	if e.platformKeyNamed(providerOpenAI, "unseen") == nil {
+		t.Fatal("setup: the lost create did not land")
+	}
+	assertSettlesOnRollback(t, e)
+	if e.platformKeyNamed(providerOpenAI, "unseen") != nil {
+		t.Fatalf("the key of the lost create was left on the platform: %+v", e.state().OpenAIKeys)
+	}
+	assertInvariant(t, e)
+}
