@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -185,13 +186,11 @@ func (b *rateBudget) observe(resp *http.Response) {
 	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if resp.StatusCode == http.StatusTooManyRequests {
-		if secs, err := strconv.Atoi(h.Get("Retry-After")); err == nil {
-			// Not the hour's count: seen keeps the last one, for status
-			// and for a change of limits (configure).
-			b.pauseLocked(now.Add(min(time.Duration(secs)*time.Second, maxPause)))
-			return
-		}
+	if wait, ok := burstWait(resp, now); ok {
+		// Not the hour's count: seen keeps the last one, for status
+		// and for a change of limits (configure).
+		b.pauseLocked(now.Add(wait))
+		return
 	}
 	if errL != nil || errR != nil || errT != nil || limit <= 0 {
 		return
@@ -257,6 +256,44 @@ func (b *rateBudget) isKnown() bool {
 // maxPause bounds any pause the platform's headers can ask for: its
 // longest window is an hour.
 const maxPause = time.Hour
+
+// burstWindow is the platform's burst window: the wait after a burst 429
+// whose retry-after cannot be read.
+const burstWindow = time.Minute
+
+// retryAfterHeader reads retry-after in either form RFC 9110 allows:
+// seconds, or an HTTP date, which is on the platform's clock and so is read
+// against the answer's own Date. The wait is bounded by maxPause.
+func retryAfterHeader(h http.Header, now time.Time) (time.Duration, bool) {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		// Bounded before it becomes a Duration, which a huge value would
+		// overflow.
+		return time.Duration(min(max(secs, 0), int64(maxPause/time.Second))) * time.Second, true
+	}
+	at, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	if date, err := http.ParseTime(h.Get("Date")); err == nil {
+		now = date
+	}
+	return min(max(at.Sub(now), 0), maxPause), true
+}
+
+// burstWait reports whether resp is the platform's burst refusal, and how
+// long to wait: DigitalOcean sends retry-after on burst 429s only, so any
+// retry-after on a 429 marks one, in whichever form; one that cannot be
+// read waits out the burst window, never the hour's reset.
+func burstWait(resp *http.Response, now time.Time) (time.Duration, bool) {
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		return 0, false
+	}
+	if wait, ok := retryAfterHeader(resp.Header, now); ok {
+		return wait, true
+	}
+	return burstWindow, true
+}
 
 func (b *rateBudget) pauseLocked(until time.Time) {
 	if until.After(b.pausedUntil) {
