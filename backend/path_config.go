@@ -239,7 +239,8 @@ func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Requ
 			c.closeIdleConnections()
 		}
 	}()
-	if err := c.platform.CheckToken(withBudgetClass(ctx, classConfigCheck)); err != nil {
+	held := &heldAnswer{}
+	if err := c.platform.CheckToken(withHeldAnswer(withBudgetClass(ctx, classConfigCheck), held)); err != nil {
 		if errors.Is(err, errPlatformUnauthorized) {
 			return nil, callerErrorf("the platform rejected the token (HTTP 401): use a DigitalOcean token with the genai scopes; nothing was saved")
 		}
@@ -248,7 +249,7 @@ func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Requ
 	if err := checkAdminKeys(ctx, c, d); err != nil {
 		return nil, err
 	}
-	if err := b.saveConfig(ctx, req.Storage, cfg, c); err != nil {
+	if err := b.saveConfig(ctx, req.Storage, cfg, c, held); err != nil {
 		return nil, err
 	}
 	swapped = true
@@ -257,8 +258,9 @@ func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Requ
 
 // saveConfig stores cfg and swaps in its clients and limits under the
 // clients lock, so that of two writes at once the clients kept are the
-// stored config's. The platform names learnt through the old clients go.
-func (b *gradientBackend) saveConfig(ctx context.Context, s logical.Storage, cfg *gradientConfig, c *clients) error {
+// stored config's. The platform names learnt through the old clients go,
+// and the budget follows the count the token check was answered with.
+func (b *gradientBackend) saveConfig(ctx context.Context, s logical.Storage, cfg *gradientConfig, c *clients, check *heldAnswer) error {
 	entry, err := logical.StorageEntryJSON(configPath, cfg)
 	if err != nil {
 		return err
@@ -270,6 +272,7 @@ func (b *gradientBackend) saveConfig(ctx context.Context, s logical.Storage, cfg
 	}
 	b.names.reset()
 	b.useClientsLocked(cfg, c)
+	check.observeBy(b.budget)
 	return nil
 }
 

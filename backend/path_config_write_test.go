@@ -1,13 +1,16 @@
 package backend
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/digitalocean/godo"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
@@ -195,4 +198,33 @@ func TestConfig_RefusedWriteLeavesTheRateBudget(t *testing.T) {
 			t.Fatalf("create after raising the limits: %v %v", err, resp)
 		}
 	})
+}
+
+// A refused config write changes nothing, budget included: the token check
+// of a write giving another token (or another api_url) is answered with that
+// token's count, which is not the live one. Fed to the live budget, a
+// refused write whose token had spent its hour left the mount refusing
+// every platform call until that token's reset.
+func TestConfig_RefusedWriteLeavesTheBudgetsCount(t *testing.T) {
+	e := newTestEnv(t, map[string]any{"rate_limit_per_minute": 6000, "rate_limit_per_hour": 40})
+	e.emu.SetRateLimits(6000, 40)
+	const otherToken = "other-teams-token"
+	e.emu.AddToken(otherToken)
+	other, err := godo.New(&http.Client{Transport: bearer{otherToken}}, godo.SetBaseURL(e.srv.URL+"/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 39 {
+		if _, _, err := other.AgentPlatform.ListAgents(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.mustBadRequest(logical.UpdateOperation, "config", map[string]any{"token": otherToken, "openai_admin_key": "sk-admin-" + strings.Repeat("U", 20)},
+		"rejected openai_admin_key", "nothing was saved")
+	if resp, err := e.request(logical.CreateOperation, "keys/after-refused", map[string]any{"provider": "openai", "api_key": openAIKey("afterrefused")}); err != nil || resp.IsError() {
+		t.Fatalf("create after a refused write with another token: %v %v", err, resp)
+	}
+	if seen := e.b.budget.lastSeen(); seen.Limit != 40 || seen.Remaining < 30 {
+		t.Fatalf("the live budget follows another token's count: %+v", seen)
+	}
 }

@@ -322,7 +322,8 @@ const (
 	// wait for the live budget, whose limits the write may be there to
 	// change (a mount whose limits were set too low could otherwise never
 	// raise them); it is one request an operator asked for, and its answer
-	// still feeds the platform's count to the budget.
+	// feeds the platform's count to the budget once the write is accepted
+	// (heldAnswer).
 	classConfigCheck
 )
 
@@ -356,9 +357,46 @@ func (t *budgetTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	resp, err := t.base.RoundTrip(r)
 	if err == nil {
-		t.budget.observe(resp)
+		if held, ok := ctx.Value(heldAnswerKey{}).(*heldAnswer); ok {
+			held.keep(resp)
+		} else {
+			t.budget.observe(resp)
+		}
 	}
 	return resp, err
+}
+
+// heldAnswer keeps the rate-limit headers of a config write's token check
+// until the write is accepted: they are the count of the token and URL the
+// write gives, which are not the live ones until then, and a refused write
+// changes nothing, budget included.
+type heldAnswer struct {
+	mu   sync.Mutex
+	resp *http.Response
+}
+
+type heldAnswerKey struct{}
+
+func withHeldAnswer(ctx context.Context, h *heldAnswer) context.Context {
+	return context.WithValue(ctx, heldAnswerKey{}, h)
+}
+
+// keep holds the status and headers of the last answer (a retried check
+// has several).
+func (h *heldAnswer) keep(resp *http.Response) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.resp = &http.Response{StatusCode: resp.StatusCode, Header: resp.Header.Clone()}
+}
+
+// observeBy feeds the held answer to b, once the write is accepted.
+func (h *heldAnswer) observeBy(b *rateBudget) {
+	h.mu.Lock()
+	resp := h.resp
+	h.mu.Unlock()
+	if resp != nil {
+		b.observe(resp)
+	}
 }
 
 // take waits for the request's place in the budget, by its class.
