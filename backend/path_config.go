@@ -240,7 +240,7 @@ func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Requ
 		}
 	}()
 	held := &heldAnswer{}
-	if err := c.platform.CheckToken(withHeldAnswer(withBudgetClass(ctx, classConfigCheck), held)); err != nil {
+	if err := c.platform.CheckToken(withHeldAnswer(withBudgetClass(ctx, checkClass(stored, cfg)), held)); err != nil {
 		if errors.Is(err, errPlatformUnauthorized) {
 			return nil, callerErrorf("the platform rejected the token (HTTP 401): use a DigitalOcean token with the genai scopes; nothing was saved")
 		}
@@ -274,6 +274,23 @@ func (b *gradientBackend) saveConfig(ctx context.Context, s logical.Storage, cfg
 	b.useClientsLocked(cfg, c)
 	check.observeBy(b.budget)
 	return nil
+}
+
+// checkClass is how the token check of a write takes its place in the live
+// budget. A write that keeps the token, the URL and the limits is checked
+// under the budget that governs it, like any request: re-applying a config
+// in a loop must not spend the token's minute unpaced, at the cost of its
+// other users. A write changing any of them may be there because the live
+// budget is the wrong one (limits set too low, a token whose hour others
+// spent), so its check does not wait for it.
+func checkClass(stored, cfg *gradientConfig) budgetClass {
+	if stored == nil || stored.Token != cfg.Token || stored.APIURL != cfg.APIURL ||
+		orDefault(stored.RateLimitPerMinute, defaultRateLimitPerMinute) != orDefault(cfg.RateLimitPerMinute, defaultRateLimitPerMinute) ||
+		orDefault(stored.RateLimitPerHour, defaultRateLimitPerHour) != orDefault(cfg.RateLimitPerHour, defaultRateLimitPerHour) ||
+		stored.schedulerHeadroom() != cfg.schedulerHeadroom() {
+		return classConfigCheck
+	}
+	return classRequest
 }
 
 func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfig, error) {

@@ -318,10 +318,11 @@ const (
 	// classBackground: scheduled work (the periodic sync), which first
 	// waits for the background share so the headroom stays free.
 	classBackground
-	// classConfigCheck: the token check of a config write. It does not
-	// wait for the live budget, whose limits the write may be there to
-	// change (a mount whose limits were set too low could otherwise never
-	// raise them); it is one request an operator asked for, and its answer
+	// classConfigCheck: the token check of a config write that changes the
+	// token, the URL or the limits (checkClass). It does not wait for the
+	// live budget, which the write may be there to replace (a mount whose
+	// limits were set too low could otherwise never raise them); it is one
+	// request an operator asked for, and its answer
 	// feeds the platform's count to the budget once the write is accepted
 	// (heldAnswer).
 	classConfigCheck
