@@ -239,7 +239,8 @@ func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Requ
 			c.closeIdleConnections()
 		}
 	}()
-	if err := c.platform.CheckToken(withBudgetClass(ctx, classConfigCheck)); err != nil {
+	held := &heldAnswer{}
+	if err := c.platform.CheckToken(withHeldAnswer(withBudgetClass(ctx, checkClass(stored, cfg)), held)); err != nil {
 		if errors.Is(err, errPlatformUnauthorized) {
 			return nil, callerErrorf("the platform rejected the token (HTTP 401): use a DigitalOcean token with the genai scopes; nothing was saved")
 		}
@@ -248,7 +249,7 @@ func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Requ
 	if err := checkAdminKeys(ctx, c, d); err != nil {
 		return nil, err
 	}
-	if err := b.saveConfig(ctx, req.Storage, cfg, c); err != nil {
+	if err := b.saveConfig(ctx, req.Storage, cfg, c, held); err != nil {
 		return nil, err
 	}
 	swapped = true
@@ -257,8 +258,9 @@ func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Requ
 
 // saveConfig stores cfg and swaps in its clients and limits under the
 // clients lock, so that of two writes at once the clients kept are the
-// stored config's. The platform names learnt through the old clients go.
-func (b *gradientBackend) saveConfig(ctx context.Context, s logical.Storage, cfg *gradientConfig, c *clients) error {
+// stored config's. The platform names learnt through the old clients go,
+// and the budget follows the count the token check was answered with.
+func (b *gradientBackend) saveConfig(ctx context.Context, s logical.Storage, cfg *gradientConfig, c *clients, check *heldAnswer) error {
 	entry, err := logical.StorageEntryJSON(configPath, cfg)
 	if err != nil {
 		return err
@@ -270,7 +272,25 @@ func (b *gradientBackend) saveConfig(ctx context.Context, s logical.Storage, cfg
 	}
 	b.names.reset()
 	b.useClientsLocked(cfg, c)
+	check.observeBy(b.budget)
 	return nil
+}
+
+// checkClass is how the token check of a write takes its place in the live
+// budget. A write that keeps the token, the URL and the limits is checked
+// under the budget that governs it, like any request: re-applying a config
+// in a loop must not spend the token's minute unpaced, at the cost of its
+// other users. A write changing any of them may be there because the live
+// budget is the wrong one (limits set too low, a token whose hour others
+// spent), so its check does not wait for it.
+func checkClass(stored, cfg *gradientConfig) budgetClass {
+	if stored == nil || stored.Token != cfg.Token || stored.APIURL != cfg.APIURL ||
+		orDefault(stored.RateLimitPerMinute, defaultRateLimitPerMinute) != orDefault(cfg.RateLimitPerMinute, defaultRateLimitPerMinute) ||
+		orDefault(stored.RateLimitPerHour, defaultRateLimitPerHour) != orDefault(cfg.RateLimitPerHour, defaultRateLimitPerHour) ||
+		stored.schedulerHeadroom() != cfg.schedulerHeadroom() {
+		return classConfigCheck
+	}
+	return classRequest
 }
 
 func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfig, error) {

@@ -1,13 +1,16 @@
 package backend
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/digitalocean/godo"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
@@ -175,9 +178,10 @@ func TestConfig_RefusedWriteLeavesTheRateBudget(t *testing.T) {
 		if !strings.Contains(failed, "rate budget is spent") {
 			t.Fatalf("want the mount's own rate-limit error, got %q", failed)
 		}
-		// An accepted write with the same limits does not start a fresh
-		// hour either.
-		e.mustOK(logical.UpdateOperation, "config", map[string]any{"verify_keys": false})
+		// An accepted write keeping the hourly limit does not start a
+		// fresh hour either. (It changes the minute's, so its token check
+		// does not wait for the spent budget: checkClass.)
+		e.mustOK(logical.UpdateOperation, "config", map[string]any{"verify_keys": false, "rate_limit_per_minute": 251})
 		if _, err := create(e, "huge-after"); err == nil || !strings.Contains(err.Error(), "rate budget is spent") {
 			t.Fatalf("after an accepted config write: %v", err)
 		}
@@ -195,4 +199,59 @@ func TestConfig_RefusedWriteLeavesTheRateBudget(t *testing.T) {
 			t.Fatalf("create after raising the limits: %v %v", err, resp)
 		}
 	})
+}
+
+// A refused config write changes nothing, budget included: the token check
+// of a write giving another token (or another api_url) is answered with that
+// token's count, which is not the live one. Fed to the live budget, a
+// refused write whose token had spent its hour left the mount refusing
+// every platform call until that token's reset.
+func TestConfig_RefusedWriteLeavesTheBudgetsCount(t *testing.T) {
+	e := newTestEnv(t, map[string]any{"rate_limit_per_minute": 6000, "rate_limit_per_hour": 40})
+	e.emu.SetRateLimits(6000, 40)
+	const otherToken = "other-teams-token"
+	e.emu.AddToken(otherToken)
+	other, err := godo.New(&http.Client{Transport: bearer{otherToken}}, godo.SetBaseURL(e.srv.URL+"/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 39 {
+		if _, _, err := other.AgentPlatform.ListAgents(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.mustBadRequest(logical.UpdateOperation, "config", map[string]any{"token": otherToken, "openai_admin_key": "sk-admin-" + strings.Repeat("U", 20)},
+		"rejected openai_admin_key", "nothing was saved")
+	if resp, err := e.request(logical.CreateOperation, "keys/after-refused", map[string]any{"provider": "openai", "api_key": openAIKey("afterrefused")}); err != nil || resp.IsError() {
+		t.Fatalf("create after a refused write with another token: %v %v", err, resp)
+	}
+	if seen := e.b.budget.lastSeen(); seen.Limit != 40 || seen.Remaining < 30 {
+		t.Fatalf("the live budget follows another token's count: %+v", seen)
+	}
+}
+
+// The token check of a config write skipped the budget, so a script
+// re-applying the same config (or re-trying a refused write) spent the
+// token's minute unpaced, and the token's other users (doctl, Terraform)
+// met the platform's 429s. A write that keeps the token, the URL and the
+// limits waits for the live budget like any request: it governs that
+// check. (A write changing any of them still does not wait for it.)
+func TestConfig_RepeatedWritesArePaced(t *testing.T) {
+	e := newTestEnv(t, map[string]any{"rate_limit_per_minute": 20, "rate_limit_per_hour": 5000, "request_timeout": "2s"})
+	e.emu.SetRateLimits(20, 5000)
+	paced := ""
+	for range 30 {
+		resp, err := e.request(logical.UpdateOperation, "config", map[string]any{"openai_admin_key": "sk-admin-" + strings.Repeat("U", 20)})
+		if err != nil && strings.Contains(err.Error(), "rate budget is spent") {
+			paced = err.Error()
+		} else if err == nil && !resp.IsError() {
+			t.Fatalf("a rejected admin key was accepted: %v", resp)
+		}
+	}
+	if n := e.emu.Statuses()[http.StatusTooManyRequests]; n != 0 {
+		t.Errorf("the platform answered 429 %d times to repeated config writes", n)
+	}
+	if paced == "" {
+		t.Errorf("no config write was held by the mount's budget")
+	}
 }

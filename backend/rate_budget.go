@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -185,13 +186,11 @@ func (b *rateBudget) observe(resp *http.Response) {
 	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if resp.StatusCode == http.StatusTooManyRequests {
-		if secs, err := strconv.Atoi(h.Get("Retry-After")); err == nil {
-			// Not the hour's count: seen keeps the last one, for status
-			// and for a change of limits (configure).
-			b.pauseLocked(now.Add(min(time.Duration(secs)*time.Second, maxPause)))
-			return
-		}
+	if wait, ok := burstWait(resp, now); ok {
+		// Not the hour's count: seen keeps the last one, for status
+		// and for a change of limits (configure).
+		b.pauseLocked(now.Add(wait))
+		return
 	}
 	if errL != nil || errR != nil || errT != nil || limit <= 0 {
 		return
@@ -258,6 +257,44 @@ func (b *rateBudget) isKnown() bool {
 // longest window is an hour.
 const maxPause = time.Hour
 
+// burstWindow is the platform's burst window: the wait after a burst 429
+// whose retry-after cannot be read.
+const burstWindow = time.Minute
+
+// retryAfterHeader reads retry-after in either form RFC 9110 allows:
+// seconds, or an HTTP date, which is on the platform's clock and so is read
+// against the answer's own Date. The wait is bounded by maxPause.
+func retryAfterHeader(h http.Header, now time.Time) (time.Duration, bool) {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		// Bounded before it becomes a Duration, which a huge value would
+		// overflow.
+		return time.Duration(min(max(secs, 0), int64(maxPause/time.Second))) * time.Second, true
+	}
+	at, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	if date, err := http.ParseTime(h.Get("Date")); err == nil {
+		now = date
+	}
+	return min(max(at.Sub(now), 0), maxPause), true
+}
+
+// burstWait reports whether resp is the platform's burst refusal, and how
+// long to wait: DigitalOcean sends retry-after on burst 429s only, so any
+// retry-after on a 429 marks one, in whichever form; one that cannot be
+// read waits out the burst window, never the hour's reset.
+func burstWait(resp *http.Response, now time.Time) (time.Duration, bool) {
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		return 0, false
+	}
+	if wait, ok := retryAfterHeader(resp.Header, now); ok {
+		return wait, true
+	}
+	return burstWindow, true
+}
+
 func (b *rateBudget) pauseLocked(until time.Time) {
 	if until.After(b.pausedUntil) {
 		b.pausedUntil = until
@@ -281,11 +318,13 @@ const (
 	// classBackground: scheduled work (the periodic sync), which first
 	// waits for the background share so the headroom stays free.
 	classBackground
-	// classConfigCheck: the token check of a config write. It does not
-	// wait for the live budget, whose limits the write may be there to
-	// change (a mount whose limits were set too low could otherwise never
-	// raise them); it is one request an operator asked for, and its answer
-	// still feeds the platform's count to the budget.
+	// classConfigCheck: the token check of a config write that changes the
+	// token, the URL or the limits (checkClass). It does not wait for the
+	// live budget, which the write may be there to replace (a mount whose
+	// limits were set too low could otherwise never raise them); it is one
+	// request an operator asked for, and its answer
+	// feeds the platform's count to the budget once the write is accepted
+	// (heldAnswer).
 	classConfigCheck
 )
 
@@ -319,9 +358,46 @@ func (t *budgetTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	resp, err := t.base.RoundTrip(r)
 	if err == nil {
-		t.budget.observe(resp)
+		if held, ok := ctx.Value(heldAnswerKey{}).(*heldAnswer); ok {
+			held.keep(resp)
+		} else {
+			t.budget.observe(resp)
+		}
 	}
 	return resp, err
+}
+
+// heldAnswer keeps the rate-limit headers of a config write's token check
+// until the write is accepted: they are the count of the token and URL the
+// write gives, which are not the live ones until then, and a refused write
+// changes nothing, budget included.
+type heldAnswer struct {
+	mu   sync.Mutex
+	resp *http.Response
+}
+
+type heldAnswerKey struct{}
+
+func withHeldAnswer(ctx context.Context, h *heldAnswer) context.Context {
+	return context.WithValue(ctx, heldAnswerKey{}, h)
+}
+
+// keep holds the status and headers of the last answer (a retried check
+// has several).
+func (h *heldAnswer) keep(resp *http.Response) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.resp = &http.Response{StatusCode: resp.StatusCode, Header: resp.Header.Clone()}
+}
+
+// observeBy feeds the held answer to b, once the write is accepted.
+func (h *heldAnswer) observeBy(b *rateBudget) {
+	h.mu.Lock()
+	resp := h.resp
+	h.mu.Unlock()
+	if resp != nil {
+		b.observe(resp)
+	}
 }
 
 // take waits for the request's place in the budget, by its class.

@@ -270,3 +270,43 @@ func TestRateBudget_HourSurvivesARestart(t *testing.T) {
 		t.Errorf("the platform answered 429 %d times", n)
 	}
 }
+
+// RFC 9110 lets retry-after be an HTTP date as well as seconds. A burst 429
+// whose retry-after the budget could not read as seconds was taken for the
+// hour's count (remaining 0) and paused the mount until the reset, up to an
+// hour; the retry waited for the reset too. Any retry-after on a 429 marks
+// the burst: a date is read against the answer's Date, and a value that is
+// neither waits out the burst window.
+func TestRateBudget_BurstRetryAfterInAnyForm(t *testing.T) {
+	now := time.Now().Truncate(time.Second)
+	burst := func(retryAfter string) *http.Response {
+		resp := &http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{}}
+		resp.Header.Set("Ratelimit-Limit", "5000")
+		resp.Header.Set("Ratelimit-Remaining", "0")
+		resp.Header.Set("Ratelimit-Reset", strconv.FormatInt(now.Add(59*time.Minute).Unix(), 10))
+		resp.Header.Set("Date", now.Format(http.TimeFormat))
+		resp.Header.Set("Retry-After", retryAfter)
+		return resp
+	}
+	for name, tc := range map[string]struct {
+		retryAfter      string
+		atLeast, atMost time.Duration
+	}{
+		"HTTP date":  {now.Add(29 * time.Second).Format(http.TimeFormat), 28 * time.Second, 30 * time.Second},
+		"unreadable": {"soon", 0, time.Minute},
+		"negative":   {"-5", 0, time.Second},
+		"overflow":   {"99999999999", 0, maxPause},
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := newRateBudget(6_000_000, 360_000_000)
+			b.now = func() time.Time { return now }
+			b.observe(burst(tc.retryAfter))
+			if delay, _ := b.reserve(now); delay < tc.atLeast || delay > tc.atMost {
+				t.Errorf("after a burst 429 with retry-after %q the next request may go in %v; want %v to %v", tc.retryAfter, delay, tc.atLeast, tc.atMost)
+			}
+			if d := retryAfter(0, burst(tc.retryAfter), now); d < tc.atLeast || d > max(tc.atMost, retryBaseDelay) {
+				t.Errorf("a retry after a burst 429 with retry-after %q waits %v; want %v to %v", tc.retryAfter, d, tc.atLeast, tc.atMost)
+			}
+		})
+	}
+}

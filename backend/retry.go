@@ -72,8 +72,11 @@ func retryAfter(attempt int, resp *http.Response, now time.Time) time.Duration {
 	if resp == nil {
 		return d
 	}
-	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
-		return max(d, min(time.Duration(secs)*time.Second, maxPause))
+	if wait, ok := burstWait(resp, now); ok {
+		return max(d, wait)
+	}
+	if wait, ok := retryAfterHeader(resp.Header, now); ok {
+		return max(d, wait)
 	}
 	if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Ratelimit-Remaining") == "0" {
 		if unix, err := strconv.ParseInt(resp.Header.Get("Ratelimit-Reset"), 10, 64); err == nil {
