@@ -1144,3 +1144,38 @@ func TestCreds_RenewAfterDeleteAndRecreateFails(t *testing.T) {
 		t.Fatalf("renew of an old lease issued after the key was made: %v", resp.Error())
 	}
 }
+
+// A lease issued before leases carried the uuid, of a key then deleted
+// (leaked) and replaced under its name by adopting a platform key made
+// earlier, e.g. in the control panel: the adopted key is at version 1 and
+// was created on the platform before the lease was issued, so only the time
+// Vault took it in tells it from the deleted one.
+func TestCreds_OldLeaseDoesNotRenewAfterDeleteAndAdopt(t *testing.T) {
+	r := newRotationEnv(t, nil)
+	stranger := r.createOutside("made-in-console", anthropicKey("console"))
+	r.createKey("leased", anthropicKey("leaked"), nil)
+	leaked := r.mustOK(logical.ReadOperation, "creds/leased", nil)
+	k, err := getKey(context.Background(), r.storage, "leased")
+	if err != nil || k == nil {
+		t.Fatalf("stored key: %v", err)
+	}
+	old := *leaked.Secret
+	old.InternalData = maps.Clone(old.InternalData)
+	delete(old.InternalData, "uuid")
+	old.IssueTime = k.CreatedAt
+	if k.LastVaultRotation.After(old.IssueTime) {
+		old.IssueTime = k.LastVaultRotation
+	}
+	old.IssueTime = old.IssueTime.Add(time.Second)
+	if resp := r.lease(logical.RenewOperation, &old); resp.IsError() {
+		t.Fatalf("renew of the old lease before the delete: %v", resp.Error())
+	}
+
+	r.mustOK(logical.DeleteOperation, "keys/leased", nil)
+	r.advanceTo(old.IssueTime.Add(time.Minute))
+	r.mustOK(logical.CreateOperation, "keys/leased", map[string]any{"provider": "anthropic", "uuid": stranger, "api_key": anthropicKey("fresh")})
+	resp := r.lease(logical.RenewOperation, &old)
+	if !resp.IsError() || !strings.Contains(resp.Error().Error(), "read gradient/creds/leased again") {
+		t.Fatalf("renew of the deleted key's old lease after the adoption: %#v", resp)
+	}
+}

@@ -157,14 +157,18 @@ func (b *gradientBackend) credsRevoke(context.Context, *logical.Request, *framew
 // leaseHoldsKey reports whether the lease was issued for the platform key k
 // holds now. A lease issued before leases carried the uuid is checked by
 // time instead: it cannot hold the current key if that key was created on
-// the platform after the lease was issued. (The two clocks differ a little;
-// a key made again within that difference of an old lease's issue is not
-// caught, and a wrong refusal only makes the holder read again.)
+// the platform, or its current version taken in by Vault, after the lease
+// was issued. The platform's time alone misses an adopted key, made before
+// the lease (in the control panel) and taken in at version 1 after the
+// leaked one was deleted. (The clocks differ a little; a key made again
+// within that difference of an old lease's issue is not caught, and a wrong
+// refusal only makes the holder read again.)
 func leaseHoldsKey(secret *logical.Secret, k *keyEntry) bool {
 	if uuid, _ := secret.InternalData["uuid"].(string); uuid != "" {
 		return uuid == k.UUID
 	}
-	return secret.IssueTime.IsZero() || !k.CreatedAt.After(secret.IssueTime)
+	return secret.IssueTime.IsZero() ||
+		!k.CreatedAt.After(secret.IssueTime) && !k.LastVaultRotation.After(secret.IssueTime)
 }
 
 // leaseKey reads the name and version a lease was issued for. Vault stores
