@@ -113,7 +113,7 @@ func pathConfig(b *gradientBackend) *framework.Path {
 			},
 			"rate_limit_per_hour": {
 				Type:        framework.TypeInt,
-				Description: "The platform's requests per rolling hour for this token; the mount never uses more than 95% of it in any hour.",
+				Description: "The platform's requests per rolling hour for this token; the mount keeps each rolling hour within 95% of it, as the platform counts the token.",
 				Default:     defaultRateLimitPerHour,
 			},
 			"scheduler_headroom_percent": {
@@ -365,7 +365,7 @@ func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfi
 	if v, ok := d.GetOk("scheduler_headroom_percent"); ok {
 		headroom := v.(int)
 		if headroom < 0 || headroom > 90 {
-			return nil, callerErrorf("scheduler_headroom_percent must be 0 to 90: the share of the rate budget that scheduled rotations always leave to requests")
+			return nil, callerErrorf("scheduler_headroom_percent must be 0 to 90: the share of the rate budget that scheduled rotations and the periodic sync always leave to requests")
 		}
 		cfg.SchedulerHeadroomPercent = &headroom
 	}
