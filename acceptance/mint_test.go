@@ -100,3 +100,48 @@ func TestMint_ZeroTouchRotationThroughTheCLI(t *testing.T) {
 		t.Fatalf("deleting the key left service accounts: %+v", l)
 	}
 }
+
+// An archived OpenAI project through the real vault CLI (issue 16, item 15):
+// a key naming one is refused with a 400 that says it is archived and to
+// pick an active project, and nothing is created; a minting key whose
+// project is archived later keeps its current key when a rotation is
+// asked for, and the error says why.
+func TestMint_ArchivedProjectThroughTheCLI(t *testing.T) {
+	v := rotationVault(t)
+	e := newEmulator(t)
+	mount := rotationMount(t, v, e)
+	root := v.rootToken
+	admin := mustNotLeak("sk-admin-" + randomString(alnum, 40))
+	e.AddAdminKey(emulator.ProviderOpenAI, admin)
+	t.Cleanup(func() {
+		for _, a := range e.ProviderState().OpenAIServiceAccounts {
+			mustNotLeak(a.APIKey)
+		}
+	})
+	v.vault(t, as(root).withStdin(admin).ok(), "write", mount+"/config", "openai_admin_key=-")
+	archived := e.AddOpenAIProject("", "archived")
+	e.ArchiveOpenAIProject(archived)
+
+	refused := uniqueName("archived")
+	r := v.vault(t, as(root), "write", mount+"/keys/"+refused, "provider=openai", "source=openai-service-account", "openai_project_id="+archived)
+	assertCode(t, r, 400, `OpenAI project "`+archived+`" is archived`, "set openai_project_id to an active project")
+	assertNotFound(t, v.vault(t, as(root), "read", mount+"/keys/"+refused))
+	if n := len(e.ProviderState().OpenAIServiceAccounts); n != 0 {
+		t.Fatalf("%d service accounts after a refused write", n)
+	}
+
+	name := uniqueName("mint")
+	v.vault(t, as(root).ok(), "write", mount+"/keys/"+name, "provider=openai", "source=openai-service-account",
+		"openai_project_id="+emulator.DefaultOpenAIProjectID)
+	uuid := str(v.readData(t, root, mount+"/keys/"+name), "uuid")
+	first := e.key("openai", uuid).Secret
+	e.ArchiveOpenAIProject(emulator.DefaultOpenAIProjectID)
+	r = v.vault(t, as(root), "write", "-force", mount+"/keys/"+name+"/rotate")
+	assertCode(t, r, 400, "which is archived", "the current key stays")
+	if read := v.readData(t, root, mount+"/keys/"+name); num(read, "version") != 1 || e.key("openai", uuid).Secret != first {
+		t.Fatalf("a refused mint changed the key: %v", read)
+	}
+	if n := len(e.ProviderState().OpenAIServiceAccounts); n != 1 {
+		t.Fatalf("%d service accounts, want the first one only", n)
+	}
+}

@@ -207,6 +207,9 @@ func (w zeroTouchWrite) check(ctx context.Context, c *clients, k *keyEntry) erro
 		if errors.Is(err, errAdminNotFound) {
 			return callerErrorf("OpenAI has no project %q that openai_admin_key can see; check openai_project_id", k.OpenAIProjectID)
 		}
+		if errors.Is(err, errProjectArchived) {
+			return callerErrorf("OpenAI project %q is archived, and OpenAI makes no service accounts in an archived project: set openai_project_id to an active project; nothing was changed", k.OpenAIProjectID)
+		}
 		if err != nil {
 			return fmt.Errorf("checking openai_project_id with OpenAI: %w", err)
 		}
@@ -356,6 +359,15 @@ func referencedServiceAccounts(ctx context.Context, s logical.Storage) (map[stri
 func (b *gradientBackend) mintAccount(ctx context.Context, c *clients, w *mintWAL) (mintedAccount, error) {
 	acct, err := c.admin.CreateServiceAccount(ctx, w.ProjectID, w.AccountName)
 	w.AccountID, w.refused = acct.ID, err != nil && adminRefused(err)
+	if err != nil && w.refused && projectArchived(ctx, c, w.ProjectID) {
+		// Archived since the key was written: permanent, so a caller
+		// error (the scheduler waits for the next period, not minutes).
+		stays := "the current key stays"
+		if w.UUID == "" {
+			stays = "nothing was changed" // the first version: no key yet
+		}
+		return mintedAccount{}, callerErrorf("key %q mints into OpenAI project %q, which is archived: OpenAI makes no service accounts there, so nothing was minted and %s; set the key's openai_project_id to an active project", w.Name, w.ProjectID, stays)
+	}
 	if err != nil {
 		return mintedAccount{}, fmt.Errorf("minting a key: %w", err)
 	}
@@ -363,6 +375,13 @@ func (b *gradientBackend) mintAccount(ctx context.Context, c *clients, w *mintWA
 		return mintedAccount{}, fmt.Errorf("the freshly minted key failed verification: %w", err)
 	}
 	return acct, nil
+}
+
+// projectArchived asks OpenAI, after it refused a service account, whether
+// the project is archived: one more Admin API call on that failure only,
+// none on a mint that works.
+func projectArchived(ctx context.Context, c *clients, projectID string) bool {
+	return errors.Is(c.admin.GetProject(ctx, projectID), errProjectArchived)
 }
 
 // mintNext mints the key's next secret and pushes it to the same platform

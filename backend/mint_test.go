@@ -455,3 +455,65 @@ func TestMint_ProjectsLimitedByConfig(t *testing.T) {
 	r.mustOK(logical.UpdateOperation, "keys/team-a-x/rotate", nil)
 	r.assertVersion("team-a-x", 2)
 }
+
+// An archived OpenAI project still answers its GET (status "archived") but
+// refuses service accounts (issue 16, item 15). A key write naming one (on
+// create, switching a key to minting, naming it on a minting key) is a 400
+// that says so and how to fix it, and changes nothing. A mint into a project
+// archived after the key was written, on request or on schedule, is refused
+// the same way: rotation_error says why, nothing is minted, the current key
+// stays, and the scheduler waits for the next period instead of retrying.
+func TestMint_ArchivedProject(t *testing.T) {
+	r := newZeroTouchEnv(t)
+	r.emu.AddOpenAIProject("proj_old", "old")
+	r.emu.ArchiveOpenAIProject("proj_old")
+	r.mustOK(logical.CreateOperation, "keys/staged", map[string]any{"provider": "openai", "api_key": openAIKey("archived1")})
+	r.createMinted("minting", map[string]any{"rotation_period": "1h"})
+	stagedBefore, mintingBefore := r.read("staged"), r.read("minting")
+	before, accountsBefore := r.state(), r.emu.ProviderState().OpenAIServiceAccounts
+
+	refused := map[string]struct {
+		op   logical.Operation
+		path string
+		data map[string]any
+	}{
+		"create minting there":           {logical.CreateOperation, "keys/new", map[string]any{"provider": "openai", "source": "openai-service-account", "openai_project_id": "proj_old"}},
+		"switch a staged key to minting": {logical.UpdateOperation, "keys/staged", map[string]any{"source": "openai-service-account", "openai_project_id": "proj_old"}},
+		"move a minting key there":       {logical.UpdateOperation, "keys/minting", map[string]any{"openai_project_id": "proj_old"}},
+	}
+	for label, c := range refused {
+		t.Run(label, func(t *testing.T) {
+			r.mustBadRequest(c.op, c.path, c.data, `OpenAI project "proj_old" is archived`, "set openai_project_id to an active project", "nothing was changed")
+		})
+	}
+	if !reflect.DeepEqual(r.state(), before) || !reflect.DeepEqual(r.emu.ProviderState().OpenAIServiceAccounts, accountsBefore) {
+		t.Fatal("a refused write changed the platform or the service accounts")
+	}
+	if !reflect.DeepEqual(r.read("staged"), stagedBefore) || !reflect.DeepEqual(r.read("minting"), mintingBefore) {
+		t.Fatal("a refused write changed a key")
+	}
+	if names := r.listKeys(); !reflect.DeepEqual(names, []string{"minting", "staged"}) {
+		t.Fatalf("keys: %v", names)
+	}
+
+	// The minting key's project is archived later: its next mint is
+	// refused on request and on schedule, and the current key stays.
+	first := r.openAISecret("minting")
+	r.emu.ArchiveOpenAIProject(emulator.DefaultOpenAIProjectID)
+	r.mustBadRequest(logical.UpdateOperation, "keys/minting/rotate", nil,
+		`key "minting" mints into OpenAI project "`+emulator.DefaultOpenAIProjectID+`", which is archived`, "the current key stays", "active project")
+	r.tickAt(t0.Add(time.Hour))
+	r.assertVersion("minting", 1)
+	got := r.read("minting")
+	if got["rotation_status"] != rotationFailed || !strings.Contains(got["rotation_error"].(string), "which is archived") ||
+		!strings.Contains(got["rotation_error"].(string), "next attempt at the next scheduled time") {
+		t.Fatalf("after the scheduled rotation: %v", got)
+	}
+	if live, _ := r.accounts("minting"); len(live) != 1 || r.openAISecret("minting") != first || got["service_account_id"] != live[0].ID {
+		t.Fatalf("a refused mint changed something: %+v", live)
+	}
+	if creds := r.mustOK(logical.ReadOperation, "creds/minting", nil).Data["api_key"]; creds != first {
+		t.Fatal("creds/ no longer serves the current key")
+	}
+	assertNoWAL(t, r.testEnv)
+}

@@ -313,12 +313,12 @@ func (p *godoPlatform) ListKeys(ctx context.Context, provider string) ([]platfor
 		return nil, err
 	}
 	var keys []platformKey
-	err = p.forEachPage(ctx, func(ctx context.Context, opt *godo.ListOptions) (*godo.Response, error) {
+	err = p.forEachPage(ctx, func(ctx context.Context, opt *godo.ListOptions) (int, *godo.Response, error) {
 		page, resp, err := api.list(ctx, p.api, opt)
 		if err == nil {
 			keys = append(keys, page...)
 		}
-		return resp, err
+		return len(page), resp, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing %s keys: %w", provider, err)
@@ -348,12 +348,12 @@ func (p *godoPlatform) ListAgentsByKey(ctx context.Context, provider, uuid strin
 		return nil, err
 	}
 	var agents []platformAgent
-	err = p.forEachPage(ctx, func(ctx context.Context, opt *godo.ListOptions) (*godo.Response, error) {
+	err = p.forEachPage(ctx, func(ctx context.Context, opt *godo.ListOptions) (int, *godo.Response, error) {
 		page, resp, err := api.listAgents(ctx, p.api, uuid, opt)
 		for _, a := range page {
 			agents = append(agents, fromAgent(a))
 		}
-		return resp, err
+		return len(page), resp, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing the agents that use key %s: %w", uuid, err)
@@ -392,30 +392,45 @@ func (p *godoPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, key
 	return fromAgent(agent), nil
 }
 
-// forEachPage calls list with successive pages until the platform says the
-// last page was reached; each page is retried on its own, and the whole
-// listing is one operation within request_timeout. Errors from list are
-// classified here once.
-func (p *godoPlatform) forEachPage(ctx context.Context, list func(context.Context, *godo.ListOptions) (*godo.Response, error)) error {
+// forEachPage calls list with pages 1, 2, ... until a page has no next
+// link, or no links at all (the reference says a single page may have
+// none). It pages by the page it asked for: godo's CurrentPage reads
+// links.pages.prev, which the reference spells "previous", so it misreads
+// every later page. list returns how many items its page held. A listing
+// that ends with fewer items than a page's meta.total is an error, not a
+// shorter list: a key left out would look deleted, an agent left out would
+// look gone. Each page is retried on its own, and the whole listing is one
+// operation within request_timeout. Errors from list are classified here
+// once.
+func (p *godoPlatform) forEachPage(ctx context.Context, list func(context.Context, *godo.ListOptions) (int, *godo.Response, error)) error {
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
-	opt := &godo.ListOptions{Page: 1, PerPage: maxPageSize}
-	for {
-		resp, err := retryPlatform(ctx, opList, func(ctx context.Context) (*godo.Response, error) { return list(ctx, opt) })
+	listed, total := 0, 0
+	for page := 1; ; page++ {
+		opt := &godo.ListOptions{Page: page, PerPage: maxPageSize}
+		var n int
+		resp, err := retryPlatform(ctx, opList, func(ctx context.Context) (resp *godo.Response, err error) {
+			n, resp, err = list(ctx, opt)
+			return resp, err
+		})
 		if err != nil {
 			return p.classify(opList, resp, err)
 		}
-		// The platform leaves out links entirely when one page holds
-		// everything.
+		listed += n
+		if resp != nil && resp.Meta != nil {
+			total = max(total, resp.Meta.Total)
+		}
 		if resp == nil || resp.Links == nil || resp.Links.IsLastPage() {
-			return nil
+			break
 		}
-		current, err := resp.Links.CurrentPage()
-		if err != nil || current < opt.Page {
-			current = opt.Page
+		if n == 0 {
+			return fmt.Errorf("the platform's page %d was empty but linked a next page; not following it", page)
 		}
-		opt = &godo.ListOptions{Page: current + 1, PerPage: maxPageSize}
 	}
+	if listed < total {
+		return fmt.Errorf("the platform's listing ended after %d items, but its meta.total said %d: not using a partial list; try again", listed, total)
+	}
+	return nil
 }
 
 // redirectError: an upstream answered a request that carries credentials

@@ -23,7 +23,8 @@ type providerAdmin interface {
 	// CheckAdminKey makes one cheap admin read with the provider's admin
 	// key: a rejected key is a callerError.
 	CheckAdminKey(ctx context.Context, provider string) error
-	// GetProject reports errAdminNotFound for an unknown project.
+	// GetProject reports errAdminNotFound for an unknown project and
+	// errProjectArchived for an archived one.
 	GetProject(ctx context.Context, projectID string) error
 	// CreateServiceAccount mints an account and its key. It is never
 	// re-sent: a lost answer leaves an account to be found by name.
@@ -59,6 +60,10 @@ var (
 	errAdminNotFound = errors.New("not found at the provider")
 	// errAdminKeyMissing: the config has no admin key for the provider.
 	errAdminKeyMissing = errors.New("no admin key for this provider in config")
+	// errProjectArchived: the OpenAI project is archived. It still answers
+	// 200, with status "archived", but OpenAI refuses to create or list its
+	// service accounts (400).
+	errProjectArchived = errors.New("the OpenAI project is archived")
 )
 
 // Provider Admin API calls are not platform calls: they use none of the
@@ -135,8 +140,15 @@ func (a *httpAdmin) CheckAdminKey(ctx context.Context, provider string) error {
 }
 
 func (a *httpAdmin) GetProject(ctx context.Context, projectID string) error {
-	return a.do(ctx, adminCall{provider: providerOpenAI, op: "read the project", method: http.MethodGet,
-		path: "/v1/organization/projects/" + url.PathEscape(projectID), retry: true})
+	var out struct {
+		Status string `json:"status"`
+	}
+	err := a.do(ctx, adminCall{provider: providerOpenAI, op: "read the project", method: http.MethodGet,
+		path: "/v1/organization/projects/" + url.PathEscape(projectID), out: &out, retry: true})
+	if err == nil && out.Status == "archived" {
+		return errProjectArchived
+	}
+	return err
 }
 
 func (a *httpAdmin) CreateServiceAccount(ctx context.Context, projectID, name string) (mintedAccount, error) {

@@ -48,7 +48,7 @@ type agentBody struct {
 
 type agentListBody struct {
 	Agents []agentJSON `json:"agents"`
-	Links  *godo.Links `json:"links,omitempty"`
+	Links  *pageLinks  `json:"links,omitempty"`
 	Meta   *godo.Meta  `json:"meta"`
 }
 
@@ -72,7 +72,7 @@ func (e *Emulator) viewLocked(a *agent) agentJSON {
 
 // agentPageLocked renders one page of agents. The caller holds e.mu.
 func (e *Emulator) agentPageLocked(r *http.Request, agents []*agent, pr pageRequest) agentListBody {
-	body := agentListBody{Agents: []agentJSON{}, Links: pr.links(r, len(agents)), Meta: pr.meta(len(agents))}
+	body := agentListBody{Agents: []agentJSON{}, Links: pr.links(r, len(agents), e.omitSinglePageLinks), Meta: pr.meta(len(agents))}
 	for _, a := range paginate(agents, pr) {
 		body.Agents = append(body.Agents, e.viewLocked(a))
 	}

@@ -118,6 +118,16 @@ func (e *Emulator) SetClockSkew(d time.Duration) {
 	e.clockSkew = d
 }
 
+// OmitSinglePageLinks makes a listing that fits on one page leave "links"
+// out (true), as DigitalOcean's reference says it may, or carry them with
+// "first" (false, the default, as godo's test data shows); Reset sets false.
+// Clients have to accept both.
+func (e *Emulator) OmitSinglePageLinks(omit bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.omitSinglePageLinks = omit
+}
+
 // ClearFaults drops every fault not used up yet; state stays as it is.
 func (e *Emulator) ClearFaults() {
 	e.mu.Lock()
@@ -185,7 +195,7 @@ func (e *Emulator) RemoveToken(token string) {
 // bypasses counts, latency, rate limits and faults, so a test can always
 // inspect and steer the emulator.
 func (e *Emulator) serveControl(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set(headerRequestID, newRequestID())
+	w.Header().Set(headerRequestID, newUUID())
 	name := strings.TrimPrefix(r.URL.Path, controlPrefix)
 	type op struct {
 		method string
@@ -216,13 +226,15 @@ func (e *Emulator) serveControl(w http.ResponseWriter, r *http.Request) {
 		"reset":       {http.MethodPost, func(http.ResponseWriter, *http.Request) error { e.Reset(); return nil }},
 		"tokens":      {http.MethodPost, e.controlToken},
 		"clock":       {http.MethodPost, e.controlClock},
+		"list-links":  {http.MethodPost, e.controlListLinks},
 		"provider-state": {http.MethodGet, func(w http.ResponseWriter, _ *http.Request) error {
 			writeJSON(w, http.StatusOK, e.ProviderState())
 			return nil
 		}},
-		"admin-keys":      {http.MethodPost, e.controlAdminKey},
-		"anthropic-keys":  {http.MethodPost, e.controlAnthropicKey},
-		"openai-projects": {http.MethodPost, e.controlOpenAIProject},
+		"admin-keys":              {http.MethodPost, e.controlAdminKey},
+		"anthropic-keys":          {http.MethodPost, e.controlAnthropicKey},
+		"openai-projects":         {http.MethodPost, e.controlOpenAIProject},
+		"openai-projects/archive": {http.MethodPost, e.controlArchiveOpenAIProject},
 	}
 	o, ok := ops[name]
 	switch {
@@ -348,6 +360,17 @@ func (e *Emulator) controlClock(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+func (e *Emulator) controlListLinks(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		OmitSinglePage bool `json:"omit_single_page"`
+	}
+	if err := decodeControl(w, r, &body); err != nil {
+		return err
+	}
+	e.OmitSinglePageLinks(body.OmitSinglePage)
+	return nil
+}
+
 func (e *Emulator) controlAdminKey(w http.ResponseWriter, r *http.Request) error {
 	var body struct {
 		Provider string `json:"provider"`
@@ -391,4 +414,14 @@ func (e *Emulator) controlOpenAIProject(w http.ResponseWriter, r *http.Request) 
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"id": id})
 	return nil
+}
+
+func (e *Emulator) controlArchiveOpenAIProject(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		ID string `json:"id"`
+	}
+	if err := decodeControl(w, r, &body); err != nil {
+		return err
+	}
+	return e.archiveOpenAIProject(body.ID)
 }

@@ -11,9 +11,13 @@
 //	/openai/v1/models     OpenAI's cheap key check (openai_url = <server>/openai)
 //	/openai/v1/organization/projects[/{project_id}[/service_accounts[/{service_account_id}]]]
 //	                      OpenAI's Admin API: projects (list, get), service
-//	                      accounts (list, create, get, delete)
+//	                      accounts (list, create, get, delete); an archived
+//	                      project (ArchiveOpenAIProject) answers status
+//	                      "archived", and 400 to creating or listing its
+//	                      service accounts
 //	/_emulator/...        test control: state, revocation, faults, latency, limits,
-//	                      admin keys, provider state, request log
+//	                      admin keys, provider state, request log, OpenAI
+//	                      projects (add, archive), list links on single pages
 //	                      (GET requests: method, path, status, User-Agent of
 //	                      each request; GET secret-changes: secret changes by
 //	                      key uuid)
@@ -25,14 +29,17 @@
 // {"api_key_info": ...} for create, get, update and delete (HTTP 200, delete
 // adds deleted_at); {"api_key_infos": [...], "links", "meta"} for lists;
 // {"agent": ...} and {"agents": [...]} for agents; error bodies
-// {"id","message","request_id"} with the request id repeated in x-request-id;
-// page/per_page pagination (default 20, at most 200) whose links are absolute
-// URLs and are left out when everything fits on one page; per-token limits of
-// 250 requests a minute and 5,000 an hour reported in ratelimit-limit,
+// {"id","message","request_id"} with the request id, a uuid, repeated in
+// x-request-id; page/per_page pagination (default 20, at most 200) whose
+// links.pages are absolute URLs named as the reference's schema names them
+// (first on every page, single pages included; previous, not godo's "prev";
+// next and last), with meta {total, page, pages}; per-token limits of 250
+// requests a minute and 5,000 an hour reported in ratelimit-limit,
 // ratelimit-remaining and ratelimit-reset (when the oldest request of the
-// hour expires), with 429 too_many_requests past them: remaining 0 on every
-// 429, and retry-after on burst 429s only. The secret of a provider key is never returned by a
-// platform endpoint. The provider endpoints answer like the real ones,
+// hour expires) on every answer, 401s included, with 429 too_many_requests
+// "API Rate limit exceeded." past them: remaining 0 on every 429, and
+// retry-after on burst 429s only. The secret of a provider key is never
+// returned by a platform endpoint. The provider endpoints answer like the real ones,
 // including OpenAI's habit of echoing a masked fragment of a rejected key.
 //
 // # The providers' Admin APIs
@@ -82,14 +89,25 @@
 //     leaves updated_at alone.
 //   - Every request to a known route is counted on arrival, whatever its
 //     outcome; only authenticated platform requests use rate-limit budget, and
-//     rejected (429) ones do not.
+//     rejected (429) ones do not. A 401 reports the budget of the token it
+//     presented (a whole one, reset now, when that token made no request in
+//     the hour).
+//   - Single pages carry links with first (godo's test data); the
+//     reference's prose says links may be absent there, which
+//     OmitSinglePageLinks (POST list-links {"omit_single_page": true})
+//     makes the emulator do: clients must accept both.
+//   - A "short" fault drops the last item of a listing's page and keeps its
+//     meta and links: a listing that ends short of meta.total.
 //   - On the platform, faults act after authentication and rate limiting: a
 //     request refused with 401 or 429 neither triggers nor uses up a fault.
 //     A "status" fault on a provider path answers in that provider's error
 //     shape (e.g. Anthropic's overloaded_error for 529), not the platform's.
 //     A 429 fault with retry_after is the platform's burst refusal
 //     (ratelimit-remaining 0 and retry-after); it still counts in the hour,
-//     since the fault acts after admission.
+//     since the fault acts after admission. A 429 fault without it keeps
+//     the request's own rate-limit headers: a transient refusal the
+//     reference does not describe, for retry tests. Every 429 body is
+//     too_many_requests "API Rate limit exceeded.".
 //   - Timestamps are RFC 3339 in UTC with sub-second precision, so updated_at
 //     visibly moves even when two updates land within one second. (The real
 //     platform's have one-second resolution; clients must allow for both.)
@@ -106,6 +124,9 @@
 //     invalid_api_key with a masked fragment of the key; Anthropic:
 //     authentication_error "invalid x-api-key"). Both providers document 401
 //     and 403, not this split, nor the 403 messages.
+//   - OpenAI: an archived project's 400 says "project is archived"
+//     (invalid_request_error, code null); its accounts made before stay,
+//     their keys keep working and can be deleted (OpenAI documents neither).
 //   - OpenAI: an unknown project or service account (a deleted one, or one
 //     of another project) is 404 invalid_request_error with code null, so a
 //     second delete is 404. A missing name on create is 400 with param

@@ -60,6 +60,9 @@ type Emulator struct {
 	org orgState
 	// activity is the request log and secret-change counts (requestlog.go).
 	activity activity
+	// omitSinglePageLinks leaves "links" out of a listing that fits on one
+	// page (OmitSinglePageLinks).
+	omitSinglePageLinks bool
 }
 
 // New returns an emulator with empty state.
@@ -95,6 +98,7 @@ func (e *Emulator) resetLocked() {
 	e.faults = nil
 	e.latency = 0
 	e.clockSkew = 0
+	e.omitSinglePageLinks = false
 	e.org = newOrgState()
 	e.counts = map[string]int{}
 	e.statuses = map[int]int{}
@@ -132,7 +136,7 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // servePlatform is the platform pipeline: count, latency, authenticate,
 // rate-limit, then faults and routing.
 func (e *Emulator) servePlatform(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set(headerRequestID, newRequestID())
+	w.Header().Set(headerRequestID, newUUID())
 	// net/http would stamp its own clock; the platform's is the one that
 	// matters to a client comparing it with created_at.
 	w.Header().Set("Date", e.now().Format(http.TimeFormat))
@@ -146,7 +150,7 @@ func (e *Emulator) servePlatform(w http.ResponseWriter, r *http.Request) {
 	ok = ok && e.tokens[token]
 	e.mu.Unlock()
 	if !ok {
-		writePlatformError(w, http.StatusUnauthorized, "unauthorized", "Unable to authenticate you")
+		e.refuseToken(w, token)
 		return
 	}
 	if !e.admit(w, token) {

@@ -3,14 +3,14 @@ package emulator_test
 import (
 	"context"
 	"net/http"
-	"regexp"
 	"testing"
 	"time"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 )
 
-var requestIDFormat = regexp.MustCompile(`^[0-9a-f]{32}$`)
+// requestIDFormat: the platform's x-request-id is a uuid.
+var requestIDFormat = uuidV4
 
 func TestGodoParsesPlatformErrors(t *testing.T) {
 	e := newEnv(t, emulator.Config{Tokens: []string{"good"}})
@@ -73,9 +73,11 @@ func TestPlatformErrorBodies(t *testing.T) {
 			if got := r.header.Get("Allow"); got != tc.allow {
 				t.Errorf("Allow = %q, want %q", got, tc.allow)
 			}
-			// Only authenticated requests carry rate-limit headers.
-			if has := r.header.Get("ratelimit-limit") != ""; has != (tc.status != 401) {
-				t.Errorf("ratelimit-limit header present = %v for status %d", has, tc.status)
+			// Every platform answer carries the rate-limit headers, 401s too.
+			for _, h := range []string{"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"} {
+				if r.header.Get(h) == "" {
+					t.Errorf("%s missing for status %d", h, tc.status)
+				}
 			}
 		})
 	}

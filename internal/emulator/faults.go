@@ -17,7 +17,7 @@ type Fault struct {
 	Method string        `json:"method"` // "" = any method
 	Path   string        `json:"path"`   // URL path prefix to match, "" = any
 	Count  int           `json:"count"`  // matching requests it applies to; 0 -> 1
-	Mode   string        `json:"mode"`   // "status" (default), "hang", "drop" or "late"
+	Mode   string        `json:"mode"`   // "status" (default), "hang", "drop", "late" or "short"
 	Status int           `json:"status"` // for mode status; default 500
 	Delay  time.Duration `json:"delay"`  // extra latency before the fault acts
 	// RetryAfter (seconds), with status 429, makes the answer the
@@ -43,6 +43,11 @@ const (
 	// still waiting, then applies it and drops the connection: a change
 	// the platform applies after the client gave up on it.
 	modeLate = "late"
+	// modeShort answers a listing as usual but without the last item of
+	// its page; meta and links stay as they were. The listing then ends
+	// short of meta.total, which a client must treat as an error, not as
+	// a shorter list.
+	modeShort = "short"
 
 	hangTimeout = 10 * time.Minute
 )
@@ -100,8 +105,8 @@ func (f Fault) normalized() (Fault, error) {
 		return f, fmt.Errorf("count %d is negative", f.Count)
 	case f.Delay < 0:
 		return f, fmt.Errorf("delay %s is negative", f.Delay)
-	case f.Mode != modeStatus && f.Mode != modeHang && f.Mode != modeDrop && f.Mode != modeLate:
-		return f, fmt.Errorf("mode %q is not one of status, hang, drop, late", f.Mode)
+	case !slices.Contains([]string{modeStatus, modeHang, modeDrop, modeLate, modeShort}, f.Mode):
+		return f, fmt.Errorf("mode %q is not one of status, hang, drop, late, short", f.Mode)
 	case f.RetryAfter < 0:
 		return f, fmt.Errorf("retry_after %d is negative", f.RetryAfter)
 	case f.RetryAfter > 0 && (f.Mode != modeStatus || f.Status != http.StatusTooManyRequests):
@@ -177,6 +182,11 @@ func (e *Emulator) applyFault(w http.ResponseWriter, r *http.Request, f Fault, s
 	case modeDrop:
 		serve(&discardWriter{header: http.Header{}})
 		dropConnection(w)
+	case modeShort:
+		page := &bufferWriter{header: w.Header(), status: http.StatusOK}
+		serve(page)
+		w.WriteHeader(page.status)
+		_, _ = w.Write(withoutLastItem(page.body.Bytes()))
 	default:
 		if f.RetryAfter > 0 {
 			w.Header().Set("Ratelimit-Remaining", "0")
@@ -209,3 +219,41 @@ type discardWriter struct {
 func (d *discardWriter) Header() http.Header         { return d.header }
 func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (d *discardWriter) WriteHeader(int)             {}
+
+// bufferWriter keeps a response in memory so a fault can change it; headers
+// go straight to the real writer.
+type bufferWriter struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferWriter) Header() http.Header         { return b.header }
+func (b *bufferWriter) Write(p []byte) (int, error) { return b.body.Write(p) }
+func (b *bufferWriter) WriteHeader(status int)      { b.status = status }
+
+// withoutLastItem drops the last element of every array at the top of a
+// JSON object (a listing has one: api_key_infos or agents). Anything else,
+// an error body say, passes unchanged.
+func withoutLastItem(body []byte) []byte {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(body, &obj) != nil {
+		return body
+	}
+	for name, raw := range obj {
+		var items []json.RawMessage
+		if json.Unmarshal(raw, &items) != nil || len(items) == 0 {
+			continue
+		}
+		shorter, err := json.Marshal(items[:len(items)-1])
+		if err != nil {
+			return body
+		}
+		obj[name] = shorter
+	}
+	out, err := json.Marshal(obj)
+	if err != nil {
+		return body
+	}
+	return append(out, '\n')
+}

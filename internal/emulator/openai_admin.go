@@ -24,7 +24,13 @@ const (
 type openAIProject struct {
 	id, name  string
 	createdAt time.Time
+	// archivedAt is zero while the project is active. An archived project
+	// still answers its GET, with status "archived", but refuses to create
+	// or list service accounts.
+	archivedAt time.Time
 }
+
+func (p *openAIProject) archived() bool { return !p.archivedAt.IsZero() }
 
 // serviceAccount is a project's service account with the one key OpenAI
 // mints with it. Deleting the account retires the key.
@@ -47,7 +53,12 @@ type openAIProjectObject struct {
 }
 
 func (p *openAIProject) object() openAIProjectObject {
-	return openAIProjectObject{Object: "organization.project", ID: p.id, Name: p.name, CreatedAt: p.createdAt.Unix(), Status: "active"}
+	o := openAIProjectObject{Object: "organization.project", ID: p.id, Name: p.name, CreatedAt: p.createdAt.Unix(), Status: "active"}
+	if p.archived() {
+		at := p.archivedAt.Unix()
+		o.ArchivedAt, o.Status = &at, "archived"
+	}
+	return o
 }
 
 type serviceAccountKeyObject struct {
@@ -136,6 +147,23 @@ func (e *Emulator) findAccountLocked(projectID, id string) *serviceAccount {
 	return nil
 }
 
+// msgProjectArchived is OpenAI's refusal of service-account calls in an
+// archived project (the 400 is documented; the exact text is assumed).
+const msgProjectArchived = "project is archived"
+
+// activeProjectLocked is the project id, or the failure a service-account
+// create or list meets: 404 for no such project, 400 for an archived one.
+func (e *Emulator) activeProjectLocked(id string) failure {
+	p := e.findProjectLocked(id)
+	switch {
+	case p == nil:
+		return projectNotFound(id)
+	case p.archived():
+		return openAIFail(http.StatusBadRequest, msgProjectArchived, nil, nil)
+	}
+	return nil
+}
+
 func projectNotFound(id string) failure {
 	return openAIFail(http.StatusNotFound, fmt.Sprintf("No project found with id '%s'.", id), nil, nil)
 }
@@ -186,8 +214,8 @@ func (e *Emulator) getProjectLocked(_ *http.Request, id string) (any, failure) {
 
 // listServiceAccountsLocked lists a project's live service accounts, without keys.
 func (e *Emulator) listServiceAccountsLocked(r *http.Request, projectID string) (any, failure) {
-	if e.findProjectLocked(projectID) == nil {
-		return nil, projectNotFound(projectID)
+	if fail := e.activeProjectLocked(projectID); fail != nil {
+		return nil, fail
 	}
 	live := func(a *serviceAccount) bool { return a.projectID == projectID && !a.deleted() }
 	page, more, fail := openAIPage(r, e.org.serviceAccounts, accountID, live)
@@ -205,8 +233,8 @@ func (e *Emulator) listServiceAccountsLocked(r *http.Request, projectID string) 
 // createServiceAccountLocked mints a service account and its key, and shows
 // the key's value this once.
 func (e *Emulator) createServiceAccountLocked(r *http.Request, projectID string) (any, failure) {
-	if e.findProjectLocked(projectID) == nil {
-		return nil, projectNotFound(projectID)
+	if fail := e.activeProjectLocked(projectID); fail != nil {
+		return nil, fail
 	}
 	var body struct {
 		Name string `json:"name"`
@@ -292,4 +320,28 @@ func (e *Emulator) addOpenAIProject(id, name string) (string, error) {
 	}
 	e.org.projects = append(e.org.projects, &openAIProject{id: id, name: name, createdAt: providerNow()})
 	return id, nil
+}
+
+// ArchiveOpenAIProject archives the project id, as a person does in OpenAI's
+// dashboard: its GET answers status "archived", and creating or listing its
+// service accounts answers 400. Its accounts stay, their keys keep working
+// and can be deleted (assumed; OpenAI documents neither). It panics on an
+// unknown project; archiving twice changes nothing.
+func (e *Emulator) ArchiveOpenAIProject(id string) {
+	if err := e.archiveOpenAIProject(id); err != nil {
+		panic("emulator: ArchiveOpenAIProject: " + err.Error())
+	}
+}
+
+func (e *Emulator) archiveOpenAIProject(id string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.findProjectLocked(id)
+	if p == nil {
+		return fmt.Errorf("no project %q", id)
+	}
+	if !p.archived() {
+		p.archivedAt = providerNow()
+	}
+	return nil
 }

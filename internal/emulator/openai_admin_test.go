@@ -334,3 +334,60 @@ func TestOpenAIAdminPaging(t *testing.T) {
 		t.Errorf("after a deleted account: %v", ids)
 	}
 }
+
+// An archived project still answers its GET, with status "archived", but
+// creating or listing its service accounts is 400 "project is archived".
+// Accounts made before stay: their keys work and they can be deleted.
+func TestOpenAIArchivedProject(t *testing.T) {
+	e := newAdminEnv(t)
+	before := e.mint(t, "before-archive")
+	e.emu.ArchiveOpenAIProject(emulator.DefaultOpenAIProjectID)
+
+	r := e.openAIAdmin(t, "GET", "/projects/"+emulator.DefaultOpenAIProjectID, nil)
+	p := decode[openAIProjectBody](t, r)
+	if r.status != 200 || p.Status != "archived" || p.ArchivedAt == nil || *p.ArchivedAt < p.CreatedAt {
+		t.Errorf("get archived project: %d %s", r.status, r.body)
+	}
+	for name, req := range map[string]struct {
+		method string
+		body   any
+	}{"create": {"POST", map[string]string{"name": "x"}}, "list": {"GET", nil}} {
+		r := e.openAIAdmin(t, req.method, accountsPath, req.body)
+		var body struct {
+			Error struct {
+				Message, Type string
+			}
+		}
+		if err := json.Unmarshal(r.body, &body); err != nil || r.status != 400 || body.Error.Message != "project is archived" || body.Error.Type != "invalid_request_error" {
+			t.Errorf("%s in an archived project: %d %s", name, r.status, r.body)
+		}
+	}
+	if n := len(e.emu.ProviderState().OpenAIServiceAccounts); n != 1 {
+		t.Errorf("%d accounts after a refused create", n)
+	}
+	if r := e.do(t, "GET", "/openai/v1/models", nil, "Authorization", "Bearer "+before.APIKey.Value); r.status != 200 {
+		t.Errorf("the key of an account made before archiving: %d", r.status)
+	}
+	if r := e.openAIAdmin(t, "DELETE", accountsPath+"/"+before.ID, nil); r.status != 200 {
+		t.Errorf("delete in an archived project: %d %s", r.status, r.body)
+	}
+	if ps := e.emu.ProviderState().OpenAIProjects; len(ps) != 1 || ps[0].ArchivedAt.IsZero() {
+		t.Errorf("provider state %+v", ps)
+	}
+
+	// The control API archives too; an unknown project is its 400.
+	other := e.emu.AddOpenAIProject("proj_other", "Other")
+	if r := e.do(t, "POST", "/_emulator/openai-projects/archive", `{"id":"`+other+`"}`); r.status != 204 {
+		t.Fatalf("archive: %d %s", r.status, r.body)
+	}
+	if p := decode[openAIProjectBody](t, e.openAIAdmin(t, "GET", "/projects/"+other, nil)); p.Status != "archived" {
+		t.Errorf("archived through the control API: %+v", p)
+	}
+	if r := e.do(t, "POST", "/_emulator/openai-projects/archive", `{"id":"proj_nope"}`); r.status != 400 {
+		t.Errorf("archive of an unknown project: %d", r.status)
+	}
+	e.emu.Reset()
+	if p := decode[openAIProjectBody](t, e.openAIAdmin(t, "GET", "/projects/"+emulator.DefaultOpenAIProjectID, nil)); p.Status != "active" || p.ArchivedAt != nil {
+		t.Errorf("after Reset: %+v", p)
+	}
+}

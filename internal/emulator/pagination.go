@@ -54,12 +54,28 @@ func (pr pageRequest) meta(total int) *godo.Meta {
 	return &godo.Meta{Total: total, Page: pr.page, Pages: pr.pages(total)}
 }
 
-// links returns absolute first/prev/next/last URLs built from the request's
-// host, only those that apply, and nil when everything fits on one page: the
-// platform then leaves "links" out altogether.
-func (pr pageRequest) links(r *http.Request, total int) *godo.Links {
+// pageLinks is "links" as DigitalOcean's reference schema spells it:
+// "previous", where godo's struct reads "prev" (so godo's CurrentPage
+// misreads every page after the first, as it does against the platform).
+type pageLinks struct {
+	Pages pageURLs `json:"pages"`
+}
+
+type pageURLs struct {
+	First    string `json:"first,omitempty"`
+	Previous string `json:"previous,omitempty"`
+	Next     string `json:"next,omitempty"`
+	Last     string `json:"last,omitempty"`
+}
+
+// links returns absolute page URLs built from the request's host: first
+// always (on a single page too, as godo's test data shows), previous after
+// the first page (past the end too), next and last before the last page.
+// With omitSingle, a listing that fits on one page has no "links" at all,
+// which the reference's prose allows.
+func (pr pageRequest) links(r *http.Request, total int, omitSingle bool) *pageLinks {
 	last := pr.pages(total)
-	if last <= 1 {
+	if omitSingle && last <= 1 {
 		return nil
 	}
 	at := func(page int) string {
@@ -73,14 +89,13 @@ func (pr pageRequest) links(r *http.Request, total int) *godo.Links {
 		u := url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path, RawQuery: q.Encode()}
 		return u.String()
 	}
-	p := &godo.Pages{}
+	p := pageURLs{First: at(1)}
 	if pr.page > 1 {
-		p.First = at(1)
-		p.Prev = at(pr.page - 1) // past the end too, so godo's CurrentPage stays right
+		p.Previous = at(pr.page - 1)
 	}
 	if pr.page < last {
 		p.Next = at(pr.page + 1)
 		p.Last = at(last)
 	}
-	return &godo.Links{Pages: p}
+	return &pageLinks{Pages: p}
 }

@@ -56,11 +56,12 @@ type keyInfoBody struct {
 	Info any `json:"api_key_info"`
 }
 
-// keyListBody is a page of keys; "links" is left out on a single page.
+// keyListBody is a page of keys; "links" is left out on a single page only
+// when a test asks for it (OmitSinglePageLinks).
 type keyListBody struct {
-	Infos []any       `json:"api_key_infos"`
-	Links *godo.Links `json:"links,omitempty"`
-	Meta  *godo.Meta  `json:"meta"`
+	Infos []any      `json:"api_key_infos"`
+	Links *pageLinks `json:"links,omitempty"`
+	Meta  *godo.Meta `json:"meta"`
 }
 
 // findKeyLocked returns the provider's key with that uuid, or nil: a uuid of
@@ -87,7 +88,7 @@ func (e *Emulator) listKeys(p *provider) handler {
 			for _, k := range paginate(all, pr) {
 				infos = append(infos, p.info(k, nil))
 			}
-			return keyListBody{Infos: infos, Links: pr.links(r, len(all)), Meta: pr.meta(len(all))}, nil
+			return keyListBody{Infos: infos, Links: pr.links(r, len(all), e.omitSinglePageLinks), Meta: pr.meta(len(all))}, nil
 		})
 	}
 }

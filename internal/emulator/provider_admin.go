@@ -110,11 +110,13 @@ type ProviderState struct {
 	AnthropicKeys         []AnthropicKeyState         `json:"anthropic_keys"`          // in creation order
 }
 
-// OpenAIProjectState is one OpenAI project.
+// OpenAIProjectState is one OpenAI project; ArchivedAt is zero while it is
+// active.
 type OpenAIProjectState struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	CreatedAt time.Time `json:"created_at"`
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	CreatedAt  time.Time `json:"created_at"`
+	ArchivedAt time.Time `json:"archived_at,omitzero"`
 }
 
 // OpenAIServiceAccountState is one service account and the key minted with
@@ -154,7 +156,7 @@ func (e *Emulator) ProviderState() ProviderState {
 		AnthropicKeys:         []AnthropicKeyState{},
 	}
 	for _, p := range e.org.projects {
-		s.OpenAIProjects = append(s.OpenAIProjects, OpenAIProjectState{ID: p.id, Name: p.name, CreatedAt: p.createdAt})
+		s.OpenAIProjects = append(s.OpenAIProjects, OpenAIProjectState{ID: p.id, Name: p.name, CreatedAt: p.createdAt, ArchivedAt: p.archivedAt})
 	}
 	for _, a := range e.org.serviceAccounts {
 		s.OpenAIServiceAccounts = append(s.OpenAIServiceAccounts, OpenAIServiceAccountState{

@@ -35,7 +35,7 @@ func (ws rateWindows) admit(token string, now time.Time, l limits) verdict {
 	hist = hist[sort.Search(len(hist), func(i int) bool { return hist[i].After(hourAgo) }):]
 	inMinute := len(hist) - sort.Search(len(hist), func(i int) bool { return hist[i].After(minuteAgo) })
 
-	v := verdict{limit: l.perHour}
+	v := verdict{limit: l.perHour, reset: now}
 	switch {
 	case len(hist) >= l.perHour:
 		// Nothing remains until the oldest request leaves the hour: the
@@ -59,28 +59,62 @@ func (ws rateWindows) admit(token string, now time.Time, l limits) verdict {
 	return v
 }
 
+// peek is the budget of token at now without recording a request: what a
+// 401 reports. With nothing in the hour, the reset is now: no request has
+// to expire before the whole budget is there.
+func (ws rateWindows) peek(token string, now time.Time, l limits) verdict {
+	hourAgo := now.Add(-time.Hour)
+	n := 0
+	for _, t := range ws[token] {
+		if t.After(hourAgo) {
+			n++
+		}
+	}
+	v := verdict{limit: l.perHour, remaining: max(l.perHour-n, 0), reset: now}
+	if n > 0 {
+		v.reset = ws[token][len(ws[token])-n].Add(time.Hour)
+	}
+	return v
+}
+
+// msgRateLimited is the message of every platform 429, word for word as
+// DigitalOcean's reference shows it.
+const msgRateLimited = "API Rate limit exceeded."
+
 // admit applies the token's limits and writes the rate-limit headers that
-// every authenticated platform response carries; on refusal it also writes
-// the 429 and returns false.
+// every platform response carries; on refusal it also writes the 429 and
+// returns false.
 func (e *Emulator) admit(w http.ResponseWriter, token string) bool {
 	e.mu.Lock()
 	v := e.windows.admit(token, time.Now(), e.limits)
 	e.mu.Unlock()
 
-	h := w.Header()
-	h.Set("Ratelimit-Limit", strconv.Itoa(v.limit))
-	h.Set("Ratelimit-Remaining", strconv.Itoa(v.remaining))
-	if !v.reset.IsZero() {
-		h.Set("Ratelimit-Reset", strconv.FormatInt(ceilUnix(v.reset), 10))
-	}
+	setRateHeaders(w.Header(), v)
 	if v.allowed {
 		return true
 	}
 	if v.retryAfter > 0 {
-		h.Set("Retry-After", strconv.FormatInt(max(ceilSeconds(v.retryAfter), 1), 10))
+		w.Header().Set("Retry-After", strconv.FormatInt(max(ceilSeconds(v.retryAfter), 1), 10))
 	}
-	writePlatformError(w, http.StatusTooManyRequests, "too_many_requests", "API rate limit exceeded.")
+	writePlatformError(w, http.StatusTooManyRequests, "too_many_requests", msgRateLimited)
 	return false
+}
+
+// refuseToken answers 401 for a token the platform does not accept. Like
+// every platform answer it carries the rate-limit headers, here the budget
+// of the token presented, which the refused request does not use.
+func (e *Emulator) refuseToken(w http.ResponseWriter, token string) {
+	e.mu.Lock()
+	v := e.windows.peek(token, time.Now(), e.limits)
+	e.mu.Unlock()
+	setRateHeaders(w.Header(), v)
+	writePlatformError(w, http.StatusUnauthorized, "unauthorized", "Unable to authenticate you")
+}
+
+func setRateHeaders(h http.Header, v verdict) {
+	h.Set("Ratelimit-Limit", strconv.Itoa(v.limit))
+	h.Set("Ratelimit-Remaining", strconv.Itoa(v.remaining))
+	h.Set("Ratelimit-Reset", strconv.FormatInt(ceilUnix(v.reset), 10))
 }
 
 // ceilUnix rounds up so a client that waits until reset finds the slot free.

@@ -31,7 +31,7 @@ func TestRateLimitHeadersAndBurstLimit(t *testing.T) {
 
 	_, resp, err := c.AgentPlatform.ListAnthropicAPIKeys(ctx, nil)
 	er := apiError(t, err, http.StatusTooManyRequests)
-	if er.Message != "API rate limit exceeded." {
+	if er.Message != "API Rate limit exceeded." {
 		t.Errorf("Message = %q", er.Message)
 	}
 	retry, convErr := strconv.Atoi(resp.Header.Get("Retry-After"))
@@ -59,9 +59,35 @@ func TestRateLimitHeadersAndBurstLimit(t *testing.T) {
 			t.Fatalf("provider limited: %d", r.status)
 		}
 	}
-	// Unauthenticated requests neither count nor carry the headers.
-	if r := e.do(t, "GET", "/v2/gen-ai/agents", nil); r.status != 401 || r.header.Get("ratelimit-remaining") != "" {
-		t.Errorf("401 = %d with headers %v", r.status, r.header)
+}
+
+// A 401 carries the rate-limit headers too: the budget of the token it
+// presented, which the refused request does not use.
+func TestRateLimitHeadersOn401(t *testing.T) {
+	e := newEnv(t, emulator.Config{Tokens: []string{"good", "leaving"}, PerHourLimit: 100})
+	start := time.Now()
+	for range 2 {
+		if r := e.do(t, "GET", "/v2/gen-ai/agents", nil, "Authorization", "Bearer leaving"); r.status != 200 {
+			t.Fatalf("status %d", r.status)
+		}
+	}
+	e.emu.RemoveToken("leaving")
+	for range 2 {
+		r := e.do(t, "GET", "/v2/gen-ai/agents", nil, "Authorization", "Bearer leaving")
+		reset, err := strconv.ParseInt(r.header.Get("Ratelimit-Reset"), 10, 64)
+		if r.status != 401 || r.header.Get("Ratelimit-Limit") != "100" || r.header.Get("Ratelimit-Remaining") != "98" ||
+			err != nil || time.Unix(reset, 0).Before(start.Add(time.Hour).Truncate(time.Second)) || time.Unix(reset, 0).After(time.Now().Add(time.Hour+time.Second)) {
+			t.Errorf("401 of a token with two requests in the hour: %d, headers %v", r.status, r.header)
+		}
+	}
+	// No token: a whole budget, nothing to wait for.
+	r := e.do(t, "GET", "/v2/gen-ai/agents", nil)
+	reset, err := strconv.ParseInt(r.header.Get("Ratelimit-Reset"), 10, 64)
+	if r.status != 401 || r.header.Get("Ratelimit-Remaining") != "100" || err != nil || time.Until(time.Unix(reset, 0)) > 2*time.Second {
+		t.Errorf("401 without a token: %d, headers %v", r.status, r.header)
+	}
+	if r := e.do(t, "GET", "/v2/gen-ai/agents", nil, "Authorization", "Bearer good"); r.status != 200 || r.header.Get("Ratelimit-Remaining") != "99" {
+		t.Errorf("another token's budget moved: %d, headers %v", r.status, r.header)
 	}
 }
 
@@ -81,6 +107,9 @@ func TestRateLimitHourly(t *testing.T) {
 		r.header.Get("Ratelimit-Remaining") != "0" || r.header.Get("Ratelimit-Limit") != "2" {
 		t.Errorf("got %d, headers %v", r.status, r.header)
 	}
+	if m := r.json(t); m["id"] != "too_many_requests" || m["message"] != "API Rate limit exceeded." {
+		t.Errorf("hourly 429 body %s", r.body)
+	}
 }
 
 // A 429 fault with retry_after answers as the platform's burst limit does,
@@ -90,6 +119,9 @@ func TestRateLimitBurstFault(t *testing.T) {
 	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/agents", Status: http.StatusTooManyRequests, RetryAfter: 29})
 	r := e.platform(t, "GET", "/v2/gen-ai/agents", nil)
 	reset, err := strconv.ParseInt(r.header.Get("Ratelimit-Reset"), 10, 64)
+	if m := r.json(t); m["id"] != "too_many_requests" || m["message"] != "API Rate limit exceeded." {
+		t.Errorf("burst fault body %s", r.body)
+	}
 	if r.status != 429 || r.header.Get("Retry-After") != "29" || r.header.Get("Ratelimit-Remaining") != "0" ||
 		r.header.Get("Ratelimit-Limit") != "5000" || err != nil || time.Until(time.Unix(reset, 0)) < 59*time.Minute {
 		t.Errorf("got %d, headers %v", r.status, r.header)

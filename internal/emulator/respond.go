@@ -71,7 +71,8 @@ func platformErrors(w http.ResponseWriter, _ *http.Request, status int, message 
 	case http.StatusRequestEntityTooLarge:
 		id = "request_entity_too_large"
 	case http.StatusTooManyRequests:
-		id = "too_many_requests"
+		// The platform has one text for every 429, a fault's included.
+		id, message = "too_many_requests", msgRateLimited
 	case http.StatusServiceUnavailable:
 		id = "service_unavailable"
 	case http.StatusGatewayTimeout:
