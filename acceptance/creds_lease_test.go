@@ -54,7 +54,7 @@ func TestCreds_LeaseCappedByTheMountAndFollowsConfig(t *testing.T) {
 
 // Deleting a leaked key and writing it again under the same name starts it
 // again at version 1: a lease of the deleted key is refused on renewal (so
-// Vault Agent reads the new key at once), and the README's
+// Vault Agent reads the new key at once), and docs/production.md's
 // `vault lease revoke -prefix <mount>/creds/<name>` ends every lease of the
 // name.
 func TestCreds_LeaseOfADeletedAndRecreatedKeyDoesNotRenew(t *testing.T) {

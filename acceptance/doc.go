@@ -3,11 +3,11 @@
 // way users meet the plugin.
 //
 // Everything that starts Vault carries the build tag "acceptance", so
-// `go test ./...` skips it and runs only the checks that need no Vault: the
-// README shows the example policies, and the secret scanner finds what it
-// must. Run the whole suite with `make test-acceptance` (or `make test`),
-// which builds the plugin, gets a Vault binary and sets the environment the
-// suite needs:
+// `go test ./...` skips it and runs only the checks that need no Vault:
+// docs/policies.md links every example policy the suite loads, and the secret
+// scanner finds what it must. Run the whole suite with `make test-acceptance`
+// (or `make test`), which builds the plugin, gets a Vault binary and sets the
+// environment the suite needs:
 //
 //	VAULT_BIN                the vault binary (scripts/get-vault.sh prints it)
 //	GRADIENT_PLUGIN_DIR      directory holding vault-plugin-secrets-gradient

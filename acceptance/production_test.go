@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Tests behind the README's "Running in production" section that need no
+// Tests behind docs/production.md ("Running in production") that need no
 // cluster (TestCluster covers the rest).
 
 // TestAuditorPolicy: examples/policies/auditor.hcl lists and reads every key's

@@ -253,7 +253,7 @@ func adminRefused(err error) bool {
 // cannot help until someone writes another one to config.
 func adminKeyRejected(provider string, status int) error {
 	field := provider + "_admin_key"
-	return callerErrorf("the %s Admin API rejected %s (HTTP %d): write an admin key with the scopes the README lists to config", provider, field, status)
+	return callerErrorf("the %s Admin API rejected %s (HTTP %d): write an admin key with the scopes docs/rotation.md lists to config", provider, field, status)
 }
 
 // do runs one call, retried after a transient answer when c.retry, all of it

@@ -333,7 +333,7 @@ func TestWAL_AdoptStorageFailureRestoresName(t *testing.T) {
 	if k == nil || k.UUID != legacy.Uuid {
 		t.Fatalf("platform name not restored: %+v", e.state().AnthropicKeys)
 	}
-	// What the README promises: the secret sent stays (the platform never
+	// What docs/security.md promises: the secret sent stays (the platform never
 	// returns the old one), and it is a verified key.
 	if k.Secret != adopter {
 		t.Fatalf("the platform key holds neither the old secret nor the adopter's")
