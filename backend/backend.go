@@ -11,10 +11,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/providers"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
-	"golang.org/x/time/rate"
 )
 
 // Version is the plugin's version, reported to Vault; set by the build with
@@ -64,7 +65,7 @@ type gradientBackend struct {
 	// budget is the mount's share of the platform's rate limits, shared by
 	// every request, the scheduler and background work; it outlives the
 	// clients, which a config write replaces.
-	budget *rateBudget
+	budget *platform.Budget
 
 	// now is the clock of WAL entries; walMaxAge bounds how long a failing
 	// rollback is retried. Tests change both.
@@ -74,10 +75,10 @@ type gradientBackend struct {
 	// rotation runs scheduled rotations (rotation.go).
 	rotation *rotationScheduler
 
-	// adminPace paces the providers' Admin API calls (provider_admin.go);
+	// adminPace paces the providers' Admin API calls (internal/providers);
 	// retirements tracks when replaced keys are due for retirement
 	// (retire.go). Both outlive the clients.
-	adminPace   map[string]*rate.Limiter
+	adminPace   providers.Pace
 	retirements *retirementPlan
 	// syncer runs the periodic sync (sync.go).
 	syncer *syncScheduler
@@ -91,9 +92,9 @@ type gradientBackend struct {
 // one version of the config.
 type clients struct {
 	config   *gradientConfig
-	platform platform
-	verifier keyVerifier
-	admin    providerAdmin
+	platform platform.Client
+	verifier providers.Verifier
+	admin    providers.Admin
 }
 
 // closeIdleConnections closes the idle keep-alive connections of the clients
@@ -114,18 +115,14 @@ func newBackend() *gradientBackend {
 		nameLocks:   locksutil.CreateLocks(),
 		uuidLocks:   locksutil.CreateLocks(),
 		names:       newNameCache(),
-		budget:      newRateBudget(0, 0),
+		budget:      platform.NewBudget(0, 0),
 		now:         time.Now,
 		walMaxAge:   defaultWALMaxAge,
-		adminPace:   newAdminPace(),
+		adminPace:   providers.NewPace(),
 		retirements: newRetirementPlan(),
 	}
 	b.buildClients = func(cfg *gradientConfig) (*clients, error) {
-		c, err := newClients(cfg, b.budget)
-		if err == nil {
-			c.admin = newHTTPAdmin(cfg, b.adminPace)
-		}
-		return c, err
+		return newClients(cfg, b.budget, b.adminPace)
 	}
 	b.rotation = newRotationScheduler(b)
 	b.syncer = newSyncScheduler(b)
@@ -228,21 +225,33 @@ func (b *gradientBackend) useClientsLocked(cfg *gradientConfig, c *clients) {
 		b.cached.closeIdleConnections()
 	}
 	b.cached = c
-	b.budget.configure(cfg.RateLimitPerMinute, cfg.RateLimitPerHour, cfg.schedulerHeadroom())
+	b.budget.Configure(cfg.RateLimitPerMinute, cfg.RateLimitPerHour, cfg.schedulerHeadroom())
 }
 
-// newClients builds clients whose platform requests wait for budget; it
-// leaves the budget's limits alone (useClientsLocked applies them).
-func newClients(cfg *gradientConfig, budget *rateBudget) (*clients, error) {
-	p, err := newGodoPlatform(withTrailingSlash(cfg.APIURL), cfg.Token, userAgent(), cfg.RequestTimeout, budget)
+// newClients builds every client of one config, once: the platform client,
+// whose requests wait for budget, the verifier and the Admin API client,
+// paced by pace. It leaves the budget's limits alone (useClientsLocked
+// applies them).
+func newClients(cfg *gradientConfig, budget *platform.Budget, pace providers.Pace) (*clients, error) {
+	p, err := platform.New(withTrailingSlash(cfg.APIURL), cfg.Token, userAgent(), cfg.RequestTimeout, budget)
 	if err != nil {
 		return nil, err
 	}
-	var v keyVerifier = skipVerification{}
+	pc := cfg.providersConfig()
+	var v providers.Verifier = skipVerification{}
 	if cfg.VerifyKeys {
-		v = newHTTPVerifier(cfg.AnthropicURL, cfg.OpenAIURL, cfg.RequestTimeout)
+		v = providers.NewVerifier(pc)
 	}
-	return &clients{config: cfg, platform: p, verifier: v, admin: newHTTPAdmin(cfg, nil)}, nil
+	return &clients{config: cfg, platform: p, verifier: v, admin: providers.NewAdmin(pc, pace)}, nil
+}
+
+// providersConfig is the part of the config the provider clients use.
+func (cfg *gradientConfig) providersConfig() providers.Config {
+	return providers.Config{
+		AnthropicURL: cfg.AnthropicURL, OpenAIURL: cfg.OpenAIURL,
+		AnthropicAdminKey: cfg.AnthropicAdminKey, OpenAIAdminKey: cfg.OpenAIAdminKey,
+		Timeout: cfg.RequestTimeout,
+	}
 }
 
 // userAgent names the plugin, its version and its process to the platform,

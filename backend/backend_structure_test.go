@@ -198,3 +198,43 @@ func isIdent(e ast.Expr, name string) bool {
 	id, ok := e.(*ast.Ident)
 	return ok && id.Name == name
 }
+
+// The handlers cannot build an HTTP request: the upstream clients live in
+// internal/platform and internal/providers, behind interfaces. backend may
+// import net/http only for its status constants (the Responses of paths,
+// respond's coded errors), and no HTTP client library at all.
+func TestBackend_BuildsNoHTTPRequests(t *testing.T) {
+	forbidden := []string{"github.com/digitalocean/godo", "net/http/httputil", "net/http/httptrace", "golang.org/x/oauth2"}
+	fset := token.NewFileSet()
+	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pkg := range pkgs {
+		for _, file := range pkg.Files {
+			httpName := ""
+			for _, imp := range file.Imports {
+				path := strings.Trim(imp.Path.Value, `"`)
+				if slices.Contains(forbidden, path) {
+					t.Errorf("%s imports %s: upstream calls belong in internal/platform or internal/providers", fset.Position(imp.Pos()), path)
+				}
+				if path == "net/http" {
+					httpName = "http"
+					if imp.Name != nil {
+						httpName = imp.Name.Name
+					}
+				}
+			}
+			if httpName == "" {
+				continue
+			}
+			ast.Inspect(file, func(n ast.Node) bool {
+				sel, ok := n.(*ast.SelectorExpr)
+				if ok && isIdent(sel.X, httpName) && !strings.HasPrefix(sel.Sel.Name, "Status") {
+					t.Errorf("%s: uses http.%s; backend takes only status constants from net/http", fset.Position(sel.Pos()), sel.Sel.Name)
+				}
+				return true
+			})
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 const testToken = "emulator-token"
@@ -26,7 +27,7 @@ const testToken = "emulator-token"
 // send, so that they test the logic, not the clock; the tests of retries and
 // of the budget set their own.
 func TestMain(m *testing.M) {
-	retryBaseDelay = 2 * time.Millisecond
+	platform.RetryBaseDelay = 2 * time.Millisecond
 	os.Exit(m.Run())
 }
 
@@ -279,7 +280,7 @@ func (e *testEnv) assertNoSecretsLogged() {
 func (e *testEnv) state() emulator.State { return e.emu.State() }
 
 func (e *testEnv) platformKeys(provider string) []emulator.KeyState {
-	if provider == providerOpenAI {
+	if provider == platform.OpenAI {
 		return e.state().OpenAIKeys
 	}
 	return e.state().AnthropicKeys
@@ -308,7 +309,7 @@ func (e *testEnv) createAgent(name, provider, keyUUID string) *godo.Agent {
 		Name: name, Instruction: "answer questions", ModelUuid: "model-1",
 		Region: "tor1", ProjectId: "project-1",
 	}
-	if provider == providerOpenAI {
+	if provider == platform.OpenAI {
 		req.OpenAiKeyUuid = keyUUID
 	} else {
 		req.AnthropicKeyUuid = keyUUID

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/providers"
 	"github.com/hashicorp/vault/sdk/framework"
 )
 
@@ -27,16 +29,11 @@ var (
 	}
 )
 
-// adminKeyPrefixes are the shapes of the providers' admin keys.
-var adminKeyPrefixes = map[string]string{
-	"openai_admin_key":    "sk-admin-",
-	"anthropic_admin_key": "sk-ant-admin",
-}
-
 // mergeAdminKeys takes the admin keys a config write gives. Messages never
 // include a key.
 func mergeAdminKeys(cfg *gradientConfig, d *framework.FieldData) error {
-	for field, target := range map[string]*string{"openai_admin_key": &cfg.OpenAIAdminKey, "anthropic_admin_key": &cfg.AnthropicAdminKey} {
+	for provider, target := range map[string]*string{platform.OpenAI: &cfg.OpenAIAdminKey, platform.Anthropic: &cfg.AnthropicAdminKey} {
+		field := adminKeyField(provider)
 		v, ok := d.GetOk(field)
 		if !ok {
 			continue
@@ -46,7 +43,7 @@ func mergeAdminKeys(cfg *gradientConfig, d *framework.FieldData) error {
 			if strings.IndexFunc(key, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
 				return callerErrorf("%s must not contain white space or control characters; check that it was copied whole", field)
 			}
-			if prefix := adminKeyPrefixes[field]; !strings.HasPrefix(key, prefix) || len(key) <= len(prefix) {
+			if prefix := providers.AdminPrefix(provider); !strings.HasPrefix(key, prefix) || len(key) <= len(prefix) {
 				return callerErrorf("%s does not look like an admin key: it must start with %q (a model key cannot use the Admin API)", field, prefix)
 			}
 			if len(key) > maxKeyLength {
@@ -61,19 +58,21 @@ func mergeAdminKeys(cfg *gradientConfig, d *framework.FieldData) error {
 // checkAdminKeys makes one cheap admin read with each admin key the write
 // gives: a key the provider rejects is a 400, and nothing is saved.
 func checkAdminKeys(ctx context.Context, c *clients, d *framework.FieldData) error {
-	for _, p := range []struct{ field, provider, key string }{
-		{"openai_admin_key", providerOpenAI, c.config.OpenAIAdminKey},
-		{"anthropic_admin_key", providerAnthropic, c.config.AnthropicAdminKey},
-	} {
-		if _, given := d.GetOk(p.field); !given || p.key == "" {
+	keys := map[string]string{platform.OpenAI: c.config.OpenAIAdminKey, platform.Anthropic: c.config.AnthropicAdminKey}
+	for _, provider := range []string{platform.OpenAI, platform.Anthropic} {
+		field := adminKeyField(provider)
+		if _, given := d.GetOk(field); !given || keys[provider] == "" {
 			continue
 		}
-		if err := c.admin.CheckAdminKey(ctx, p.provider); err != nil {
+		if err := c.admin.CheckAdminKey(ctx, provider); err != nil {
 			if isCallerError(err) {
 				return callerErrorf("%s; nothing was saved", err.Error())
 			}
-			return fmt.Errorf("checking %s with the provider (nothing was saved): %w", p.field, err)
+			return fmt.Errorf("checking %s with the provider (nothing was saved): %w", field, err)
 		}
 	}
 	return nil
 }
+
+// adminKeyField is the config field of the provider's admin key.
+func adminKeyField(provider string) string { return provider + "_admin_key" }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -79,7 +80,7 @@ func (b *gradientBackend) createKey(ctx context.Context, s logical.Storage, c *c
 		lingers: func() bool { return resent },
 		apply: func(ctx context.Context) error {
 			pk, err := c.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)
-			if err != nil && !platformRefused(err) {
+			if err != nil && !refused(err) {
 				pk, resent, err = b.recoverCreate(ctx, s, c, w, r, err)
 			}
 			if err != nil {
@@ -111,21 +112,21 @@ func (b *gradientBackend) createKey(ctx context.Context, s logical.Storage, c *c
 // undo deletes them. A lookup that fails leaves the original error. Either
 // way makeChange undoes and keeps the entry for the periodic rollback.
 // resent reports that the create was sent again: the first may still land.
-func (b *gradientBackend) recoverCreate(ctx context.Context, s logical.Storage, c *clients, w *createWAL, r createRequest, callErr error) (pk platformKey, resent bool, err error) {
+func (b *gradientBackend) recoverCreate(ctx context.Context, s logical.Storage, c *clients, w *createWAL, r createRequest, callErr error) (pk platform.Key, resent bool, err error) {
 	_, named, err := w.lookUp(ctx, s, c)
 	if err != nil {
-		return platformKey{}, false, callErr
+		return platform.Key{}, false, callErr
 	}
 	if len(named) > 0 {
 		w.Seen = named
 		b.Logger().Warn("a create's answer was lost and a key with its name is on the platform; not taking it", "name", r.name, "provider", r.provider, "uuids", strings.Join(named, ","))
-		return platformKey{}, false, nameAppeared(r, named, callErr)
+		return platform.Key{}, false, nameAppeared(r, named, callErr)
 	}
 	b.Logger().Warn("a create's answer was lost and the platform has no such key; sending it once more", "name", r.name, "provider", r.provider)
 	pk, err = c.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)
 	if err != nil {
 		// Even a refusal now leaves the first create free to land.
-		err = &possiblyApplied{err: err}
+		err = platform.PossiblyApplied(err)
 	}
 	return pk, true, err
 }
@@ -190,7 +191,7 @@ func (w *createWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 		return fmt.Errorf("rolling back the create of %q: %d keys with that name were created while the create was in flight (%s) and Vault holds none of them; they may include someone else's, so none was deleted: delete the ones this mount made by hand",
 			w.Name, len(orphans), strings.Join(orphans, ", "))
 	}
-	if err := c.platform.DeleteKey(ctx, w.Provider, orphans[0]); err != nil && !errors.Is(err, errPlatformNotFound) {
+	if err := c.platform.DeleteKey(ctx, w.Provider, orphans[0]); err != nil && !errors.Is(err, platform.ErrNotFound) {
 		return fmt.Errorf("rolling back the create of %q: deleting orphan %s: %w", w.Name, orphans[0], err)
 	}
 	b.names.remove(w.Provider, w.Name, orphans[0])
@@ -205,7 +206,7 @@ func (w *createWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 // header of the listing itself, and its timestamps have one-second
 // resolution, so the window widens by the measurement's uncertainty and one
 // second.
-func (w *createWAL) lookUp(ctx context.Context, s logical.Storage, c *clients) (found []platformKey, named []string, err error) {
+func (w *createWAL) lookUp(ctx context.Context, s logical.Storage, c *clients) (found []platform.Key, named []string, err error) {
 	keys, err := c.platform.ListKeys(ctx, w.Provider)
 	if err != nil {
 		return nil, nil, err
@@ -269,7 +270,7 @@ func (b *gradientBackend) adoptKey(ctx context.Context, s logical.Storage, c *cl
 		return nil, callerErrorf("platform key %s is already managed by this mount as %q; a key cannot be adopted twice", r.adoptUUID, owner.Name)
 	}
 	current, err := c.platform.GetKey(ctx, r.provider, r.adoptUUID)
-	if errors.Is(err, errPlatformNotFound) {
+	if errors.Is(err, platform.ErrNotFound) {
 		return nil, callerErrorf("there is no %s key with uuid %s on the platform; check the uuid and the provider", r.provider, r.adoptUUID)
 	}
 	if err != nil {
@@ -287,7 +288,7 @@ func (b *gradientBackend) adoptKey(ctx context.Context, s logical.Storage, c *cl
 	err = b.makeChange(ctx, s, pendingChange{
 		entry: w,
 		apply: func(ctx context.Context) error {
-			pk, err := c.platform.UpdateKey(ctx, r.provider, r.adoptUUID, keyChange{Name: r.name, Secret: r.apiKey})
+			pk, err := c.platform.UpdateKey(ctx, r.provider, r.adoptUUID, platform.KeyChange{Name: r.name, Secret: r.apiKey})
 			if err != nil {
 				return err
 			}
@@ -359,7 +360,7 @@ func (b *gradientBackend) rotateSecret(ctx context.Context, s logical.Storage, k
 	return b.makeChange(ctx, s, pendingChange{
 		entry: w,
 		apply: func(ctx context.Context) error {
-			pk, err := c.platform.UpdateKey(ctx, k.Provider, k.UUID, keyChange{Secret: apiKey})
+			pk, err := c.platform.UpdateKey(ctx, k.Provider, k.UUID, platform.KeyChange{Secret: apiKey})
 			if err != nil {
 				return keyGoneIfNotFound(err, k)
 			}
@@ -392,8 +393,8 @@ func (w *rotateWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 	if err != nil {
 		return fmt.Errorf("rolling back the rotation of %s: %w", w.UUID, err)
 	}
-	pk, err := c.platform.UpdateKey(ctx, w.Provider, w.UUID, keyChange{Secret: stored.APIKey})
-	if err != nil && !errors.Is(err, errPlatformNotFound) {
+	pk, err := c.platform.UpdateKey(ctx, w.Provider, w.UUID, platform.KeyChange{Secret: stored.APIKey})
+	if err != nil && !errors.Is(err, platform.ErrNotFound) {
 		return fmt.Errorf("rolling back the rotation of %s: %w", w.UUID, err)
 	}
 	if err == nil {
@@ -435,7 +436,7 @@ func (b *gradientBackend) renameKey(ctx context.Context, s logical.Storage, c *c
 	err := b.makeChange(ctx, s, pendingChange{
 		entry: w,
 		apply: func(ctx context.Context) error {
-			pk, err := c.platform.UpdateKey(ctx, k.Provider, k.UUID, keyChange{Name: newName})
+			pk, err := c.platform.UpdateKey(ctx, k.Provider, k.UUID, platform.KeyChange{Name: newName})
 			if err != nil {
 				return keyGoneIfNotFound(err, k)
 			}
@@ -498,8 +499,8 @@ func (b *gradientBackend) pushName(ctx context.Context, s logical.Storage, provi
 	if err != nil {
 		return fmt.Errorf("restoring the name of %s: %w", uuid, err)
 	}
-	pk, err := c.platform.UpdateKey(ctx, provider, uuid, keyChange{Name: name})
-	if err != nil && !errors.Is(err, errPlatformNotFound) {
+	pk, err := c.platform.UpdateKey(ctx, provider, uuid, platform.KeyChange{Name: name})
+	if err != nil && !errors.Is(err, platform.ErrNotFound) {
 		return fmt.Errorf("restoring the name of %s: %w", uuid, err)
 	}
 	if err == nil {
@@ -544,14 +545,14 @@ func (b *gradientBackend) deleteKeyEverywhere(ctx context.Context, s logical.Sto
 		entry: w,
 		apply: func(ctx context.Context) error {
 			err := c.platform.DeleteKey(ctx, k.Provider, k.UUID)
-			if err == nil || errors.Is(err, errPlatformNotFound) {
+			if err == nil || errors.Is(err, platform.ErrNotFound) {
 				return nil
 			}
 			// An answer that was lost: if the platform no longer has the
 			// key, the delete happened.
-			if !platformRefused(err) {
+			if !refused(err) {
 				_, getErr := c.platform.GetKey(ctx, k.Provider, k.UUID)
-				if errors.Is(getErr, errPlatformNotFound) {
+				if errors.Is(getErr, platform.ErrNotFound) {
 					b.Logger().Warn("a delete's answer was lost and the platform no longer has the key; finishing the delete", "name", k.Name, "uuid", k.UUID)
 					return nil
 				}
@@ -582,7 +583,7 @@ func (w *deleteKeyWAL) undo(ctx context.Context, b *gradientBackend, s logical.S
 	if err != nil {
 		return fmt.Errorf("settling the delete of %s: %w", w.UUID, err)
 	}
-	if _, err := c.platform.GetKey(ctx, w.Provider, w.UUID); !errors.Is(err, errPlatformNotFound) {
+	if _, err := c.platform.GetKey(ctx, w.Provider, w.UUID); !errors.Is(err, platform.ErrNotFound) {
 		return err // still there (the delete did not happen), or unknown
 	}
 	if err := b.retireAccountsOnDelete(ctx, c, stored, b.Logger().With("name", stored.Name)); err != nil {
@@ -618,7 +619,7 @@ func (w *reassignWAL) describe() []any {
 
 // reassignAgents switches every agent from one key to the other. Agents
 // whose fields other than the key changed are returned as warnings.
-func (b *gradientBackend) reassignAgents(ctx context.Context, s logical.Storage, c *clients, from, to *keyEntry, agents []platformAgent) ([]string, error) {
+func (b *gradientBackend) reassignAgents(ctx context.Context, s logical.Storage, c *clients, from, to *keyEntry, agents []platform.Agent) ([]string, error) {
 	w := &reassignWAL{
 		walHeader: walHeader{Provider: from.Provider, Created: b.now().UTC()},
 		From:      from.UUID, To: to.UUID, FromName: from.Name, ToName: to.Name,
@@ -673,7 +674,7 @@ func (w *reassignWAL) undo(ctx context.Context, b *gradientBackend, s logical.St
 		return fmt.Errorf("rolling back the reassign from %s: %w", w.From, err)
 	}
 	onTarget, err := c.platform.ListAgentsByKey(ctx, w.Provider, w.To)
-	if errors.Is(err, errPlatformNotFound) {
+	if errors.Is(err, platform.ErrNotFound) {
 		return nil // the target is gone, and the agents with it
 	}
 	if err != nil {
@@ -685,7 +686,7 @@ func (w *reassignWAL) undo(ctx context.Context, b *gradientBackend, s logical.St
 			continue
 		}
 		_, err := c.platform.SetAgentKey(ctx, w.Provider, a.UUID, w.From)
-		if errors.Is(err, errPlatformNotFound) {
+		if errors.Is(err, platform.ErrNotFound) {
 			b.Logger().Warn("the source key of a failed reassign is gone; the agents stay on the target", "from", w.From, "to", w.To)
 			w.outcome = "the key the agents came from is gone, so they stay on the new key"
 			return nil
@@ -729,14 +730,14 @@ func getReassignDone(ctx context.Context, s logical.Storage, fromUUID string) (t
 
 // whereAgentsAre asks the platform where each agent of a failed move is now,
 // so the caller learns the state rather than a guess.
-func (b *gradientBackend) whereAgentsAre(ctx context.Context, c *clients, from, to *keyEntry, agents []platformAgent) string {
+func (b *gradientBackend) whereAgentsAre(ctx context.Context, c *clients, from, to *keyEntry, agents []platform.Agent) string {
 	// A key that is gone has no agents.
 	onFrom, errFrom := c.platform.ListAgentsByKey(ctx, from.Provider, from.UUID)
-	if errors.Is(errFrom, errPlatformNotFound) {
+	if errors.Is(errFrom, platform.ErrNotFound) {
 		errFrom = nil
 	}
 	onTo, errTo := c.platform.ListAgentsByKey(ctx, to.Provider, to.UUID)
-	if errors.Is(errTo, errPlatformNotFound) {
+	if errors.Is(errTo, platform.ErrNotFound) {
 		errTo = nil
 	}
 	if errFrom != nil || errTo != nil {
@@ -766,8 +767,8 @@ func (b *gradientBackend) whereAgentsAre(ctx context.Context, c *clients, from, 
 	return strings.TrimSuffix(strings.Join(parts, " "), ";")
 }
 
-func containsAgent(agents []platformAgent, uuid string) bool {
-	return slices.ContainsFunc(agents, func(a platformAgent) bool { return a.UUID == uuid })
+func containsAgent(agents []platform.Agent, uuid string) bool {
+	return slices.ContainsFunc(agents, func(a platform.Agent) bool { return a.UUID == uuid })
 }
 
 // ---- delete ----

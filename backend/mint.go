@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/providers"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -175,7 +177,7 @@ func (w zeroTouchWrite) apply(k *keyEntry) {
 // with, and asks OpenAI whether a project given now exists.
 func (w zeroTouchWrite) check(ctx context.Context, c *clients, k *keyEntry) error {
 	if k.mints() {
-		if k.Provider != providerOpenAI {
+		if k.Provider != platform.OpenAI {
 			return callerErrorf("source=%s mints OpenAI keys; an %s key can only be staged", sourceOpenAIServiceAccount, k.Provider)
 		}
 		if k.OpenAIProjectID == "" {
@@ -190,7 +192,7 @@ func (w zeroTouchWrite) check(ctx context.Context, c *clients, k *keyEntry) erro
 	}
 	if k.RetirePrevious && !k.mints() {
 		switch {
-		case k.Provider == providerOpenAI:
+		case k.Provider == platform.OpenAI:
 			return callerErrorf("retire_previous works for OpenAI keys only with source=%s: OpenAI keys a person made cannot be found and retired by software", sourceOpenAIServiceAccount)
 		case c.config.AnthropicAdminKey == "":
 			return callerErrorf("retire_previous needs an Anthropic admin key: write anthropic_admin_key to config first")
@@ -204,10 +206,10 @@ func (w zeroTouchWrite) check(ctx context.Context, c *clients, k *keyEntry) erro
 	}
 	if k.mints() && (w.projectID != nil || w.source != nil) {
 		err := c.admin.GetProject(ctx, k.OpenAIProjectID)
-		if errors.Is(err, errAdminNotFound) {
+		if errors.Is(err, providers.ErrNotFound) {
 			return callerErrorf("OpenAI has no project %q that openai_admin_key can see; check openai_project_id", k.OpenAIProjectID)
 		}
-		if errors.Is(err, errProjectArchived) {
+		if errors.Is(err, providers.ErrProjectArchived) {
 			return callerErrorf("OpenAI project %q is archived, and OpenAI makes no service accounts in an archived project: set openai_project_id to an active project; nothing was changed", k.OpenAIProjectID)
 		}
 		if err != nil {
@@ -304,7 +306,7 @@ func (w *mintWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storag
 			return err
 		}
 		if stored != nil && stored.Version <= w.Version {
-			if _, err := c.platform.UpdateKey(ctx, providerOpenAI, w.UUID, keyChange{Secret: stored.APIKey}); err != nil && !errors.Is(err, errPlatformNotFound) {
+			if _, err := c.platform.UpdateKey(ctx, platform.OpenAI, w.UUID, platform.KeyChange{Secret: stored.APIKey}); err != nil && !errors.Is(err, platform.ErrNotFound) {
 				return fmt.Errorf("rolling back the mint of %q: pushing the stored secret back: %w", w.Name, err)
 			}
 		}
@@ -318,7 +320,7 @@ func (w *mintWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storag
 		candidates[w.AccountID] = true
 	}
 	accounts, err := c.admin.ListServiceAccounts(ctx, w.ProjectID)
-	if err != nil && !errors.Is(err, errAdminNotFound) {
+	if err != nil && !errors.Is(err, providers.ErrNotFound) {
 		return fmt.Errorf("rolling back the mint of %q: %w", w.Name, err)
 	}
 	for _, a := range accounts {
@@ -330,7 +332,7 @@ func (w *mintWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storag
 		if referenced[id] {
 			continue // a stored version's: the mint completed, or a later one did
 		}
-		if err := c.admin.DeleteServiceAccount(ctx, w.ProjectID, id); err != nil && !errors.Is(err, errAdminNotFound) {
+		if err := c.admin.DeleteServiceAccount(ctx, w.ProjectID, id); err != nil && !errors.Is(err, providers.ErrNotFound) {
 			return fmt.Errorf("rolling back the mint of %q: deleting service account %s: %w", w.Name, id, err)
 		}
 		b.Logger().Warn("deleted a service account minted by an incomplete rotation", "name", w.Name, "service_account_id", id, "openai_project_id", w.ProjectID)
@@ -356,9 +358,9 @@ func referencedServiceAccounts(ctx context.Context, s logical.Storage) (map[stri
 // ---- minting ----
 
 // mintAccount creates the account named in w and verifies its key.
-func (b *gradientBackend) mintAccount(ctx context.Context, c *clients, w *mintWAL) (mintedAccount, error) {
+func (b *gradientBackend) mintAccount(ctx context.Context, c *clients, w *mintWAL) (providers.MintedAccount, error) {
 	acct, err := c.admin.CreateServiceAccount(ctx, w.ProjectID, w.AccountName)
-	w.AccountID, w.refused = acct.ID, err != nil && adminRefused(err)
+	w.AccountID, w.refused = acct.ID, err != nil && providers.IsRefusal(err)
 	if err != nil && w.refused && projectArchived(ctx, c, w.ProjectID) {
 		// Archived since the key was written: permanent, so a caller
 		// error (the scheduler waits for the next period, not minutes).
@@ -366,13 +368,13 @@ func (b *gradientBackend) mintAccount(ctx context.Context, c *clients, w *mintWA
 		if w.UUID == "" {
 			stays = "nothing was changed" // the first version: no key yet
 		}
-		return mintedAccount{}, callerErrorf("key %q mints into OpenAI project %q, which is archived: OpenAI makes no service accounts there, so nothing was minted and %s; set the key's openai_project_id to an active project", w.Name, w.ProjectID, stays)
+		return providers.MintedAccount{}, callerErrorf("key %q mints into OpenAI project %q, which is archived: OpenAI makes no service accounts there, so nothing was minted and %s; set the key's openai_project_id to an active project", w.Name, w.ProjectID, stays)
 	}
 	if err != nil {
-		return mintedAccount{}, fmt.Errorf("minting a key: %w", err)
+		return providers.MintedAccount{}, fmt.Errorf("minting a key: %w", err)
 	}
-	if err := c.verifier.Verify(ctx, providerOpenAI, acct.APIKey); err != nil {
-		return mintedAccount{}, fmt.Errorf("the freshly minted key failed verification: %w", err)
+	if err := c.verifier.Verify(ctx, platform.OpenAI, acct.APIKey); err != nil {
+		return providers.MintedAccount{}, fmt.Errorf("the freshly minted key failed verification: %w", err)
 	}
 	return acct, nil
 }
@@ -381,7 +383,7 @@ func (b *gradientBackend) mintAccount(ctx context.Context, c *clients, w *mintWA
 // the project is archived: one more Admin API call on that failure only,
 // none on a mint that works.
 func projectArchived(ctx context.Context, c *clients, projectID string) bool {
-	return errors.Is(c.admin.GetProject(ctx, projectID), errProjectArchived)
+	return errors.Is(c.admin.GetProject(ctx, projectID), providers.ErrProjectArchived)
 }
 
 // mintNext mints the key's next secret and pushes it to the same platform
@@ -401,11 +403,11 @@ func (b *gradientBackend) mintNext(ctx context.Context, s logical.Storage, k *ke
 		return callerErrorf("key %q mints into OpenAI project %q, which config's openai_project_ids no longer lists: nothing was minted and the current key stays; set the key's openai_project_id to a listed project, or ask an operator to add the project to openai_project_ids", k.Name, k.OpenAIProjectID)
 	}
 	w := &mintWAL{
-		walHeader: walHeader{Provider: providerOpenAI, Created: b.now().UTC()},
+		walHeader: walHeader{Provider: platform.OpenAI, Created: b.now().UTC()},
 		Name:      k.Name, UUID: k.UUID, Version: k.Version, ProjectID: k.OpenAIProjectID,
 		AccountName: serviceAccountName(k.Name, k.Version+1),
 	}
-	var minted mintedAccount
+	var minted providers.MintedAccount
 	return b.makeChange(ctx, s, pendingChange{
 		entry: w,
 		// Creating the account is a change of its own: any failure after
@@ -417,7 +419,7 @@ func (b *gradientBackend) mintNext(ctx context.Context, s logical.Storage, k *ke
 			if minted, err = b.mintAccount(ctx, c, w); err != nil {
 				return err
 			}
-			pk, err := c.platform.UpdateKey(ctx, k.Provider, k.UUID, keyChange{Secret: minted.APIKey})
+			pk, err := c.platform.UpdateKey(ctx, k.Provider, k.UUID, platform.KeyChange{Secret: minted.APIKey})
 			if err != nil {
 				return keyGoneIfNotFound(err, k)
 			}
@@ -453,7 +455,7 @@ func (b *gradientBackend) mintFirst(ctx context.Context, s logical.Storage, c *c
 		}
 	}
 	w := &mintWAL{
-		walHeader: walHeader{Provider: providerOpenAI, Created: b.now().UTC()},
+		walHeader: walHeader{Provider: platform.OpenAI, Created: b.now().UTC()},
 		Name:      r.name, ProjectID: *r.zeroTouch.projectID, AccountName: serviceAccountName(r.name, 1),
 	}
 	var k *keyEntry

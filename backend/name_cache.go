@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -36,7 +37,7 @@ func newNameCache() *nameCache {
 // listing in flight). The shared listing runs detached from any one
 // caller's cancellation, bounded by timeout: one caller that gives up must
 // not fail the others waiting on the same listing.
-func (c *nameCache) lookup(ctx context.Context, p platform, provider, name string, ttl, timeout time.Duration) (string, error) {
+func (c *nameCache) lookup(ctx context.Context, p platform.Client, provider, name string, ttl, timeout time.Duration) (string, error) {
 	c.mu.Lock()
 	snap := c.snapshots[provider]
 	if snap != nil && ttl > 0 && c.now().Sub(snap.fetched) < ttl {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -128,7 +129,7 @@ func (b *gradientBackend) pathKeyReassign(ctx context.Context, req *logical.Requ
 
 // agentDrift names the fields that differ between an agent before and after
 // a key switch; empty fields in the answer are not counted as changes.
-func agentDrift(before, after platformAgent) string {
+func agentDrift(before, after platform.Agent) string {
 	var changed []string
 	check := func(field, a, b string) {
 		if b != "" && a != b {
@@ -142,7 +143,7 @@ func agentDrift(before, after platformAgent) string {
 	return strings.Join(changed, ", ")
 }
 
-func agentList(agents []platformAgent) []map[string]any {
+func agentList(agents []platform.Agent) []map[string]any {
 	out := make([]map[string]any, 0, len(agents))
 	for _, a := range agents {
 		out = append(out, map[string]any{"uuid": a.UUID, "name": a.Name})

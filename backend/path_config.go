@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -35,7 +36,7 @@ type gradientConfig struct {
 	RequestTimeout time.Duration `json:"request_timeout"`
 	NameCacheTTL   time.Duration `json:"name_cache_ttl"`
 	// The platform's rate limits for this token; the mount paces itself
-	// under them (rate_budget.go). Zero (configs stored before these
+	// under them (internal/platform/rate_budget.go). Zero (configs stored before these
 	// fields existed) means the default.
 	RateLimitPerMinute int `json:"rate_limit_per_minute"`
 	RateLimitPerHour   int `json:"rate_limit_per_hour"`
@@ -109,17 +110,17 @@ func pathConfig(b *gradientBackend) *framework.Path {
 			"rate_limit_per_minute": {
 				Type:        framework.TypeInt,
 				Description: "The platform's requests per rolling minute for this token; the mount paces every request at 95% of it.",
-				Default:     defaultRateLimitPerMinute,
+				Default:     platform.DefaultRateLimitPerMinute,
 			},
 			"rate_limit_per_hour": {
 				Type:        framework.TypeInt,
 				Description: "The platform's requests per rolling hour for this token; the mount keeps each rolling hour within 95% of it, as the platform counts the token.",
-				Default:     defaultRateLimitPerHour,
+				Default:     platform.DefaultRateLimitPerHour,
 			},
 			"scheduler_headroom_percent": {
 				Type:        framework.TypeInt,
 				Description: "Share of the mount's rate budget, in percent (0 to 90), that scheduled rotations and syncs always leave to requests.",
-				Default:     defaultSchedulerHeadroomPercent,
+				Default:     platform.DefaultSchedulerHeadroomPercent,
 			},
 			"creds_ttl": {
 				Type:        framework.TypeDurationSecond,
@@ -200,8 +201,8 @@ func (b *gradientBackend) pathConfigRead(ctx context.Context, req *logical.Reque
 		"verify_keys":                cfg.VerifyKeys,
 		"request_timeout":            int64(cfg.RequestTimeout.Seconds()),
 		"name_cache_ttl":             int64(cfg.NameCacheTTL.Seconds()),
-		"rate_limit_per_minute":      orDefault(cfg.RateLimitPerMinute, defaultRateLimitPerMinute),
-		"rate_limit_per_hour":        orDefault(cfg.RateLimitPerHour, defaultRateLimitPerHour),
+		"rate_limit_per_minute":      orDefault(cfg.RateLimitPerMinute, platform.DefaultRateLimitPerMinute),
+		"rate_limit_per_hour":        orDefault(cfg.RateLimitPerHour, platform.DefaultRateLimitPerHour),
 		"scheduler_headroom_percent": cfg.schedulerHeadroom(),
 		"token_set":                  cfg.Token != "",
 		"creds_ttl":                  int64(cfg.credsTTL().Seconds()),
@@ -239,9 +240,9 @@ func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Requ
 			c.closeIdleConnections()
 		}
 	}()
-	held := &heldAnswer{}
-	if err := c.platform.CheckToken(withHeldAnswer(withBudgetClass(ctx, checkClass(stored, cfg)), held)); err != nil {
-		if errors.Is(err, errPlatformUnauthorized) {
+	held := &platform.HeldAnswer{}
+	if err := c.platform.CheckToken(platform.WithHeldAnswer(platform.WithBudgetClass(ctx, checkClass(stored, cfg)), held)); err != nil {
+		if errors.Is(err, platform.ErrUnauthorized) {
 			return nil, callerErrorf("the platform rejected the token (HTTP 401): use a DigitalOcean token with the genai scopes; nothing was saved")
 		}
 		return nil, fmt.Errorf("checking the token with the platform (nothing was saved): %w", err)
@@ -260,7 +261,7 @@ func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Requ
 // clients lock, so that of two writes at once the clients kept are the
 // stored config's. The platform names learnt through the old clients go,
 // and the budget follows the count the token check was answered with.
-func (b *gradientBackend) saveConfig(ctx context.Context, s logical.Storage, cfg *gradientConfig, c *clients, check *heldAnswer) error {
+func (b *gradientBackend) saveConfig(ctx context.Context, s logical.Storage, cfg *gradientConfig, c *clients, check *platform.HeldAnswer) error {
 	entry, err := logical.StorageEntryJSON(configPath, cfg)
 	if err != nil {
 		return err
@@ -272,7 +273,7 @@ func (b *gradientBackend) saveConfig(ctx context.Context, s logical.Storage, cfg
 	}
 	b.names.reset()
 	b.useClientsLocked(cfg, c)
-	check.observeBy(b.budget)
+	check.ObserveBy(b.budget)
 	return nil
 }
 
@@ -283,14 +284,14 @@ func (b *gradientBackend) saveConfig(ctx context.Context, s logical.Storage, cfg
 // other users. A write changing any of them may be there because the live
 // budget is the wrong one (limits set too low, a token whose hour others
 // spent), so its check does not wait for it.
-func checkClass(stored, cfg *gradientConfig) budgetClass {
+func checkClass(stored, cfg *gradientConfig) platform.BudgetClass {
 	if stored == nil || stored.Token != cfg.Token || stored.APIURL != cfg.APIURL ||
-		orDefault(stored.RateLimitPerMinute, defaultRateLimitPerMinute) != orDefault(cfg.RateLimitPerMinute, defaultRateLimitPerMinute) ||
-		orDefault(stored.RateLimitPerHour, defaultRateLimitPerHour) != orDefault(cfg.RateLimitPerHour, defaultRateLimitPerHour) ||
+		orDefault(stored.RateLimitPerMinute, platform.DefaultRateLimitPerMinute) != orDefault(cfg.RateLimitPerMinute, platform.DefaultRateLimitPerMinute) ||
+		orDefault(stored.RateLimitPerHour, platform.DefaultRateLimitPerHour) != orDefault(cfg.RateLimitPerHour, platform.DefaultRateLimitPerHour) ||
 		stored.schedulerHeadroom() != cfg.schedulerHeadroom() {
-		return classConfigCheck
+		return platform.ClassConfigCheck
 	}
-	return classRequest
+	return platform.ClassRequest
 }
 
 func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfig, error) {
@@ -301,8 +302,8 @@ func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfi
 		VerifyKeys:         true,
 		RequestTimeout:     defaultRequestTimeout,
 		NameCacheTTL:       defaultNameCacheTTL,
-		RateLimitPerMinute: defaultRateLimitPerMinute,
-		RateLimitPerHour:   defaultRateLimitPerHour,
+		RateLimitPerMinute: platform.DefaultRateLimitPerMinute,
+		RateLimitPerHour:   platform.DefaultRateLimitPerHour,
 	}
 	if stored != nil {
 		*cfg = *stored
@@ -385,7 +386,7 @@ func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfi
 // schedulerHeadroom is the stored headroom, or the default.
 func (c *gradientConfig) schedulerHeadroom() int {
 	if c.SchedulerHeadroomPercent == nil {
-		return defaultSchedulerHeadroomPercent
+		return platform.DefaultSchedulerHeadroomPercent
 	}
 	return *c.SchedulerHeadroomPercent
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 func TestConfig_ReadNeverReturnsToken(t *testing.T) {
@@ -77,7 +78,7 @@ func TestConfig_PlatformDownSavesNothing(t *testing.T) {
 	srv := httptest.NewServer(emu)
 	t.Cleanup(srv.Close)
 	e := newUnconfiguredEnv(t, emu, srv)
-	emu.InjectFault(emulator.Fault{Path: "/v2/gen-ai", Status: 503, Count: maxAttempts})
+	emu.InjectFault(emulator.Fault{Path: "/v2/gen-ai", Status: 503, Count: platform.MaxAttempts})
 
 	e.mustServerError(logical.UpdateOperation, "config", map[string]any{"token": testToken, "api_url": srv.URL}, "HTTP 503", "nothing was saved")
 	if resp, _ := e.request(logical.ReadOperation, "config", nil); resp != nil {

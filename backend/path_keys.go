@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -50,7 +51,7 @@ func pathKeys(b *gradientBackend) []*framework.Path {
 				"provider": {
 					Type:          framework.TypeString,
 					Description:   `Provider of the key: "anthropic" or "openai". Required on create; cannot change.`,
-					AllowedValues: []any{providerAnthropic, providerOpenAI},
+					AllowedValues: []any{platform.Anthropic, platform.OpenAI},
 				},
 				"api_key": {
 					Type:         framework.TypeString,
@@ -390,7 +391,7 @@ func (b *gradientBackend) pathKeyDelete(ctx context.Context, req *logical.Reques
 		return nil, err
 	}
 	agents, err := c.platform.ListAgentsByKey(ctx, k.Provider, k.UUID)
-	if err != nil && !errors.Is(err, errPlatformNotFound) {
+	if err != nil && !errors.Is(err, platform.ErrNotFound) {
 		return nil, err
 	}
 	if len(agents) > 0 && !d.Get("force").(bool) {
@@ -406,7 +407,7 @@ func (b *gradientBackend) pathKeyDelete(ctx context.Context, req *logical.Reques
 	return nil, nil
 }
 
-func describeAgents(agents []platformAgent) string {
+func describeAgents(agents []platform.Agent) string {
 	parts := make([]string, len(agents))
 	for i, a := range agents {
 		parts[i] = fmt.Sprintf("%s (%s)", a.Name, a.UUID)

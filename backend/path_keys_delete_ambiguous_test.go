@@ -7,6 +7,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // Found by the chaos run (acceptance/chaos_test.go, seed 7): a delete that
@@ -17,13 +18,13 @@ import (
 // the key is gone, and finishes when it is.
 func TestDelete_AppliedButAnswerLost(t *testing.T) {
 	e := newTestEnv(t, nil)
-	e.mustOK(logical.CreateOperation, "keys/lost-answer", map[string]any{"provider": providerOpenAI, "api_key": openAIKey("lost-answer")})
+	e.mustOK(logical.CreateOperation, "keys/lost-answer", map[string]any{"provider": platform.OpenAI, "api_key": openAIKey("lost-answer")})
 	e.emu.InjectFault(emulator.Fault{Method: http.MethodDelete, Path: "/v2/gen-ai/openai/keys/", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: http.MethodDelete, Path: "/v2/gen-ai/openai/keys/", Count: maxAttempts - 1, Mode: "status", Status: http.StatusTooManyRequests})
+	e.emu.InjectFault(emulator.Fault{Method: http.MethodDelete, Path: "/v2/gen-ai/openai/keys/", Count: platform.MaxAttempts - 1, Mode: "status", Status: http.StatusTooManyRequests})
 
 	e.mustOK(logical.DeleteOperation, "keys/lost-answer", nil)
 
-	if pk := e.platformKeyNamed(providerOpenAI, "lost-answer"); pk != nil {
+	if pk := e.platformKeyNamed(platform.OpenAI, "lost-answer"); pk != nil {
 		t.Fatalf("the platform still has the key: %+v", pk)
 	}
 	if keys := e.listKeys(); len(keys) != 0 {
@@ -35,12 +36,12 @@ func TestDelete_AppliedButAnswerLost(t *testing.T) {
 // the entry stays: the caller deletes again.
 func TestDelete_AmbiguousAndKeyStillThere(t *testing.T) {
 	e := newTestEnv(t, nil)
-	e.mustOK(logical.CreateOperation, "keys/still-there", map[string]any{"provider": providerOpenAI, "api_key": openAIKey("still-there")})
-	e.emu.InjectFault(emulator.Fault{Method: http.MethodDelete, Path: "/v2/gen-ai/openai/keys/", Count: maxAttempts, Mode: "status", Status: http.StatusBadGateway})
+	e.mustOK(logical.CreateOperation, "keys/still-there", map[string]any{"provider": platform.OpenAI, "api_key": openAIKey("still-there")})
+	e.emu.InjectFault(emulator.Fault{Method: http.MethodDelete, Path: "/v2/gen-ai/openai/keys/", Count: platform.MaxAttempts, Mode: "status", Status: http.StatusBadGateway})
 
 	e.mustServerError(logical.DeleteOperation, "keys/still-there", nil)
 
-	if pk := e.platformKeyNamed(providerOpenAI, "still-there"); pk == nil {
+	if pk := e.platformKeyNamed(platform.OpenAI, "still-there"); pk == nil {
 		t.Fatal("the platform lost the key")
 	}
 	if keys := e.listKeys(); len(keys) != 1 {
@@ -54,14 +55,14 @@ func TestDelete_AmbiguousAndKeyStillThere(t *testing.T) {
 // the key.
 func TestDelete_RollbackFinishesAPlatformDelete(t *testing.T) {
 	e := newTestEnv(t, nil)
-	e.mustOK(logical.CreateOperation, "keys/half-deleted", map[string]any{"provider": providerAnthropic, "api_key": anthropicKey("half-deleted")})
+	e.mustOK(logical.CreateOperation, "keys/half-deleted", map[string]any{"provider": platform.Anthropic, "api_key": anthropicKey("half-deleted")})
 	e.storage.failUnder("keys/")
 	e.mustServerError(logical.DeleteOperation, "keys/half-deleted", nil, "Vault's periodic rollback")
 	e.storage.failUnder("")
 	if keys := e.listKeys(); len(keys) != 1 {
 		t.Fatalf("Vault lists %v before the rollback", keys)
 	}
-	if pk := e.platformKeyNamed(providerAnthropic, "half-deleted"); pk != nil {
+	if pk := e.platformKeyNamed(platform.Anthropic, "half-deleted"); pk != nil {
 		t.Fatalf("the platform still has the key: %+v", pk)
 	}
 	assertSettlesOnRollback(t, e)
@@ -73,14 +74,14 @@ func TestDelete_RollbackFinishesAPlatformDelete(t *testing.T) {
 // The rollback of a delete that did not happen changes nothing.
 func TestDelete_RollbackKeepsAKeyThePlatformHas(t *testing.T) {
 	e := newTestEnv(t, nil)
-	e.mustOK(logical.CreateOperation, "keys/kept", map[string]any{"provider": providerOpenAI, "api_key": openAIKey("kept")})
-	e.emu.InjectFault(emulator.Fault{Method: http.MethodDelete, Path: "/v2/gen-ai/openai/keys/", Count: maxAttempts, Mode: "status", Status: http.StatusServiceUnavailable})
+	e.mustOK(logical.CreateOperation, "keys/kept", map[string]any{"provider": platform.OpenAI, "api_key": openAIKey("kept")})
+	e.emu.InjectFault(emulator.Fault{Method: http.MethodDelete, Path: "/v2/gen-ai/openai/keys/", Count: platform.MaxAttempts, Mode: "status", Status: http.StatusServiceUnavailable})
 	e.mustServerError(logical.DeleteOperation, "keys/kept", nil, "periodic rollback")
 	assertSettlesOnRollback(t, e)
 	if keys := e.listKeys(); len(keys) != 1 {
 		t.Fatalf("Vault lists %v, want the key kept", keys)
 	}
-	if pk := e.platformKeyNamed(providerOpenAI, "kept"); pk == nil {
+	if pk := e.platformKeyNamed(platform.OpenAI, "kept"); pk == nil {
 		t.Fatal("the platform lost the key")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -98,7 +99,7 @@ func (b *gradientBackend) pathPlatformKeysList(ctx context.Context, req *logical
 
 func (b *gradientBackend) pathPlatformKeyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	uuid := d.Get("uuid").(string)
-	if !isPlatformUUID(uuid) {
+	if !platform.IsUUID(uuid) {
 		return nil, callerErrorf("platform-keys/<uuid> takes a uuid in canonical form (8-4-4-4-12 hexadecimal digits)")
 	}
 	st, err := getSyncState(ctx, req.Storage)

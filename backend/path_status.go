@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -62,7 +63,7 @@ func (b *gradientBackend) pathStatusRead(ctx context.Context, req *logical.Reque
 		return nil, fmt.Errorf("listing keys: %w", err)
 	}
 	now := b.rotation.now()
-	byProvider := map[string]any{providerAnthropic: 0, providerOpenAI: 0}
+	byProvider := map[string]any{platform.Anthropic: 0, platform.OpenAI: 0}
 	var enabled, next24h, due, overdue, failed int
 	var retiring retirementCounts
 	for _, name := range names {
@@ -109,7 +110,7 @@ func (b *gradientBackend) pathStatusRead(ctx context.Context, req *logical.Reque
 		"retirements_retrying":   retiring.retrying,
 		"retirements_attention":  retiring.attention,
 	}
-	if seen := b.budget.lastSeen(); seen.At.IsZero() {
+	if seen := b.budget.LastSeen(); seen.At.IsZero() {
 		data["rate_limit_note"] = rateLimitNote
 	} else {
 		// The platform's own count for this token, from the headers of

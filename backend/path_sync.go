@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -132,7 +133,7 @@ func (b *gradientBackend) pathKeyRepair(ctx context.Context, req *logical.Reques
 // cannot tell which agents without a key were meant to get this one.
 func lostAgentsNote(mount string, out *repairOutcome) string {
 	field := "anthropic_key_uuid"
-	if out.key.Provider == providerOpenAI {
+	if out.key.Provider == platform.OpenAI {
 		field = "open_ai_key_uuid"
 	}
 	var who string

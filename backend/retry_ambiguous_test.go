@@ -7,6 +7,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // Found by the chaos run (acceptance/chaos_test.go, seeds 1 and 7): an
@@ -18,13 +19,13 @@ import (
 // ambiguous: the change is undone and the entry kept.
 func TestRetry_AppliedThenRefusedStaysAmbiguous(t *testing.T) {
 	for label, refusal := range map[string]emulator.Fault{
-		"429":       {Method: http.MethodPut, Path: "/v2/gen-ai/anthropic/keys/", Count: maxAttempts - 1, Mode: "status", Status: http.StatusTooManyRequests},
+		"429":       {Method: http.MethodPut, Path: "/v2/gen-ai/anthropic/keys/", Count: platform.MaxAttempts - 1, Mode: "status", Status: http.StatusTooManyRequests},
 		"other 4xx": {Method: http.MethodPut, Path: "/v2/gen-ai/anthropic/keys/", Count: 1, Mode: "status", Status: http.StatusConflict},
 	} {
 		t.Run(label, func(t *testing.T) {
 			e := newTestEnv(t, nil)
 			old, next := anthropicKey("ambig-old"), anthropicKey("ambig-new")
-			e.mustOK(logical.CreateOperation, "keys/ambiguous", map[string]any{"provider": providerAnthropic, "api_key": old})
+			e.mustOK(logical.CreateOperation, "keys/ambiguous", map[string]any{"provider": platform.Anthropic, "api_key": old})
 			e.emu.InjectFault(emulator.Fault{Method: http.MethodPut, Path: "/v2/gen-ai/anthropic/keys/", Mode: "drop"})
 			e.emu.InjectFault(refusal)
 
@@ -35,7 +36,7 @@ func TestRetry_AppliedThenRefusedStaysAmbiguous(t *testing.T) {
 				t.Fatalf("the update succeeded: %v", resp)
 			}
 
-			if pk := e.platformKeyNamed(providerAnthropic, "ambiguous"); pk == nil || pk.Secret != old {
+			if pk := e.platformKeyNamed(platform.Anthropic, "ambiguous"); pk == nil || pk.Secret != old {
 				t.Fatalf("the platform holds another secret than Vault after the failed update: %+v", pk)
 			}
 			read := e.mustOK(logical.ReadOperation, "keys/ambiguous", nil)

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // rotEnv is a testEnv whose scheduler runs on a fake clock and ticks only
@@ -137,7 +138,7 @@ func (r *rotEnv) stage(name, apiKey string) {
 // platformSecret is the secret the platform holds for the key named name.
 func (r *rotEnv) platformSecret(name string) string {
 	r.t.Helper()
-	pk := r.platformKeyNamed(providerAnthropic, name)
+	pk := r.platformKeyNamed(platform.Anthropic, name)
 	if pk == nil {
 		r.t.Fatalf("no platform key %s", name)
 	}
@@ -284,7 +285,7 @@ func TestRotation_PeriodPromotesTheStagedKey(t *testing.T) {
 	r := newRotationEnv(t, nil)
 	k1, k2 := anthropicKey("per1"), anthropicKey("per2")
 	uuid := r.createKey("periodic", k1, map[string]any{"rotation_period": "1h"})
-	agent := r.createAgent("periodic-agent", providerAnthropic, uuid)
+	agent := r.createAgent("periodic-agent", platform.Anthropic, uuid)
 	r.stage("periodic", k2)
 
 	r.tickAt(t0.Add(59 * time.Minute))
@@ -299,7 +300,7 @@ func TestRotation_PeriodPromotesTheStagedKey(t *testing.T) {
 	if r.platformSecret("periodic") != k2 {
 		t.Fatal("the staged key was not pushed")
 	}
-	if pk := r.platformKeyNamed(providerAnthropic, "periodic"); pk.UUID != uuid {
+	if pk := r.platformKeyNamed(platform.Anthropic, "periodic"); pk.UUID != uuid {
 		t.Fatalf("uuid changed: %s -> %s", uuid, pk.UUID)
 	}
 	if a, _ := r.agentKey(agent.Uuid); a != uuid {
@@ -467,7 +468,7 @@ func TestRotation_Window(t *testing.T) {
 		k2 := anthropicKey("win12")
 		r.createKey("retry-window", anthropicKey("win11"), settings)
 		r.stage("retry-window", k2)
-		r.emu.InjectFault(emulator.Fault{Path: "/anthropic/v1/models", Status: 503, Count: maxAttemptsPerPeriod * maxAttempts})
+		r.emu.InjectFault(emulator.Fault{Path: "/anthropic/v1/models", Status: 503, Count: maxAttemptsPerPeriod * platform.MaxAttempts})
 		for at := at(2, 3, 0); at.Before(time.Date(2026, 3, 2, 5, 0, 0, 0, time.UTC)); at = at.Add(5 * time.Minute) {
 			r.tickAt(at)
 		}
@@ -504,7 +505,7 @@ func TestRotation_FailureRetriesWithBackoffAndRecovers(t *testing.T) {
 
 	// One platform 500: the rotation fails, the WAL's immediate rollback
 	// pushes the stored secret back, the key stays usable.
-	r.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 500, Count: maxAttempts})
+	r.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 500, Count: platform.MaxAttempts})
 	due := t0.Add(24 * time.Hour)
 	r.tickAt(due)
 	got := r.read("flaky")
@@ -547,10 +548,10 @@ func TestRotation_RetriesAreBoundedPerPeriod(t *testing.T) {
 		r.tick()
 		r.advance(10 * time.Minute)
 	}
-	// Each rotation attempt asks the provider up to maxAttempts times
-	// (retry.go); the bound is on rotation attempts.
+	// Each rotation attempt asks the provider up to platform.MaxAttempts times
+	// (internal/platform/retry.go); the bound is on rotation attempts.
 	requests := r.emu.Counts()[verify] - before
-	attempts := requests / maxAttempts
+	attempts := requests / platform.MaxAttempts
 	t.Logf("%d rotation attempts (%d verification requests) in 33 hours", attempts, requests)
 	// Two periods start in those 33 hours: at most the budget in each.
 	if attempts < maxAttemptsPerPeriod || attempts > 2*maxAttemptsPerPeriod {
@@ -604,7 +605,7 @@ func TestRotation_Bug29537_ReloadNeverRotatesWhatIsNotDue(t *testing.T) {
 
 	// An entry as an older version would have stored it: settings, but no
 	// next, last or settings time.
-	legacy := &keyEntry{Name: "legacy", Provider: providerAnthropic, UUID: r.createKey("legacy", anthropicKey("up3"), nil), APIKey: anthropicKey("up3"),
+	legacy := &keyEntry{Name: "legacy", Provider: platform.Anthropic, UUID: r.createKey("legacy", anthropicKey("up3"), nil), APIKey: anthropicKey("up3"),
 		Version: 1, RotationPeriod: time.Hour, NextAPIKey: anthropicKey("up4")}
 	if err := putKey(context.Background(), r.storage, legacy); err != nil {
 		t.Fatal(err)
@@ -680,7 +681,7 @@ func TestRotation_Bug7222_NeverStuckAtTTLZero(t *testing.T) {
 		t.Fatalf("queue holds %d keys after rewrites, want 1", n)
 	}
 
-	r.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 502, Count: maxAttempts})
+	r.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 502, Count: platform.MaxAttempts})
 	r.tickAt(t0.Add(time.Hour))
 	if got := r.read("stuck"); got["ttl"] != int64(0) || got["rotation_status"] != rotationFailed {
 		t.Fatalf("after the failure: %v", got)
@@ -793,7 +794,7 @@ func TestRotation_IdleTickIsConstantTime(t *testing.T) {
 	r := newRotationEnv(t, nil)
 	ctx := context.Background()
 	for i := 0; i < 300; i++ {
-		k := &keyEntry{Name: fmt.Sprintf("bulk-%03d", i), Provider: providerAnthropic,
+		k := &keyEntry{Name: fmt.Sprintf("bulk-%03d", i), Provider: platform.Anthropic,
 			UUID: fmt.Sprintf("uuid-%03d", i), APIKey: anthropicKey("bulk"), Version: 1, RotationPeriod: 24 * time.Hour, LastVaultRotation: t0,
 			NextVaultRotation: t0.Add(24 * time.Hour)}
 		if err := putKey(ctx, r.storage, k); err != nil {
@@ -831,7 +832,7 @@ func TestRotation_BackgroundTicker(t *testing.T) {
 	e.mustOK(logical.UpdateOperation, "keys/background", map[string]any{"next_api_key": k2})
 	clock.Advance(time.Hour)
 	deadline := time.Now().Add(5 * time.Second)
-	for e.platformKeyNamed(providerAnthropic, "background").Secret != k2 {
+	for e.platformKeyNamed(platform.Anthropic, "background").Secret != k2 {
 		if time.Now().After(deadline) {
 			t.Fatal("the ticker did not rotate the key")
 		}

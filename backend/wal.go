@@ -124,7 +124,7 @@ func (b *gradientBackend) makeChange(ctx context.Context, s logical.Storage, c p
 		return fmt.Errorf("writing the write-ahead log (nothing was changed on the platform): %w", err)
 	}
 	if err := c.apply(ctx); err != nil {
-		if (!c.multiStep && platformRefused(err)) || (c.unchanged != nil && c.unchanged()) {
+		if (!c.multiStep && refused(err)) || (c.unchanged != nil && c.unchanged()) {
 			b.deleteWAL(ctx, s, walID)
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // Cases a fresh-eyed review found in the write-ahead log road, the retry
@@ -21,9 +22,9 @@ func TestWAL_ReassignRollbackSparesALaterSuccess(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/rv-from", map[string]any{"provider": "anthropic", "api_key": anthropicKey("rvfrom")})
 	e.mustOK(logical.CreateOperation, "keys/rv-to", map[string]any{"provider": "anthropic", "api_key": anthropicKey("rvto")})
-	toUUID := e.platformKeyNamed(providerAnthropic, "rv-to").UUID
-	a := e.createAgent("rv-agent", providerAnthropic, e.platformKeyNamed(providerAnthropic, "rv-from").UUID)
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/agents/", Status: 503, Count: maxAttempts})
+	toUUID := e.platformKeyNamed(platform.Anthropic, "rv-to").UUID
+	a := e.createAgent("rv-agent", platform.Anthropic, e.platformKeyNamed(platform.Anthropic, "rv-from").UUID)
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/agents/", Status: 503, Count: platform.MaxAttempts})
 	e.mustServerError(logical.UpdateOperation, "keys/rv-from/reassign", map[string]any{"to": "rv-to"})
 	t.Logf("wal entries after failed reassign: %d", walCount(t, e))
 	e.mustOK(logical.UpdateOperation, "keys/rv-from/reassign", map[string]any{"to": "rv-to"})
@@ -41,11 +42,11 @@ func TestWAL_RetryEndingInRefusalAfterALostAnswerIsUndone(t *testing.T) {
 	first := anthropicKey("rv-rot-first")
 	e.mustOK(logical.CreateOperation, "keys/rv-rot", map[string]any{"provider": "anthropic", "api_key": first})
 	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 429, Count: maxAttempts - 1})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 429, Count: platform.MaxAttempts - 1})
 	resp, err := e.send(logical.UpdateOperation, "keys/rv-rot", map[string]any{"api_key": anthropicKey("rv-rot-second")})
 	t.Logf("answer: resp=%v err=%v; wal entries: %d", resp, err, walCount(t, e))
 	rollbackNow(t, e)
-	if k := e.platformKeyNamed(providerAnthropic, "rv-rot"); k.Secret != first {
+	if k := e.platformKeyNamed(platform.Anthropic, "rv-rot"); k.Secret != first {
 		t.Fatal("the platform holds a secret Vault does not, and no entry is left to fix it")
 	}
 }
@@ -61,11 +62,11 @@ func TestWAL_ResentCreateRefusedKeepsItsEntry(t *testing.T) {
 	resp, err := e.send(logical.CreateOperation, "keys/rv-late", map[string]any{"provider": "openai", "api_key": openAIKey("rv-late")})
 	t.Logf("answer: resp=%v err=%v; wal entries: %d", resp, err, walCount(t, e))
 	deadline := time.Now().Add(5 * time.Second)
-	for e.platformKeyNamed(providerOpenAI, "rv-late") == nil && time.Now().Before(deadline) {
+	for e.platformKeyNamed(platform.OpenAI, "rv-late") == nil && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	rollbackNow(t, e)
-	if e.platformKeyNamed(providerOpenAI, "rv-late") != nil {
+	if e.platformKeyNamed(platform.OpenAI, "rv-late") != nil {
 		t.Fatalf("orphan left on the platform with no WAL entry (wal=%d)", walCount(t, e))
 	}
 }
@@ -79,26 +80,12 @@ func TestWAL_AdoptRollbackFollowsTheUUID(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Status: 503, Count: 2*maxAttempts - 1})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Status: 503, Count: 2*platform.MaxAttempts - 1})
 	e.mustServerError(logical.CreateOperation, "keys/adopt-b", map[string]any{"provider": "openai", "api_key": openAIKey("rv-adopt"), "uuid": legacy.Uuid})
 	e.mustOK(logical.CreateOperation, "keys/adopt-c", map[string]any{"provider": "openai", "api_key": openAIKey("rv-adopt"), "uuid": legacy.Uuid})
 	rollbackNow(t, e)
-	if e.platformKeyNamed(providerOpenAI, "adopt-c") == nil {
+	if e.platformKeyNamed(platform.OpenAI, "adopt-c") == nil {
 		t.Fatalf("rollback renamed a managed key away from its stored name: %+v", e.state().OpenAIKeys)
-	}
-}
-
-// A tiny hourly limit still refills: the budget is slow, never wedged.
-func TestRateBudget_TinyHourlyLimitStillRefills(t *testing.T) {
-	for _, perHour := range []int{1, 2, 3} {
-		b := newRateBudget(250, perHour)
-		now := time.Now()
-		if delay, _ := b.reserve(now); delay > 0 {
-			t.Fatalf("limit %d: the first request waits %v", perHour, delay)
-		}
-		if delay, _ := b.reserve(now); delay <= 0 || delay > 3*time.Hour {
-			t.Fatalf("limit %d: the next place comes in %v; want a few hours at most", perHour, delay)
-		}
 	}
 }
 
@@ -115,14 +102,14 @@ func TestWAL_ResentCreateThatLandsLateIsFound(t *testing.T) {
 	resp, err := e.send(logical.CreateOperation, "keys/rv-win", map[string]any{"provider": "openai", "api_key": openAIKey("rv-win")})
 	t.Logf("answer: resp=%v err=%v; wal entries: %d", resp, err, walCount(t, e))
 	deadline := time.Now().Add(8 * time.Second)
-	for e.platformKeyNamed(providerOpenAI, "rv-win") == nil && time.Now().Before(deadline) {
+	for e.platformKeyNamed(platform.OpenAI, "rv-win") == nil && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if e.platformKeyNamed(providerOpenAI, "rv-win") == nil {
+	if e.platformKeyNamed(platform.OpenAI, "rv-win") == nil {
 		t.Fatal("setup: the late create never landed")
 	}
 	rollbackNow(t, e)
-	if e.platformKeyNamed(providerOpenAI, "rv-win") != nil {
+	if e.platformKeyNamed(platform.OpenAI, "rv-win") != nil {
 		t.Fatalf("orphan left on the platform (wal=%d)", walCount(t, e))
 	}
 }
@@ -131,12 +118,12 @@ func TestReassign_ToKeyDeletedOutsideVaultSaysWhereAgentsAre(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/tg-from", map[string]any{"provider": "anthropic", "api_key": anthropicKey("tgfrom")})
 	e.mustOK(logical.CreateOperation, "keys/tg-to", map[string]any{"provider": "anthropic", "api_key": anthropicKey("tgto")})
-	agent := e.createAgent("tg-agent", providerAnthropic, e.platformKeyNamed(providerAnthropic, "tg-from").UUID)
-	if _, _, err := e.do.AgentPlatform.DeleteAnthropicAPIKey(t.Context(), e.platformKeyNamed(providerAnthropic, "tg-to").UUID); err != nil {
+	agent := e.createAgent("tg-agent", platform.Anthropic, e.platformKeyNamed(platform.Anthropic, "tg-from").UUID)
+	if _, _, err := e.do.AgentPlatform.DeleteAnthropicAPIKey(t.Context(), e.platformKeyNamed(platform.Anthropic, "tg-to").UUID); err != nil {
 		t.Fatal(err)
 	}
 	e.mustBadRequest(logical.UpdateOperation, "keys/tg-from/reassign", map[string]any{"to": "tg-to"}, `on "tg-from"`)
-	if anth, _ := e.agentKey(agent.Uuid); anth != e.platformKeyNamed(providerAnthropic, "tg-from").UUID {
+	if anth, _ := e.agentKey(agent.Uuid); anth != e.platformKeyNamed(platform.Anthropic, "tg-from").UUID {
 		t.Fatal("the agent left its key")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 func assertNoWAL(t *testing.T, e *testEnv) {
@@ -82,7 +83,7 @@ func TestWAL_CreateWithLostAnswerNeverTakesTheKeyItFinds(t *testing.T) {
 	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "drop"})
 	msg := e.mustServerError(logical.CreateOperation, "keys/dropped", map[string]any{"provider": "openai", "api_key": openAIKey("dropped")},
 		"a key with that name is on the platform now", "Vault did not take it", "uuid=")
-	found := e.platformKeyNamed(providerOpenAI, "dropped")
+	found := e.platformKeyNamed(platform.OpenAI, "dropped")
 	if found == nil || !strings.Contains(msg, found.UUID) {
 		t.Fatalf("the error does not name the key found (%+v): %s", found, msg)
 	}
@@ -93,7 +94,7 @@ func TestWAL_CreateWithLostAnswerNeverTakesTheKeyItFinds(t *testing.T) {
 		t.Fatalf("Vault stores %v", e.listKeys())
 	}
 	assertSettlesOnRollback(t, e)
-	if k := e.platformKeyNamed(providerOpenAI, "dropped"); k == nil || k.UUID != found.UUID {
+	if k := e.platformKeyNamed(platform.OpenAI, "dropped"); k == nil || k.UUID != found.UUID {
 		t.Fatalf("the rollback touched the key the lookup saw: %+v", e.state().OpenAIKeys)
 	}
 }
@@ -155,11 +156,11 @@ func TestWAL_LostCreateNeverTakesAKeyMadeElsewhere(t *testing.T) {
 		t.Fatalf("creds/ serves %v", r.Data)
 	}
 	want := openAIKey("contested-other")
-	if k := e.platformKeyNamed(providerOpenAI, "contested"); k == nil || k.UUID != other || k.Secret != want || len(e.state().OpenAIKeys) != 1 {
+	if k := e.platformKeyNamed(platform.OpenAI, "contested"); k == nil || k.UUID != other || k.Secret != want || len(e.state().OpenAIKeys) != 1 {
 		t.Fatalf("after the undo: %+v", e.state().OpenAIKeys)
 	}
 	assertSettlesOnRollback(t, e)
-	if k := e.platformKeyNamed(providerOpenAI, "contested"); k == nil || k.UUID != other || k.Secret != want || len(e.state().OpenAIKeys) != 1 {
+	if k := e.platformKeyNamed(platform.OpenAI, "contested"); k == nil || k.UUID != other || k.Secret != want || len(e.state().OpenAIKeys) != 1 {
 		t.Fatalf("after the periodic rollback: %+v", e.state().OpenAIKeys)
 	}
 }
@@ -220,9 +221,9 @@ func TestWAL_DeferredRollbackDeletesOrphan(t *testing.T) {
 	// The answer to the create is lost, and the platform cannot be
 	// listed, neither to recover the key nor to clean it up.
 	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: 2 * maxAttempts})
+	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: 2 * platform.MaxAttempts})
 	e.mustServerError(logical.CreateOperation, "keys/orphan", map[string]any{"provider": "openai", "api_key": openAIKey("orphan")})
-	if e.platformKeyNamed(providerOpenAI, "orphan") == nil {
+	if e.platformKeyNamed(platform.OpenAI, "orphan") == nil {
 		t.Fatal("setup: want the orphan on the platform before rollback")
 	}
 	if walCount(t, e) != 1 {
@@ -230,20 +231,20 @@ func TestWAL_DeferredRollbackDeletesOrphan(t *testing.T) {
 	}
 
 	// Platform still failing: the rollback reports and keeps the entry.
-	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: maxAttempts})
+	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: platform.MaxAttempts})
 	if resp := rollbackNow(t, e); resp == nil || !resp.IsError() {
 		t.Fatalf("a failed rollback was not reported: %v", resp)
 	}
-	if walCount(t, e) != 1 || e.platformKeyNamed(providerOpenAI, "orphan") == nil {
+	if walCount(t, e) != 1 || e.platformKeyNamed(platform.OpenAI, "orphan") == nil {
 		t.Fatal("a failed rollback dropped its entry")
 	}
 
 	// A later pass succeeds.
 	rollbackNow(t, e)
-	if e.platformKeyNamed(providerOpenAI, "orphan") != nil {
+	if e.platformKeyNamed(platform.OpenAI, "orphan") != nil {
 		t.Fatal("rollback left the orphan")
 	}
-	if e.platformKeyNamed(providerOpenAI, "primer") == nil {
+	if e.platformKeyNamed(platform.OpenAI, "primer") == nil {
 		t.Fatal("rollback deleted a key it did not create")
 	}
 	assertNoWAL(t, e)
@@ -261,8 +262,8 @@ func TestWAL_RollbackSparesStoredAndOlderKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, w := range []*createWAL{
-		{walHeader: walHeader{Provider: providerAnthropic}, Name: "kept", Started: time.Now().Add(-time.Minute), Deadline: time.Now().Add(time.Minute)},
-		{walHeader: walHeader{Provider: providerAnthropic}, Name: "legacy", Started: time.Now().Add(time.Hour), Deadline: time.Now().Add(2 * time.Hour)},
+		{walHeader: walHeader{Provider: platform.Anthropic}, Name: "kept", Started: time.Now().Add(-time.Minute), Deadline: time.Now().Add(time.Minute)},
+		{walHeader: walHeader{Provider: platform.Anthropic}, Name: "legacy", Started: time.Now().Add(time.Hour), Deadline: time.Now().Add(2 * time.Hour)},
 	} {
 		if _, err := framework.PutWAL(context.Background(), e.storage, walKindCreate, w); err != nil {
 			t.Fatal(err)
@@ -272,7 +273,7 @@ func TestWAL_RollbackSparesStoredAndOlderKeys(t *testing.T) {
 	if n := len(e.state().AnthropicKeys); n != 2 {
 		t.Fatalf("rollback deleted keys it did not create: %+v", e.state().AnthropicKeys)
 	}
-	if e.platformKeyNamed(providerAnthropic, "legacy").UUID != older.Uuid {
+	if e.platformKeyNamed(platform.Anthropic, "legacy").UUID != older.Uuid {
 		t.Fatal("legacy key changed")
 	}
 	assertNoWAL(t, e)
@@ -287,7 +288,7 @@ func TestWAL_RotateStorageFailurePushesOldSecretBack(t *testing.T) {
 	e.storage.failUnder("keys/")
 	e.mustServerError(logical.UpdateOperation, "keys/rot", map[string]any{"api_key": openAIKey("rot-second")}, "pushed back")
 	e.storage.failUnder("")
-	if k := e.platformKeyNamed(providerOpenAI, "rot"); k.Secret != first {
+	if k := e.platformKeyNamed(platform.OpenAI, "rot"); k.Secret != first {
 		t.Fatal("the platform kept the secret Vault failed to store")
 	}
 	if creds := e.mustOK(logical.ReadOperation, "creds/rot", nil); creds.Data["api_key"] != first || creds.Data["version"] != 1 {
@@ -304,16 +305,16 @@ func TestWAL_RotateDeferredRollback(t *testing.T) {
 	e.mustOK(logical.CreateOperation, "keys/defer", map[string]any{"provider": "anthropic", "api_key": first})
 	// The push is applied but its answer lost; the immediate undo fails.
 	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 503, Count: 2*maxAttempts - 1})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 503, Count: 2*platform.MaxAttempts - 1})
 	e.mustServerError(logical.UpdateOperation, "keys/defer", map[string]any{"api_key": anthropicKey("defer-second")})
-	if k := e.platformKeyNamed(providerAnthropic, "defer"); k.Secret == first {
+	if k := e.platformKeyNamed(platform.Anthropic, "defer"); k.Secret == first {
 		t.Fatal("setup: the dropped push should have been applied")
 	}
 	if walCount(t, e) != 1 {
 		t.Fatal("no WAL entry survived")
 	}
 	rollbackNow(t, e)
-	if k := e.platformKeyNamed(providerAnthropic, "defer"); k.Secret != first {
+	if k := e.platformKeyNamed(platform.Anthropic, "defer"); k.Secret != first {
 		t.Fatal("rollback did not restore the stored secret")
 	}
 	assertNoWAL(t, e)
@@ -329,7 +330,7 @@ func TestWAL_AdoptStorageFailureRestoresName(t *testing.T) {
 	adopter := anthropicKey("adopter")
 	e.mustServerError(logical.CreateOperation, "keys/adopter", map[string]any{"provider": "anthropic", "api_key": adopter, "uuid": legacy.Uuid}, "old name was restored", "secret sent stays on it")
 	e.storage.failUnder("")
-	k := e.platformKeyNamed(providerAnthropic, "hand-made")
+	k := e.platformKeyNamed(platform.Anthropic, "hand-made")
 	if k == nil || k.UUID != legacy.Uuid {
 		t.Fatalf("platform name not restored: %+v", e.state().AnthropicKeys)
 	}
@@ -363,7 +364,7 @@ func TestWAL_RenameRollbackFollowsTheUUIDNotTheName(t *testing.T) {
 	}
 	sudoRename(t, e, "ren-b", "ren-c")
 	rollbackNow(t, e)
-	if e.platformKeyNamed(providerAnthropic, "ren-c") == nil {
+	if e.platformKeyNamed(platform.Anthropic, "ren-c") == nil {
 		t.Fatalf("rollback renamed the key back: %+v", e.state().AnthropicKeys)
 	}
 	assertNoWAL(t, e)
@@ -376,14 +377,14 @@ func TestWAL_RetriedRenameIsNotUndone(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/retry-a", map[string]any{"provider": "openai", "api_key": openAIKey("retryren")})
 	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Status: 503, Count: 2*maxAttempts - 1})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Status: 503, Count: 2*platform.MaxAttempts - 1})
 	msg := e.mustServerError(logical.UpdateOperation, "rename/retry-a", map[string]any{"new_name": "retry-b"})
 	if !strings.Contains(msg, "undoing the platform change failed too") {
 		t.Errorf("the error does not say the undo failed: %s", msg)
 	}
 	sudoRename(t, e, "retry-a", "retry-c")
 	rollbackNow(t, e)
-	if e.platformKeyNamed(providerOpenAI, "retry-c") == nil {
+	if e.platformKeyNamed(platform.OpenAI, "retry-c") == nil {
 		t.Fatalf("rollback renamed the key away from its stored name: %+v", e.state().OpenAIKeys)
 	}
 	assertNoWAL(t, e)
@@ -396,11 +397,11 @@ func TestWAL_RotationRollbackAfterRename(t *testing.T) {
 	first := anthropicKey("rotren-first")
 	e.mustOK(logical.CreateOperation, "keys/rotren", map[string]any{"provider": "anthropic", "api_key": first})
 	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 503, Count: 2*maxAttempts - 1})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 503, Count: 2*platform.MaxAttempts - 1})
 	e.mustServerError(logical.UpdateOperation, "keys/rotren", map[string]any{"api_key": anthropicKey("rotren-second")})
 	sudoRename(t, e, "rotren", "rotren-renamed")
 	rollbackNow(t, e)
-	if k := e.platformKeyNamed(providerAnthropic, "rotren-renamed"); k == nil || k.Secret != first {
+	if k := e.platformKeyNamed(platform.Anthropic, "rotren-renamed"); k == nil || k.Secret != first {
 		t.Fatalf("the platform holds a secret Vault does not: %+v", k)
 	}
 	assertNoWAL(t, e)
@@ -422,7 +423,7 @@ func TestWAL_FailedCreateSparesKeyMadeElsewhere(t *testing.T) {
 	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Status: 503})
 	e.mustServerError(logical.CreateOperation, "keys/contested", map[string]any{"provider": "anthropic", "api_key": anthropicKey("contested")}, "HTTP 503")
 	rollbackNow(t, e)
-	if k := e.platformKeyNamed(providerAnthropic, "contested"); k == nil || k.UUID != other.Uuid {
+	if k := e.platformKeyNamed(platform.Anthropic, "contested"); k == nil || k.UUID != other.Uuid {
 		t.Fatalf("the cleanup deleted a key this mount did not create: %+v", e.state().AnthropicKeys)
 	}
 	assertNoWAL(t, e)
@@ -438,13 +439,13 @@ func TestWAL_OrphanFoundWhenPlatformClockIsOff(t *testing.T) {
 			e.emu.SetClockSkew(skew)
 			e.mustOK(logical.CreateOperation, "keys/primer", map[string]any{"provider": "openai", "api_key": openAIKey("orphan-skew-primer")})
 			e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "drop"})
-			e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: 2 * maxAttempts})
+			e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: 2 * platform.MaxAttempts})
 			e.mustServerError(logical.CreateOperation, "keys/skewed", map[string]any{"provider": "openai", "api_key": openAIKey("orphan-skewed")})
-			if e.platformKeyNamed(providerOpenAI, "skewed") == nil {
+			if e.platformKeyNamed(platform.OpenAI, "skewed") == nil {
 				t.Fatal("setup: want the orphan on the platform before rollback")
 			}
 			assertSettlesOnRollback(t, e)
-			if e.platformKeyNamed(providerOpenAI, "skewed") != nil || e.platformKeyNamed(providerOpenAI, "primer") == nil {
+			if e.platformKeyNamed(platform.OpenAI, "skewed") != nil || e.platformKeyNamed(platform.OpenAI, "primer") == nil {
 				t.Fatalf("platform after rollback: %+v", e.state().OpenAIKeys)
 			}
 		})
@@ -468,7 +469,7 @@ func TestWAL_CreateThatLandsLateIsRemoved(t *testing.T) {
 		t.Fatal("setup: the late create never landed")
 	}
 	assertSettlesOnRollback(t, e)
-	if k := e.platformKeyNamed(providerOpenAI, "late"); k == nil || k.UUID != resp.Data["uuid"] || len(e.state().OpenAIKeys) != 2 {
+	if k := e.platformKeyNamed(platform.OpenAI, "late"); k == nil || k.UUID != resp.Data["uuid"] || len(e.state().OpenAIKeys) != 2 {
 		t.Fatalf("after rollback: platform %+v, stored uuid %v", e.state().OpenAIKeys, resp.Data["uuid"])
 	}
 }
@@ -478,7 +479,7 @@ func TestWAL_CreateThatLandsLateIsRemoved(t *testing.T) {
 func TestWAL_ErrorSaysWhenTheUndoFailed(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.storage.failUnder("keys/")
-	e.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/v2/gen-ai/anthropic/keys/", Status: 503, Count: maxAttempts})
+	e.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/v2/gen-ai/anthropic/keys/", Status: 503, Count: platform.MaxAttempts})
 	msg := e.mustServerError(logical.CreateOperation, "keys/undo-fails", map[string]any{"provider": "anthropic", "api_key": anthropicKey("undofails")}, "undoing the platform change failed too")
 	e.storage.failUnder("")
 	if strings.Contains(msg, "removed again") {
@@ -488,7 +489,7 @@ func TestWAL_ErrorSaysWhenTheUndoFailed(t *testing.T) {
 		t.Fatal("the entry of a failed undo was dropped")
 	}
 	rollbackNow(t, e)
-	if e.platformKeyNamed(providerAnthropic, "undo-fails") != nil {
+	if e.platformKeyNamed(platform.Anthropic, "undo-fails") != nil {
 		t.Fatal("rollback left the orphan")
 	}
 	assertNoWAL(t, e)
@@ -500,7 +501,7 @@ func TestWAL_FailingRollbackIsDroppedAfterMaxAge(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/primer", map[string]any{"provider": "anthropic", "api_key": anthropicKey("maxage-primer")})
 	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/anthropic/keys", Status: 503, Count: 2 * maxAttempts})
+	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/anthropic/keys", Status: 503, Count: 2 * platform.MaxAttempts})
 	e.mustServerError(logical.CreateOperation, "keys/stuck", map[string]any{"provider": "anthropic", "api_key": anthropicKey("stuck")})
 	e.mustOK(logical.DeleteOperation, "config", nil)
 	if resp := rollbackNow(t, e); resp == nil || !resp.IsError() {
@@ -539,18 +540,18 @@ func TestWAL_LostCreateKeepsItsEntryWhenThereIsNothingToRecord(t *testing.T) {
 	}
 	// The create is at the platform (its write-ahead log entry written):
 	// now the lookup fails, and so does every write of the log.
-	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: 2 * maxAttempts})
+	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: 2 * platform.MaxAttempts})
 	e.storage.failPutsUnder("wal/")
 	if err := <-done; err == nil {
 		t.Fatal("want a server error")
 	}
 	e.storage.failPutsUnder("")
 	e.emu.ClearFaults()
-	if e.platformKeyNamed(providerOpenAI, "unseen") == nil {
+	if e.platformKeyNamed(platform.OpenAI, "unseen") == nil {
 		t.Fatal("setup: the lost create did not land")
 	}
 	assertSettlesOnRollback(t, e)
-	if e.platformKeyNamed(providerOpenAI, "unseen") != nil {
+	if e.platformKeyNamed(platform.OpenAI, "unseen") != nil {
 		t.Fatalf("the key of the lost create was left on the platform: %+v", e.state().OpenAIKeys)
 	}
 	assertInvariant(t, e)

@@ -1,4 +1,4 @@
-package backend
+package platform
 
 import (
 	"context"
@@ -11,124 +11,144 @@ import (
 	"strings"
 
 	"github.com/digitalocean/godo"
-	"github.com/hashicorp/vault/sdk/logical"
 )
 
+// Kind says what an upstream answer means to the caller. The backend maps
+// kinds to its own answers (a 400, Vault's rate-limit sentinel) in one place;
+// the code in between asks errors.Is(err, ErrNotFound) and the like.
+type Kind string
+
+const (
+	// Failed: a 5xx, an unexpected status, or a transport failure. The
+	// request may or may not have been applied.
+	Failed Kind = "failed"
+	// Refused: any other 4xx. The platform changed nothing, and its
+	// (redacted) validation message says what the caller can fix.
+	Refused Kind = "refused"
+	// NotFound: the platform answered 404 for the object.
+	NotFound Kind = "not found"
+	// RateLimited: the platform answered 429, or the mount's own budget had
+	// no room within the timeout. Nothing was sent, or nothing changed.
+	RateLimited Kind = "rate limited"
+	// Unauthorized: the platform rejected the configured token.
+	Unauthorized Kind = "unauthorized"
+)
+
+// Error is a classified platform answer. Its text is redacted and, for a
+// fault, carries the request id, which is what DigitalOcean support asks
+// for.
+type Error struct {
+	Kind      Kind
+	Op        string
+	Status    int
+	RequestID string
+	msg       string
+}
+
+func (e *Error) Error() string { return e.msg }
+
+// Is matches the sentinel of e's kind (ErrNotFound, ErrUnauthorized,
+// ErrRateLimited, ErrRefused), so errors.Is reads the same as it did with
+// plain sentinels.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Op == "" && t.Kind == e.Kind
+}
+
+// The sentinels of the kinds: errors.Is(err, ErrNotFound) is true of every
+// NotFound answer.
 var (
-	// errNotConfigured: the mount has no config yet. respond turns it into
-	// a 400 that names the mount's config path.
-	errNotConfigured = errors.New("this mount is not configured")
-	// errPlatformNotFound: the platform answered 404 for the object.
-	errPlatformNotFound = errors.New("not found on the platform")
-	// errPlatformUnauthorized: the platform rejected the configured token.
-	errPlatformUnauthorized = errors.New("the platform rejected the configured token (HTTP 401): write a valid token to config")
+	ErrNotFound     = &Error{Kind: NotFound, msg: "not found on the platform"}
+	ErrUnauthorized = &Error{Kind: Unauthorized, msg: "the platform rejected the configured token (HTTP 401): write a valid token to config"}
+	ErrRateLimited  = &Error{Kind: RateLimited, msg: "upstream rate limited"}
+	ErrRefused      = &Error{Kind: Refused, msg: "refused by the upstream"}
 )
 
-// callerError is a mistake the caller can fix; handlers answer it with a 400
-// carrying exactly this text, which must already be free of secrets.
-type callerError struct{ msg string }
-
-func (e *callerError) Error() string { return e.msg }
-
-func callerErrorf(format string, args ...any) error {
-	return &callerError{msg: fmt.Sprintf(format, args...)}
+// Refusedf is a Refused error with the given text, which must already be free
+// of secrets: the upstream answered and changed nothing, and the caller can
+// fix what the text names. The providers package answers with it too.
+func Refusedf(format string, args ...any) error {
+	return &Error{Kind: Refused, msg: fmt.Sprintf(format, args...)}
 }
 
-// keyGoneIfNotFound turns the platform's 404 for a managed key into the
-// caller's answer: the key was deleted outside Vault, and this is how to
-// recover. Other errors pass unchanged.
-func keyGoneIfNotFound(err error, k *keyEntry) error {
-	if errors.Is(err, errPlatformNotFound) {
-		return callerErrorf("platform key %s behind %q no longer exists (deleted outside Vault?): run a sync (sync on the mount) and repair it with keys/%s/sync, which re-creates it with Vault's secret, or delete %q in Vault and write it again", k.UUID, k.Name, k.Name, k.Name)
-	}
-	return err
-}
-
-// platformError is an upstream fault: a 5xx, an unexpected status, or a
-// transport failure. Its text is redacted and carries the request id, which
-// is what DigitalOcean support asks for.
-type platformError struct {
-	op        string
-	status    int
-	requestID string
-	message   string
-}
-
-func (e *platformError) Error() string {
+// failure is an upstream fault: a 5xx, an unexpected status, or a transport
+// failure.
+func failure(op string, status int, requestID, message string) *Error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "platform %s failed", e.op)
-	if e.status != 0 {
-		fmt.Fprintf(&b, " (HTTP %d)", e.status)
+	fmt.Fprintf(&b, "platform %s failed", op)
+	if status != 0 {
+		fmt.Fprintf(&b, " (HTTP %d)", status)
 	}
-	if e.message != "" {
-		b.WriteString(": " + e.message)
+	if message != "" {
+		b.WriteString(": " + message)
 	}
-	if e.requestID != "" {
-		b.WriteString(" [request id " + e.requestID + "]")
+	if requestID != "" {
+		b.WriteString(" [request id " + requestID + "]")
 	}
-	return b.String()
+	return &Error{Kind: Failed, Op: op, Status: status, RequestID: requestID, msg: b.String()}
 }
 
-// classifyPlatformError turns a godo error into one of: errPlatformNotFound,
-// errPlatformUnauthorized, logical.ErrUpstreamRateLimited, a callerError (any
-// other 4xx: the platform's validation message is shown, redacted) or a
-// platformError. Secrets sent with the request are removed from any text.
-func classifyPlatformError(op string, resp *godo.Response, err error, secrets ...string) error {
+// classify turns a godo error into an *Error of one of the kinds: NotFound,
+// Unauthorized, RateLimited, Refused (any other 4xx: the platform's
+// validation message is shown, redacted) or Failed. Secrets sent with the
+// request are removed from any text.
+func classify(op string, resp *godo.Response, err error, secrets ...string) error {
 	// An earlier attempt may have been applied: classify the last answer
 	// and keep saying so.
 	var pa *possiblyApplied
 	if errors.As(err, &pa) {
-		return &possiblyApplied{err: classifyPlatformError(op, resp, pa.err, secrets...)}
+		return &possiblyApplied{err: classify(op, resp, pa.err, secrets...)}
 	}
 	// Not err.Error(): the *url.Error around a refused redirect names the
 	// Location.
-	var redirect *redirectError
+	var redirect *RedirectError
 	if errors.As(err, &redirect) {
-		return &platformError{op: op, message: redirect.Error()}
+		return failure(op, 0, "", redirect.Error())
 	}
 	// The mount's own budget refused to wait past the deadline: say so,
 	// without the URL that net/http wraps around it.
-	if errors.Is(err, logical.ErrUpstreamRateLimited) {
+	if errors.Is(err, ErrRateLimited) {
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("platform %s: %w", op, err)
+		return &Error{Kind: RateLimited, Op: op, msg: fmt.Sprintf("platform %s: %s", op, err)}
 	}
-	if isTimeout(err) {
-		return &platformError{op: op, message: "timed out waiting for the platform (request_timeout on config); the change may or may not have been applied"}
+	if IsTimeout(err) {
+		return failure(op, 0, "", "timed out waiting for the platform (request_timeout on config); the change may or may not have been applied")
 	}
 	var apiErr *godo.ErrorResponse
 	if !errors.As(err, &apiErr) || apiErr.Response == nil {
 		// Transport failures: timeouts, refused connections, dropped
 		// connections. The request may or may not have been applied.
-		return &platformError{op: op, message: redact(err.Error(), secrets...)}
+		return failure(op, 0, "", Redact(err.Error(), secrets...))
 	}
 	status := apiErr.Response.StatusCode
-	msg := redact(apiErr.Message, secrets...)
+	msg := Redact(apiErr.Message, secrets...)
 	switch {
 	case status == http.StatusNotFound:
-		return fmt.Errorf("platform %s: %w", op, errPlatformNotFound)
+		return &Error{Kind: NotFound, Op: op, Status: status, msg: fmt.Sprintf("platform %s: %s", op, ErrNotFound)}
 	case status == http.StatusUnauthorized:
-		return errPlatformUnauthorized
+		return &Error{Kind: Unauthorized, Op: op, Status: status, msg: ErrUnauthorized.msg}
 	case status == http.StatusTooManyRequests:
 		retry := ""
 		if v := apiErr.Response.Header.Get("Retry-After"); v != "" {
-			retry = "; retry after " + redact(v, secrets...) + " s"
+			retry = "; retry after " + Redact(v, secrets...) + " s"
 		}
-		return fmt.Errorf("platform %s: the platform's rate limit was reached%s: %w", op, retry, logical.ErrUpstreamRateLimited)
+		return &Error{Kind: RateLimited, Op: op, Status: status, msg: fmt.Sprintf("platform %s: the platform's rate limit was reached%s: %s", op, retry, ErrRateLimited)}
 	case status >= 400 && status < 500:
 		// Which status the platform uses for validation failures is not
 		// documented: every other 4xx is the caller's to fix.
 		if msg == "" {
 			msg = http.StatusText(status)
 		}
-		return callerErrorf("the platform refused to %s (HTTP %d): %s", op, status, msg)
+		return &Error{Kind: Refused, Op: op, Status: status, msg: fmt.Sprintf("the platform refused to %s (HTTP %d): %s", op, status, msg)}
 	}
-	return &platformError{op: op, status: status, requestID: redact(apiErr.RequestID, secrets...), message: msg}
+	return failure(op, status, Redact(apiErr.RequestID, secrets...), msg)
 }
 
-func isTimeout(err error) bool {
+// IsTimeout reports a deadline that passed or a network timeout.
+func IsTimeout(err error) bool {
 	var netErr net.Error
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout())
 }
@@ -142,10 +162,14 @@ var keyLike = regexp.MustCompile(`(?i)(sk|do[a-z]_v1)[-_][A-Za-z0-9_*.\-]*`)
 // maxUpstreamText bounds how much upstream text reaches a response.
 const maxUpstreamText = 300
 
-// redact removes every given secret and anything shaped like a key from
+// LooksLikeKey reports text shaped like a provider key or a DigitalOcean
+// token somewhere in it.
+func LooksLikeKey(text string) bool { return keyLike.MatchString(text) }
+
+// Redact removes every given secret and anything shaped like a key from
 // upstream text, and bounds its length. It is applied to every message the
 // platform or a provider sends back before it reaches a log or a response.
-func redact(text string, secrets ...string) string {
+func Redact(text string, secrets ...string) string {
 	for _, s := range secrets {
 		if s != "" {
 			text = strings.ReplaceAll(text, s, "[redacted]")
@@ -164,14 +188,13 @@ func redact(text string, secrets ...string) string {
 	return text
 }
 
-// platformRefused reports a definite refusal: the platform answered and
-// changed nothing.
-func platformRefused(err error) bool {
+// IsRefusal reports a definite refusal: the platform answered and changed
+// nothing.
+func IsRefusal(err error) bool {
 	var pa *possiblyApplied
 	if errors.As(err, &pa) {
 		return false
 	}
-	var ce *callerError
-	return errors.As(err, &ce) || errors.Is(err, errPlatformNotFound) ||
-		errors.Is(err, errPlatformUnauthorized) || errors.Is(err, logical.ErrUpstreamRateLimited)
+	var e *Error
+	return errors.As(err, &e) && e.Kind != Failed
 }

@@ -1,4 +1,4 @@
-package backend
+package providers
 
 import (
 	"context"
@@ -6,49 +6,37 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
-// keyVerifier asks a provider whether an API key works, before the key is
-// pushed anywhere.
-type keyVerifier interface {
+// Verifier asks a provider whether an API key works, before the key is
+// pushed anywhere. A key the provider rejects is a platform.Refused error.
+type Verifier interface {
 	Verify(ctx context.Context, provider, apiKey string) error
 }
 
-// anthropicVersion is the API version header Anthropic requires.
-const anthropicVersion = "2023-06-01"
-
-// httpVerifier verifies keys with the cheapest authenticated call each
+// HTTPVerifier implements Verifier: it verifies keys with the cheapest authenticated call each
 // provider offers: listing models.
-type httpVerifier struct {
-	client       *http.Client
-	anthropicURL string
-	openaiURL    string
+type HTTPVerifier struct {
+	client    *http.Client
+	endpoints map[string]endpoint
 }
 
-func newHTTPVerifier(anthropicURL, openaiURL string, timeout time.Duration) *httpVerifier {
-	return &httpVerifier{
-		client: &http.Client{
-			Timeout: timeout,
-			// Its own transport, not http.DefaultTransport: closing the idle
-			// connections of a replaced verifier must not close other users'.
-			Transport:     upstreamTransport(),
-			CheckRedirect: refuseRedirects("the provider"),
-		},
-		anthropicURL: strings.TrimRight(anthropicURL, "/"),
-		openaiURL:    strings.TrimRight(openaiURL, "/"),
-	}
+// NewVerifier builds the verifier of one configuration.
+func NewVerifier(c Config) *HTTPVerifier {
+	return &HTTPVerifier{client: newHTTPClient(c, "the provider"), endpoints: c.endpoints()}
 }
 
-// CloseIdleConnections closes the client's idle keep-alive connections; see
-// clients.closeIdleConnections.
-func (v *httpVerifier) CloseIdleConnections() { v.client.CloseIdleConnections() }
+// CloseIdleConnections closes the client's idle keep-alive connections; the
+// backend calls it when it replaces the clients.
+func (v *HTTPVerifier) CloseIdleConnections() { v.client.CloseIdleConnections() }
 
 // Verify asks the provider whether apiKey works. A 429 or a 5xx is asked
-// again with backoff (retry.go), within request_timeout; a 401 or 403 is
-// final.
-func (v *httpVerifier) Verify(ctx context.Context, provider, apiKey string) error {
+// again with backoff (the platform package's retry policy), within
+// request_timeout; a 401 or 403 is final.
+func (v *HTTPVerifier) Verify(ctx context.Context, provider, apiKey string) error {
 	ctx, cancel := context.WithTimeout(ctx, v.client.Timeout)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
@@ -60,8 +48,8 @@ func (v *httpVerifier) Verify(ctx context.Context, provider, apiKey string) erro
 		case resp.StatusCode >= 200 && resp.StatusCode < 300:
 			return nil
 		case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-			return callerErrorf("the %s API key was rejected by the provider (HTTP %d): check that it is an active model key and that it was copied whole", provider, resp.StatusCode)
-		case transientStatus(resp.StatusCode) && attempt+1 < maxAttempts && sleepWithin(ctx, retryAfter(attempt, resp, time.Now())):
+			return platform.Refusedf("the %s API key was rejected by the provider (HTTP %d): check that it is an active model key and that it was copied whole", provider, resp.StatusCode)
+		case platform.TransientStatus(resp.StatusCode) && attempt+1 < platform.MaxAttempts && platform.SleepWithin(ctx, platform.RetryAfter(attempt, resp, time.Now())):
 			continue
 		}
 		return fmt.Errorf("the %s API key could not be verified: the provider answered HTTP %d; try again later, or set verify_keys=false on the config to skip verification", provider, resp.StatusCode)
@@ -70,40 +58,29 @@ func (v *httpVerifier) Verify(ctx context.Context, provider, apiKey string) erro
 
 // verifyOnce makes one key check. The body is drained and discarded unread:
 // provider error text can echo fragments of the key.
-func (v *httpVerifier) verifyOnce(ctx context.Context, provider, apiKey string) (*http.Response, error) {
-	var req *http.Request
-	var err error
-	switch provider {
-	case providerAnthropic:
-		req, err = http.NewRequestWithContext(ctx, http.MethodGet, v.anthropicURL+"/v1/models?limit=1", nil)
-		if err == nil {
-			req.Header.Set("x-api-key", apiKey)
-			req.Header.Set("anthropic-version", anthropicVersion)
-		}
-	case providerOpenAI:
-		req, err = http.NewRequestWithContext(ctx, http.MethodGet, v.openaiURL+"/v1/models", nil)
-		if err == nil {
-			req.Header.Set("Authorization", "Bearer "+apiKey)
-		}
-	default:
-		return nil, unknownProvider(provider)
+func (v *HTTPVerifier) verifyOnce(ctx context.Context, provider, apiKey string) (*http.Response, error) {
+	e, ok := v.endpoints[provider]
+	if !ok {
+		return nil, platform.UnknownProvider(provider)
 	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.baseURL+e.verifyPath, nil)
 	if err != nil {
 		return nil, fmt.Errorf("building the %s verification request: %w", provider, err)
 	}
+	e.auth(req.Header, apiKey)
 
 	resp, err := v.client.Do(req)
 	// Not err.Error(): the *url.Error around a refused redirect names the
 	// Location.
-	var redirect *redirectError
+	var redirect *platform.RedirectError
 	if errors.As(err, &redirect) {
 		return nil, fmt.Errorf("the %s API key could not be verified: %w", provider, redirect)
 	}
-	if isTimeout(err) {
+	if platform.IsTimeout(err) {
 		return nil, fmt.Errorf("the %s API key could not be verified: %s did not answer within request_timeout", provider, provider)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("the %s API key could not be verified: %s is unreachable: %s", provider, provider, redact(err.Error(), apiKey))
+		return nil, fmt.Errorf("the %s API key could not be verified: %s is unreachable: %s", provider, provider, platform.Redact(err.Error(), apiKey))
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	_ = resp.Body.Close()
