@@ -170,26 +170,20 @@ func TestBackend_Routing(t *testing.T) {
 // twice or answered with the wrong status. A handler, guard or callback that
 // builds its own logical.ErrorResponse fails here.
 func TestBackend_OnlyRespondBuildsErrorResponses(t *testing.T) {
-	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, pkg := range pkgs {
-		for _, file := range pkg.Files {
-			for _, decl := range file.Decls {
-				fn, ok := decl.(*ast.FuncDecl)
-				if !ok || fn.Body == nil {
-					continue
-				}
-				ast.Inspect(fn.Body, func(n ast.Node) bool {
-					sel, ok := n.(*ast.SelectorExpr)
-					if ok && sel.Sel.Name == "ErrorResponse" && isIdent(sel.X, "logical") && fn.Name.Name != "respond" {
-						t.Errorf("%s: %s builds a logical.ErrorResponse; return a callerError and let respond() answer", fset.Position(sel.Pos()), fn.Name.Name)
-					}
-					return true
-				})
+	fset, files := parseBackend(t)
+	for _, file := range files {
+		for _, decl := range file.Decls {
+			fn, ok := decl.(*ast.FuncDecl)
+			if !ok || fn.Body == nil {
+				continue
 			}
+			ast.Inspect(fn.Body, func(n ast.Node) bool {
+				sel, ok := n.(*ast.SelectorExpr)
+				if ok && sel.Sel.Name == "ErrorResponse" && isIdent(sel.X, "logical") && fn.Name.Name != "respond" {
+					t.Errorf("%s: %s builds a logical.ErrorResponse; return a callerError and let respond() answer", fset.Position(sel.Pos()), fn.Name.Name)
+				}
+				return true
+			})
 		}
 	}
 }
@@ -205,36 +199,47 @@ func isIdent(e ast.Expr, name string) bool {
 // respond's coded errors), and no HTTP client library at all.
 func TestBackend_BuildsNoHTTPRequests(t *testing.T) {
 	forbidden := []string{"github.com/digitalocean/godo", "net/http/httputil", "net/http/httptrace", "golang.org/x/oauth2"}
+	fset, files := parseBackend(t)
+	for _, file := range files {
+		httpName := ""
+		for _, imp := range file.Imports {
+			path := strings.Trim(imp.Path.Value, `"`)
+			if slices.Contains(forbidden, path) {
+				t.Errorf("%s imports %s: upstream calls belong in internal/platform or internal/providers", fset.Position(imp.Pos()), path)
+			}
+			if path == "net/http" {
+				httpName = "http"
+				if imp.Name != nil {
+					httpName = imp.Name.Name
+				}
+			}
+		}
+		if httpName == "" {
+			continue
+		}
+		ast.Inspect(file, func(n ast.Node) bool {
+			sel, ok := n.(*ast.SelectorExpr)
+			if ok && isIdent(sel.X, httpName) && !strings.HasPrefix(sel.Sel.Name, "Status") {
+				t.Errorf("%s: uses http.%s; backend takes only status constants from net/http", fset.Position(sel.Pos()), sel.Sel.Name)
+			}
+			return true
+		})
+	}
+}
+
+// parseBackend parses the package's non-test files.
+func parseBackend(t *testing.T) (*token.FileSet, []*ast.File) {
+	t.Helper()
 	fset := token.NewFileSet()
 	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var files []*ast.File
 	for _, pkg := range pkgs {
-		for _, file := range pkg.Files {
-			httpName := ""
-			for _, imp := range file.Imports {
-				path := strings.Trim(imp.Path.Value, `"`)
-				if slices.Contains(forbidden, path) {
-					t.Errorf("%s imports %s: upstream calls belong in internal/platform or internal/providers", fset.Position(imp.Pos()), path)
-				}
-				if path == "net/http" {
-					httpName = "http"
-					if imp.Name != nil {
-						httpName = imp.Name.Name
-					}
-				}
-			}
-			if httpName == "" {
-				continue
-			}
-			ast.Inspect(file, func(n ast.Node) bool {
-				sel, ok := n.(*ast.SelectorExpr)
-				if ok && isIdent(sel.X, httpName) && !strings.HasPrefix(sel.Sel.Name, "Status") {
-					t.Errorf("%s: uses http.%s; backend takes only status constants from net/http", fset.Position(sel.Pos()), sel.Sel.Name)
-				}
-				return true
-			})
+		for _, f := range pkg.Files {
+			files = append(files, f)
 		}
 	}
+	return fset, files
 }
