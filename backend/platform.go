@@ -440,6 +440,11 @@ func listOnce[T any](ctx context.Context, p *godoPlatform, list func(context.Con
 			}
 			total = resp.Meta.Total
 		}
+		if total >= 0 && len(items) > total {
+			// Pages that do not move (a page number the platform does
+			// not honour) would be followed until request_timeout.
+			return nil, false, fmt.Errorf("the platform's listing reached %d items by page %d, more than its meta.total of %d: its pages are not what was asked for; not following them", len(items), page, total)
+		}
 		if resp == nil || resp.Links == nil || resp.Links.IsLastPage() {
 			break
 		}

@@ -196,10 +196,17 @@ type changingPlatform struct {
 	items []int
 	// afterPage runs once a page was served.
 	afterPage func(page int)
+	// sticky answers page 1, next link and all, whatever page is asked.
+	sticky bool
+	asked  int
 }
 
 func (f *changingPlatform) serve(w http.ResponseWriter, r *http.Request) {
 	page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+	f.asked++
+	if f.sticky {
+		page = 1
+	}
 	last := (len(f.items) + pagedPerPage - 1) / pagedPerPage
 	at := func(p int) string {
 		return fmt.Sprintf("%s%s?page=%d&per_page=%d", f.srv.URL, r.URL.Path, p, pagedPerPage)
@@ -273,3 +280,21 @@ func TestGodoPlatform_ListingChangedMeanwhile(t *testing.T) {
 	}
 }
 
+// A platform that answers the first page whatever page is asked, next link
+// included, is not paged through until request_timeout: once the listing
+// holds more items than meta.total it stops with an error.
+func TestGodoPlatform_ListingPastMetaTotalStops(t *testing.T) {
+	f := &changingPlatform{items: []int{0, 1, 2, 3, 4, 5}, sticky: true}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	p, err := newGodoPlatform(f.srv.URL+"/", "fake-platform-token", "test", 5*time.Second, newRateBudget(6_000_000, 360_000_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.ListKeys(context.Background(), providerAnthropic); err == nil || !strings.Contains(err.Error(), "meta.total") {
+		t.Fatalf("err = %v", err)
+	}
+	if f.asked != 4 {
+		t.Errorf("asked %d pages, want 4 (the first with more items than meta.total)", f.asked)
+	}
+}
