@@ -29,15 +29,19 @@ pushes them, verified with the provider, to DigitalOcean's Gradient AI
 platform as partner provider keys. Configure it at "config", manage keys at
 "keys/<name>", hand them to consumers at "creds/<name>".`
 
-// Factory is the plugin's entry point, called by Vault for every mount.
+// Factory is the plugin's entry point, called by Vault for every mount. Its
+// tuning is the floors in a release build (tuning.go).
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
-	b := newBackend()
-	if err := b.applyTestTuning(); err != nil {
+	t, err := buildTuning()
+	if err != nil {
 		return nil, err
 	}
-	if err := b.tuneWALFromEnv(os.LookupEnv); err != nil {
-		return nil, err
-	}
+	return factory(ctx, conf, t)
+}
+
+// factory is Factory with the tuning given; unit tests call it.
+func factory(ctx context.Context, conf *logical.BackendConfig, t tuning) (*gradientBackend, error) {
+	b := newBackend(t)
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
@@ -66,9 +70,14 @@ type gradientBackend struct {
 	// clients, which a config write replaces.
 	budget *rateBudget
 
-	// now is the clock of WAL entries; walMaxAge bounds how long a failing
-	// rollback is retried. Tests change both.
-	now       func() time.Time
+	// clock is the backend's one clock: WAL entries, the schedulers, the
+	// name cache, the rate budget and the platform clock read it through
+	// now. Tests replace it here, before the part they drive starts.
+	clock func() time.Time
+	// tuning is the pace tests may change (tuning.go).
+	tuning tuning
+	// walMaxAge bounds how long a failing rollback is retried; tests change
+	// it.
 	walMaxAge time.Duration
 
 	// rotation runs scheduled rotations (rotation.go).
@@ -109,21 +118,22 @@ func (c *clients) closeIdleConnections() {
 	}
 }
 
-func newBackend() *gradientBackend {
+func newBackend(t tuning) *gradientBackend {
 	b := &gradientBackend{
 		nameLocks:   locksutil.CreateLocks(),
 		uuidLocks:   locksutil.CreateLocks(),
-		names:       newNameCache(),
-		budget:      newRateBudget(0, 0),
-		now:         time.Now,
+		clock:       time.Now,
+		tuning:      t,
 		walMaxAge:   defaultWALMaxAge,
 		adminPace:   newAdminPace(),
 		retirements: newRetirementPlan(),
 	}
+	b.names = newNameCache(b.now)
+	b.budget = newRateBudget(0, 0, b.now)
 	b.buildClients = func(cfg *gradientConfig) (*clients, error) {
-		c, err := newClients(cfg, b.budget)
+		c, err := newClients(cfg, b.budget, b.now, b.tuning.retryBaseDelay)
 		if err == nil {
-			c.admin = newHTTPAdmin(cfg, b.adminPace)
+			c.admin = newHTTPAdmin(cfg, b.adminPace, b.tuning.retryBaseDelay)
 		}
 		return c, err
 	}
@@ -159,11 +169,15 @@ func newBackend() *gradientBackend {
 		Clean:             b.clean,
 		Invalidate:        b.invalidate,
 		WALRollback:       b.walRollback,
-		WALRollbackMinAge: walRollbackMinAge,
+		WALRollbackMinAge: t.walMinAge,
 	}
 	b.secretFields = sensitiveFields(b.Paths)
 	return b
 }
+
+// now reads the backend's clock; the parts that keep time are handed this
+// method, so replacing b.clock reaches all of them.
+func (b *gradientBackend) now() time.Time { return b.clock() }
 
 // invalidate runs on standbys and performance secondaries when storage they
 // cache changes under them.
@@ -232,17 +246,18 @@ func (b *gradientBackend) useClientsLocked(cfg *gradientConfig, c *clients) {
 }
 
 // newClients builds clients whose platform requests wait for budget; it
-// leaves the budget's limits alone (useClientsLocked applies them).
-func newClients(cfg *gradientConfig, budget *rateBudget) (*clients, error) {
-	p, err := newGodoPlatform(withTrailingSlash(cfg.APIURL), cfg.Token, userAgent(), cfg.RequestTimeout, budget)
+// leaves the budget's limits alone (useClientsLocked applies them). now is
+// the backend's clock, retryBase the first backoff of a retried call.
+func newClients(cfg *gradientConfig, budget *rateBudget, now func() time.Time, retryBase time.Duration) (*clients, error) {
+	p, err := newGodoPlatform(withTrailingSlash(cfg.APIURL), cfg.Token, userAgent(), cfg.RequestTimeout, budget, now, retryBase)
 	if err != nil {
 		return nil, err
 	}
 	var v keyVerifier = skipVerification{}
 	if cfg.VerifyKeys {
-		v = newHTTPVerifier(cfg.AnthropicURL, cfg.OpenAIURL, cfg.RequestTimeout)
+		v = newHTTPVerifier(cfg.AnthropicURL, cfg.OpenAIURL, cfg.RequestTimeout, retryBase)
 	}
-	return &clients{config: cfg, platform: p, verifier: v, admin: newHTTPAdmin(cfg, nil)}, nil
+	return &clients{config: cfg, platform: p, verifier: v, admin: newHTTPAdmin(cfg, nil, retryBase)}, nil
 }
 
 // userAgent names the plugin, its version and its process to the platform,

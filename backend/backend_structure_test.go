@@ -17,7 +17,7 @@ import (
 // These are contract points Vault enforces from the declarations alone, so
 // the declarations are what is tested.
 func TestBackend_SpecialPaths(t *testing.T) {
-	b := newBackend()
+	b := newBackend(testTuning())
 	special := b.PathsSpecial
 	if !slices.Contains(special.Root, "rename/*") {
 		t.Errorf("rename is not sudo-protected: %v", special.Root)
@@ -35,7 +35,7 @@ func TestBackend_SpecialPaths(t *testing.T) {
 // Every operation that can change the platform runs on the active node of
 // the primary cluster.
 func TestBackend_MutationsForward(t *testing.T) {
-	b := newBackend()
+	b := newBackend(testTuning())
 	for _, p := range b.Paths {
 		for op, h := range p.Operations {
 			if op == logical.ReadOperation || op == logical.ListOperation {
@@ -52,7 +52,7 @@ func TestBackend_MutationsForward(t *testing.T) {
 // Every path documents itself, every operation has an id-forming verb and a
 // summary (secret fields: TestBackend_SecretFieldsAreSensitive).
 func TestBackend_HelpAndOpenAPIMetadata(t *testing.T) {
-	b := newBackend()
+	b := newBackend(testTuning())
 	for _, p := range b.Paths {
 		if p.HelpSynopsis == "" || p.HelpDescription == "" {
 			t.Errorf("%s lacks help", p.Pattern)
@@ -95,7 +95,7 @@ func carriesSecret(name string, f *framework.FieldSchema) bool {
 // (secret_fields.go), which is derived from the marking, refuses it without
 // quoting it. A secret field added later without the mark fails here.
 func TestBackend_SecretFieldsAreSensitive(t *testing.T) {
-	b := newBackend()
+	b := newBackend(testTuning())
 	check := func(where, name string, f *framework.FieldSchema) {
 		if carriesSecret(name, f) && (f.DisplayAttrs == nil || !f.DisplayAttrs.Sensitive) {
 			t.Errorf("%s: field %s carries a secret and is not marked Sensitive", where, name)
@@ -140,7 +140,7 @@ func TestBackend_SecretFieldsAreSensitive(t *testing.T) {
 // Bad names reach the key handler (a 400 quoting the rule), while the
 // agents and reassign paths still route to their own handlers.
 func TestBackend_Routing(t *testing.T) {
-	b := newBackend()
+	b := newBackend(testTuning())
 	cases := map[string]string{
 		"keys/a/b/c":       "keys/(?P<name>.*)",
 		"keys/Upper Case":  "keys/(?P<name>.*)",

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 
 	"github.com/hashicorp/vault/sdk/helper/errutil"
@@ -201,7 +202,7 @@ func newFuzzEnv(f *testing.F) *fuzzEnv {
 		c := *cfg
 		c.APIURL, c.AnthropicURL, c.OpenAIURL = srvURL, srvURL+"/anthropic", srvURL+"/openai"
 		c.RequestTimeout = min(max(c.RequestTimeout, 1), defaultRequestTimeout)
-		return newClients(&c, newRateBudget(6_000_000, 360_000_000))
+		return newClients(&c, newRateBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
 	}
 	return &fuzzEnv{testEnv: e, config: map[string]any{
 		"token": testToken, "api_url": srvURL, "anthropic_url": srvURL + "/anthropic", "openai_url": srvURL + "/openai",

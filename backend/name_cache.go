@@ -27,8 +27,9 @@ type nameSnapshot struct {
 	uuids   map[string]string // name -> uuid of the first key with that name
 }
 
-func newNameCache() *nameCache {
-	return &nameCache{snapshots: map[string]*nameSnapshot{}, now: time.Now}
+// newNameCache reads the time from now, the backend's clock.
+func newNameCache(now func() time.Time) *nameCache {
+	return &nameCache{snapshots: map[string]*nameSnapshot{}, now: now}
 }
 
 // lookup returns the uuid of a platform key of provider named name, or "".

@@ -254,7 +254,7 @@ func (b *gradientBackend) pathKeyCreate(ctx context.Context, req *logical.Reques
 	if err != nil {
 		return nil, err
 	}
-	if r.rotation, err = parseRotationWrite(d, nil, r.provider, r.name, b.rotation.minPeriod); err != nil {
+	if r.rotation, err = parseRotationWrite(d, nil, r.provider, r.name, b.tuning.minRotationPeriod); err != nil {
 		return nil, err
 	}
 	defer b.lockNames(r.name)()

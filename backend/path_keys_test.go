@@ -364,7 +364,7 @@ func TestKeys_DuplicatePlatformNameRefused(t *testing.T) {
 func TestKeys_NameCache(t *testing.T) {
 	e := newTestEnv(t, map[string]any{"name_cache_ttl": "60s"})
 	clock := &fakeClock{now: time.Now()}
-	e.b.names.now = clock.Now
+	e.b.clock = clock.Now
 	const listRoute = "GET /v2/gen-ai/anthropic/keys"
 	// The config write's token check was one listing already.
 	base := e.emu.Counts()[listRoute]

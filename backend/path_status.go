@@ -103,7 +103,7 @@ func (b *gradientBackend) pathStatusRead(ctx context.Context, req *logical.Reque
 		"overdue":                overdue,
 		"failed":                 failed,
 		"scheduler_state":        state,
-		"scheduler_tick_seconds": int64(b.rotation.tick.Seconds()),
+		"scheduler_tick_seconds": int64(b.rotation.tick().Seconds()),
 		"scheduler_queued":       queued,
 		"retirements_pending":    retiring.pending,
 		"retirements_retrying":   retiring.retrying,

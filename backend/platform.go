@@ -82,6 +82,8 @@ type godoPlatform struct {
 	httpClient *http.Client
 	// timeout bounds each operation (request_timeout).
 	timeout time.Duration
+	// retryBase is the first backoff of a retried call.
+	retryBase time.Duration
 }
 
 var _ platform = (*godoPlatform)(nil)
@@ -90,8 +92,8 @@ var _ platform = (*godoPlatform)(nil)
 // retry POST too, and a retried create can leave a duplicate key behind);
 // retry.go decides per operation instead. Every request waits for the
 // mount's rate budget.
-func newGodoPlatform(baseURL, token, userAgent string, timeout time.Duration, budget *rateBudget) (*godoPlatform, error) {
-	clock := newPlatformClock()
+func newGodoPlatform(baseURL, token, userAgent string, timeout time.Duration, budget *rateBudget, now func() time.Time, retryBase time.Duration) (*godoPlatform, error) {
+	clock := newPlatformClock(now)
 	httpClient := &http.Client{
 		Timeout: timeout,
 		Transport: &budgetTransport{budget: budget, base: &clockTransport{clock: clock, base: &bearerTransport{
@@ -103,7 +105,7 @@ func newGodoPlatform(baseURL, token, userAgent string, timeout time.Duration, bu
 	if err != nil {
 		return nil, fmt.Errorf("building the platform client: %w", err)
 	}
-	return &godoPlatform{api: client.AgentPlatform, clock: clock, token: token, httpClient: httpClient, timeout: timeout}, nil
+	return &godoPlatform{api: client.AgentPlatform, clock: clock, token: token, httpClient: httpClient, timeout: timeout, retryBase: retryBase}, nil
 }
 
 // operation bounds one platform operation, retries and waits included, by
@@ -236,7 +238,7 @@ func (p *godoPlatform) CreateKey(ctx context.Context, provider, name, secret str
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
 	var k platformKey
-	resp, err := retryPlatform(ctx, opCreateKey, func(ctx context.Context) (resp *godo.Response, err error) {
+	resp, err := retryPlatform(ctx, p.retryBase, opCreateKey, func(ctx context.Context) (resp *godo.Response, err error) {
 		k, resp, err = api.create(ctx, p.api, name, secret)
 		return resp, err
 	})
@@ -257,7 +259,7 @@ func (p *godoPlatform) GetKey(ctx context.Context, provider, uuid string) (platf
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
 	var k platformKey
-	resp, err := retryPlatform(ctx, opGetKey, func(ctx context.Context) (resp *godo.Response, err error) {
+	resp, err := retryPlatform(ctx, p.retryBase, opGetKey, func(ctx context.Context) (resp *godo.Response, err error) {
 		k, resp, err = api.get(ctx, p.api, uuid)
 		return resp, err
 	})
@@ -278,7 +280,7 @@ func (p *godoPlatform) UpdateKey(ctx context.Context, provider, uuid string, cha
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
 	var k platformKey
-	resp, err := retryPlatform(ctx, opUpdateKey, func(ctx context.Context) (resp *godo.Response, err error) {
+	resp, err := retryPlatform(ctx, p.retryBase, opUpdateKey, func(ctx context.Context) (resp *godo.Response, err error) {
 		k, resp, err = api.update(ctx, p.api, uuid, change)
 		return resp, err
 	})
@@ -298,7 +300,7 @@ func (p *godoPlatform) DeleteKey(ctx context.Context, provider, uuid string) err
 	}
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
-	resp, err := retryPlatform(ctx, opDeleteKey, func(ctx context.Context) (*godo.Response, error) {
+	resp, err := retryPlatform(ctx, p.retryBase, opDeleteKey, func(ctx context.Context) (*godo.Response, error) {
 		return api.delete(ctx, p.api, uuid)
 	})
 	if err != nil {
@@ -324,7 +326,7 @@ func (p *godoPlatform) ListKeys(ctx context.Context, provider string) ([]platfor
 func (p *godoPlatform) CheckToken(ctx context.Context) error {
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
-	resp, err := retryPlatform(ctx, opCheckToken, func(ctx context.Context) (*godo.Response, error) {
+	resp, err := retryPlatform(ctx, p.retryBase, opCheckToken, func(ctx context.Context) (*godo.Response, error) {
 		_, resp, err := p.api.ListAnthropicAPIKeys(ctx, &godo.ListOptions{Page: 1, PerPage: 1})
 		return resp, err
 	})
@@ -376,7 +378,7 @@ func (p *godoPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, key
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
 	var agent *godo.Agent
-	resp, err := retryPlatform(ctx, opUpdateAgent, func(ctx context.Context) (resp *godo.Response, err error) {
+	resp, err := retryPlatform(ctx, p.retryBase, opUpdateAgent, func(ctx context.Context) (resp *godo.Response, err error) {
 		agent, resp, err = p.api.UpdateAgent(ctx, agentUUID, update)
 		return resp, err
 	})
@@ -426,7 +428,7 @@ func listOnce[T any](ctx context.Context, p *godoPlatform, list func(context.Con
 	for page := 1; ; page++ {
 		opt := &godo.ListOptions{Page: page, PerPage: maxPageSize}
 		var got []T
-		resp, err := retryPlatform(ctx, opList, func(ctx context.Context) (resp *godo.Response, err error) {
+		resp, err := retryPlatform(ctx, p.retryBase, opList, func(ctx context.Context) (resp *godo.Response, err error) {
 			got, resp, err = list(ctx, opt)
 			return resp, err
 		})

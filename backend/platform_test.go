@@ -86,7 +86,7 @@ func (f *fakePlatform) requests() []recordedRequest {
 
 func (f *fakePlatform) platform(t *testing.T) *godoPlatform {
 	t.Helper()
-	p, err := newGodoPlatform(f.srv.URL+"/", "fake-platform-token", "test", 5*time.Second, newRateBudget(6_000_000, 360_000_000))
+	p, err := newGodoPlatform(f.srv.URL+"/", "fake-platform-token", "test", 5*time.Second, newRateBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +363,7 @@ func TestGodoPlatform_RefusesRedirects(t *testing.T) {
 		for name, call := range calls {
 			t.Run(fmt.Sprintf("%s/%d", name, status), func(t *testing.T) {
 				url, hits := newRedirectPair(t, status)
-				p, err := newGodoPlatform(url+"/", "redirect-test-token", "test", 5*time.Second, newRateBudget(6_000_000, 360_000_000))
+				p, err := newGodoPlatform(url+"/", "redirect-test-token", "test", 5*time.Second, newRateBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -89,9 +89,10 @@ type httpAdmin struct {
 	openaiKey    string
 	anthropicKey string
 	pace         map[string]*rate.Limiter
+	retryBase    time.Duration // the first backoff of a retried call
 }
 
-func newHTTPAdmin(cfg *gradientConfig, pace map[string]*rate.Limiter) *httpAdmin {
+func newHTTPAdmin(cfg *gradientConfig, pace map[string]*rate.Limiter, retryBase time.Duration) *httpAdmin {
 	return &httpAdmin{
 		client: &http.Client{
 			Timeout:       cfg.RequestTimeout,
@@ -103,6 +104,7 @@ func newHTTPAdmin(cfg *gradientConfig, pace map[string]*rate.Limiter) *httpAdmin
 		openaiKey:    cfg.OpenAIAdminKey,
 		anthropicKey: cfg.AnthropicAdminKey,
 		pace:         pace,
+		retryBase:    retryBase,
 	}
 }
 
@@ -273,7 +275,7 @@ func (a *httpAdmin) do(ctx context.Context, c adminCall) error {
 			return adminKeyRejected(c.provider, status)
 		case status == http.StatusNotFound:
 			return fmt.Errorf("the %s Admin API could not %s: %w", c.provider, c.op, errAdminNotFound)
-		case c.retry && transientStatus(status) && attempt+1 < maxAttempts && sleepWithin(ctx, retryAfter(attempt, resp, time.Now())):
+		case c.retry && transientStatus(status) && attempt+1 < maxAttempts && sleepWithin(ctx, retryAfter(a.retryBase, attempt, resp, time.Now())):
 			continue
 		case status >= 400 && status < 500 && status != http.StatusTooManyRequests:
 			return &adminError{provider: c.provider, op: c.op, status: status, message: " (the request was refused)", refused: true}

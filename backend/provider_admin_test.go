@@ -116,7 +116,7 @@ func TestProviderAdmin_Wire(t *testing.T) {
 			a := newHTTPAdmin(&gradientConfig{
 				OpenAIURL: srv.URL + "/openai", AnthropicURL: srv.URL + "/anthropic", RequestTimeout: 5 * time.Second,
 				OpenAIAdminKey: testOpenAIAdminKey, AnthropicAdminKey: testAnthropicAdminKey,
-			}, newAdminPace())
+			}, newAdminPace(), testRetryBase)
 			err := tc.call(a)
 			tc.check(t, err)
 			if got := int(hits.Load()); got != tc.hits {
@@ -131,7 +131,7 @@ func TestProviderAdmin_Wire(t *testing.T) {
 
 // Without an admin key for the provider, nothing is sent.
 func TestProviderAdmin_MissingKeySendsNothing(t *testing.T) {
-	a := newHTTPAdmin(&gradientConfig{OpenAIURL: "http://127.0.0.1:1", RequestTimeout: time.Second}, nil)
+	a := newHTTPAdmin(&gradientConfig{OpenAIURL: "http://127.0.0.1:1", RequestTimeout: time.Second}, nil, testRetryBase)
 	if err := a.CheckAdminKey(t.Context(), providerOpenAI); !errors.Is(err, errAdminKeyMissing) || !adminRefused(err) {
 		t.Fatalf("err = %v", err)
 	}

@@ -76,8 +76,9 @@ type budgetSeen struct {
 	At        time.Time
 }
 
-func newRateBudget(perMinute, perHour int) *rateBudget {
-	b := &rateBudget{now: time.Now, learning: make(chan struct{}, 1)}
+// newRateBudget reads the time from now, the backend's clock.
+func newRateBudget(perMinute, perHour int, now func() time.Time) *rateBudget {
+	b := &rateBudget{now: now, learning: make(chan struct{}, 1)}
 	b.configure(perMinute, perHour, defaultSchedulerHeadroomPercent)
 	return b
 }
@@ -134,7 +135,8 @@ func (b *rateBudget) waitBackground(ctx context.Context) error {
 func (b *rateBudget) wait(ctx context.Context) error {
 	now := b.now()
 	delay, cancel := b.reserve(now)
-	if deadline, ok := ctx.Deadline(); ok && now.Add(delay).After(deadline) {
+	// The deadline and the timer are on the wall clock, whatever now says.
+	if deadline, ok := ctx.Deadline(); ok && delay > time.Until(deadline) {
 		cancel()
 		return fmt.Errorf("the mount's platform rate budget is spent for now (rate_limit_per_minute, rate_limit_per_hour); retry after %d s: %w",
 			int(delay.Round(time.Second).Seconds())+1, logical.ErrUpstreamRateLimited)

@@ -47,7 +47,7 @@ func TestRateBudget_NeverExceedsTheLimitInAnyWindow(t *testing.T) {
 	for _, limits := range [][2]int{{250, 5000}, {60, 1000}, {10, 100}, {1000, 20000}} {
 		perMinute, perHour := limits[0], limits[1]
 		t.Run(strconv.Itoa(perMinute)+"-"+strconv.Itoa(perHour), func(t *testing.T) {
-			times := admitted(newRateBudget(perMinute, perHour), 2*perHour)
+			times := admitted(newRateBudget(perMinute, perHour, time.Now), 2*perHour)
 			if got := most(times, time.Minute); got > perMinute {
 				t.Errorf("%d requests in one minute, limit %d", got, perMinute)
 			}
@@ -93,7 +93,7 @@ func TestRateBudget_FollowsThePlatformsHeaders(t *testing.T) {
 		"success with room":             {http.StatusOK, "4000", "", 0, time.Millisecond},
 	} {
 		t.Run(name, func(t *testing.T) {
-			b := newRateBudget(6_000_000, 360_000_000)
+			b := newRateBudget(6_000_000, 360_000_000, time.Now)
 			now := time.Now()
 			b.now = func() time.Time { return now }
 			b.observe(answer(now, tc.status, tc.remaining, tc.retry))
@@ -150,7 +150,7 @@ func TestRateBudget_SpentBudgetIsAClearErrorAndNo429(t *testing.T) {
 // then go out within a fair share or two.
 func TestRateBudget_SchedulerLeavesHeadroom(t *testing.T) {
 	const perMinute, headroom = 120, 25
-	b := newRateBudget(perMinute, 1_000_000)
+	b := newRateBudget(perMinute, 1_000_000, time.Now)
 	b.configure(perMinute, 1_000_000, headroom)
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	fair := time.Minute / time.Duration(perMinute)
@@ -206,13 +206,13 @@ func TestRateBudget_BurstRefusalPausesForRetryAfterOnly(t *testing.T) {
 // failover: a new backend, with a new budget, on the same storage.
 func (e *testEnv) restarted() *testEnv {
 	e.t.Helper()
-	raw, err := Factory(context.Background(), &logical.BackendConfig{
+	b, err := factory(context.Background(), &logical.BackendConfig{
 		Logger: hclog.New(&hclog.LoggerOptions{Output: e.logs, Level: hclog.Trace}), System: logical.TestSystemView(), StorageView: e.storage,
-	})
+	}, testTuning())
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return &testEnv{t: e.t, b: raw.(*gradientBackend), storage: e.storage, emu: e.emu, srv: e.srv, logs: e.logs, do: e.do}
+	return &testEnv{t: e.t, b: b, storage: e.storage, emu: e.emu, srv: e.srv, logs: e.logs, do: e.do}
 }
 
 // admittedInTheHour is how many platform requests the emulator let through
@@ -298,13 +298,13 @@ func TestRateBudget_BurstRetryAfterInAnyForm(t *testing.T) {
 		"overflow":   {"99999999999", 0, maxPause},
 	} {
 		t.Run(name, func(t *testing.T) {
-			b := newRateBudget(6_000_000, 360_000_000)
+			b := newRateBudget(6_000_000, 360_000_000, time.Now)
 			b.now = func() time.Time { return now }
 			b.observe(burst(tc.retryAfter))
 			if delay, _ := b.reserve(now); delay < tc.atLeast || delay > tc.atMost {
 				t.Errorf("after a burst 429 with retry-after %q the next request may go in %v; want %v to %v", tc.retryAfter, delay, tc.atLeast, tc.atMost)
 			}
-			if d := retryAfter(0, burst(tc.retryAfter), now); d < tc.atLeast || d > max(tc.atMost, retryBaseDelay) {
+			if d := retryAfter(testRetryBase, 0, burst(tc.retryAfter), now); d < tc.atLeast || d > max(tc.atMost, testRetryBase) {
 				t.Errorf("a retry after a burst 429 with retry-after %q waits %v; want %v to %v", tc.retryAfter, d, tc.atLeast, tc.atMost)
 			}
 		})

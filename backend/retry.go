@@ -57,17 +57,19 @@ const (
 	retryJitterShare = 0.5
 )
 
-// retryBaseDelay is the first backoff; tests shorten it.
-var retryBaseDelay = 100 * time.Millisecond
+// defaultRetryBaseDelay is the first backoff; each client is built with
+// its own (the backend's tuning), which tests shorten.
+const defaultRetryBaseDelay = 100 * time.Millisecond
 
 // retryAfter returns how long to wait before attempt+1: exponential backoff
+// from base
 // with jitter, but never less than the upstream asked for. A burst 429
 // carries retry-after, and that is the wait: its ratelimit-remaining says 0
 // though the hour is not spent. A 429 without it and with nothing remaining
 // means the hour is spent: it waits for the reset, when the oldest request
 // of the hour expires.
-func retryAfter(attempt int, resp *http.Response, now time.Time) time.Duration {
-	d := min(retryBaseDelay<<attempt, retryMaxDelay)
+func retryAfter(base time.Duration, attempt int, resp *http.Response, now time.Time) time.Duration {
+	d := min(base<<attempt, retryMaxDelay)
 	d = d - time.Duration(rand.Float64()*retryJitterShare*float64(d))
 	if resp == nil {
 		return d
@@ -102,7 +104,7 @@ func transientStatus(status int) bool {
 // refused, the refusal is not the whole story: the error says the change
 // may have happened, so the write-ahead log road undoes it rather than
 // trusting the refusal.
-func retryPlatform(ctx context.Context, op platformOp, call func(context.Context) (*godo.Response, error)) (*godo.Response, error) {
+func retryPlatform(ctx context.Context, base time.Duration, op platformOp, call func(context.Context) (*godo.Response, error)) (*godo.Response, error) {
 	ambiguous := false
 	for attempt := 0; ; attempt++ {
 		resp, err := call(ctx)
@@ -117,7 +119,7 @@ func retryPlatform(ctx context.Context, op platformOp, call func(context.Context
 		if resp != nil {
 			httpResp = resp.Response
 		}
-		if !sleepWithin(ctx, retryAfter(attempt, httpResp, time.Now())) {
+		if !sleepWithin(ctx, retryAfter(base, attempt, httpResp, time.Now())) {
 			return resp, err
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,22 +35,10 @@ const (
 	maxRetryDelay   = time.Hour
 )
 
-// Test-only tuning, read by the plugin binary only when set. Acceptance tests
-// register the plugin with `-env` to rotate within seconds; nothing else
-// should set them.
-const (
-	envTestTickInterval = "GRADIENT_TEST_ROTATION_TICK"
-	envTestMinPeriod    = "GRADIENT_TEST_MIN_ROTATION_PERIOD"
-)
-
 // rotationScheduler runs scheduled rotations for one mount.
 type rotationScheduler struct {
+	// b's clock and tuning (rotationTick, minRotationPeriod) pace it.
 	b *gradientBackend
-
-	// Set before Initialize; tests replace them.
-	clock     func() time.Time
-	tick      time.Duration // 0: no background ticker (unit tests tick by hand)
-	minPeriod time.Duration
 
 	mu       sync.Mutex
 	storage  logical.Storage
@@ -75,45 +62,21 @@ const (
 
 func newRotationScheduler(b *gradientBackend) *rotationScheduler {
 	return &rotationScheduler{
-		b:         b,
-		clock:     time.Now,
-		tick:      defaultTickInterval,
-		minPeriod: defaultMinRotationPeriod,
-		queue:     queue.New(),
-		earliest:  math.MaxInt64,
-		state:     schedulerNotStarted,
+		b:        b,
+		queue:    queue.New(),
+		earliest: math.MaxInt64,
+		state:    schedulerNotStarted,
 	}
 }
 
-// tuneFromEnv applies the test-only settings when they are set.
-func (s *rotationScheduler) tuneFromEnv(lookup func(string) (string, bool)) error {
-	if v, ok := lookup(envTestTickInterval); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("%s must be a positive duration", envTestTickInterval)
-		}
-		s.tick = d
-	}
-	if v, ok := lookup(envTestMinPeriod); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("%s must be a positive duration", envTestMinPeriod)
-		}
-		s.minPeriod = d
-	}
-	return nil
-}
-
-// applyTestTuning is called by Factory: the plugin binary reads the
-// test-only environment, unit tests set the fields directly.
-func (b *gradientBackend) applyTestTuning() error {
-	return b.rotation.tuneFromEnv(os.LookupEnv)
-}
-
-// now is the scheduler's clock in UTC, to the second, as stored times are.
+// now is the backend's clock in UTC, to the second, as stored times are.
 func (s *rotationScheduler) now() time.Time {
-	return s.clock().UTC().Truncate(time.Second)
+	return s.b.now().UTC().Truncate(time.Second)
 }
+
+// tick is how often the scheduler looks at the queue; 0: no background
+// ticker (unit tests tick by hand).
+func (s *rotationScheduler) tick() time.Duration { return s.b.tuning.rotationTick }
 
 // initializeRotation is the backend's InitializeFunc: it starts the ticker, whose
 // first tick rebuilds the queue from storage. Nothing here blocks the mount.
@@ -123,7 +86,7 @@ func (b *gradientBackend) initializeRotation(_ context.Context, req *logical.Ini
 	defer s.mu.Unlock()
 	s.storage = req.Storage
 	s.built = false
-	s.loop.start(s.tick, true, s.runTick)
+	s.loop.start(s.tick(), true, s.runTick)
 	return nil
 }
 
@@ -464,8 +427,8 @@ func retryDelay(attempt int) time.Duration {
 }
 
 func (s *rotationScheduler) tickOrSecond() time.Duration {
-	if s.tick >= time.Second {
-		return s.tick
+	if tick := s.tick(); tick >= time.Second {
+		return tick
 	}
 	return time.Second
 }

@@ -26,8 +26,8 @@ func BenchmarkRotationAtScale(b *testing.B) {
 	}
 	const keys = 10000
 	ctx := context.Background()
-	be := newBackend()
-	be.rotation.tick = 0 // ticks by hand
+	be := newBackend(testTuning())
+	be.tuning.rotationTick = 0 // ticks by hand
 	storage := &logical.InmemStorage{}
 	conf := logical.TestBackendConfig()
 	conf.StorageView = storage

@@ -19,7 +19,8 @@ import (
 
 const (
 	// defaultMinRotationPeriod is the shortest rotation_period users may
-	// set. Only the test tuning (GRADIENT_TEST_MIN_ROTATION_PERIOD) lowers it.
+	// set. Only the test tuning (tuning.go) lowers it: never in a release
+	// build.
 	defaultMinRotationPeriod = time.Minute
 )
 
@@ -313,7 +314,7 @@ func (s *rotationScheduler) onCreate(k *keyEntry, w rotationWrite) {
 // any key, so a bad successor is refused while someone is watching rather
 // than at 3 a.m.
 func (b *gradientBackend) applyRotationWrite(ctx context.Context, req *logical.Request, d *framework.FieldData, k *keyEntry) (*logical.Response, error) {
-	w, err := parseRotationWrite(d, k, k.Provider, k.Name, b.rotation.minPeriod)
+	w, err := parseRotationWrite(d, k, k.Provider, k.Name, b.tuning.minRotationPeriod)
 	if err != nil {
 		return nil, err
 	}

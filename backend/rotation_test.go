@@ -79,8 +79,8 @@ func (r *rotEnv) start(b *gradientBackend) {
 	if err := b.Setup(context.Background(), &logical.BackendConfig{Logger: logger, System: r.sys, StorageView: r.storage}); err != nil {
 		r.t.Fatal(err)
 	}
-	b.rotation.clock = r.clock.Now
-	b.rotation.tick = 0 // the test ticks
+	b.clock = r.clock.Now
+	b.tuning.rotationTick = 0 // the test ticks
 	r.reads = &countingStorage{Storage: r.storage}
 	if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: r.reads}); err != nil {
 		r.t.Fatal(err)
@@ -101,13 +101,13 @@ func (r *rotEnv) stop() {
 func (r *rotEnv) restart() {
 	r.t.Helper()
 	r.stop()
-	raw, err := Factory(context.Background(), &logical.BackendConfig{
+	b, err := factory(context.Background(), &logical.BackendConfig{
 		Logger: hclog.NewNullLogger(), System: logical.TestSystemView(), StorageView: r.storage,
-	})
+	}, testTuning())
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	r.start(raw.(*gradientBackend))
+	r.start(b)
 }
 
 func (r *rotEnv) tick()                   { r.b.rotation.runTick(context.Background()) }
@@ -193,7 +193,7 @@ func TestRotation_SettingsAreValidatedWithTheSDKsRules(t *testing.T) {
 		"provider": "anthropic", "api_key": anthropicKey("set6"), "next_api_key": anthropicKey("set7"),
 	}, "create the key with api_key first")
 	// The minimum comes from a backend setting, never from a field.
-	r.b.rotation.minPeriod = time.Second
+	r.b.tuning.minRotationPeriod = time.Second
 	r.mustOK(logical.UpdateOperation, "keys/settings", map[string]any{"rotation_period": "30s"})
 }
 
@@ -820,8 +820,8 @@ func TestRotation_IdleTickIsConstantTime(t *testing.T) {
 func TestRotation_BackgroundTicker(t *testing.T) {
 	e := newTestEnv(t, nil)
 	clock := &fakeClock{now: t0}
-	e.b.rotation.clock = clock.Now
-	e.b.rotation.tick = 10 * time.Millisecond
+	e.b.clock = clock.Now
+	e.b.tuning.rotationTick = 10 * time.Millisecond
 	if err := e.b.Initialize(context.Background(), &logical.InitializationRequest{Storage: e.storage}); err != nil {
 		t.Fatal(err)
 	}
@@ -978,9 +978,9 @@ func TestConfig_CredsTTL(t *testing.T) {
 func BenchmarkRotationIdleTick(b *testing.B) {
 	for _, n := range []int{10, 10000} {
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
-			be := newBackend()
+			be := newBackend(testTuning())
 			clock := &fakeClock{now: t0}
-			be.rotation.clock = clock.Now
+			be.clock = clock.Now
 			be.rotation.storage = &logical.InmemStorage{}
 			be.rotation.built = true
 			if err := be.Setup(context.Background(), &logical.BackendConfig{Logger: hclog.NewNullLogger(), System: logical.TestSystemView()}); err != nil {
@@ -1056,34 +1056,6 @@ func TestRotation_ScheduledFailureWaitsForTheNextScheduledTime(t *testing.T) {
 	k, err := getKey(context.Background(), r.storage, "cron-fail")
 	if err != nil || k.RotationError == "" || !k.RetryAt.Equal(t0.Add(25*time.Hour)) {
 		t.Fatalf("retry at %v (error %q), want the next 03:00", k.RetryAt, k.RotationError)
-	}
-}
-
-func TestRotation_TestTuningFromTheEnvironment(t *testing.T) {
-	cases := map[string]struct {
-		env       map[string]string
-		tick, min time.Duration
-		err       string
-	}{
-		"unset":        {env: nil, tick: defaultTickInterval, min: defaultMinRotationPeriod},
-		"both":         {env: map[string]string{envTestTickInterval: "1s", envTestMinPeriod: "2s"}, tick: time.Second, min: 2 * time.Second},
-		"bad tick":     {env: map[string]string{envTestTickInterval: "soon"}, err: envTestTickInterval},
-		"zero minimum": {env: map[string]string{envTestMinPeriod: "0s"}, err: envTestMinPeriod},
-	}
-	for name, tc := range cases {
-		t.Run(name, func(t *testing.T) {
-			s := newRotationScheduler(newBackend())
-			err := s.tuneFromEnv(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("err = %v, want one naming %s", err, tc.err)
-				}
-				return
-			}
-			if err != nil || s.tick != tc.tick || s.minPeriod != tc.min {
-				t.Fatalf("tick %v min %v err %v", s.tick, s.minPeriod, err)
-			}
-		})
 	}
 }
 

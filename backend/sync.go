@@ -278,7 +278,7 @@ func (b *gradientBackend) runSync(ctx context.Context, s logical.Storage) (*sync
 	if err != nil {
 		return nil, err
 	}
-	res := &syncResult{started: b.syncer.clock().UTC().Truncate(time.Second), drifted: map[string]string{}}
+	res := &syncResult{started: b.now().UTC().Truncate(time.Second), drifted: map[string]string{}}
 	listing := map[string]map[string]platformKey{}
 	for _, provider := range []string{providerAnthropic, providerOpenAI} {
 		keys, err := c.platform.ListKeys(ctx, provider)
@@ -480,9 +480,8 @@ func (b *gradientBackend) noteAgents(ctx context.Context, s logical.Storage, k *
 type syncScheduler struct {
 	b *gradientBackend
 
-	// Set before Initialize; tests replace them.
-	clock func() time.Time
-	tick  time.Duration // 0: no background ticker (tests tick by hand)
+	// Set before Initialize; tests replace it. b's clock is the time.
+	tick time.Duration // 0: no background ticker (tests tick by hand)
 
 	mu          sync.Mutex
 	storage     logical.Storage
@@ -495,7 +494,7 @@ type syncScheduler struct {
 }
 
 func newSyncScheduler(b *gradientBackend) *syncScheduler {
-	return &syncScheduler{b: b, clock: time.Now, tick: defaultSyncTick}
+	return &syncScheduler{b: b, tick: defaultSyncTick}
 }
 
 func (b *gradientBackend) initializeSync(_ context.Context, req *logical.InitializationRequest) error {
@@ -503,7 +502,7 @@ func (b *gradientBackend) initializeSync(_ context.Context, req *logical.Initial
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.storage = req.Storage
-	s.started = s.clock()
+	s.started = s.b.now()
 	s.loop.start(s.tick, false, s.runTick)
 	return nil
 }
@@ -558,7 +557,7 @@ func (s *syncScheduler) runTick(ctx context.Context) {
 		s.b.Logger().Error("reading the sync state failed; retrying next tick", "error", err)
 		return
 	}
-	now := s.clock()
+	now := s.b.now()
 	s.mu.Lock()
 	base := st.LastRun
 	if base.IsZero() {

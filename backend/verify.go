@@ -25,9 +25,10 @@ type httpVerifier struct {
 	client       *http.Client
 	anthropicURL string
 	openaiURL    string
+	retryBase    time.Duration // the first backoff of a retried call
 }
 
-func newHTTPVerifier(anthropicURL, openaiURL string, timeout time.Duration) *httpVerifier {
+func newHTTPVerifier(anthropicURL, openaiURL string, timeout, retryBase time.Duration) *httpVerifier {
 	return &httpVerifier{
 		client: &http.Client{
 			Timeout: timeout,
@@ -38,6 +39,7 @@ func newHTTPVerifier(anthropicURL, openaiURL string, timeout time.Duration) *htt
 		},
 		anthropicURL: strings.TrimRight(anthropicURL, "/"),
 		openaiURL:    strings.TrimRight(openaiURL, "/"),
+		retryBase:    retryBase,
 	}
 }
 
@@ -61,7 +63,7 @@ func (v *httpVerifier) Verify(ctx context.Context, provider, apiKey string) erro
 			return nil
 		case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 			return callerErrorf("the %s API key was rejected by the provider (HTTP %d): check that it is an active model key and that it was copied whole", provider, resp.StatusCode)
-		case transientStatus(resp.StatusCode) && attempt+1 < maxAttempts && sleepWithin(ctx, retryAfter(attempt, resp, time.Now())):
+		case transientStatus(resp.StatusCode) && attempt+1 < maxAttempts && sleepWithin(ctx, retryAfter(v.retryBase, attempt, resp, time.Now())):
 			continue
 		}
 		return fmt.Errorf("the %s API key could not be verified: the provider answered HTTP %d; try again later, or set verify_keys=false on the config to skip verification", provider, resp.StatusCode)

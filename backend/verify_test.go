@@ -19,7 +19,7 @@ func TestVerify_RefusesRedirects(t *testing.T) {
 		for provider, key := range keys {
 			t.Run(fmt.Sprintf("%s/%d", provider, status), func(t *testing.T) {
 				url, hits := newRedirectPair(t, status)
-				v := newHTTPVerifier(url, url, 5*time.Second)
+				v := newHTTPVerifier(url, url, 5*time.Second, testRetryBase)
 				err := v.Verify(context.Background(), provider, key)
 				if n := hits.Load(); n != 0 {
 					t.Fatalf("the redirect target received %d requests", n)

@@ -509,7 +509,7 @@ func TestWAL_FailingRollbackIsDroppedAfterMaxAge(t *testing.T) {
 	if walCount(t, e) != 1 {
 		t.Fatal("the entry was dropped before its maximum age")
 	}
-	e.b.now = func() time.Time { return time.Now().Add(defaultWALMaxAge + time.Hour) }
+	e.b.clock = func() time.Time { return time.Now().Add(defaultWALMaxAge + time.Hour) }
 	rollbackNow(t, e)
 	assertNoWAL(t, e)
 	logs := e.logs.String()
