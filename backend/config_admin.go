@@ -9,7 +9,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 )
 
-// The providers' admin keys on config: what zero-touch rotation (mint.go,
+// The providers' admin keys on config: what zero-touch rotation (zero_touch.go,
 // retire.go) calls the Admin APIs with. They are stored in the seal-wrapped
 // config beside the token, never returned (reads say *_set), and each one
 // given is checked with one cheap admin read before anything is saved.

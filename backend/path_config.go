@@ -45,11 +45,11 @@ type gradientConfig struct {
 	// CredsTTL bounds creds/<name> leases; 0 (configs written before it
 	// existed) means defaultCredsTTL.
 	CredsTTL time.Duration `json:"creds_ttl,omitempty"`
-	// The providers' admin keys, for zero-touch rotation (mint.go,
+	// The providers' admin keys, for zero-touch rotation (zero_touch.go,
 	// retire.go): secrets, sealed with the token and never returned.
 	OpenAIAdminKey    string `json:"openai_admin_key,omitempty"`
 	AnthropicAdminKey string `json:"anthropic_admin_key,omitempty"`
-	// OpenAIProjectIDs are the only projects keys may mint into (mint.go);
+	// OpenAIProjectIDs are the only projects keys may mint into (zero_touch.go);
 	// empty: any project the admin key reaches.
 	OpenAIProjectIDs []string `json:"openai_project_ids,omitempty"`
 	// SyncInterval is how often the active node compares the platform's

@@ -143,7 +143,7 @@ var keyResponseFields = map[string]*framework.FieldSchema{
 	"next_key_hint":              {Type: framework.TypeString, Description: "Last four characters of the staged key; empty when none is staged."},
 	"next_key_staged_at":         {Type: framework.TypeTime, Description: "When the staged key was staged; absent when none is."},
 
-	// Zero-touch rotation (mint.go, retire.go).
+	// Zero-touch rotation (zero_touch.go, retire.go).
 	"source":              {Type: framework.TypeString, Description: "staged or openai-service-account."},
 	"openai_project_id":   {Type: framework.TypeString, Description: "The OpenAI project minted keys come from; empty when none."},
 	"service_account_id":  {Type: framework.TypeString, Description: "The OpenAI service account that minted the current version; empty when it was not minted."},

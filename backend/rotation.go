@@ -404,7 +404,7 @@ func (s *rotationScheduler) process(ctx context.Context, storage logical.Storage
 
 // promote rotates to the staged key through rotateSecret (verify, WAL, push
 // to the same uuid, one put), or, for a minted key with nothing staged, to a
-// freshly minted one through mintNext (mint.go). On failure the stored entry
+// freshly minted one through mintNext (change_rotate.go). On failure the stored entry
 // keeps the current key, and only the failure bookkeeping is written.
 func (s *rotationScheduler) promote(ctx context.Context, storage logical.Storage, k *keyEntry, now time.Time, log hclog.Logger) {
 	rotated := *k

@@ -23,6 +23,10 @@ import (
 // the same idea: make the platform key (found by uuid, never by name) say
 // what storage says. It is safe to run at any time, any number of times,
 // because storage is the truth and the undo only copies it.
+//
+// Each kind of change has its file, change_<verb>.go: its entry, its undo
+// and the function that sends it down this road. Handlers parse, validate
+// and lock; those functions change the platform and storage.
 const (
 	walKindCreate   = "create-key"
 	walKindAdopt    = "adopt-key"
