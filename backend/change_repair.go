@@ -16,8 +16,6 @@ import (
 // name with Vault's secret (a create-key entry, whose undo deletes the new
 // key if storage never took its uuid).
 
-const walKindRepair = "repair-key"
-
 // repairWAL: platform key UUID was being given the name and secret storage
 // holds. The undo does the same again: storage is the truth, and pushing it
 // twice changes nothing.

@@ -34,7 +34,22 @@ const (
 	walKindRename   = "rename-key"
 	walKindReassign = "reassign-agents"
 	walKindDelete   = "delete-key"
+	walKindMint     = "mint-key"
+	walKindRepair   = "repair-key"
 )
+
+// walKinds makes the empty entry of each kind, for decodeWAL to fill from
+// what Vault hands back.
+var walKinds = map[string]func() walEntry{
+	walKindCreate:   func() walEntry { return &createWAL{} },
+	walKindAdopt:    func() walEntry { return &adoptWAL{} },
+	walKindRotate:   func() walEntry { return &rotateWAL{} },
+	walKindRename:   func() walEntry { return &renameWAL{} },
+	walKindReassign: func() walEntry { return &reassignWAL{} },
+	walKindDelete:   func() walEntry { return &deleteKeyWAL{} },
+	walKindMint:     func() walEntry { return &mintWAL{} },
+	walKindRepair:   func() walEntry { return &repairWAL{} },
+}
 
 const (
 	// walRollbackMinAge keeps rollback away from operations still in
@@ -267,27 +282,11 @@ func (b *gradientBackend) deleteWAL(ctx context.Context, s logical.Storage, walI
 
 // decodeWAL turns the generic data Vault hands back into the entry's type.
 func decodeWAL(kind string, data any) (walEntry, error) {
-	var w walEntry
-	switch kind {
-	case walKindCreate:
-		w = &createWAL{}
-	case walKindAdopt:
-		w = &adoptWAL{}
-	case walKindRotate:
-		w = &rotateWAL{}
-	case walKindRename:
-		w = &renameWAL{}
-	case walKindReassign:
-		w = &reassignWAL{}
-	case walKindDelete:
-		w = &deleteKeyWAL{}
-	case walKindMint:
-		w = &mintWAL{}
-	case walKindRepair:
-		w = &repairWAL{}
-	default:
+	newEntry, ok := walKinds[kind]
+	if !ok {
 		return nil, errors.New("unknown kind")
 	}
+	w := newEntry()
 	raw, err := json.Marshal(data)
 	if err == nil {
 		err = json.Unmarshal(raw, w)

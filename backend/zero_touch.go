@@ -22,7 +22,6 @@ import (
 const (
 	sourceStaged                = "staged"
 	sourceOpenAIServiceAccount  = "openai-service-account"
-	walKindMint                 = "mint-key"
 	defaultGracePeriod          = time.Hour
 	serviceAccountNamePrefix    = "vault-"
 	maxOpenAIProjectIDLength    = 64
