@@ -2,7 +2,6 @@ package backend
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -97,16 +96,8 @@ func (w *renameWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 // pushName sets the platform key's name back to name (it had from before)
 // and keeps the name cache in step. A key that is gone counts as done.
 func (b *gradientBackend) pushName(ctx context.Context, s logical.Storage, provider, uuid, from, name string) error {
-	c, err := b.clients(ctx, s)
-	if err != nil {
-		return fmt.Errorf("restoring the name of %s: %w", uuid, err)
-	}
-	pk, err := c.platform.UpdateKey(ctx, provider, uuid, keyChange{Name: name})
-	if err != nil && !errors.Is(err, errPlatformNotFound) {
-		return fmt.Errorf("restoring the name of %s: %w", uuid, err)
-	}
-	if err == nil {
-		b.recordPlatformWrite(ctx, s, uuid, pk.UpdatedAt)
+	if _, err := b.pushStored(ctx, s, provider, uuid, keyChange{Name: name}, "restoring the name of"); err != nil {
+		return err
 	}
 	b.names.remove(provider, from, uuid)
 	b.names.put(provider, name, uuid)

@@ -83,16 +83,8 @@ func (w *rotateWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 		w.outcome = "storage already holds the new secret, so the platform keeps it"
 		return nil
 	}
-	c, err := b.clients(ctx, s)
-	if err != nil {
-		return fmt.Errorf("rolling back the rotation of %s: %w", w.UUID, err)
-	}
-	pk, err := c.platform.UpdateKey(ctx, w.Provider, w.UUID, keyChange{Secret: stored.APIKey})
-	if err != nil && !errors.Is(err, errPlatformNotFound) {
-		return fmt.Errorf("rolling back the rotation of %s: %w", w.UUID, err)
-	}
-	if err == nil {
-		b.recordPlatformWrite(ctx, s, w.UUID, pk.UpdatedAt)
+	if _, err := b.pushStored(ctx, s, w.Provider, w.UUID, keyChange{Secret: stored.APIKey}, "rolling back the rotation of"); err != nil {
+		return err
 	}
 	b.Logger().Warn("pushed the stored secret back after an incomplete rotation", "uuid", w.UUID, "name", stored.Name, "version", stored.Version)
 	return nil

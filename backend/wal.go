@@ -250,6 +250,27 @@ func (b *gradientBackend) lockForRollback(ctx context.Context, s logical.Storage
 	return nil, fmt.Errorf("platform key %s moved between names while rollback took its locks; retrying on the next pass", uuid)
 }
 
+// pushStored gives platform key uuid what storage holds for it (its name,
+// its secret, or both, as change says) after an incomplete change, and
+// records the platform's updated_at so that the next sync sees no drift in
+// Vault's own write. A key that is gone has nothing to restore: found is
+// then false and err nil. doing says which undo this is, for the error.
+func (b *gradientBackend) pushStored(ctx context.Context, s logical.Storage, provider, uuid string, change keyChange, doing string) (found bool, err error) {
+	c, err := b.clients(ctx, s)
+	if err != nil {
+		return false, fmt.Errorf("%s %s: %w", doing, uuid, err)
+	}
+	pk, err := c.platform.UpdateKey(ctx, provider, uuid, change)
+	if errors.Is(err, errPlatformNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("%s %s: %w", doing, uuid, err)
+	}
+	b.recordPlatformWrite(ctx, s, uuid, pk.UpdatedAt)
+	return true, nil
+}
+
 // rewriteWAL stores the entry walID again with what its apply learned. The
 // framework has no update: the stored envelope is rewritten under the same
 // id, so the entry keeps its age.
