@@ -40,8 +40,7 @@ func (b *gradientBackend) reassignAgents(ctx context.Context, s logical.Storage,
 	}
 	var warnings []string
 	err := b.makeChange(ctx, s, pendingChange{
-		entry:     w,
-		multiStep: len(agents) > 1,
+		entry: w,
 		// A record of the completed move, so that the rollback of an
 		// earlier failed move never undoes this one.
 		commit: func(ctx context.Context) error { return putReassignDone(ctx, s, from.UUID, b.now().UTC()) },
@@ -49,7 +48,13 @@ func (b *gradientBackend) reassignAgents(ctx context.Context, s logical.Storage,
 			for i, agent := range agents {
 				after, err := c.platform.SetAgentKey(ctx, from.Provider, agent.UUID, to.UUID)
 				if err != nil {
-					return fmt.Errorf("moving agent %s (%s) failed after %d of %d were moved: %w", agent.Name, agent.UUID, i, len(agents), err)
+					err = fmt.Errorf("moving agent %s (%s) failed after %d of %d were moved: %w", agent.Name, agent.UUID, i, len(agents), err)
+					if len(agents) > 1 {
+						// With several agents, a refusal of one does
+						// not say that none moved.
+						err = &possiblyApplied{err: err}
+					}
+					return err
 				}
 				if changed := agentDrift(agent, after); changed != "" {
 					// Only the key was sent; if the platform changed

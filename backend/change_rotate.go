@@ -109,10 +109,8 @@ type mintWAL struct {
 	Version     int    `json:"version"`
 	ProjectID   string `json:"project_id"`
 	AccountName string `json:"account_name"`
-	// AccountID is known only in memory, once OpenAI answered; refused
-	// says OpenAI refused the create outright, so nothing changed.
+	// AccountID is known only in memory, once OpenAI answered.
 	AccountID string `json:"-"`
-	refused   bool
 }
 
 func (w *mintWAL) kind() string                  { return walKindMint }
@@ -188,11 +186,12 @@ func referencedServiceAccounts(ctx context.Context, s logical.Storage) (map[stri
 	return refs, err
 }
 
-// mintAccount creates the account named in w and verifies its key.
+// mintAccount creates the account named in w and verifies its key. Once the
+// account exists, a failure is possiblyApplied: the undo must delete it.
 func (b *gradientBackend) mintAccount(ctx context.Context, c *clients, w *mintWAL) (mintedAccount, error) {
 	acct, err := c.admin.CreateServiceAccount(ctx, w.ProjectID, w.AccountName)
-	w.AccountID, w.refused = acct.ID, err != nil && adminRefused(err)
-	if err != nil && w.refused && projectArchived(ctx, c, w.ProjectID) {
+	w.AccountID = acct.ID
+	if err != nil && adminRefused(err) && projectArchived(ctx, c, w.ProjectID) {
 		// Archived since the key was written: permanent, so a caller
 		// error (the scheduler waits for the next period, not minutes).
 		stays := "the current key stays"
@@ -205,7 +204,7 @@ func (b *gradientBackend) mintAccount(ctx context.Context, c *clients, w *mintWA
 		return mintedAccount{}, fmt.Errorf("minting a key: %w", err)
 	}
 	if err := c.verifier.Verify(ctx, providerOpenAI, acct.APIKey); err != nil {
-		return mintedAccount{}, fmt.Errorf("the freshly minted key failed verification: %w", err)
+		return mintedAccount{}, &possiblyApplied{err: fmt.Errorf("the freshly minted key failed verification: %w", err)}
 	}
 	return acct, nil
 }
@@ -241,10 +240,6 @@ func (b *gradientBackend) mintNext(ctx context.Context, s logical.Storage, k *ke
 	var minted mintedAccount
 	return b.makeChange(ctx, s, pendingChange{
 		entry: w,
-		// Creating the account is a change of its own: any failure after
-		// it needs the undo.
-		multiStep: true,
-		unchanged: func() bool { return w.refused },
 		apply: func(ctx context.Context) error {
 			var err error
 			if minted, err = b.mintAccount(ctx, c, w); err != nil {
@@ -252,7 +247,8 @@ func (b *gradientBackend) mintNext(ctx context.Context, s logical.Storage, k *ke
 			}
 			pk, err := c.platform.UpdateKey(ctx, k.Provider, k.UUID, keyChange{Secret: minted.APIKey})
 			if err != nil {
-				return keyGoneIfNotFound(err, k)
+				// The account is made: the undo must delete it.
+				return &possiblyApplied{err: keyGoneIfNotFound(err, k)}
 			}
 			k.UpdatedAt = pk.UpdatedAt
 			return nil
@@ -291,9 +287,7 @@ func (b *gradientBackend) mintFirst(ctx context.Context, s logical.Storage, c *c
 	}
 	var k *keyEntry
 	err := b.makeChange(ctx, s, pendingChange{
-		entry:     w,
-		multiStep: true,
-		unchanged: func() bool { return w.refused },
+		entry: w,
 		apply: func(ctx context.Context) error {
 			minted, err := b.mintAccount(ctx, c, w)
 			if err != nil {
@@ -306,7 +300,11 @@ func (b *gradientBackend) mintFirst(ctx context.Context, s logical.Storage, c *c
 			} else {
 				k, err = b.createKey(ctx, s, c, r)
 			}
-			return err
+			if err != nil {
+				// The account is made: the undo must delete it.
+				return &possiblyApplied{err: err}
+			}
+			return nil
 		},
 	})
 	return k, err

@@ -103,17 +103,14 @@ func (h *walHeader) said(usual string) string {
 // pendingChange is one platform change on its way through makeChange.
 type pendingChange struct {
 	entry walEntry
-	// apply makes the platform call(s).
+	// apply makes the platform call(s). An apply of several calls whose
+	// failure comes after one of them changed something says so by wrapping
+	// its error in possiblyApplied, as a re-sent call does: a refusal then
+	// no longer means that nothing changed.
 	apply func(ctx context.Context) error
 	// commit writes storage to match the platform; nil when storage keeps
 	// nothing about the change (a reassign).
 	commit func(ctx context.Context) error
-	// multiStep marks an apply that makes several platform calls: a
-	// refusal of one does not mean that nothing changed.
-	multiStep bool
-	// unchanged, when set, reports after a failed multi-step apply that
-	// its first call was refused outright, so nothing changed either.
-	unchanged func() bool
 	// rewrite, when set, reports after a failed apply that it recorded in
 	// its entry what the undo must know (the keys a create found and must
 	// never delete): the kept entry is written again with it. With nothing
@@ -143,7 +140,7 @@ func (b *gradientBackend) makeChange(ctx context.Context, s logical.Storage, c p
 		return fmt.Errorf("writing the write-ahead log (nothing was changed on the platform): %w", err)
 	}
 	if err := c.apply(ctx); err != nil {
-		if (!c.multiStep && platformRefused(err)) || (c.unchanged != nil && c.unchanged()) {
+		if changedNothing(err) {
 			b.deleteWAL(ctx, s, walID)
 			return err
 		}
@@ -169,6 +166,14 @@ func (b *gradientBackend) makeChange(ctx context.Context, s logical.Storage, c p
 		b.deleteWAL(ctx, s, walID)
 	}
 	return nil
+}
+
+// changedNothing reports whether a failed apply left the platform and the
+// provider as they were: its call was refused outright (a 4xx, or never
+// sent), and no earlier call of the change possibly applied.
+func changedNothing(err error) bool {
+	var pa *possiblyApplied
+	return !errors.As(err, &pa) && (platformRefused(err) || adminRefused(err))
 }
 
 // undoNow undoes a failed change while the request still holds its locks,
