@@ -83,7 +83,7 @@ type gradientBackend struct {
 	syncer *syncScheduler
 
 	// secretFields are the fields refused unless they are strings
-	// (secret_fields.go), derived from the paths' schemas.
+	// (requests.go), derived from the paths' schemas.
 	secretFields []string
 }
 
@@ -264,4 +264,18 @@ func withTrailingSlash(u string) string {
 		return u
 	}
 	return u + "/"
+}
+
+// initialize and clean are the backend's InitializeFunc and Clean: the
+// rotation scheduler and the periodic sync.
+func (b *gradientBackend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
+	if err := b.initializeRotation(ctx, req); err != nil {
+		return err
+	}
+	return b.initializeSync(ctx, req)
+}
+
+func (b *gradientBackend) clean(ctx context.Context) {
+	b.cleanSync(ctx)
+	b.cleanRotation(ctx)
 }

@@ -516,20 +516,6 @@ func (b *gradientBackend) cleanSync(context.Context) {
 	stopAndWait()
 }
 
-// initialize and clean are the backend's InitializeFunc and Clean: the
-// rotation scheduler and the periodic sync.
-func (b *gradientBackend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
-	if err := b.initializeRotation(ctx, req); err != nil {
-		return err
-	}
-	return b.initializeSync(ctx, req)
-}
-
-func (b *gradientBackend) clean(ctx context.Context) {
-	b.cleanSync(ctx)
-	b.cleanRotation(ctx)
-}
-
 // runTick starts a sync when one is due. Like the rotation scheduler it acts
 // only where storage may be written (the active node of the primary, or a
 // local mount): a standby or a performance standby never calls the
