@@ -60,7 +60,7 @@ type gradientConfig struct {
 
 func pathConfig(b *gradientBackend) *framework.Path {
 	configWrite := &framework.PathOperation{
-		Callback:                    answered(b.pathConfigWrite),
+		Callback:                    answered(b.handleConfigWrite),
 		Summary:                     "Configure the platform token and endpoints.",
 		DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
 		Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
@@ -141,7 +141,7 @@ func pathConfig(b *gradientBackend) *framework.Path {
 		ExistenceCheck: b.configExists,
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
-				Callback:     answered(b.pathConfigRead),
+				Callback:     answered(b.handleConfigRead),
 				Summary:      "Read the configuration; the token is never returned.",
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read", OperationSuffix: "configuration"},
 				Responses: map[int][]framework.Response{
@@ -152,7 +152,7 @@ func pathConfig(b *gradientBackend) *framework.Path {
 			logical.CreateOperation: configWrite,
 			logical.UpdateOperation: configWrite,
 			logical.DeleteOperation: &framework.PathOperation{
-				Callback:                    answered(b.pathConfigDelete),
+				Callback:                    answered(b.handleConfigDelete),
 				Summary:                     "Delete the configuration; stored keys stay in Vault and on the platform.",
 				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "delete", OperationSuffix: "configuration"},
 				Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
@@ -188,7 +188,7 @@ func (b *gradientBackend) configExists(ctx context.Context, req *logical.Request
 	return cfg != nil, err
 }
 
-func (b *gradientBackend) pathConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handleConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	cfg, err := getConfig(ctx, req.Storage)
 	if err != nil || cfg == nil {
 		return nil, err
@@ -212,12 +212,12 @@ func (b *gradientBackend) pathConfigRead(ctx context.Context, req *logical.Reque
 	}}, nil
 }
 
-// pathConfigWrite merges the request into the stored config, checks the token
+// handleConfigWrite merges the request into the stored config, checks the token
 // with one platform call, and only then saves. The new clients are built
 // aside, under the live budget's current limits, and swapped in (with the
 // new limits) only once the whole write succeeded: a refused write leaves
 // the mount exactly as it was.
-func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handleConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	stored, err := getConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -421,7 +421,7 @@ func validateBaseURL(field, raw string) error {
 	return nil
 }
 
-func (b *gradientBackend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handleConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	if err := req.Storage.Delete(ctx, configPath); err != nil {
 		return nil, fmt.Errorf("deleting the configuration: %w", err)
 	}

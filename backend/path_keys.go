@@ -21,7 +21,7 @@ func pathKeys(b *gradientBackend) []*framework.Path {
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "keys"},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ListOperation: &framework.PathOperation{
-					Callback:     answered(b.pathKeysList),
+					Callback:     answered(b.handleKeysList),
 					Summary:      "List the names of the managed keys.",
 					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
 					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
@@ -82,7 +82,7 @@ func pathKeys(b *gradientBackend) []*framework.Path {
 			ExistenceCheck: b.keyExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.CreateOperation: &framework.PathOperation{
-					Callback:                    answered(b.pathKeyCreate),
+					Callback:                    answered(b.handleKeyCreate),
 					Summary:                     "Verify a key with its provider, push it to the platform and store it.",
 					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "create"},
 					Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
@@ -90,7 +90,7 @@ func pathKeys(b *gradientBackend) []*framework.Path {
 					ForwardPerformanceSecondary: true,
 				},
 				logical.UpdateOperation: &framework.PathOperation{
-					Callback:                    answered(b.pathKeyUpdate),
+					Callback:                    answered(b.handleKeyUpdate),
 					Summary:                     "Rotate the secret of a key (same platform key and uuid) or change its description.",
 					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "update"},
 					Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
@@ -98,13 +98,13 @@ func pathKeys(b *gradientBackend) []*framework.Path {
 					ForwardPerformanceSecondary: true,
 				},
 				logical.ReadOperation: &framework.PathOperation{
-					Callback:     b.readingKey(b.pathKeyRead),
+					Callback:     b.readingKey(b.handleKeyRead),
 					Summary:      "Read a key's metadata; never the key itself.",
 					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
 					Responses:    map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
 				},
 				logical.DeleteOperation: &framework.PathOperation{
-					Callback:                    b.changingKey(b.pathKeyDelete),
+					Callback:                    b.changingKey(b.handleKeyDelete),
 					Summary:                     "Delete a key from the platform, then from Vault. Refused while agents use it, unless force=true.",
 					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "delete"},
 					Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
@@ -186,7 +186,7 @@ func (b *gradientBackend) keyExists(ctx context.Context, req *logical.Request, d
 	return k != nil, err
 }
 
-func (b *gradientBackend) pathKeysList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handleKeysList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	names, err := req.Storage.List(ctx, keyStoragePrefix)
 	if err != nil {
 		return nil, fmt.Errorf("listing keys: %w", err)
@@ -195,7 +195,7 @@ func (b *gradientBackend) pathKeysList(ctx context.Context, req *logical.Request
 	return logical.ListResponse(names), nil
 }
 
-func (b *gradientBackend) pathKeyRead(ctx context.Context, req *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
+func (b *gradientBackend) handleKeyRead(ctx context.Context, req *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
 	resp := b.withRotationState(keyResponse(k), k)
 	return resp, addSyncFields(ctx, req.Storage, resp.Data, k)
 }
@@ -246,10 +246,10 @@ func parseCreate(d *framework.FieldData) (createRequest, error) {
 	return r, validateNameAgainstKey(r.name, r.apiKey)
 }
 
-// pathKeyCreate: validate, verify, push, store. A failure leaves Vault and
+// handleKeyCreate: validate, verify, push, store. A failure leaves Vault and
 // the platform as they were (see makeChange for what an ambiguous platform
 // failure means).
-func (b *gradientBackend) pathKeyCreate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handleKeyCreate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	r, err := parseCreate(d)
 	if err != nil {
 		return nil, err
@@ -313,9 +313,9 @@ func (b *gradientBackend) refuseDuplicateName(ctx context.Context, c *clients, p
 	return nil
 }
 
-// pathKeyUpdate rotates the secret in place (same platform key and uuid, so
+// handleKeyUpdate rotates the secret in place (same platform key and uuid, so
 // the agents that use it keep working) and/or changes the description.
-func (b *gradientBackend) pathKeyUpdate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handleKeyUpdate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	if err := validateName(name); err != nil {
 		return nil, err
@@ -380,11 +380,11 @@ func (b *gradientBackend) pathKeyUpdate(ctx context.Context, req *logical.Reques
 	return b.withRotationState(keyResponse(&updated), &updated), nil
 }
 
-// pathKeyDelete deletes the platform key first, and a minted key's service
+// handleKeyDelete deletes the platform key first, and a minted key's service
 // accounts and the Vault entry only after that succeeded, so a failure never
 // leaves a platform key Vault forgot nor kills the secret creds/ serves.
 // Deleting what is not there is a success, as everywhere in Vault.
-func (b *gradientBackend) pathKeyDelete(ctx context.Context, req *logical.Request, d *framework.FieldData, k *keyEntry) (*logical.Response, error) {
+func (b *gradientBackend) handleKeyDelete(ctx context.Context, req *logical.Request, d *framework.FieldData, k *keyEntry) (*logical.Response, error) {
 	c, err := b.clients(ctx, req.Storage)
 	if err != nil {
 		return nil, err

@@ -36,7 +36,7 @@ func pathPlatformKeys(b *gradientBackend) []*framework.Path {
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "platform-keys"},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ListOperation: &framework.PathOperation{
-					Callback:     answered(b.pathPlatformKeysList),
+					Callback:     answered(b.handlePlatformKeysList),
 					Summary:      "List the platform keys this mount does not manage, as the last sync found them.",
 					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
 					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
@@ -56,7 +56,7 @@ func pathPlatformKeys(b *gradientBackend) []*framework.Path {
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
-					Callback:     answered(b.pathPlatformKeyRead),
+					Callback:     answered(b.handlePlatformKeyRead),
 					Summary:      "Read a platform key this mount does not manage, as the last sync found it; never a secret.",
 					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
 					Responses:    map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: platformKeyFields}}},
@@ -68,7 +68,7 @@ func pathPlatformKeys(b *gradientBackend) []*framework.Path {
 	}
 }
 
-func (b *gradientBackend) pathPlatformKeysList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handlePlatformKeysList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	st, err := getSyncState(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -96,7 +96,7 @@ func (b *gradientBackend) pathPlatformKeysList(ctx context.Context, req *logical
 	return resp, nil
 }
 
-func (b *gradientBackend) pathPlatformKeyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handlePlatformKeyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	uuid := d.Get("uuid").(string)
 	if !isPlatformUUID(uuid) {
 		return nil, callerErrorf("platform-keys/<uuid> takes a uuid in canonical form (8-4-4-4-12 hexadecimal digits)")
