@@ -147,13 +147,15 @@ func newBackend() *gradientBackend {
 			// ACL on the source path alone cannot see: it needs sudo.
 			Root: []string{"rename/*"},
 		},
-		Paths: framework.PathAppend(
-			// keys/<name>/rotate comes before the keys/<name> catch-all.
-			[]*framework.Path{pathConfig(b), pathKeyRotate(b), pathKeySync(b), pathStatus(b)},
-			pathKeys(b),
-			[]*framework.Path{pathRename(b), pathCreds(b), pathSync(b)},
-			pathPlatformKeys(b),
-		),
+		// Vault routes to the first pattern that matches: every
+		// keys/<name>/<verb> path comes before the keys/<name> catch-all.
+		Paths: []*framework.Path{
+			pathConfig(b), pathStatus(b),
+			pathKeyRotate(b), pathKeySync(b), pathKeyAgents(b), pathKeyReassign(b),
+			pathKeysList(b), pathKey(b),
+			pathRename(b), pathCreds(b), pathSync(b),
+			pathPlatformKeysList(b), pathPlatformKey(b),
+		},
 		Secrets:           []*framework.Secret{secretCreds(b)},
 		InitializeFunc:    b.initialize,
 		Clean:             b.clean,

@@ -14,107 +14,108 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-func pathKeys(b *gradientBackend) []*framework.Path {
-	return []*framework.Path{
-		{
-			Pattern:      "keys/?$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "keys"},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{
-					Callback:     answered(b.handleKeysList),
-					Summary:      "List the names of the managed keys.",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
-					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
-						"keys": {Type: framework.TypeStringSlice, Description: "Key names, sorted."},
-					}}}},
-				},
+// pathKeysList lists the managed keys.
+func pathKeysList(b *gradientBackend) *framework.Path {
+	return &framework.Path{
+		Pattern:      "keys/?$",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "keys"},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ListOperation: &framework.PathOperation{
+				Callback:     answered(b.handleKeysList),
+				Summary:      "List the names of the managed keys.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
+				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
+					"keys": {Type: framework.TypeStringSlice, Description: "Key names, sorted."},
+				}}}},
 			},
-			HelpSynopsis:    keysListHelpSynopsis,
-			HelpDescription: keysListHelpDescription,
 		},
-		pathKeyAgents(b),
-		pathKeyReassign(b),
-		{
-			// The name matches anything here, slashes and all, so that a bad
-			// name reaches the handler and gets a 400 quoting the naming
-			// rule instead of a 404 "unsupported path". The agents and
-			// reassign paths come first because Vault routes to the first
-			// pattern that matches.
-			Pattern:      "keys/" + framework.MatchAllRegex("name"),
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "key"},
-			Fields: map[string]*framework.FieldSchema{
-				"name": {
-					Type:        framework.TypeString,
-					Description: "Name of the key, in Vault and on the platform: " + nameRule + ".",
-				},
-				"provider": {
-					Type:          framework.TypeString,
-					Description:   `Provider of the key: "anthropic" or "openai". Required on create; cannot change.`,
-					AllowedValues: []any{providerAnthropic, providerOpenAI},
-				},
-				"api_key": {
-					Type:         framework.TypeString,
-					Description:  "The provider's model API key. Required on create; a new value rotates the secret of the same platform key. Surrounding white space is trimmed.",
-					DisplayAttrs: &framework.DisplayAttributes{Sensitive: true},
-				},
-				"description": {
-					Type:        framework.TypeString,
-					Description: "Free text kept in Vault only.",
-				},
-				"uuid": {
-					Type:        framework.TypeString,
-					Description: "Adopt an existing platform key with this uuid (8-4-4-4-12 hexadecimal digits) instead of creating one: it is updated with this name and secret.",
-				},
-				"force": {
-					Type:        framework.TypeBool,
-					Description: "On delete: delete even though agents use the key; they lose access to the provider.",
-				},
-				"rotation_period":            rotationPeriodField,
-				"rotation_schedule":          rotationScheduleField,
-				"rotation_window":            rotationWindowField,
-				"disable_automated_rotation": disableRotationField,
-				"next_api_key":               nextAPIKeyField,
-				"source":                     sourceField,
-				"openai_project_id":          openAIProjectIDField,
-				"grace_period":               gracePeriodField,
-				"retire_previous":            retirePreviousField,
+		HelpSynopsis:    keysListHelpSynopsis,
+		HelpDescription: keysListHelpDescription,
+	}
+}
+
+// pathKey is keys/<name>: create, read, update and delete of one key.
+func pathKey(b *gradientBackend) *framework.Path {
+	return &framework.Path{
+		// The name matches anything here, slashes and all, so that a bad
+		// name reaches the handler and gets a 400 quoting the naming
+		// rule instead of a 404 "unsupported path". The agents and
+		// reassign paths come first because Vault routes to the first
+		// pattern that matches.
+		Pattern:      "keys/" + framework.MatchAllRegex("name"),
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "key"},
+		Fields: map[string]*framework.FieldSchema{
+			"name": {
+				Type:        framework.TypeString,
+				Description: "Name of the key, in Vault and on the platform: " + nameRule + ".",
 			},
-			ExistenceCheck: b.keyExists,
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.CreateOperation: &framework.PathOperation{
-					Callback:                    answered(b.handleKeyCreate),
-					Summary:                     "Verify a key with its provider, push it to the platform and store it.",
-					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "create"},
-					Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
-				logical.UpdateOperation: &framework.PathOperation{
-					Callback:                    answered(b.handleKeyUpdate),
-					Summary:                     "Rotate the secret of a key (same platform key and uuid) or change its description.",
-					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "update"},
-					Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
-				logical.ReadOperation: &framework.PathOperation{
-					Callback:     b.readingKey(b.handleKeyRead),
-					Summary:      "Read a key's metadata; never the key itself.",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
-					Responses:    map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
-				},
-				logical.DeleteOperation: &framework.PathOperation{
-					Callback:                    b.changingKey(b.handleKeyDelete),
-					Summary:                     "Delete a key from the platform, then from Vault. Refused while agents use it, unless force=true.",
-					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "delete"},
-					Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
+			"provider": {
+				Type:          framework.TypeString,
+				Description:   `Provider of the key: "anthropic" or "openai". Required on create; cannot change.`,
+				AllowedValues: []any{providerAnthropic, providerOpenAI},
 			},
-			HelpSynopsis:    keyHelpSynopsis,
-			HelpDescription: keyHelpDescription,
+			"api_key": {
+				Type:         framework.TypeString,
+				Description:  "The provider's model API key. Required on create; a new value rotates the secret of the same platform key. Surrounding white space is trimmed.",
+				DisplayAttrs: &framework.DisplayAttributes{Sensitive: true},
+			},
+			"description": {
+				Type:        framework.TypeString,
+				Description: "Free text kept in Vault only.",
+			},
+			"uuid": {
+				Type:        framework.TypeString,
+				Description: "Adopt an existing platform key with this uuid (8-4-4-4-12 hexadecimal digits) instead of creating one: it is updated with this name and secret.",
+			},
+			"force": {
+				Type:        framework.TypeBool,
+				Description: "On delete: delete even though agents use the key; they lose access to the provider.",
+			},
+			"rotation_period":            rotationPeriodField,
+			"rotation_schedule":          rotationScheduleField,
+			"rotation_window":            rotationWindowField,
+			"disable_automated_rotation": disableRotationField,
+			"next_api_key":               nextAPIKeyField,
+			"source":                     sourceField,
+			"openai_project_id":          openAIProjectIDField,
+			"grace_period":               gracePeriodField,
+			"retire_previous":            retirePreviousField,
 		},
+		ExistenceCheck: b.keyExists,
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.CreateOperation: &framework.PathOperation{
+				Callback:                    answered(b.handleKeyCreate),
+				Summary:                     "Verify a key with its provider, push it to the platform and store it.",
+				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "create"},
+				Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:                    answered(b.handleKeyUpdate),
+				Summary:                     "Rotate the secret of a key (same platform key and uuid) or change its description.",
+				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "update"},
+				Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.readingKey(b.handleKeyRead),
+				Summary:      "Read a key's metadata; never the key itself.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				Responses:    map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
+			},
+			logical.DeleteOperation: &framework.PathOperation{
+				Callback:                    b.changingKey(b.handleKeyDelete),
+				Summary:                     "Delete a key from the platform, then from Vault. Refused while agents use it, unless force=true.",
+				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "delete"},
+				Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
+		},
+		HelpSynopsis:    keyHelpSynopsis,
+		HelpDescription: keyHelpDescription,
 	}
 }
 
