@@ -285,7 +285,7 @@ func (s *rotationScheduler) rebuild(ctx context.Context, storage logical.Storage
 		go func() {
 			defer wg.Done()
 			for name := range work {
-				ok, err := s.syncKey(ctx, storage, name)
+				ok, err := s.loadKey(ctx, storage, name)
 				if err != nil {
 					cancel(err)
 					return
@@ -316,10 +316,10 @@ feed:
 	return nil
 }
 
-// syncKey queues one stored key. An entry with rotation on but no stored
+// loadKey queues one stored key. An entry with rotation on but no stored
 // next rotation (written before that field existed) gets one counted from
 // now and stored, never "due since the epoch".
-func (s *rotationScheduler) syncKey(ctx context.Context, storage logical.Storage, name string) (bool, error) {
+func (s *rotationScheduler) loadKey(ctx context.Context, storage logical.Storage, name string) (bool, error) {
 	defer s.b.lockNames(name)()
 	k, err := getKey(ctx, storage, name)
 	if err != nil {
