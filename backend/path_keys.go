@@ -349,8 +349,8 @@ func (b *gradientBackend) handleKeyUpdate(ctx context.Context, req *logical.Requ
 	if err := b.applyZeroTouchWrite(ctx, req.Storage, d, &updated); err != nil {
 		return nil, err
 	}
-	if resp, err := b.applyRotationWrite(ctx, req, d, &updated); resp != nil || err != nil {
-		return resp, err
+	if err := b.applyRotationWrite(ctx, req.Storage, d, &updated); err != nil {
+		return nil, err
 	}
 	if raw, ok := d.GetOk("api_key"); ok {
 		apiKey, err := normalizeAPIKey(k.Provider, raw.(string))
