@@ -263,8 +263,8 @@ func (k *keyEntry) nextLook() time.Time {
 }
 
 // rebuildWorkers is how many keys the rebuild reads at once. Each read
-// is a round trip from the plugin to Vault's storage: one after the other,
-// 10,000 keys took 3.5 s on two cores; a few in flight hide the latency.
+// is a round trip from the plugin to Vault's storage: a few in flight hide
+// the latency (BENCHMARKS.md, "Rotation at scale", has the measurements).
 const rebuildWorkers = 8
 
 // rebuild fills the queue from storage. Each key is read under its lock, so
