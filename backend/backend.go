@@ -92,7 +92,7 @@ type gradientBackend struct {
 	syncer *syncScheduler
 
 	// secretFields are the fields refused unless they are strings
-	// (secret_fields.go), derived from the paths' schemas.
+	// (requests.go), derived from the paths' schemas.
 	secretFields []string
 }
 
@@ -157,13 +157,15 @@ func newBackend(t tuning) *gradientBackend {
 			// ACL on the source path alone cannot see: it needs sudo.
 			Root: []string{"rename/*"},
 		},
-		Paths: framework.PathAppend(
-			// keys/<name>/rotate comes before the keys/<name> catch-all.
-			[]*framework.Path{pathConfig(b), pathKeyRotate(b), pathKeySync(b), pathStatus(b)},
-			pathKeys(b),
-			[]*framework.Path{pathRename(b), pathCreds(b), pathSync(b)},
-			pathPlatformKeys(b),
-		),
+		// Vault routes to the first pattern that matches: every
+		// keys/<name>/<verb> path comes before the keys/<name> catch-all.
+		Paths: []*framework.Path{
+			pathConfig(b), pathStatus(b),
+			pathKeyRotate(b), pathKeySync(b), pathKeyAgents(b), pathKeyReassign(b),
+			pathKeysList(b), pathKey(b),
+			pathRename(b), pathCreds(b), pathSync(b),
+			pathPlatformKeysList(b), pathPlatformKey(b),
+		},
 		Secrets:           []*framework.Secret{secretCreds(b)},
 		InitializeFunc:    b.initialize,
 		Clean:             b.clean,
@@ -279,4 +281,18 @@ func withTrailingSlash(u string) string {
 		return u
 	}
 	return u + "/"
+}
+
+// initialize and clean are the backend's InitializeFunc and Clean: the
+// rotation scheduler and the periodic sync.
+func (b *gradientBackend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
+	if err := b.initializeRotation(ctx, req); err != nil {
+		return err
+	}
+	return b.initializeSync(ctx, req)
+}
+
+func (b *gradientBackend) clean(ctx context.Context) {
+	b.cleanSync(ctx)
+	b.cleanRotation(ctx)
 }

@@ -92,7 +92,7 @@ func carriesSecret(name string, f *framework.FieldSchema) bool {
 
 // Every field that carries a secret, in a request or a response, is marked
 // Sensitive: UIs and OpenAPI hide it, and the non-string guard
-// (secret_fields.go), which is derived from the marking, refuses it without
+// (requests.go), which is derived from the marking, refuses it without
 // quoting it. A secret field added later without the mark fails here.
 func TestBackend_SecretFieldsAreSensitive(t *testing.T) {
 	b := newBackend(testTuning())

@@ -227,3 +227,19 @@ func TestReassign_BadToNamesTheField(t *testing.T) {
 	e.mustOK(logical.CreateOperation, "keys/field-from", map[string]any{"provider": "anthropic", "api_key": anthropicKey("fieldfrom")})
 	e.mustBadRequest(logical.UpdateOperation, "keys/field-from/reassign", map[string]any{"to": "Bad_Name"}, "to: invalid key name", "a key name is 1 to 64")
 }
+
+// A reassign to a key deleted outside Vault fails, says where the agents
+// are, and leaves them on their key.
+func TestReassign_ToKeyDeletedOutsideVaultSaysWhereAgentsAre(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/tg-from", map[string]any{"provider": "anthropic", "api_key": anthropicKey("tgfrom")})
+	e.mustOK(logical.CreateOperation, "keys/tg-to", map[string]any{"provider": "anthropic", "api_key": anthropicKey("tgto")})
+	agent := e.createAgent("tg-agent", providerAnthropic, e.platformKeyNamed(providerAnthropic, "tg-from").UUID)
+	if _, _, err := e.do.AgentPlatform.DeleteAnthropicAPIKey(t.Context(), e.platformKeyNamed(providerAnthropic, "tg-to").UUID); err != nil {
+		t.Fatal(err)
+	}
+	e.mustBadRequest(logical.UpdateOperation, "keys/tg-from/reassign", map[string]any{"to": "tg-to"}, `on "tg-from"`)
+	if anth, _ := e.agentKey(agent.Uuid); anth != e.platformKeyNamed(providerAnthropic, "tg-from").UUID {
+		t.Fatal("the agent left its key")
+	}
+}

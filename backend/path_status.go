@@ -21,7 +21,7 @@ func pathStatus(b *gradientBackend) *framework.Path {
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "status"},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
-				Callback:     answered(b.pathStatusRead),
+				Callback:     answered(b.handleStatusRead),
 				Summary:      "Key counts, upcoming, overdue and failed rotations, scheduler and rate-limit state.",
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
 				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
@@ -56,7 +56,7 @@ func pathStatus(b *gradientBackend) *framework.Path {
 	}
 }
 
-func (b *gradientBackend) pathStatusRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handleStatusRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	names, err := req.Storage.List(ctx, keyStoragePrefix)
 	if err != nil {
 		return nil, fmt.Errorf("listing keys: %w", err)

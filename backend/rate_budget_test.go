@@ -310,3 +310,17 @@ func TestRateBudget_BurstRetryAfterInAnyForm(t *testing.T) {
 		})
 	}
 }
+
+// A tiny hourly limit still refills: the budget is slow, never wedged.
+func TestRateBudget_TinyHourlyLimitStillRefills(t *testing.T) {
+	for _, perHour := range []int{1, 2, 3} {
+		b := newRateBudget(250, perHour, time.Now)
+		now := time.Now()
+		if delay, _ := b.reserve(now); delay > 0 {
+			t.Fatalf("limit %d: the first request waits %v", perHour, delay)
+		}
+		if delay, _ := b.reserve(now); delay <= 0 || delay > 3*time.Hour {
+			t.Fatalf("limit %d: the next place comes in %v; want a few hours at most", perHour, delay)
+		}
+	}
+}

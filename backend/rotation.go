@@ -226,8 +226,8 @@ func (k *keyEntry) nextLook() time.Time {
 }
 
 // rebuildWorkers is how many keys the rebuild reads at once. Each read
-// is a round trip from the plugin to Vault's storage: one after the other,
-// 10,000 keys took 3.5 s on two cores; a few in flight hide the latency.
+// is a round trip from the plugin to Vault's storage: a few in flight hide
+// the latency (BENCHMARKS.md, "Rotation at scale", has the measurements).
 const rebuildWorkers = 8
 
 // rebuild fills the queue from storage. Each key is read under its lock, so
@@ -248,7 +248,7 @@ func (s *rotationScheduler) rebuild(ctx context.Context, storage logical.Storage
 		go func() {
 			defer wg.Done()
 			for name := range work {
-				ok, err := s.syncKey(ctx, storage, name)
+				ok, err := s.loadKey(ctx, storage, name)
 				if err != nil {
 					cancel(err)
 					return
@@ -279,10 +279,10 @@ feed:
 	return nil
 }
 
-// syncKey queues one stored key. An entry with rotation on but no stored
+// loadKey queues one stored key. An entry with rotation on but no stored
 // next rotation (written before that field existed) gets one counted from
 // now and stored, never "due since the epoch".
-func (s *rotationScheduler) syncKey(ctx context.Context, storage logical.Storage, name string) (bool, error) {
+func (s *rotationScheduler) loadKey(ctx context.Context, storage logical.Storage, name string) (bool, error) {
 	defer s.b.lockNames(name)()
 	k, err := getKey(ctx, storage, name)
 	if err != nil {
@@ -367,7 +367,7 @@ func (s *rotationScheduler) process(ctx context.Context, storage logical.Storage
 
 // promote rotates to the staged key through rotateSecret (verify, WAL, push
 // to the same uuid, one put), or, for a minted key with nothing staged, to a
-// freshly minted one through mintNext (mint.go). On failure the stored entry
+// freshly minted one through mintNext (change_rotate.go). On failure the stored entry
 // keeps the current key, and only the failure bookkeeping is written.
 func (s *rotationScheduler) promote(ctx context.Context, storage logical.Storage, k *keyEntry, now time.Time, log hclog.Logger) {
 	rotated := *k

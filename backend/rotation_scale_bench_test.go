@@ -68,3 +68,28 @@ func BenchmarkRotationAtScale(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkRotationIdleTick measures a tick with nothing due, with 10,000
+// keys queued: it should not depend on the number of keys.
+func BenchmarkRotationIdleTick(b *testing.B) {
+	for _, n := range []int{10, 10000} {
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			be := newBackend(testTuning())
+			clock := &fakeClock{now: t0}
+			be.clock = clock.Now
+			be.rotation.storage = &logical.InmemStorage{}
+			be.rotation.built = true
+			if err := be.Setup(context.Background(), &logical.BackendConfig{Logger: hclog.NewNullLogger(), System: logical.TestSystemView()}); err != nil {
+				b.Fatal(err)
+			}
+			for i := 0; i < n; i++ {
+				be.rotation.schedule(fmt.Sprintf("key-%05d", i), t0.Add(time.Hour+time.Duration(i)*time.Second))
+			}
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				be.rotation.runTick(ctx)
+			}
+		})
+	}
+}

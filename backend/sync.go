@@ -420,15 +420,10 @@ func (b *gradientBackend) syncKey(ctx context.Context, s logical.Storage, c *cli
 	if rec != nil && strings.EqualFold(rec.UUID, k.UUID) {
 		next.Agents, next.AgentsSeenAt = rec.Agents, rec.AgentsSeenAt
 	}
-	if status != syncInSync && (rec == nil || syncStatusOf(k, rec) != status) {
+	if was, _ := syncStatus(k, rec); status != syncInSync && was != status {
 		b.Logger().Warn("drift found", "name", name, "uuid", k.UUID, "status", status, "platform_name", pk.Name)
 	}
 	return status, k.UUID, putSyncRecord(ctx, s, name, next)
-}
-
-func syncStatusOf(k *keyEntry, rec *keySyncRecord) string {
-	status, _ := syncStatus(k, rec)
-	return status
 }
 
 // dropStaleSyncRecords deletes the records of keys that are gone (deleted or
@@ -513,20 +508,6 @@ func (b *gradientBackend) cleanSync(context.Context) {
 	stopAndWait := s.loop.detach()
 	s.mu.Unlock()
 	stopAndWait()
-}
-
-// initialize and clean are the backend's InitializeFunc and Clean: the
-// rotation scheduler and the periodic sync.
-func (b *gradientBackend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
-	if err := b.initializeRotation(ctx, req); err != nil {
-		return err
-	}
-	return b.initializeSync(ctx, req)
-}
-
-func (b *gradientBackend) clean(ctx context.Context) {
-	b.cleanSync(ctx)
-	b.cleanRotation(ctx)
 }
 
 // runTick starts a sync when one is due. Like the rotation scheduler it acts

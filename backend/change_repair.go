@@ -16,8 +16,6 @@ import (
 // name with Vault's secret (a create-key entry, whose undo deletes the new
 // key if storage never took its uuid).
 
-const walKindRepair = "repair-key"
-
 // repairWAL: platform key UUID was being given the name and secret storage
 // holds. The undo does the same again: storage is the truth, and pushing it
 // twice changes nothing.
@@ -45,20 +43,11 @@ func (w *repairWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 	if err != nil || stored == nil {
 		return err
 	}
-	c, err := b.clients(ctx, s)
-	if err != nil {
-		return fmt.Errorf("finishing the repair of %s: %w", w.UUID, err)
+	found, err := b.pushStored(ctx, s, w.Provider, w.UUID, keyChange{Name: stored.Name, Secret: stored.APIKey}, "finishing the repair of")
+	if found {
+		b.names.put(w.Provider, stored.Name, w.UUID)
 	}
-	pk, err := c.platform.UpdateKey(ctx, w.Provider, w.UUID, keyChange{Name: stored.Name, Secret: stored.APIKey})
-	if errors.Is(err, errPlatformNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("finishing the repair of %s: %w", w.UUID, err)
-	}
-	b.names.put(w.Provider, stored.Name, w.UUID)
-	b.recordPlatformWrite(ctx, s, w.UUID, pk.UpdatedAt)
-	return nil
+	return err
 }
 
 // repairOutcome is what a repair did, for the response.
