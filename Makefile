@@ -19,6 +19,18 @@ PLUGIN_DIR := $(BIN_DIR)/plugins
 PLUGIN_BIN := $(PLUGIN_DIR)/$(PLUGIN_NAME)
 EMULATOR_BIN := $(BIN_DIR)/gradient-emulator
 
+# The test build of the plugin, for the tests through a real Vault (the
+# acceptance suite, the cluster and chaos tests, the bench): built with the
+# build tag gradienttest, its Factory reads the GRADIENT_TEST_* variables that
+# `vault plugin register -env=...` passes (the scheduler's tick, the smallest
+# rotation_period, the WAL's minimum age; backend/tuning_gradienttest.go), so
+# that tests rotate and roll back within seconds. `make build`, `make dev` and
+# `make release` leave the tag out: those binaries read no environment
+# variable and keep every floor (scripts/release_test.go checks the release).
+TEST_TAGS := gradienttest
+TEST_PLUGIN_DIR := $(BIN_DIR)/plugins-test
+TEST_PLUGIN_BIN := $(TEST_PLUGIN_DIR)/$(PLUGIN_NAME)
+
 # Where scripts/get-vault.sh caches the Vault binary it builds. The Makefile
 # owns this directory: `make clean` leaves it alone, `make clean-vault` removes it.
 VAULT_CACHE_DIR ?= $(CURDIR)/.cache/vault
@@ -45,6 +57,11 @@ build: deps ## Build the plugin into bin/plugins and the emulator into bin
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(PLUGIN_BIN) ./cmd/$(PLUGIN_NAME)
 	$(GO) build -trimpath -o $(EMULATOR_BIN) ./cmd/gradient-emulator
 
+.PHONY: build-test
+build-test: deps ## Build the test plugin (tag gradienttest: reads GRADIENT_TEST_*) into bin/plugins-test
+	@mkdir -p $(TEST_PLUGIN_DIR)
+	$(GO) build -trimpath -tags $(TEST_TAGS) -ldflags "$(LDFLAGS)" -o $(TEST_PLUGIN_BIN) ./cmd/$(PLUGIN_NAME)
+
 .PHONY: vault
 vault: ## Get a Vault binary (one on PATH >= 1.15, else build v1.21.0 into .cache/vault once)
 	@scripts/get-vault.sh >/dev/null
@@ -60,14 +77,15 @@ test: vet test-unit test-acceptance test-cluster chaos-short fuzz-ci bench-smoke
 test: TESTARGS = -skip ^TestCluster$$
 
 .PHONY: test-unit
-test-unit: deps ## Unit tests only (race detector on)
+test-unit: deps ## Unit tests only (race detector on), and the test build's tuning
 	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -tags $(TEST_TAGS) -run '^TestTuning' ./backend/
 
 .PHONY: test-acceptance
-test-acceptance: build ## Acceptance suite against a real Vault through the vault CLI
+test-acceptance: build-test ## Acceptance suite against a real Vault through the vault CLI (the test plugin)
 	@vault_bin=$$(scripts/get-vault.sh); \
-	echo "acceptance: Vault $$vault_bin, plugin $(PLUGIN_BIN) ($(VERSION))"; \
-	VAULT_BIN="$$vault_bin" GRADIENT_PLUGIN_DIR="$(PLUGIN_DIR)" GRADIENT_PLUGIN_VERSION="$(VERSION)" \
+	echo "acceptance: Vault $$vault_bin, plugin $(TEST_PLUGIN_BIN) ($(VERSION))"; \
+	VAULT_BIN="$$vault_bin" GRADIENT_PLUGIN_DIR="$(TEST_PLUGIN_DIR)" GRADIENT_PLUGIN_VERSION="$(VERSION)" \
 		$(GO) test -tags acceptance -count=1 -timeout $(ACCEPTANCE_TIMEOUT) -v $(TESTARGS) ./acceptance/...
 
 # TestCluster on its own: three raft Vault servers, a failover by SIGKILL,
@@ -75,10 +93,10 @@ test-acceptance: build ## Acceptance suite against a real Vault through the vaul
 CLUSTER_TIMEOUT ?= 10m
 
 .PHONY: test-cluster
-test-cluster: build ## The Vault cluster test alone (3 raft nodes, failover, rotation, WAL rollback)
+test-cluster: build-test ## The Vault cluster test alone (3 raft nodes, failover, rotation, WAL rollback)
 	@vault_bin=$$(scripts/get-vault.sh); \
-	echo "test-cluster: Vault $$vault_bin, plugin $(PLUGIN_BIN) ($(VERSION))"; \
-	VAULT_BIN="$$vault_bin" GRADIENT_PLUGIN_DIR="$(PLUGIN_DIR)" GRADIENT_PLUGIN_VERSION="$(VERSION)" \
+	echo "test-cluster: Vault $$vault_bin, plugin $(TEST_PLUGIN_BIN) ($(VERSION))"; \
+	VAULT_BIN="$$vault_bin" GRADIENT_PLUGIN_DIR="$(TEST_PLUGIN_DIR)" GRADIENT_PLUGIN_VERSION="$(VERSION)" \
 		$(GO) test -tags acceptance -count=1 -timeout $(CLUSTER_TIMEOUT) -v -run '^TestCluster$$' ./acceptance/...
 
 # The chaos run (acceptance/chaos_test.go): concurrent clients through the
@@ -136,16 +154,17 @@ bench-backend: deps ## In-process benchmarks of the backend's hot paths (reads, 
 
 BENCH_OUT ?= bench/results/latest.md
 
+# The bench registers the test plugin: it rotates keys with a one-second tick.
 .PHONY: bench
-bench: build ## Measure through a real Vault beside KV v2 and a floor plugin (own Vault + emulator); table in BENCH_OUT
+bench: build-test ## Measure through a real Vault beside KV v2 and a floor plugin (own Vault + emulator); table in BENCH_OUT
 	@$(GO) build -trimpath -o $(BIN_DIR)/bench/gradient-bench-floor ./bench/cmd/gradient-bench-floor
-	$(GO) run ./bench/cmd/gradient-bench -vault "$$(scripts/get-vault.sh)" -plugin $(PLUGIN_BIN) \
+	$(GO) run ./bench/cmd/gradient-bench -vault "$$(scripts/get-vault.sh)" -plugin $(TEST_PLUGIN_BIN) \
 		-floor $(BIN_DIR)/bench/gradient-bench-floor -size full -out $(BENCH_OUT)
 
 .PHONY: bench-smoke
-bench-smoke: build ## `make bench` at a small size, as a CI smoke test (table in bin/bench/smoke.md)
+bench-smoke: build-test ## `make bench` at a small size, as a CI smoke test (table in bin/bench/smoke.md)
 	@$(GO) build -trimpath -o $(BIN_DIR)/bench/gradient-bench-floor ./bench/cmd/gradient-bench-floor
-	$(GO) run ./bench/cmd/gradient-bench -vault "$$(scripts/get-vault.sh)" -plugin $(PLUGIN_BIN) \
+	$(GO) run ./bench/cmd/gradient-bench -vault "$$(scripts/get-vault.sh)" -plugin $(TEST_PLUGIN_BIN) \
 		-floor $(BIN_DIR)/bench/gradient-bench-floor -size smoke -out $(BIN_DIR)/bench/smoke.md
 
 .PHONY: fmt
@@ -155,11 +174,13 @@ fmt: ## Format the Go code
 .PHONY: vet
 vet: deps ## go vet, including the acceptance suite; fails on unformatted code
 	$(GO) vet ./...
+	$(GO) vet -tags $(TEST_TAGS) ./backend/...
 	$(GO) vet -tags acceptance ./acceptance/...
 	@unformatted=$$(gofmt -l $$(find . -name '*.go' -not -path './.cache/*' -not -path './bin/*')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
 
-# `make release` cross-compiles the plugin for each RELEASE_PLATFORMS entry into
+# `make release` cross-compiles the plugin, without the gradienttest tag (no
+# test tuning; see TEST_TAGS), for each RELEASE_PLATFORMS entry into
 # DIST_DIR as $(PLUGIN_NAME)_<version>_<os>_<arch>, with a SHA256SUMS beside them.
 # Earlier release binaries in DIST_DIR are removed first, so that SHA256SUMS
 # covers everything there. scripts/release_test.go checks the result.

@@ -178,7 +178,7 @@ func (r *chaosRun) setUp() {
 	r.v = startRaftVault(t)
 	r.root = r.v.rootToken
 	res := r.v.vault(t, as(r.root), "plugin", "register", "-sha256="+pluginSHA256, "-version="+pluginVersion,
-		"-env="+testTick, "-env="+testMinPeriod, "-env=GRADIENT_TEST_WAL_MIN_AGE=5s", "secret", pluginName)
+		"-env="+testTick, "-env="+testMinPeriod, "-env="+testWALMinAge, "secret", pluginName)
 	if res.Code != 0 {
 		t.Fatalf("registering the plugin with the test tuning: %s", res)
 	}

@@ -568,6 +568,8 @@ func copyFile(from, to string) error {
 // buildPlugin builds the plugin with version stamped in, into the cluster's
 // plugin directory as <name>_<version>, as an operator installs a new
 // release next to the old one, and returns the file name and its sha256.
+// It is a test build, as `make build-test` makes the first one: the cluster
+// registers it with the GRADIENT_TEST_* tuning.
 func (c *cluster) buildPlugin(t *testing.T, version string) (string, string) {
 	t.Helper()
 	name := pluginName + "_" + version
@@ -576,7 +578,7 @@ func (c *cluster) buildPlugin(t *testing.T, version string) (string, string) {
 	if err != nil {
 		t.Fatalf("building a second plugin version needs the go command: %v", err)
 	}
-	cmd := exec.Command(goBin, "build", "-trimpath",
+	cmd := exec.Command(goBin, "build", "-trimpath", "-tags", testBuildTag,
 		"-ldflags", "-X github.com/gradient-vault/vault-plugin-secrets-gradient/backend.Version="+version,
 		"-o", out, "./cmd/"+pluginName)
 	cmd.Dir = ".." // the module root; go test runs in the package directory

@@ -366,9 +366,12 @@ func TestCluster(t *testing.T) {
 	if n := e.SecretChanges()[w.uuid]; n != 2 {
 		t.Errorf("%s: %d secret changes, want 2 (the late rotation, then its rollback)", w.name, n)
 	}
-	if b, _ := os.ReadFile(newAct.logPath); !strings.Contains(string(b), "pushed the stored secret back after an incomplete rotation") {
-		t.Errorf("%s's log does not show the rollback", newAct.name)
-	}
+	// The plugin logs the rollback after the platform answered, and Vault
+	// writes the plugin's line to its log a moment later: wait for it.
+	eventually(t, 30*time.Second, newAct.name+"'s log to show the rollback", func() bool {
+		b, _ := os.ReadFile(newAct.logPath)
+		return strings.Contains(string(b), "pushed the stored secret back after an incomplete rotation")
+	})
 
 	// Who called the platform: every request carries the plugin's pid, and
 	// the pid is a plugin process of the node that was active then.

@@ -10,7 +10,9 @@
 // environment the suite needs:
 //
 //	VAULT_BIN                the vault binary (scripts/get-vault.sh prints it)
-//	GRADIENT_PLUGIN_DIR      directory holding vault-plugin-secrets-gradient
+//	GRADIENT_PLUGIN_DIR      directory holding vault-plugin-secrets-gradient, a test
+//	                         build (-tags gradienttest, `make build-test`) that
+//	                         reads the GRADIENT_TEST_* tuning the suite passes
 //	GRADIENT_PLUGIN_VERSION  the version the plugin was built with (default v0.1.0)
 //
 // Every Vault server and emulator is started on a free 127.0.0.1 port and

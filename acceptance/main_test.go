@@ -36,7 +36,8 @@ func runSuite(m *testing.M) int {
 			"Run the suite with `make test-acceptance` (or `make test`): it builds the plugin,\n"+
 			"gets a Vault binary with scripts/get-vault.sh and sets the environment. To run it\n"+
 			"by hand, set VAULT_BIN to a vault binary (1.15 or later), GRADIENT_PLUGIN_DIR to the\n"+
-			"directory holding %s and GRADIENT_PLUGIN_VERSION to its version.\n\n", err, pluginName)
+			"directory holding %s built with -tags gradienttest (`make build-test`)\n"+
+			"and GRADIENT_PLUGIN_VERSION to its version.\n\n", err, pluginName)
 		return 1
 	}
 	dir, err := os.MkdirTemp("", "gradient-acceptance-")
@@ -88,7 +89,7 @@ func loadEnv() error {
 	pluginPath = filepath.Join(pluginDir, pluginName)
 	st, err := os.Stat(pluginPath)
 	if err != nil || st.Mode()&0o111 == 0 {
-		return fmt.Errorf("no executable plugin at %s (build it with `make build`)", pluginPath)
+		return fmt.Errorf("no executable plugin at %s (build it with `make build-test`)", pluginPath)
 	}
 	pluginVersion = os.Getenv("GRADIENT_PLUGIN_VERSION")
 	if pluginVersion == "" {

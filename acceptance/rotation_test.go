@@ -18,7 +18,12 @@ import (
 // registered with the test-only tuning (`vault plugin register -env`): the
 // scheduler ticks every second and rotation_period may be as short as one
 // second, so a scheduled rotation happens within the test.
+// The suite runs the test build of the plugin (`make build-test`: the build
+// tag testBuildTag), which reads the GRADIENT_TEST_* tuning passed with
+// `vault plugin register -env`; a release build reads none of it
+// (backend/tuning.go).
 const (
+	testBuildTag  = "gradienttest"
 	testTick      = "GRADIENT_TEST_ROTATION_TICK=1s"
 	testMinPeriod = "GRADIENT_TEST_MIN_ROTATION_PERIOD=1s"
 )

@@ -11,11 +11,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/providers"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/providers"
 )
 
 // Version is the plugin's version, reported to Vault; set by the build with
@@ -30,15 +31,19 @@ pushes them, verified with the provider, to DigitalOcean's Gradient AI
 platform as partner provider keys. Configure it at "config", manage keys at
 "keys/<name>", hand them to consumers at "creds/<name>".`
 
-// Factory is the plugin's entry point, called by Vault for every mount.
+// Factory is the plugin's entry point, called by Vault for every mount. Its
+// tuning is the floors in a release build (tuning.go).
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
-	b := newBackend()
-	if err := b.applyTestTuning(); err != nil {
+	t, err := buildTuning()
+	if err != nil {
 		return nil, err
 	}
-	if err := b.tuneWALFromEnv(os.LookupEnv); err != nil {
-		return nil, err
-	}
+	return factory(ctx, conf, t)
+}
+
+// factory is Factory with the tuning given; unit tests call it.
+func factory(ctx context.Context, conf *logical.BackendConfig, t tuning) (*gradientBackend, error) {
+	b := newBackend(t)
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
@@ -67,9 +72,14 @@ type gradientBackend struct {
 	// clients, which a config write replaces.
 	budget *platform.Budget
 
-	// now is the clock of WAL entries; walMaxAge bounds how long a failing
-	// rollback is retried. Tests change both.
-	now       func() time.Time
+	// clock is the backend's one clock: WAL entries, the schedulers, the
+	// name cache, the rate budget and the platform clock read it through
+	// now. Tests replace it here, before the part they drive starts.
+	clock func() time.Time
+	// tuning is the pace tests may change (tuning.go).
+	tuning tuning
+	// walMaxAge bounds how long a failing rollback is retried; tests change
+	// it.
 	walMaxAge time.Duration
 
 	// rotation runs scheduled rotations (rotation.go).
@@ -84,7 +94,7 @@ type gradientBackend struct {
 	syncer *syncScheduler
 
 	// secretFields are the fields refused unless they are strings
-	// (secret_fields.go), derived from the paths' schemas.
+	// (requests.go), derived from the paths' schemas.
 	secretFields []string
 }
 
@@ -110,19 +120,20 @@ func (c *clients) closeIdleConnections() {
 	}
 }
 
-func newBackend() *gradientBackend {
+func newBackend(t tuning) *gradientBackend {
 	b := &gradientBackend{
 		nameLocks:   locksutil.CreateLocks(),
 		uuidLocks:   locksutil.CreateLocks(),
-		names:       newNameCache(),
-		budget:      platform.NewBudget(0, 0),
-		now:         time.Now,
+		clock:       time.Now,
+		tuning:      t,
 		walMaxAge:   defaultWALMaxAge,
 		adminPace:   providers.NewPace(),
 		retirements: newRetirementPlan(),
 	}
+	b.names = newNameCache(b.now)
+	b.budget = platform.NewBudget(0, 0, b.now)
 	b.buildClients = func(cfg *gradientConfig) (*clients, error) {
-		return newClients(cfg, b.budget, b.adminPace)
+		return newClients(cfg, b.budget, b.now, b.tuning.retryBaseDelay, b.adminPace)
 	}
 	b.rotation = newRotationScheduler(b)
 	b.syncer = newSyncScheduler(b)
@@ -144,23 +155,29 @@ func newBackend() *gradientBackend {
 			// ACL on the source path alone cannot see: it needs sudo.
 			Root: []string{"rename/*"},
 		},
-		Paths: framework.PathAppend(
-			// keys/<name>/rotate comes before the keys/<name> catch-all.
-			[]*framework.Path{pathConfig(b), pathKeyRotate(b), pathKeySync(b), pathStatus(b)},
-			pathKeys(b),
-			[]*framework.Path{pathRename(b), pathCreds(b), pathSync(b)},
-			pathPlatformKeys(b),
-		),
+		// Vault routes to the first pattern that matches: every
+		// keys/<name>/<verb> path comes before the keys/<name> catch-all.
+		Paths: []*framework.Path{
+			pathConfig(b), pathStatus(b),
+			pathKeyRotate(b), pathKeySync(b), pathKeyAgents(b), pathKeyReassign(b),
+			pathKeysList(b), pathKey(b),
+			pathRename(b), pathCreds(b), pathSync(b),
+			pathPlatformKeysList(b), pathPlatformKey(b),
+		},
 		Secrets:           []*framework.Secret{secretCreds(b)},
 		InitializeFunc:    b.initialize,
 		Clean:             b.clean,
 		Invalidate:        b.invalidate,
 		WALRollback:       b.walRollback,
-		WALRollbackMinAge: walRollbackMinAge,
+		WALRollbackMinAge: t.walMinAge,
 	}
 	b.secretFields = sensitiveFields(b.Paths)
 	return b
 }
+
+// now reads the backend's clock; the parts that keep time are handed this
+// method, so replacing b.clock reaches all of them.
+func (b *gradientBackend) now() time.Time { return b.clock() }
 
 // invalidate runs on standbys and performance secondaries when storage they
 // cache changes under them.
@@ -231,13 +248,14 @@ func (b *gradientBackend) useClientsLocked(cfg *gradientConfig, c *clients) {
 // newClients builds every client of one config, once: the platform client,
 // whose requests wait for budget, the verifier and the Admin API client,
 // paced by pace. It leaves the budget's limits alone (useClientsLocked
-// applies them).
-func newClients(cfg *gradientConfig, budget *platform.Budget, pace providers.Pace) (*clients, error) {
-	p, err := platform.New(withTrailingSlash(cfg.APIURL), cfg.Token, userAgent(), cfg.RequestTimeout, budget)
+// applies them). now is the backend's clock, retryBase the first backoff of
+// a retried call.
+func newClients(cfg *gradientConfig, budget *platform.Budget, now func() time.Time, retryBase time.Duration, pace providers.Pace) (*clients, error) {
+	p, err := platform.New(withTrailingSlash(cfg.APIURL), cfg.Token, userAgent(), cfg.RequestTimeout, budget, now, retryBase)
 	if err != nil {
 		return nil, err
 	}
-	pc := cfg.providersConfig()
+	pc := cfg.providersConfig(retryBase)
 	var v providers.Verifier = skipVerification{}
 	if cfg.VerifyKeys {
 		v = providers.NewVerifier(pc)
@@ -245,12 +263,13 @@ func newClients(cfg *gradientConfig, budget *platform.Budget, pace providers.Pac
 	return &clients{config: cfg, platform: p, verifier: v, admin: providers.NewAdmin(pc, pace)}, nil
 }
 
-// providersConfig is the part of the config the provider clients use.
-func (cfg *gradientConfig) providersConfig() providers.Config {
+// providersConfig is the part of the config the provider clients use, with
+// the backend's first backoff of a retried call.
+func (cfg *gradientConfig) providersConfig(retryBase time.Duration) providers.Config {
 	return providers.Config{
 		AnthropicURL: cfg.AnthropicURL, OpenAIURL: cfg.OpenAIURL,
 		AnthropicAdminKey: cfg.AnthropicAdminKey, OpenAIAdminKey: cfg.OpenAIAdminKey,
-		Timeout: cfg.RequestTimeout,
+		Timeout: cfg.RequestTimeout, RetryBase: retryBase,
 	}
 }
 
@@ -273,4 +292,18 @@ func withTrailingSlash(u string) string {
 		return u
 	}
 	return u + "/"
+}
+
+// initialize and clean are the backend's InitializeFunc and Clean: the
+// rotation scheduler and the periodic sync.
+func (b *gradientBackend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
+	if err := b.initializeRotation(ctx, req); err != nil {
+		return err
+	}
+	return b.initializeSync(ctx, req)
+}
+
+func (b *gradientBackend) clean(ctx context.Context) {
+	b.cleanSync(ctx)
+	b.cleanRotation(ctx)
 }

@@ -17,7 +17,7 @@ import (
 // These are contract points Vault enforces from the declarations alone, so
 // the declarations are what is tested.
 func TestBackend_SpecialPaths(t *testing.T) {
-	b := newBackend()
+	b := newBackend(testTuning())
 	special := b.PathsSpecial
 	if !slices.Contains(special.Root, "rename/*") {
 		t.Errorf("rename is not sudo-protected: %v", special.Root)
@@ -35,7 +35,7 @@ func TestBackend_SpecialPaths(t *testing.T) {
 // Every operation that can change the platform runs on the active node of
 // the primary cluster.
 func TestBackend_MutationsForward(t *testing.T) {
-	b := newBackend()
+	b := newBackend(testTuning())
 	for _, p := range b.Paths {
 		for op, h := range p.Operations {
 			if op == logical.ReadOperation || op == logical.ListOperation {
@@ -52,7 +52,7 @@ func TestBackend_MutationsForward(t *testing.T) {
 // Every path documents itself, every operation has an id-forming verb and a
 // summary (secret fields: TestBackend_SecretFieldsAreSensitive).
 func TestBackend_HelpAndOpenAPIMetadata(t *testing.T) {
-	b := newBackend()
+	b := newBackend(testTuning())
 	for _, p := range b.Paths {
 		if p.HelpSynopsis == "" || p.HelpDescription == "" {
 			t.Errorf("%s lacks help", p.Pattern)
@@ -92,10 +92,10 @@ func carriesSecret(name string, f *framework.FieldSchema) bool {
 
 // Every field that carries a secret, in a request or a response, is marked
 // Sensitive: UIs and OpenAPI hide it, and the non-string guard
-// (secret_fields.go), which is derived from the marking, refuses it without
+// (requests.go), which is derived from the marking, refuses it without
 // quoting it. A secret field added later without the mark fails here.
 func TestBackend_SecretFieldsAreSensitive(t *testing.T) {
-	b := newBackend()
+	b := newBackend(testTuning())
 	check := func(where, name string, f *framework.FieldSchema) {
 		if carriesSecret(name, f) && (f.DisplayAttrs == nil || !f.DisplayAttrs.Sensitive) {
 			t.Errorf("%s: field %s carries a secret and is not marked Sensitive", where, name)
@@ -140,7 +140,7 @@ func TestBackend_SecretFieldsAreSensitive(t *testing.T) {
 // Bad names reach the key handler (a 400 quoting the rule), while the
 // agents and reassign paths still route to their own handlers.
 func TestBackend_Routing(t *testing.T) {
-	b := newBackend()
+	b := newBackend(testTuning())
 	cases := map[string]string{
 		"keys/a/b/c":       "keys/(?P<name>.*)",
 		"keys/Upper Case":  "keys/(?P<name>.*)",
@@ -168,24 +168,122 @@ func TestBackend_Routing(t *testing.T) {
 // One way to answer a caller: handlers return errors and respond() in
 // requests.go alone builds error responses, so a message is never built
 // twice or answered with the wrong status. A handler, guard or callback that
-// builds its own logical.ErrorResponse fails here.
+// builds its own error answer fails here.
 func TestBackend_OnlyRespondBuildsErrorResponses(t *testing.T) {
 	fset, files := parseBackend(t)
 	for _, file := range files {
-		for _, decl := range file.Decls {
-			fn, ok := decl.(*ast.FuncDecl)
-			if !ok || fn.Body == nil {
-				continue
-			}
-			ast.Inspect(fn.Body, func(n ast.Node) bool {
-				sel, ok := n.(*ast.SelectorExpr)
-				if ok && sel.Sel.Name == "ErrorResponse" && isIdent(sel.X, "logical") && fn.Name.Name != "respond" {
-					t.Errorf("%s: %s builds a logical.ErrorResponse; return a callerError and let respond() answer", fset.Position(sel.Pos()), fn.Name.Name)
-				}
-				return true
-			})
+		for _, found := range handBuiltErrorAnswers(fset, file) {
+			t.Error(found)
 		}
 	}
+}
+
+// The check above sees through the ways around it: an import alias, a dot
+// import, a function value, a package-level variable, a status code, a
+// response whose data holds "error", a user error outside the existence
+// check's guard.
+func TestBackend_OnlyRespondBuildsErrorResponsesCatchesEvasions(t *testing.T) {
+	for name, src := range map[string]string{
+		"alias import":       `import lg "github.com/hashicorp/vault/sdk/logical"; func h() { _ = lg.ErrorResponse("x") }`,
+		"dot import":         `import . "github.com/hashicorp/vault/sdk/logical"; func h() { _ = ErrorResponse("x") }`,
+		"method value":       `import "github.com/hashicorp/vault/sdk/logical"; func h() { f := logical.ErrorResponse; _ = f("x") }`,
+		"package variable":   `import "github.com/hashicorp/vault/sdk/logical"; var f = logical.ErrorResponse`,
+		"status code":        `import "github.com/hashicorp/vault/sdk/logical"; func h() { _, _ = logical.RespondWithStatusCode(nil, nil, 400) }`,
+		"coded error":        `import "github.com/hashicorp/vault/sdk/logical"; func h() error { return logical.CodedError(400, "x") }`,
+		"error in data":      `import "github.com/hashicorp/vault/sdk/logical"; func h() any { return &logical.Response{Data: map[string]any{"error": "x"}} }`,
+		"aliased user error": `import eu "github.com/hashicorp/vault/sdk/helper/errutil"; func h() error { return eu.UserError{Err: "x"} }`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			fset := token.NewFileSet()
+			file, err := parser.ParseFile(fset, "evasion.go", "package backend; "+src, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if found := handBuiltErrorAnswers(fset, file); len(found) != 1 {
+				t.Errorf("found %d hand-built error answers, want 1: %v", len(found), found)
+			}
+		})
+	}
+}
+
+// handBuiltErrorAnswers lists the places in file, anywhere in it, that
+// answer a caller's error without respond(): logical's ErrorResponse,
+// RespondWithStatusCode and CodedError outside respond, a logical.Response
+// whose data holds "error", and errutil.UserError outside
+// HandleExistenceCheck (the non-string guard, which runs before any
+// handler). Imports are resolved by path, so an alias or a dot import
+// changes nothing.
+func handBuiltErrorAnswers(fset *token.FileSet, file *ast.File) []string {
+	const logicalPath, errutilPath = `"github.com/hashicorp/vault/sdk/logical"`, `"github.com/hashicorp/vault/sdk/helper/errutil"`
+	local := map[string]string{} // import path -> name in this file; "." for a dot import
+	for _, imp := range file.Imports {
+		name := strings.Trim(imp.Path.Value, `"`)
+		name = name[strings.LastIndex(name, "/")+1:]
+		if imp.Name != nil {
+			name = imp.Name.Name
+		}
+		local[imp.Path.Value] = name
+	}
+	// from reports whether e names sel of the package imported from path.
+	from := func(e ast.Expr, path string, sel ...string) bool {
+		name, ok := local[path]
+		switch e := e.(type) {
+		case *ast.SelectorExpr:
+			return ok && name != "." && isIdent(e.X, name) && slices.Contains(sel, e.Sel.Name)
+		case *ast.Ident:
+			return ok && name == "." && slices.Contains(sel, e.Name)
+		}
+		return false
+	}
+	var found []string
+	report := func(n ast.Node, in, what string) {
+		found = append(found, fmt.Sprintf("%s: %s %s; return a callerError and let respond() answer", fset.Position(n.Pos()), in, what))
+	}
+	for _, decl := range file.Decls {
+		in := "a package-level declaration"
+		if fn, ok := decl.(*ast.FuncDecl); ok {
+			in = fn.Name.Name
+		}
+		ast.Inspect(decl, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.SelectorExpr, *ast.Ident:
+				if in != "respond" && from(n.(ast.Expr), logicalPath, "ErrorResponse", "RespondWithStatusCode", "CodedError") {
+					report(n, in, "builds an error answer with logical")
+				}
+				if in != "HandleExistenceCheck" && from(n.(ast.Expr), errutilPath, "UserError") {
+					report(n, in, "builds an errutil.UserError")
+				}
+			case *ast.CompositeLit:
+				if from(n.Type, logicalPath, "Response") && dataHoldsError(n) {
+					report(n, in, `answers with "error" in a response's data`)
+				}
+			}
+			return true
+		})
+	}
+	return found
+}
+
+// dataHoldsError: the literal sets Data to a map literal with key "error".
+func dataHoldsError(lit *ast.CompositeLit) bool {
+	for _, elt := range lit.Elts {
+		kv, ok := elt.(*ast.KeyValueExpr)
+		if !ok || !isIdent(kv.Key, "Data") {
+			continue
+		}
+		data, ok := kv.Value.(*ast.CompositeLit)
+		if !ok {
+			continue
+		}
+		for _, e := range data.Elts {
+			if kv, ok := e.(*ast.KeyValueExpr); ok {
+				if lit, ok := kv.Key.(*ast.BasicLit); ok && lit.Value == `"error"` {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 func isIdent(e ast.Expr, name string) bool {

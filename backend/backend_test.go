@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -26,9 +25,13 @@ const testToken = "emulator-token"
 // Unit tests run with short backoffs and a rate budget far above what they
 // send, so that they test the logic, not the clock; the tests of retries and
 // of the budget set their own.
-func TestMain(m *testing.M) {
-	platform.RetryBaseDelay = 2 * time.Millisecond
-	os.Exit(m.Run())
+const testRetryBase = 2 * time.Millisecond
+
+// testTuning is the unit tests' tuning: the release's, with short backoffs.
+func testTuning() tuning {
+	t := defaultTuning()
+	t.retryBaseDelay = testRetryBase
+	return t
 }
 
 // unlimited is a rate budget no unit test reaches.
@@ -102,7 +105,7 @@ func newUnconfiguredEnv(t testing.TB, emu *emulator.Emulator, srv *httptest.Serv
 		System:      logical.TestSystemView(),
 		StorageView: storage,
 	}
-	raw, err := Factory(context.Background(), conf)
+	b, err := factory(context.Background(), conf, testTuning())
 	if err != nil {
 		t.Fatalf("factory: %v", err)
 	}
@@ -110,7 +113,7 @@ func newUnconfiguredEnv(t testing.TB, emu *emulator.Emulator, srv *httptest.Serv
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &testEnv{t: t, b: raw.(*gradientBackend), storage: storage, emu: emu, srv: srv, logs: logs, do: do}
+	e := &testEnv{t: t, b: b, storage: storage, emu: emu, srv: srv, logs: logs, do: do}
 	t.Cleanup(e.assertNoSecretsLogged)
 	t.Cleanup(e.checkCollectedSchemas)
 	return e

@@ -44,7 +44,7 @@ type keyEntry struct {
 	RotationError    string    `json:"rotation_error,omitempty"`
 	OverdueWarnedAt  time.Time `json:"overdue_warned_at,omitzero"`
 
-	// Zero-touch rotation (mint.go, retire.go). ServiceAccountID is the
+	// Zero-touch rotation (zero_touch.go, retire.go). ServiceAccountID is the
 	// OpenAI service account that minted the current version (never its
 	// key); Retiring holds the replaced keys waiting for their grace
 	// period, stored with the rotation that replaced them.

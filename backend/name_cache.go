@@ -5,8 +5,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // nameCache remembers which names each provider's keys have on the platform,
@@ -28,8 +29,9 @@ type nameSnapshot struct {
 	uuids   map[string]string // name -> uuid of the first key with that name
 }
 
-func newNameCache() *nameCache {
-	return &nameCache{snapshots: map[string]*nameSnapshot{}, now: time.Now}
+// newNameCache reads the time from now, the backend's clock.
+func newNameCache(now func() time.Time) *nameCache {
+	return &nameCache{snapshots: map[string]*nameSnapshot{}, now: now}
 }
 
 // lookup returns the uuid of a platform key of provider named name, or "".

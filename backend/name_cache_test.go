@@ -33,7 +33,7 @@ func (p *slowListing) ListKeys(ctx context.Context, _ string) ([]platform.Key, e
 // the shared listing runs detached from any one caller, bounded by the
 // request timeout.
 func TestNameCache_CancelledCallerDoesNotFailOthers(t *testing.T) {
-	cache := newNameCache()
+	cache := newNameCache(time.Now)
 	p := &slowListing{started: make(chan struct{}), release: make(chan struct{})}
 
 	first, cancel := context.WithCancel(context.Background())

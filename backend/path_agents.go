@@ -5,9 +5,10 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 var agentListField = &framework.FieldSchema{
@@ -26,7 +27,7 @@ func pathKeyAgents(b *gradientBackend) *framework.Path {
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
 				// Under the key's lock: the agents seen are recorded (sync.go).
-				Callback:     b.changingKey(b.pathKeyAgentsRead),
+				Callback:     b.changingKey(b.handleAgentsRead),
 				Summary:      "List the platform agents that use the key, all pages.",
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
 				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
@@ -49,7 +50,7 @@ func pathKeyReassign(b *gradientBackend) *framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
-				Callback:     answered(b.pathKeyReassign),
+				Callback:     answered(b.handleReassign),
 				Summary:      "Switch every agent that uses this key to another key.",
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "reassign"},
 				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
@@ -65,7 +66,7 @@ func pathKeyReassign(b *gradientBackend) *framework.Path {
 	}
 }
 
-func (b *gradientBackend) pathKeyAgentsRead(ctx context.Context, req *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
+func (b *gradientBackend) handleAgentsRead(ctx context.Context, req *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
 	c, err := b.clients(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -78,11 +79,11 @@ func (b *gradientBackend) pathKeyAgentsRead(ctx context.Context, req *logical.Re
 	return &logical.Response{Data: map[string]any{"agents": agentList(agents)}}, nil
 }
 
-// pathKeyReassign moves every agent from this key to another one. It is an
+// handleReassign moves every agent from this key to another one. It is an
 // update with a `to` parameter, not an option of delete, because Vault
 // applies allowed_parameters to updates but not to deletes: a policy can pin
 // `to` to the team's own keys.
-func (b *gradientBackend) pathKeyReassign(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handleReassign(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name, to, err := parseNamePair(d, "to",
 		"to is required: the name of the key the agents should use instead",
 		"to names the same key; name another key of this mount")

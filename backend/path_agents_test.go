@@ -142,7 +142,7 @@ func (p driftingPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, 
 func TestReassign_ReportsOtherFieldsThatChanged(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.b.buildClients = func(cfg *gradientConfig) (*clients, error) {
-		c, err := newClients(cfg, e.b.budget, nil)
+		c, err := newClients(cfg, e.b.budget, e.b.now, e.b.tuning.retryBaseDelay, nil)
 		if err == nil {
 			c.platform = driftingPlatform{c.platform}
 		}
@@ -227,4 +227,20 @@ func TestReassign_BadToNamesTheField(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/field-from", map[string]any{"provider": "anthropic", "api_key": anthropicKey("fieldfrom")})
 	e.mustBadRequest(logical.UpdateOperation, "keys/field-from/reassign", map[string]any{"to": "Bad_Name"}, "to: invalid key name", "a key name is 1 to 64")
+}
+
+// A reassign to a key deleted outside Vault fails, says where the agents
+// are, and leaves them on their key.
+func TestReassign_ToKeyDeletedOutsideVaultSaysWhereAgentsAre(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/tg-from", map[string]any{"provider": "anthropic", "api_key": anthropicKey("tgfrom")})
+	e.mustOK(logical.CreateOperation, "keys/tg-to", map[string]any{"provider": "anthropic", "api_key": anthropicKey("tgto")})
+	agent := e.createAgent("tg-agent", platform.Anthropic, e.platformKeyNamed(platform.Anthropic, "tg-from").UUID)
+	if _, _, err := e.do.AgentPlatform.DeleteAnthropicAPIKey(t.Context(), e.platformKeyNamed(platform.Anthropic, "tg-to").UUID); err != nil {
+		t.Fatal(err)
+	}
+	e.mustBadRequest(logical.UpdateOperation, "keys/tg-from/reassign", map[string]any{"to": "tg-to"}, `on "tg-from"`)
+	if anth, _ := e.agentKey(agent.Uuid); anth != e.platformKeyNamed(platform.Anthropic, "tg-from").UUID {
+		t.Fatal("the agent left its key")
+	}
 }

@@ -10,9 +10,11 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/providers"
 )
 
 const configPath = "config"
@@ -46,11 +48,11 @@ type gradientConfig struct {
 	// CredsTTL bounds creds/<name> leases; 0 (configs written before it
 	// existed) means defaultCredsTTL.
 	CredsTTL time.Duration `json:"creds_ttl,omitempty"`
-	// The providers' admin keys, for zero-touch rotation (mint.go,
+	// The providers' admin keys, for zero-touch rotation (zero_touch.go,
 	// retire.go): secrets, sealed with the token and never returned.
 	OpenAIAdminKey    string `json:"openai_admin_key,omitempty"`
 	AnthropicAdminKey string `json:"anthropic_admin_key,omitempty"`
-	// OpenAIProjectIDs are the only projects keys may mint into (mint.go);
+	// OpenAIProjectIDs are the only projects keys may mint into (zero_touch.go);
 	// empty: any project the admin key reaches.
 	OpenAIProjectIDs []string `json:"openai_project_ids,omitempty"`
 	// SyncInterval is how often the active node compares the platform's
@@ -61,7 +63,7 @@ type gradientConfig struct {
 
 func pathConfig(b *gradientBackend) *framework.Path {
 	configWrite := &framework.PathOperation{
-		Callback:                    answered(b.pathConfigWrite),
+		Callback:                    answered(b.handleConfigWrite),
 		Summary:                     "Configure the platform token and endpoints.",
 		DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
 		Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
@@ -142,7 +144,7 @@ func pathConfig(b *gradientBackend) *framework.Path {
 		ExistenceCheck: b.configExists,
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
-				Callback:     answered(b.pathConfigRead),
+				Callback:     answered(b.handleConfigRead),
 				Summary:      "Read the configuration; the token is never returned.",
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read", OperationSuffix: "configuration"},
 				Responses: map[int][]framework.Response{
@@ -153,7 +155,7 @@ func pathConfig(b *gradientBackend) *framework.Path {
 			logical.CreateOperation: configWrite,
 			logical.UpdateOperation: configWrite,
 			logical.DeleteOperation: &framework.PathOperation{
-				Callback:                    answered(b.pathConfigDelete),
+				Callback:                    answered(b.handleConfigDelete),
 				Summary:                     "Delete the configuration; stored keys stay in Vault and on the platform.",
 				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "delete", OperationSuffix: "configuration"},
 				Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
@@ -189,7 +191,7 @@ func (b *gradientBackend) configExists(ctx context.Context, req *logical.Request
 	return cfg != nil, err
 }
 
-func (b *gradientBackend) pathConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handleConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	cfg, err := getConfig(ctx, req.Storage)
 	if err != nil || cfg == nil {
 		return nil, err
@@ -213,12 +215,12 @@ func (b *gradientBackend) pathConfigRead(ctx context.Context, req *logical.Reque
 	}}, nil
 }
 
-// pathConfigWrite merges the request into the stored config, checks the token
+// handleConfigWrite merges the request into the stored config, checks the token
 // with one platform call, and only then saves. The new clients are built
 // aside, under the live budget's current limits, and swapped in (with the
 // new limits) only once the whole write succeeded: a refused write leaves
 // the mount exactly as it was.
-func (b *gradientBackend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handleConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	stored, err := getConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -422,7 +424,7 @@ func validateBaseURL(field, raw string) error {
 	return nil
 }
 
-func (b *gradientBackend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handleConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	if err := req.Storage.Delete(ctx, configPath); err != nil {
 		return nil, fmt.Errorf("deleting the configuration: %w", err)
 	}
@@ -474,3 +476,69 @@ func (c *gradientConfig) credsTTL() time.Duration {
 	}
 	return defaultCredsTTL
 }
+
+// The providers' admin keys on config: what zero-touch rotation (zero_touch.go,
+// retire.go) calls the Admin APIs with. They are stored in the seal-wrapped
+// config beside the token, never returned (reads say *_set), and each one
+// given is checked with one cheap admin read before anything is saved.
+
+var (
+	openAIAdminKeyField = &framework.FieldSchema{
+		Type:         framework.TypeString,
+		Description:  `OpenAI admin key (sk-admin-...) with which keys/<name> with source=openai-service-account mint and retire service-account keys; sent to openai_url. Checked with one admin read on write; never returned. "" removes it.`,
+		DisplayAttrs: &framework.DisplayAttributes{Sensitive: true},
+	}
+	anthropicAdminKeyField = &framework.FieldSchema{
+		Type:         framework.TypeString,
+		Description:  `Anthropic admin key (sk-ant-admin...) with which replaced Anthropic keys are set inactive when retire_previous is on; sent to anthropic_url. Checked with one admin read on write; never returned. "" removes it.`,
+		DisplayAttrs: &framework.DisplayAttributes{Sensitive: true},
+	}
+)
+
+// mergeAdminKeys takes the admin keys a config write gives. Messages never
+// include a key.
+func mergeAdminKeys(cfg *gradientConfig, d *framework.FieldData) error {
+	for provider, target := range map[string]*string{platform.OpenAI: &cfg.OpenAIAdminKey, platform.Anthropic: &cfg.AnthropicAdminKey} {
+		field := adminKeyField(provider)
+		v, ok := d.GetOk(field)
+		if !ok {
+			continue
+		}
+		key := strings.TrimSpace(v.(string))
+		if key != "" {
+			if strings.IndexFunc(key, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+				return callerErrorf("%s must not contain white space or control characters; check that it was copied whole", field)
+			}
+			if prefix := providers.AdminPrefix(provider); !strings.HasPrefix(key, prefix) || len(key) <= len(prefix) {
+				return callerErrorf("%s does not look like an admin key: it must start with %q (a model key cannot use the Admin API)", field, prefix)
+			}
+			if len(key) > maxKeyLength {
+				return callerErrorf("%s is %d characters long; admin keys are at most %d", field, len(key), maxKeyLength)
+			}
+		}
+		*target = key
+	}
+	return nil
+}
+
+// checkAdminKeys makes one cheap admin read with each admin key the write
+// gives: a key the provider rejects is a 400, and nothing is saved.
+func checkAdminKeys(ctx context.Context, c *clients, d *framework.FieldData) error {
+	keys := map[string]string{platform.OpenAI: c.config.OpenAIAdminKey, platform.Anthropic: c.config.AnthropicAdminKey}
+	for _, provider := range []string{platform.OpenAI, platform.Anthropic} {
+		field := adminKeyField(provider)
+		if _, given := d.GetOk(field); !given || keys[provider] == "" {
+			continue
+		}
+		if err := c.admin.CheckAdminKey(ctx, provider); err != nil {
+			if isCallerError(err) {
+				return callerErrorf("%s; nothing was saved", err.Error())
+			}
+			return fmt.Errorf("checking %s with the provider (nothing was saved): %w", field, err)
+		}
+	}
+	return nil
+}
+
+// adminKeyField is the config field of the provider's admin key.
+func adminKeyField(provider string) string { return provider + "_admin_key" }

@@ -19,7 +19,7 @@ func pathCreds(b *gradientBackend) *framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
-				Callback:     b.readingKey(b.pathCredsRead),
+				Callback:     b.readingKey(b.handleCredsRead),
 				Summary:      "Read the API key itself.",
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
 				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
@@ -43,9 +43,9 @@ func pathCreds(b *gradientBackend) *framework.Path {
 	}
 }
 
-// pathCredsRead answers with a lease (secret_creds.go) bound to the key's
+// handleCredsRead answers with a lease (secret_creds.go) bound to the key's
 // version: renewal fails once the key rotates.
-func (b *gradientBackend) pathCredsRead(ctx context.Context, req *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
+func (b *gradientBackend) handleCredsRead(ctx context.Context, req *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
 	return b.leasedCreds(ctx, req, k)
 }
 

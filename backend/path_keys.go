@@ -10,112 +10,114 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
-func pathKeys(b *gradientBackend) []*framework.Path {
-	return []*framework.Path{
-		{
-			Pattern:      "keys/?$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "keys"},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{
-					Callback:     answered(b.pathKeysList),
-					Summary:      "List the names of the managed keys.",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
-					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
-						"keys": {Type: framework.TypeStringSlice, Description: "Key names, sorted."},
-					}}}},
-				},
+// pathKeysList lists the managed keys.
+func pathKeysList(b *gradientBackend) *framework.Path {
+	return &framework.Path{
+		Pattern:      "keys/?$",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "keys"},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ListOperation: &framework.PathOperation{
+				Callback:     answered(b.handleKeysList),
+				Summary:      "List the names of the managed keys.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
+				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
+					"keys": {Type: framework.TypeStringSlice, Description: "Key names, sorted."},
+				}}}},
 			},
-			HelpSynopsis:    keysListHelpSynopsis,
-			HelpDescription: keysListHelpDescription,
 		},
-		pathKeyAgents(b),
-		pathKeyReassign(b),
-		{
-			// The name matches anything here, slashes and all, so that a bad
-			// name reaches the handler and gets a 400 quoting the naming
-			// rule instead of a 404 "unsupported path". The agents and
-			// reassign paths come first because Vault routes to the first
-			// pattern that matches.
-			Pattern:      "keys/" + framework.MatchAllRegex("name"),
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "key"},
-			Fields: map[string]*framework.FieldSchema{
-				"name": {
-					Type:        framework.TypeString,
-					Description: "Name of the key, in Vault and on the platform: " + nameRule + ".",
-				},
-				"provider": {
-					Type:          framework.TypeString,
-					Description:   `Provider of the key: "anthropic" or "openai". Required on create; cannot change.`,
-					AllowedValues: []any{platform.Anthropic, platform.OpenAI},
-				},
-				"api_key": {
-					Type:         framework.TypeString,
-					Description:  "The provider's model API key. Required on create; a new value rotates the secret of the same platform key. Surrounding white space is trimmed.",
-					DisplayAttrs: &framework.DisplayAttributes{Sensitive: true},
-				},
-				"description": {
-					Type:        framework.TypeString,
-					Description: "Free text kept in Vault only.",
-				},
-				"uuid": {
-					Type:        framework.TypeString,
-					Description: "Adopt an existing platform key with this uuid (8-4-4-4-12 hexadecimal digits) instead of creating one: it is updated with this name and secret.",
-				},
-				"force": {
-					Type:        framework.TypeBool,
-					Description: "On delete: delete even though agents use the key; they lose access to the provider.",
-				},
-				"rotation_period":            rotationPeriodField,
-				"rotation_schedule":          rotationScheduleField,
-				"rotation_window":            rotationWindowField,
-				"disable_automated_rotation": disableRotationField,
-				"next_api_key":               nextAPIKeyField,
-				"source":                     sourceField,
-				"openai_project_id":          openAIProjectIDField,
-				"grace_period":               gracePeriodField,
-				"retire_previous":            retirePreviousField,
+		HelpSynopsis:    keysListHelpSynopsis,
+		HelpDescription: keysListHelpDescription,
+	}
+}
+
+// pathKey is keys/<name>: create, read, update and delete of one key.
+func pathKey(b *gradientBackend) *framework.Path {
+	return &framework.Path{
+		// The name matches anything here, slashes and all, so that a bad
+		// name reaches the handler and gets a 400 quoting the naming
+		// rule instead of a 404 "unsupported path". The agents and
+		// reassign paths come first because Vault routes to the first
+		// pattern that matches.
+		Pattern:      "keys/" + framework.MatchAllRegex("name"),
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "key"},
+		Fields: map[string]*framework.FieldSchema{
+			"name": {
+				Type:        framework.TypeString,
+				Description: "Name of the key, in Vault and on the platform: " + nameRule + ".",
 			},
-			ExistenceCheck: b.keyExists,
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.CreateOperation: &framework.PathOperation{
-					Callback:                    answered(b.pathKeyCreate),
-					Summary:                     "Verify a key with its provider, push it to the platform and store it.",
-					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "create"},
-					Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
-				logical.UpdateOperation: &framework.PathOperation{
-					Callback:                    answered(b.pathKeyUpdate),
-					Summary:                     "Rotate the secret of a key (same platform key and uuid) or change its description.",
-					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "update"},
-					Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
-				logical.ReadOperation: &framework.PathOperation{
-					Callback:     b.readingKey(b.pathKeyRead),
-					Summary:      "Read a key's metadata; never the key itself.",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
-					Responses:    map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
-				},
-				logical.DeleteOperation: &framework.PathOperation{
-					Callback:                    b.changingKey(b.pathKeyDelete),
-					Summary:                     "Delete a key from the platform, then from Vault. Refused while agents use it, unless force=true.",
-					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "delete"},
-					Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
+			"provider": {
+				Type:          framework.TypeString,
+				Description:   `Provider of the key: "anthropic" or "openai". Required on create; cannot change.`,
+				AllowedValues: []any{platform.Anthropic, platform.OpenAI},
 			},
-			HelpSynopsis:    keyHelpSynopsis,
-			HelpDescription: keyHelpDescription,
+			"api_key": {
+				Type:         framework.TypeString,
+				Description:  "The provider's model API key. Required on create; a new value rotates the secret of the same platform key. Surrounding white space is trimmed.",
+				DisplayAttrs: &framework.DisplayAttributes{Sensitive: true},
+			},
+			"description": {
+				Type:        framework.TypeString,
+				Description: "Free text kept in Vault only.",
+			},
+			"uuid": {
+				Type:        framework.TypeString,
+				Description: "Adopt an existing platform key with this uuid (8-4-4-4-12 hexadecimal digits) instead of creating one: it is updated with this name and secret.",
+			},
+			"force": {
+				Type:        framework.TypeBool,
+				Description: "On delete: delete even though agents use the key; they lose access to the provider.",
+			},
+			"rotation_period":            rotationPeriodField,
+			"rotation_schedule":          rotationScheduleField,
+			"rotation_window":            rotationWindowField,
+			"disable_automated_rotation": disableRotationField,
+			"next_api_key":               nextAPIKeyField,
+			"source":                     sourceField,
+			"openai_project_id":          openAIProjectIDField,
+			"grace_period":               gracePeriodField,
+			"retire_previous":            retirePreviousField,
 		},
+		ExistenceCheck: b.keyExists,
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.CreateOperation: &framework.PathOperation{
+				Callback:                    answered(b.handleKeyCreate),
+				Summary:                     "Verify a key with its provider, push it to the platform and store it.",
+				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "create"},
+				Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:                    answered(b.handleKeyUpdate),
+				Summary:                     "Rotate the secret of a key (same platform key and uuid) or change its description.",
+				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "update"},
+				Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.readingKey(b.handleKeyRead),
+				Summary:      "Read a key's metadata; never the key itself.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				Responses:    map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
+			},
+			logical.DeleteOperation: &framework.PathOperation{
+				Callback:                    b.changingKey(b.handleKeyDelete),
+				Summary:                     "Delete a key from the platform, then from Vault. Refused while agents use it, unless force=true.",
+				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "delete"},
+				Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
+		},
+		HelpSynopsis:    keyHelpSynopsis,
+		HelpDescription: keyHelpDescription,
 	}
 }
 
@@ -144,7 +146,7 @@ var keyResponseFields = map[string]*framework.FieldSchema{
 	"next_key_hint":              {Type: framework.TypeString, Description: "Last four characters of the staged key; empty when none is staged."},
 	"next_key_staged_at":         {Type: framework.TypeTime, Description: "When the staged key was staged; absent when none is."},
 
-	// Zero-touch rotation (mint.go, retire.go).
+	// Zero-touch rotation (zero_touch.go, retire.go).
 	"source":              {Type: framework.TypeString, Description: "staged or openai-service-account."},
 	"openai_project_id":   {Type: framework.TypeString, Description: "The OpenAI project minted keys come from; empty when none."},
 	"service_account_id":  {Type: framework.TypeString, Description: "The OpenAI service account that minted the current version; empty when it was not minted."},
@@ -187,7 +189,7 @@ func (b *gradientBackend) keyExists(ctx context.Context, req *logical.Request, d
 	return k != nil, err
 }
 
-func (b *gradientBackend) pathKeysList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handleKeysList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	names, err := req.Storage.List(ctx, keyStoragePrefix)
 	if err != nil {
 		return nil, fmt.Errorf("listing keys: %w", err)
@@ -196,7 +198,7 @@ func (b *gradientBackend) pathKeysList(ctx context.Context, req *logical.Request
 	return logical.ListResponse(names), nil
 }
 
-func (b *gradientBackend) pathKeyRead(ctx context.Context, req *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
+func (b *gradientBackend) handleKeyRead(ctx context.Context, req *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
 	resp := b.withRotationState(keyResponse(k), k)
 	return resp, addSyncFields(ctx, req.Storage, resp.Data, k)
 }
@@ -247,15 +249,15 @@ func parseCreate(d *framework.FieldData) (createRequest, error) {
 	return r, validateNameAgainstKey(r.name, r.apiKey)
 }
 
-// pathKeyCreate: validate, verify, push, store. A failure leaves Vault and
+// handleKeyCreate: validate, verify, push, store. A failure leaves Vault and
 // the platform as they were (see makeChange for what an ambiguous platform
 // failure means).
-func (b *gradientBackend) pathKeyCreate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handleKeyCreate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	r, err := parseCreate(d)
 	if err != nil {
 		return nil, err
 	}
-	if r.rotation, err = parseRotationWrite(d, nil, r.provider, r.name, b.rotation.minPeriod); err != nil {
+	if r.rotation, err = parseRotationWrite(d, nil, r.provider, r.name, b.tuning.minRotationPeriod); err != nil {
 		return nil, err
 	}
 	defer b.lockNames(r.name)()
@@ -314,9 +316,9 @@ func (b *gradientBackend) refuseDuplicateName(ctx context.Context, c *clients, p
 	return nil
 }
 
-// pathKeyUpdate rotates the secret in place (same platform key and uuid, so
+// handleKeyUpdate rotates the secret in place (same platform key and uuid, so
 // the agents that use it keep working) and/or changes the description.
-func (b *gradientBackend) pathKeyUpdate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handleKeyUpdate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	if err := validateName(name); err != nil {
 		return nil, err
@@ -349,8 +351,8 @@ func (b *gradientBackend) pathKeyUpdate(ctx context.Context, req *logical.Reques
 	if err := b.applyZeroTouchWrite(ctx, req.Storage, d, &updated); err != nil {
 		return nil, err
 	}
-	if resp, err := b.applyRotationWrite(ctx, req, d, &updated); resp != nil || err != nil {
-		return resp, err
+	if err := b.applyRotationWrite(ctx, req.Storage, d, &updated); err != nil {
+		return nil, err
 	}
 	if raw, ok := d.GetOk("api_key"); ok {
 		apiKey, err := normalizeAPIKey(k.Provider, raw.(string))
@@ -381,11 +383,11 @@ func (b *gradientBackend) pathKeyUpdate(ctx context.Context, req *logical.Reques
 	return b.withRotationState(keyResponse(&updated), &updated), nil
 }
 
-// pathKeyDelete deletes the platform key first, and a minted key's service
+// handleKeyDelete deletes the platform key first, and a minted key's service
 // accounts and the Vault entry only after that succeeded, so a failure never
 // leaves a platform key Vault forgot nor kills the secret creds/ serves.
 // Deleting what is not there is a success, as everywhere in Vault.
-func (b *gradientBackend) pathKeyDelete(ctx context.Context, req *logical.Request, d *framework.FieldData, k *keyEntry) (*logical.Response, error) {
+func (b *gradientBackend) handleKeyDelete(ctx context.Context, req *logical.Request, d *framework.FieldData, k *keyEntry) (*logical.Response, error) {
 	c, err := b.clients(ctx, req.Storage)
 	if err != nil {
 		return nil, err

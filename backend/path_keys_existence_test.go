@@ -6,8 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // Vault calls the existence check before a write reaches its handler, on

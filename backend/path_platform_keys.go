@@ -7,9 +7,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // platform-keys/ shows the platform keys that this mount does not manage, as
@@ -30,46 +31,49 @@ var platformKeyFields = map[string]*framework.FieldSchema{
 	"managed_by": {Type: framework.TypeString, Description: "Always \"none on this mount\": another mount of the same token may manage it; a mount cannot see another's storage.", Required: true},
 }
 
-func pathPlatformKeys(b *gradientBackend) []*framework.Path {
-	return []*framework.Path{
-		{
-			Pattern:      "platform-keys/?$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "platform-keys"},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{
-					Callback:     answered(b.pathPlatformKeysList),
-					Summary:      "List the platform keys this mount does not manage, as the last sync found them.",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
-					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
-						"keys":     {Type: framework.TypeStringSlice, Description: "UUIDs of the unmanaged platform keys, sorted.", Required: true},
-						"key_info": {Type: framework.TypeMap, Description: "For each uuid: provider, name, created_at and an adopt hint.", Required: true},
-					}}}},
-				},
+// pathPlatformKeysList lists the platform keys the mount does not manage.
+func pathPlatformKeysList(b *gradientBackend) *framework.Path {
+	return &framework.Path{
+		Pattern:      "platform-keys/?$",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "platform-keys"},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ListOperation: &framework.PathOperation{
+				Callback:     answered(b.handlePlatformKeysList),
+				Summary:      "List the platform keys this mount does not manage, as the last sync found them.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
+				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
+					"keys":     {Type: framework.TypeStringSlice, Description: "UUIDs of the unmanaged platform keys, sorted.", Required: true},
+					"key_info": {Type: framework.TypeMap, Description: "For each uuid: provider, name, created_at and an adopt hint.", Required: true},
+				}}}},
 			},
-			HelpSynopsis:    platformKeysHelpSynopsis,
-			HelpDescription: platformKeysHelpDescription,
 		},
-		{
-			Pattern:      "platform-keys/" + framework.MatchAllRegex("uuid"),
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "platform-key"},
-			Fields: map[string]*framework.FieldSchema{
-				"uuid": {Type: framework.TypeString, Description: "UUID of the platform key."},
-			},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: &framework.PathOperation{
-					Callback:     answered(b.pathPlatformKeyRead),
-					Summary:      "Read a platform key this mount does not manage, as the last sync found it; never a secret.",
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
-					Responses:    map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: platformKeyFields}}},
-				},
-			},
-			HelpSynopsis:    platformKeysHelpSynopsis,
-			HelpDescription: platformKeysHelpDescription,
-		},
+		HelpSynopsis:    platformKeysHelpSynopsis,
+		HelpDescription: platformKeysHelpDescription,
 	}
 }
 
-func (b *gradientBackend) pathPlatformKeysList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+// pathPlatformKey reads one of them.
+func pathPlatformKey(b *gradientBackend) *framework.Path {
+	return &framework.Path{
+		Pattern:      "platform-keys/" + framework.MatchAllRegex("uuid"),
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "platform-key"},
+		Fields: map[string]*framework.FieldSchema{
+			"uuid": {Type: framework.TypeString, Description: "UUID of the platform key."},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     answered(b.handlePlatformKeyRead),
+				Summary:      "Read a platform key this mount does not manage, as the last sync found it; never a secret.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				Responses:    map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: platformKeyFields}}},
+			},
+		},
+		HelpSynopsis:    platformKeysHelpSynopsis,
+		HelpDescription: platformKeysHelpDescription,
+	}
+}
+
+func (b *gradientBackend) handlePlatformKeysList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	st, err := getSyncState(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -97,7 +101,7 @@ func (b *gradientBackend) pathPlatformKeysList(ctx context.Context, req *logical
 	return resp, nil
 }
 
-func (b *gradientBackend) pathPlatformKeyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handlePlatformKeyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	uuid := d.Get("uuid").(string)
 	if !platform.IsUUID(uuid) {
 		return nil, callerErrorf("platform-keys/<uuid> takes a uuid in canonical form (8-4-4-4-12 hexadecimal digits)")

@@ -22,7 +22,7 @@ func pathRename(b *gradientBackend) *framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
-				Callback:                    answered(b.pathRename),
+				Callback:                    answered(b.handleRename),
 				Summary:                     "Rename a key on the platform and in Vault. Needs sudo.",
 				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "rename"},
 				Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
@@ -35,7 +35,7 @@ func pathRename(b *gradientBackend) *framework.Path {
 	}
 }
 
-func (b *gradientBackend) pathRename(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handleRename(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name, newName, err := parseNamePair(d, "new_name", "new_name is required", "new_name is the current name")
 	if err != nil {
 		return nil, err

@@ -25,7 +25,7 @@ func pathKeyRotate(b *gradientBackend) *framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
-				Callback:                    b.changingKey(b.pathKeyRotate),
+				Callback:                    b.changingKey(b.handleRotate),
 				Summary:                     "Rotate the key now, to api_key or to the staged next_api_key (same platform key and uuid).",
 				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "rotate"},
 				Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
@@ -38,9 +38,9 @@ func pathKeyRotate(b *gradientBackend) *framework.Path {
 	}
 }
 
-// pathKeyRotate: parse, lock, rotate through rotateSecret with the rotation
+// handleRotate: parse, lock, rotate through rotateSecret with the rotation
 // bookkeeping set on a copy (stored in the same put), respond.
-func (b *gradientBackend) pathKeyRotate(ctx context.Context, req *logical.Request, d *framework.FieldData, k *keyEntry) (*logical.Response, error) {
+func (b *gradientBackend) handleRotate(ctx context.Context, req *logical.Request, d *framework.FieldData, k *keyEntry) (*logical.Response, error) {
 	name := k.Name
 	newKey := k.NextAPIKey
 	if raw, ok := d.GetOk("api_key"); ok {

@@ -6,9 +6,10 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // rateLimitNote says why rate_limit is absent.
@@ -22,7 +23,7 @@ func pathStatus(b *gradientBackend) *framework.Path {
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "status"},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
-				Callback:     answered(b.pathStatusRead),
+				Callback:     answered(b.handleStatusRead),
 				Summary:      "Key counts, upcoming, overdue and failed rotations, scheduler and rate-limit state.",
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
 				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
@@ -57,7 +58,7 @@ func pathStatus(b *gradientBackend) *framework.Path {
 	}
 }
 
-func (b *gradientBackend) pathStatusRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handleStatusRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	names, err := req.Storage.List(ctx, keyStoragePrefix)
 	if err != nil {
 		return nil, fmt.Errorf("listing keys: %w", err)
@@ -104,7 +105,7 @@ func (b *gradientBackend) pathStatusRead(ctx context.Context, req *logical.Reque
 		"overdue":                overdue,
 		"failed":                 failed,
 		"scheduler_state":        state,
-		"scheduler_tick_seconds": int64(b.rotation.tick.Seconds()),
+		"scheduler_tick_seconds": int64(b.rotation.tick().Seconds()),
 		"scheduler_queued":       queued,
 		"retirements_pending":    retiring.pending,
 		"retirements_retrying":   retiring.retrying,

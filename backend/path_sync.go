@@ -7,9 +7,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 var syncCountFields = map[string]*framework.FieldSchema{
@@ -33,7 +34,7 @@ func pathSync(b *gradientBackend) *framework.Path {
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "platform"},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
-				Callback:                    answered(b.pathSyncWrite),
+				Callback:                    answered(b.handleSyncWrite),
 				Summary:                     "Compare the platform's keys with the mount now and answer with the counts of each kind of drift.",
 				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "sync"},
 				Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: fields}}},
@@ -56,7 +57,7 @@ func pathKeySync(b *gradientBackend) *framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
-				Callback:     b.changingKey(b.pathKeyRepair),
+				Callback:     b.changingKey(b.handleRepair),
 				Summary:      "Repair the drift the last sync found: push Vault's name and secret back, or create a deleted key again.",
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "repair"},
 				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
@@ -80,7 +81,7 @@ func pathKeySync(b *gradientBackend) *framework.Path {
 	}
 }
 
-func (b *gradientBackend) pathSyncWrite(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handleSyncWrite(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	res, err := b.runSync(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -95,7 +96,7 @@ func (b *gradientBackend) pathSyncWrite(ctx context.Context, req *logical.Reques
 	return &logical.Response{Data: data}, nil
 }
 
-func (b *gradientBackend) pathKeyRepair(ctx context.Context, req *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
+func (b *gradientBackend) handleRepair(ctx context.Context, req *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
 	defer b.lockUUID(k.UUID)()
 	out, err := b.repairKey(ctx, req.Storage, req.MountPoint, k)
 	if err != nil {

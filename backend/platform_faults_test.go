@@ -7,10 +7,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/vault/sdk/logical"
+
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform/platformtest"
-	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // Through HandleRequest: a config write whose api_url redirects is a server

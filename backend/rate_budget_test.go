@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // When the budget is spent, a request that cannot get a place within its
@@ -74,13 +75,13 @@ func TestRateBudget_BurstRefusalPausesForRetryAfterOnly(t *testing.T) {
 // failover: a new backend, with a new budget, on the same storage.
 func (e *testEnv) restarted() *testEnv {
 	e.t.Helper()
-	raw, err := Factory(context.Background(), &logical.BackendConfig{
+	b, err := factory(context.Background(), &logical.BackendConfig{
 		Logger: hclog.New(&hclog.LoggerOptions{Output: e.logs, Level: hclog.Trace}), System: logical.TestSystemView(), StorageView: e.storage,
-	})
+	}, testTuning())
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return &testEnv{t: e.t, b: raw.(*gradientBackend), storage: e.storage, emu: e.emu, srv: e.srv, logs: e.logs, do: e.do}
+	return &testEnv{t: e.t, b: b, storage: e.storage, emu: e.emu, srv: e.srv, logs: e.logs, do: e.do}
 }
 
 // admittedInTheHour is how many platform requests the emulator let through

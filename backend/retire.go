@@ -11,10 +11,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/providers"
 	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/providers"
 )
 
 // Retiring replaced keys at their provider. A rotation of a key with

@@ -4,16 +4,16 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/sdk/queue"
 	"github.com/hashicorp/vault/sdk/rotation"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // Vault Community Edition has no rotation manager, so the plugin runs its own
@@ -36,22 +36,10 @@ const (
 	maxRetryDelay   = time.Hour
 )
 
-// Test-only tuning, read by the plugin binary only when set. Acceptance tests
-// register the plugin with `-env` to rotate within seconds; nothing else
-// should set them.
-const (
-	envTestTickInterval = "GRADIENT_TEST_ROTATION_TICK"
-	envTestMinPeriod    = "GRADIENT_TEST_MIN_ROTATION_PERIOD"
-)
-
 // rotationScheduler runs scheduled rotations for one mount.
 type rotationScheduler struct {
+	// b's clock and tuning (rotationTick, minRotationPeriod) pace it.
 	b *gradientBackend
-
-	// Set before Initialize; tests replace them.
-	clock     func() time.Time
-	tick      time.Duration // 0: no background ticker (unit tests tick by hand)
-	minPeriod time.Duration
 
 	mu       sync.Mutex
 	storage  logical.Storage
@@ -75,45 +63,21 @@ const (
 
 func newRotationScheduler(b *gradientBackend) *rotationScheduler {
 	return &rotationScheduler{
-		b:         b,
-		clock:     time.Now,
-		tick:      defaultTickInterval,
-		minPeriod: defaultMinRotationPeriod,
-		queue:     queue.New(),
-		earliest:  math.MaxInt64,
-		state:     schedulerNotStarted,
+		b:        b,
+		queue:    queue.New(),
+		earliest: math.MaxInt64,
+		state:    schedulerNotStarted,
 	}
 }
 
-// tuneFromEnv applies the test-only settings when they are set.
-func (s *rotationScheduler) tuneFromEnv(lookup func(string) (string, bool)) error {
-	if v, ok := lookup(envTestTickInterval); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("%s must be a positive duration", envTestTickInterval)
-		}
-		s.tick = d
-	}
-	if v, ok := lookup(envTestMinPeriod); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("%s must be a positive duration", envTestMinPeriod)
-		}
-		s.minPeriod = d
-	}
-	return nil
-}
-
-// applyTestTuning is called by Factory: the plugin binary reads the
-// test-only environment, unit tests set the fields directly.
-func (b *gradientBackend) applyTestTuning() error {
-	return b.rotation.tuneFromEnv(os.LookupEnv)
-}
-
-// now is the scheduler's clock in UTC, to the second, as stored times are.
+// now is the backend's clock in UTC, to the second, as stored times are.
 func (s *rotationScheduler) now() time.Time {
-	return s.clock().UTC().Truncate(time.Second)
+	return s.b.now().UTC().Truncate(time.Second)
 }
+
+// tick is how often the scheduler looks at the queue; 0: no background
+// ticker (unit tests tick by hand).
+func (s *rotationScheduler) tick() time.Duration { return s.b.tuning.rotationTick }
 
 // initializeRotation is the backend's InitializeFunc: it starts the ticker, whose
 // first tick rebuilds the queue from storage. Nothing here blocks the mount.
@@ -123,7 +87,7 @@ func (b *gradientBackend) initializeRotation(_ context.Context, req *logical.Ini
 	defer s.mu.Unlock()
 	s.storage = req.Storage
 	s.built = false
-	s.loop.start(s.tick, true, s.runTick)
+	s.loop.start(s.tick(), true, s.runTick)
 	return nil
 }
 
@@ -263,8 +227,8 @@ func (k *keyEntry) nextLook() time.Time {
 }
 
 // rebuildWorkers is how many keys the rebuild reads at once. Each read
-// is a round trip from the plugin to Vault's storage: one after the other,
-// 10,000 keys took 3.5 s on two cores; a few in flight hide the latency.
+// is a round trip from the plugin to Vault's storage: a few in flight hide
+// the latency (BENCHMARKS.md, "Rotation at scale", has the measurements).
 const rebuildWorkers = 8
 
 // rebuild fills the queue from storage. Each key is read under its lock, so
@@ -285,7 +249,7 @@ func (s *rotationScheduler) rebuild(ctx context.Context, storage logical.Storage
 		go func() {
 			defer wg.Done()
 			for name := range work {
-				ok, err := s.syncKey(ctx, storage, name)
+				ok, err := s.loadKey(ctx, storage, name)
 				if err != nil {
 					cancel(err)
 					return
@@ -316,10 +280,10 @@ feed:
 	return nil
 }
 
-// syncKey queues one stored key. An entry with rotation on but no stored
+// loadKey queues one stored key. An entry with rotation on but no stored
 // next rotation (written before that field existed) gets one counted from
 // now and stored, never "due since the epoch".
-func (s *rotationScheduler) syncKey(ctx context.Context, storage logical.Storage, name string) (bool, error) {
+func (s *rotationScheduler) loadKey(ctx context.Context, storage logical.Storage, name string) (bool, error) {
 	defer s.b.lockNames(name)()
 	k, err := getKey(ctx, storage, name)
 	if err != nil {
@@ -404,7 +368,7 @@ func (s *rotationScheduler) process(ctx context.Context, storage logical.Storage
 
 // promote rotates to the staged key through rotateSecret (verify, WAL, push
 // to the same uuid, one put), or, for a minted key with nothing staged, to a
-// freshly minted one through mintNext (mint.go). On failure the stored entry
+// freshly minted one through mintNext (change_rotate.go). On failure the stored entry
 // keeps the current key, and only the failure bookkeeping is written.
 func (s *rotationScheduler) promote(ctx context.Context, storage logical.Storage, k *keyEntry, now time.Time, log hclog.Logger) {
 	rotated := *k
@@ -463,8 +427,8 @@ func retryDelay(attempt int) time.Duration {
 }
 
 func (s *rotationScheduler) tickOrSecond() time.Duration {
-	if s.tick >= time.Second {
-		return s.tick
+	if tick := s.tick(); tick >= time.Second {
+		return tick
 	}
 	return time.Second
 }

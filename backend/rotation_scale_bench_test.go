@@ -7,9 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // BenchmarkRotationAtScale times the scheduler's own work with 10,000 keys
@@ -27,8 +28,8 @@ func BenchmarkRotationAtScale(b *testing.B) {
 	}
 	const keys = 10000
 	ctx := context.Background()
-	be := newBackend()
-	be.rotation.tick = 0 // ticks by hand
+	be := newBackend(testTuning())
+	be.tuning.rotationTick = 0 // ticks by hand
 	storage := &logical.InmemStorage{}
 	conf := logical.TestBackendConfig()
 	conf.StorageView = storage
@@ -68,4 +69,29 @@ func BenchmarkRotationAtScale(b *testing.B) {
 			s.runTick(ctx)
 		}
 	})
+}
+
+// BenchmarkRotationIdleTick measures a tick with nothing due, with 10,000
+// keys queued: it should not depend on the number of keys.
+func BenchmarkRotationIdleTick(b *testing.B) {
+	for _, n := range []int{10, 10000} {
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			be := newBackend(testTuning())
+			clock := &fakeClock{now: t0}
+			be.clock = clock.Now
+			be.rotation.storage = &logical.InmemStorage{}
+			be.rotation.built = true
+			if err := be.Setup(context.Background(), &logical.BackendConfig{Logger: hclog.NewNullLogger(), System: logical.TestSystemView()}); err != nil {
+				b.Fatal(err)
+			}
+			for i := 0; i < n; i++ {
+				be.rotation.schedule(fmt.Sprintf("key-%05d", i), t0.Add(time.Hour+time.Duration(i)*time.Second))
+			}
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				be.rotation.runTick(ctx)
+			}
+		})
+	}
 }

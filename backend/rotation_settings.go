@@ -19,7 +19,8 @@ import (
 
 const (
 	// defaultMinRotationPeriod is the shortest rotation_period users may
-	// set. Only the test tuning (GRADIENT_TEST_MIN_ROTATION_PERIOD) lowers it.
+	// set. Only the test tuning (tuning.go) lowers it: never in a release
+	// build.
 	defaultMinRotationPeriod = time.Minute
 )
 
@@ -312,25 +313,25 @@ func (s *rotationScheduler) onCreate(k *keyEntry, w rotationWrite) {
 // the caller stores). A staged key is verified with the provider now, like
 // any key, so a bad successor is refused while someone is watching rather
 // than at 3 a.m.
-func (b *gradientBackend) applyRotationWrite(ctx context.Context, req *logical.Request, d *framework.FieldData, k *keyEntry) (*logical.Response, error) {
-	w, err := parseRotationWrite(d, k, k.Provider, k.Name, b.rotation.minPeriod)
+func (b *gradientBackend) applyRotationWrite(ctx context.Context, s logical.Storage, d *framework.FieldData, k *keyEntry) error {
+	w, err := parseRotationWrite(d, k, k.Provider, k.Name, b.tuning.minRotationPeriod)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if w.nextKeyGiven && w.nextKey != "" {
 		if _, ok := d.GetOk("api_key"); ok {
-			return nil, callerErrorf("write api_key to rotate now, or next_api_key to stage the successor for the next rotation, not both")
+			return callerErrorf("write api_key to rotate now, or next_api_key to stage the successor for the next rotation, not both")
 		}
-		up, err := b.clients(ctx, req.Storage)
+		up, err := b.clients(ctx, s)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if err := up.verifier.Verify(ctx, k.Provider, w.nextKey); err != nil {
-			return nil, fmt.Errorf("next_api_key: %w", err)
+			return fmt.Errorf("next_api_key: %w", err)
 		}
 	}
 	w.apply(k, b.rotation.now())
-	return nil, nil
+	return nil
 }
 
 // withRotationState adds the fields that depend on the time of the read.

@@ -104,7 +104,7 @@ func (b *gradientBackend) credsLeaseTTL(ctx context.Context, s logical.Storage, 
 		ttl = c.config.CredsTTL
 	}
 	if k.rotationEnabled() && !k.NextVaultRotation.IsZero() {
-		untilNext := k.NextVaultRotation.Sub(b.rotation.clock())
+		untilNext := k.NextVaultRotation.Sub(b.now())
 		if untilNext <= 0 {
 			untilNext = dueLeaseTTL
 		}

@@ -10,8 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // Drift is what changed on the platform behind Vault's back: a managed key
@@ -279,7 +280,7 @@ func (b *gradientBackend) runSync(ctx context.Context, s logical.Storage) (*sync
 	if err != nil {
 		return nil, err
 	}
-	res := &syncResult{started: b.syncer.clock().UTC().Truncate(time.Second), drifted: map[string]string{}}
+	res := &syncResult{started: b.now().UTC().Truncate(time.Second), drifted: map[string]string{}}
 	listing := map[string]map[string]platform.Key{}
 	for _, provider := range platform.Providers() {
 		keys, err := c.platform.ListKeys(ctx, provider)
@@ -421,15 +422,10 @@ func (b *gradientBackend) syncKey(ctx context.Context, s logical.Storage, c *cli
 	if rec != nil && strings.EqualFold(rec.UUID, k.UUID) {
 		next.Agents, next.AgentsSeenAt = rec.Agents, rec.AgentsSeenAt
 	}
-	if status != syncInSync && (rec == nil || syncStatusOf(k, rec) != status) {
+	if was, _ := syncStatus(k, rec); status != syncInSync && was != status {
 		b.Logger().Warn("drift found", "name", name, "uuid", k.UUID, "status", status, "platform_name", pk.Name)
 	}
 	return status, k.UUID, putSyncRecord(ctx, s, name, next)
-}
-
-func syncStatusOf(k *keyEntry, rec *keySyncRecord) string {
-	status, _ := syncStatus(k, rec)
-	return status
 }
 
 // dropStaleSyncRecords deletes the records of keys that are gone (deleted or
@@ -481,9 +477,8 @@ func (b *gradientBackend) noteAgents(ctx context.Context, s logical.Storage, k *
 type syncScheduler struct {
 	b *gradientBackend
 
-	// Set before Initialize; tests replace them.
-	clock func() time.Time
-	tick  time.Duration // 0: no background ticker (tests tick by hand)
+	// Set before Initialize; tests replace it. b's clock is the time.
+	tick time.Duration // 0: no background ticker (tests tick by hand)
 
 	mu          sync.Mutex
 	storage     logical.Storage
@@ -496,7 +491,7 @@ type syncScheduler struct {
 }
 
 func newSyncScheduler(b *gradientBackend) *syncScheduler {
-	return &syncScheduler{b: b, clock: time.Now, tick: defaultSyncTick}
+	return &syncScheduler{b: b, tick: defaultSyncTick}
 }
 
 func (b *gradientBackend) initializeSync(_ context.Context, req *logical.InitializationRequest) error {
@@ -504,7 +499,7 @@ func (b *gradientBackend) initializeSync(_ context.Context, req *logical.Initial
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.storage = req.Storage
-	s.started = s.clock()
+	s.started = s.b.now()
 	s.loop.start(s.tick, false, s.runTick)
 	return nil
 }
@@ -515,20 +510,6 @@ func (b *gradientBackend) cleanSync(context.Context) {
 	stopAndWait := s.loop.detach()
 	s.mu.Unlock()
 	stopAndWait()
-}
-
-// initialize and clean are the backend's InitializeFunc and Clean: the
-// rotation scheduler and the periodic sync.
-func (b *gradientBackend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
-	if err := b.initializeRotation(ctx, req); err != nil {
-		return err
-	}
-	return b.initializeSync(ctx, req)
-}
-
-func (b *gradientBackend) clean(ctx context.Context) {
-	b.cleanSync(ctx)
-	b.cleanRotation(ctx)
 }
 
 // runTick starts a sync when one is due. Like the rotation scheduler it acts
@@ -559,7 +540,7 @@ func (s *syncScheduler) runTick(ctx context.Context) {
 		s.b.Logger().Error("reading the sync state failed; retrying next tick", "error", err)
 		return
 	}
-	now := s.clock()
+	now := s.b.now()
 	s.mu.Lock()
 	base := st.LastRun
 	if base.IsZero() {

@@ -10,8 +10,9 @@ import (
 	"time"
 
 	"github.com/digitalocean/godo"
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // newSyncEnv is a rotation env (fake clock, switchable replication state)
@@ -19,11 +20,9 @@ import (
 func newSyncEnv(t *testing.T, config map[string]any) *rotEnv {
 	t.Helper()
 	r := newRotationEnv(t, config)
-	r.b.cleanSync(context.Background()) // no background ticker: the test ticks
-	s := r.b.syncer
-	s.mu.Lock()
-	s.clock, s.started = r.clock.Now, r.clock.Now()
-	s.mu.Unlock()
+	// No background ticker: the test ticks. Initialize set the sync's
+	// start on the fake clock.
+	r.b.cleanSync(context.Background())
 	return r
 }
 
@@ -117,7 +116,6 @@ func TestSync_PeriodicKeepsThePaceAcrossRestarts(t *testing.T) {
 	r.advance(10 * time.Minute)
 	r.restart()
 	r.b.cleanSync(context.Background())
-	r.b.syncer.clock, r.b.syncer.started = r.clock.Now, r.clock.Now()
 	base := r.platformCalls()
 	r.syncTick()
 	if got := r.platformCalls(); got != base {

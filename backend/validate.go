@@ -5,9 +5,10 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/hashicorp/vault/sdk/framework"
+
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/providers"
-	"github.com/hashicorp/vault/sdk/framework"
 )
 
 // nameRule is quoted in every refusal of a name, so the caller can fix it

@@ -9,6 +9,9 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/providers"
 )
 
 // Every change to the platform takes one road, makeChange: a write-ahead log
@@ -23,6 +26,10 @@ import (
 // the same idea: make the platform key (found by uuid, never by name) say
 // what storage says. It is safe to run at any time, any number of times,
 // because storage is the truth and the undo only copies it.
+//
+// Each kind of change has its file, change_<verb>.go: its entry, its undo
+// and the function that sends it down this road. Handlers parse, validate
+// and lock; those functions change the platform and storage.
 const (
 	walKindCreate   = "create-key"
 	walKindAdopt    = "adopt-key"
@@ -30,7 +37,22 @@ const (
 	walKindRename   = "rename-key"
 	walKindReassign = "reassign-agents"
 	walKindDelete   = "delete-key"
+	walKindMint     = "mint-key"
+	walKindRepair   = "repair-key"
 )
+
+// walKinds makes the empty entry of each kind, for decodeWAL to fill from
+// what Vault hands back.
+var walKinds = map[string]func() walEntry{
+	walKindCreate:   func() walEntry { return &createWAL{} },
+	walKindAdopt:    func() walEntry { return &adoptWAL{} },
+	walKindRotate:   func() walEntry { return &rotateWAL{} },
+	walKindRename:   func() walEntry { return &renameWAL{} },
+	walKindReassign: func() walEntry { return &reassignWAL{} },
+	walKindDelete:   func() walEntry { return &deleteKeyWAL{} },
+	walKindMint:     func() walEntry { return &mintWAL{} },
+	walKindRepair:   func() walEntry { return &repairWAL{} },
+}
 
 const (
 	// walRollbackMinAge keeps rollback away from operations still in
@@ -84,17 +106,14 @@ func (h *walHeader) said(usual string) string {
 // pendingChange is one platform change on its way through makeChange.
 type pendingChange struct {
 	entry walEntry
-	// apply makes the platform call(s).
+	// apply makes the platform call(s). An apply of several calls whose
+	// failure comes after one of them changed something says so by wrapping
+	// its error in possiblyApplied, as a re-sent call does: a refusal then
+	// no longer means that nothing changed.
 	apply func(ctx context.Context) error
 	// commit writes storage to match the platform; nil when storage keeps
 	// nothing about the change (a reassign).
 	commit func(ctx context.Context) error
-	// multiStep marks an apply that makes several platform calls: a
-	// refusal of one does not mean that nothing changed.
-	multiStep bool
-	// unchanged, when set, reports after a failed multi-step apply that
-	// its first call was refused outright, so nothing changed either.
-	unchanged func() bool
 	// rewrite, when set, reports after a failed apply that it recorded in
 	// its entry what the undo must know (the keys a create found and must
 	// never delete): the kept entry is written again with it. With nothing
@@ -124,7 +143,7 @@ func (b *gradientBackend) makeChange(ctx context.Context, s logical.Storage, c p
 		return fmt.Errorf("writing the write-ahead log (nothing was changed on the platform): %w", err)
 	}
 	if err := c.apply(ctx); err != nil {
-		if (!c.multiStep && refused(err)) || (c.unchanged != nil && c.unchanged()) {
+		if changedNothing(err) {
 			b.deleteWAL(ctx, s, walID)
 			return err
 		}
@@ -150,6 +169,13 @@ func (b *gradientBackend) makeChange(ctx context.Context, s logical.Storage, c p
 		b.deleteWAL(ctx, s, walID)
 	}
 	return nil
+}
+
+// changedNothing reports whether a failed apply left the platform and the
+// provider as they were: its call was refused outright (a 4xx, or never
+// sent), and no earlier call of the change possibly applied.
+func changedNothing(err error) bool {
+	return !platform.IsPossiblyApplied(err) && (refused(err) || providers.IsRefusal(err))
 }
 
 // undoNow undoes a failed change while the request still holds its locks,
@@ -231,6 +257,27 @@ func (b *gradientBackend) lockForRollback(ctx context.Context, s logical.Storage
 	return nil, fmt.Errorf("platform key %s moved between names while rollback took its locks; retrying on the next pass", uuid)
 }
 
+// pushStored gives platform key uuid what storage holds for it (its name,
+// its secret, or both, as change says) after an incomplete change, and
+// records the platform's updated_at so that the next sync sees no drift in
+// Vault's own write. A key that is gone has nothing to restore: found is
+// then false and err nil. doing says which undo this is, for the error.
+func (b *gradientBackend) pushStored(ctx context.Context, s logical.Storage, provider, uuid string, change platform.KeyChange, doing string) (found bool, err error) {
+	c, err := b.clients(ctx, s)
+	if err != nil {
+		return false, fmt.Errorf("%s %s: %w", doing, uuid, err)
+	}
+	pk, err := c.platform.UpdateKey(ctx, provider, uuid, change)
+	if errors.Is(err, platform.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("%s %s: %w", doing, uuid, err)
+	}
+	b.recordPlatformWrite(ctx, s, uuid, pk.UpdatedAt)
+	return true, nil
+}
+
 // rewriteWAL stores the entry walID again with what its apply learned. The
 // framework has no update: the stored envelope is rewritten under the same
 // id, so the entry keeps its age.
@@ -263,27 +310,11 @@ func (b *gradientBackend) deleteWAL(ctx context.Context, s logical.Storage, walI
 
 // decodeWAL turns the generic data Vault hands back into the entry's type.
 func decodeWAL(kind string, data any) (walEntry, error) {
-	var w walEntry
-	switch kind {
-	case walKindCreate:
-		w = &createWAL{}
-	case walKindAdopt:
-		w = &adoptWAL{}
-	case walKindRotate:
-		w = &rotateWAL{}
-	case walKindRename:
-		w = &renameWAL{}
-	case walKindReassign:
-		w = &reassignWAL{}
-	case walKindDelete:
-		w = &deleteKeyWAL{}
-	case walKindMint:
-		w = &mintWAL{}
-	case walKindRepair:
-		w = &repairWAL{}
-	default:
+	newEntry, ok := walKinds[kind]
+	if !ok {
 		return nil, errors.New("unknown kind")
 	}
+	w := newEntry()
 	raw, err := json.Marshal(data)
 	if err == nil {
 		err = json.Unmarshal(raw, w)

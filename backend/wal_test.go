@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -510,7 +511,7 @@ func TestWAL_FailingRollbackIsDroppedAfterMaxAge(t *testing.T) {
 	if walCount(t, e) != 1 {
 		t.Fatal("the entry was dropped before its maximum age")
 	}
-	e.b.now = func() time.Time { return time.Now().Add(defaultWALMaxAge + time.Hour) }
+	e.b.clock = func() time.Time { return time.Now().Add(defaultWALMaxAge + time.Hour) }
 	rollbackNow(t, e)
 	assertNoWAL(t, e)
 	logs := e.logs.String()
@@ -555,4 +556,144 @@ func TestWAL_LostCreateKeepsItsEntryWhenThereIsNothingToRecord(t *testing.T) {
 		t.Fatalf("the key of the lost create was left on the platform: %+v", e.state().OpenAIKeys)
 	}
 	assertInvariant(t, e)
+}
+
+// A reassign whose single switch failed ambiguously keeps its entry; the
+// operator retries and succeeds; the periodic rollback must not undo the
+// successful retry.
+func TestWAL_ReassignRollbackSparesALaterSuccess(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "keys/rv-from", map[string]any{"provider": "anthropic", "api_key": anthropicKey("rvfrom")})
+	e.mustOK(logical.CreateOperation, "keys/rv-to", map[string]any{"provider": "anthropic", "api_key": anthropicKey("rvto")})
+	toUUID := e.platformKeyNamed(platform.Anthropic, "rv-to").UUID
+	a := e.createAgent("rv-agent", platform.Anthropic, e.platformKeyNamed(platform.Anthropic, "rv-from").UUID)
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/agents/", Status: 503, Count: platform.MaxAttempts})
+	e.mustServerError(logical.UpdateOperation, "keys/rv-from/reassign", map[string]any{"to": "rv-to"})
+	t.Logf("wal entries after failed reassign: %d", walCount(t, e))
+	e.mustOK(logical.UpdateOperation, "keys/rv-from/reassign", map[string]any{"to": "rv-to"})
+	rollbackNow(t, e)
+	if anth, _ := e.agentKey(a.Uuid); anth != toUUID {
+		t.Fatalf("the periodic rollback moved the agent back after a successful reassign (agent on %s, want %s)", anth, toUUID)
+	}
+}
+
+// The first PUT of a rotation is applied but its answer lost; the retries
+// get 429. The final error is a "definite refusal", so the entry is dropped
+// without an undo, though the first attempt changed the platform.
+func TestWAL_RetryEndingInRefusalAfterALostAnswerIsUndone(t *testing.T) {
+	e := newTestEnv(t, nil)
+	first := anthropicKey("rv-rot-first")
+	e.mustOK(logical.CreateOperation, "keys/rv-rot", map[string]any{"provider": "anthropic", "api_key": first})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Mode: "drop"})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 429, Count: platform.MaxAttempts - 1})
+	resp, err := e.send(logical.UpdateOperation, "keys/rv-rot", map[string]any{"api_key": anthropicKey("rv-rot-second")})
+	t.Logf("answer: resp=%v err=%v; wal entries: %d", resp, err, walCount(t, e))
+	rollbackNow(t, e)
+	if k := e.platformKeyNamed(platform.Anthropic, "rv-rot"); k.Secret != first {
+		t.Fatal("the platform holds a secret Vault does not, and no entry is left to fix it")
+	}
+}
+
+// A create times out and lands late; the lookup finds nothing and the
+// create is sent once more, which the platform refuses (429). The entry is
+// dropped as a definite refusal; the late create then lands: an orphan.
+func TestWAL_ResentCreateRefusedKeepsItsEntry(t *testing.T) {
+	e := newTestEnv(t, map[string]any{"request_timeout": "1s"})
+	e.mustOK(logical.CreateOperation, "keys/primer", map[string]any{"provider": "openai", "api_key": openAIKey("rv-late-primer")})
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "late", Delay: 1500 * time.Millisecond})
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Status: 429})
+	resp, err := e.send(logical.CreateOperation, "keys/rv-late", map[string]any{"provider": "openai", "api_key": openAIKey("rv-late")})
+	t.Logf("answer: resp=%v err=%v; wal entries: %d", resp, err, walCount(t, e))
+	deadline := time.Now().Add(5 * time.Second)
+	for e.platformKeyNamed(platform.OpenAI, "rv-late") == nil && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	rollbackNow(t, e)
+	if e.platformKeyNamed(platform.OpenAI, "rv-late") != nil {
+		t.Fatalf("orphan left on the platform with no WAL entry (wal=%d)", walCount(t, e))
+	}
+}
+
+// Adoption rollback follows the uuid: an adoption whose undo failed,
+// retried under another name, is not renamed back by the rollback.
+func TestWAL_AdoptRollbackFollowsTheUUID(t *testing.T) {
+	e := newTestEnv(t, nil)
+	legacy, _, err := e.do.AgentPlatform.CreateOpenAIAPIKey(context.Background(), &godo.OpenAIAPIKeyCreateRequest{Name: "hand-made", ApiKey: openAIKey("rv-hand")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Mode: "drop"})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Status: 503, Count: 2*platform.MaxAttempts - 1})
+	e.mustServerError(logical.CreateOperation, "keys/adopt-b", map[string]any{"provider": "openai", "api_key": openAIKey("rv-adopt"), "uuid": legacy.Uuid})
+	e.mustOK(logical.CreateOperation, "keys/adopt-c", map[string]any{"provider": "openai", "api_key": openAIKey("rv-adopt"), "uuid": legacy.Uuid})
+	rollbackNow(t, e)
+	if e.platformKeyNamed(platform.OpenAI, "adopt-c") == nil {
+		t.Fatalf("rollback renamed a managed key away from its stored name: %+v", e.state().OpenAIKeys)
+	}
+}
+
+// The first create hangs for the whole timeout; the lookup finds nothing
+// and the create is sent again; the second answer is lost too and the
+// platform applies it late, within one timeout of the client giving up. Its
+// created_at is past the entry's Deadline (Started + 2 timeouts), so no
+// rollback recognises it.
+func TestWAL_ResentCreateThatLandsLateIsFound(t *testing.T) {
+	e := newTestEnv(t, map[string]any{"request_timeout": "2s"})
+	e.mustOK(logical.CreateOperation, "keys/primer", map[string]any{"provider": "openai", "api_key": openAIKey("rv-win-primer")})
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "hang"})
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "late", Delay: 3900 * time.Millisecond})
+	resp, err := e.send(logical.CreateOperation, "keys/rv-win", map[string]any{"provider": "openai", "api_key": openAIKey("rv-win")})
+	t.Logf("answer: resp=%v err=%v; wal entries: %d", resp, err, walCount(t, e))
+	deadline := time.Now().Add(8 * time.Second)
+	for e.platformKeyNamed(platform.OpenAI, "rv-win") == nil && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if e.platformKeyNamed(platform.OpenAI, "rv-win") == nil {
+		t.Fatal("setup: the late create never landed")
+	}
+	rollbackNow(t, e)
+	if e.platformKeyNamed(platform.OpenAI, "rv-win") != nil {
+		t.Fatalf("orphan left on the platform (wal=%d)", walCount(t, e))
+	}
+}
+
+// Found by the chaos run (acceptance/chaos_test.go, seeds 1 and 7): an
+// update whose first attempt the platform applied but whose answer was lost,
+// and whose retries were then refused with 429, was answered as a rate-limit
+// refusal; makeChange took that for "nothing changed" and dropped its
+// write-ahead log entry, leaving the platform with the new secret (or name)
+// and Vault with the old one, and nothing to undo it. The answer must stay
+// ambiguous: the change is undone and the entry kept.
+func TestRetry_AppliedThenRefusedStaysAmbiguous(t *testing.T) {
+	for label, refusal := range map[string]emulator.Fault{
+		"429":       {Method: http.MethodPut, Path: "/v2/gen-ai/anthropic/keys/", Count: platform.MaxAttempts - 1, Mode: "status", Status: http.StatusTooManyRequests},
+		"other 4xx": {Method: http.MethodPut, Path: "/v2/gen-ai/anthropic/keys/", Count: 1, Mode: "status", Status: http.StatusConflict},
+	} {
+		t.Run(label, func(t *testing.T) {
+			e := newTestEnv(t, nil)
+			old, next := anthropicKey("ambig-old"), anthropicKey("ambig-new")
+			e.mustOK(logical.CreateOperation, "keys/ambiguous", map[string]any{"provider": platform.Anthropic, "api_key": old})
+			e.emu.InjectFault(emulator.Fault{Method: http.MethodPut, Path: "/v2/gen-ai/anthropic/keys/", Mode: "drop"})
+			e.emu.InjectFault(refusal)
+
+			// The answer is the refusal (a 400 for a 4xx, a 502 for a 429),
+			// saying that the change was undone.
+			resp, err := e.request(logical.UpdateOperation, "keys/ambiguous", map[string]any{"api_key": next})
+			if err == nil && (resp == nil || !resp.IsError()) {
+				t.Fatalf("the update succeeded: %v", resp)
+			}
+
+			if pk := e.platformKeyNamed(platform.Anthropic, "ambiguous"); pk == nil || pk.Secret != old {
+				t.Fatalf("the platform holds another secret than Vault after the failed update: %+v", pk)
+			}
+			read := e.mustOK(logical.ReadOperation, "keys/ambiguous", nil)
+			if v := read.Data["version"]; v != 1 {
+				t.Fatalf("version = %v, want 1", v)
+			}
+			wal, err := e.storage.List(t.Context(), "wal/")
+			if err != nil || len(wal) != 1 {
+				t.Fatalf("write-ahead log entries: %v (err %v), want the one kept for the periodic rollback", wal, err)
+			}
+		})
+	}
 }

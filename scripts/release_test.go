@@ -13,7 +13,8 @@ import (
 // TestMakeRelease runs `make release` into a temporary directory and checks
 // its output: one binary per platform, named with the version, built for that
 // platform without cgo and with -trimpath, the version stamped into the
-// backend, and a SHA256SUMS that covers exactly those binaries. It cross-
+// backend, no test tuning, and a SHA256SUMS that covers exactly those
+// binaries. It cross-
 // compiles four times, so it is skipped with -short; the Go build cache makes
 // repeats take seconds.
 func TestMakeRelease(t *testing.T) {
@@ -85,6 +86,20 @@ func TestMakeRelease(t *testing.T) {
 	check.Dir = dist
 	if out, err := check.CombinedOutput(); err != nil {
 		t.Errorf("sha256sum -c SHA256SUMS: %v\n%s", err, out)
+	}
+
+	// No release binary carries the test build's tuning (the gradienttest
+	// build tag, backend/tuning_gradienttest.go): the names of its
+	// environment variables are absent, as `strings` would show, so nothing
+	// passed with `vault plugin register -env` can lower a floor.
+	for _, name := range names {
+		bin, err := os.ReadFile(filepath.Join(dist, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(bin, []byte("GRADIENT_TEST_")) {
+			t.Errorf("%s contains %q: the release must be built without the gradienttest tag", name, "GRADIENT_TEST_")
+		}
 	}
 
 	// -trimpath keeps -ldflags out of the build info, so look for the

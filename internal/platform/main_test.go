@@ -1,14 +1,7 @@
 package platform
 
-import (
-	"os"
-	"testing"
-	"time"
-)
+import "time"
 
-// The tests run with short backoffs, so that they test the retry logic, not
-// the clock.
-func TestMain(m *testing.M) {
-	RetryBaseDelay = 2 * time.Millisecond
-	os.Exit(m.Run())
-}
+// The tests build their clients with short backoffs, so that they test the
+// retry logic, not the clock.
+const testRetryBase = 2 * time.Millisecond

@@ -96,7 +96,7 @@ func TestGodoPlatform_PagesByPageAskedAndNext(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newPagedPlatform(t)
-			p, err := New(f.srv.URL+"/", "fake-platform-token", "test", 5*time.Second, NewBudget(6_000_000, 360_000_000))
+			p, err := New(f.srv.URL+"/", "fake-platform-token", "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,5 +118,116 @@ func TestGodoPlatform_PagesByPageAskedAndNext(t *testing.T) {
 				t.Errorf("endless listing asked %d pages, want 4", len(f.asked))
 			}
 		})
+	}
+}
+
+// changingPlatform lists keys two a page from a list that a test changes
+// between pages, as another tool sharing the account does: meta.total is
+// the count at the time of each page.
+type changingPlatform struct {
+	srv   *httptest.Server
+	items []int
+	// afterPage runs once a page was served.
+	afterPage func(page int)
+	// sticky answers page 1, next link and all, whatever page is asked.
+	sticky bool
+	asked  int
+}
+
+func (f *changingPlatform) serve(w http.ResponseWriter, r *http.Request) {
+	page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+	f.asked++
+	if f.sticky {
+		page = 1
+	}
+	last := (len(f.items) + pagedPerPage - 1) / pagedPerPage
+	at := func(p int) string {
+		return fmt.Sprintf("%s%s?page=%d&per_page=%d", f.srv.URL, r.URL.Path, p, pagedPerPage)
+	}
+	pages := map[string]string{"first": at(1)}
+	if page < last {
+		pages["next"], pages["last"] = at(page+1), at(last)
+	}
+	items := []any{}
+	for _, i := range f.items[min((page-1)*pagedPerPage, len(f.items)):min(page*pagedPerPage, len(f.items))] {
+		items = append(items, map[string]any{"uuid": pagedUUID(i), "name": fmt.Sprintf("item-%d", i)})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"api_key_infos": items,
+		"links":         map[string]any{"pages": pages},
+		"meta":          map[string]any{"total": len(f.items), "page": page, "pages": last},
+	})
+	if f.afterPage != nil {
+		f.afterPage(page)
+	}
+}
+
+// Keys deleted or created by another tool while the plugin pages through a
+// listing are normal use of a shared account: the listing is neither a
+// false error (a key deleted on a later page) nor a list that silently
+// skips a key (one deleted on an earlier page shifts the rest) or holds
+// one twice (one created ahead of the pages read).
+func TestGodoPlatform_ListingChangedMeanwhile(t *testing.T) {
+	for name, tc := range map[string]struct {
+		change func([]int) []int
+		want   []int
+	}{
+		"deleted on a later page": {func(s []int) []int { return slices.Delete(s, 4, 5) }, []int{0, 1, 2, 3, 5}},
+		"deleted on a page read":  {func(s []int) []int { return slices.Delete(s, 0, 1) }, []int{1, 2, 3, 4, 5}},
+		"created ahead":           {func(s []int) []int { return slices.Insert(s, 0, 6) }, []int{6, 0, 1, 2, 3, 4, 5}},
+		"created at the end":      {func(s []int) []int { return append(s, 6) }, []int{0, 1, 2, 3, 4, 5, 6}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := &changingPlatform{items: []int{0, 1, 2, 3, 4, 5}}
+			f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+			t.Cleanup(f.srv.Close)
+			changed := false
+			f.afterPage = func(page int) {
+				if page == 1 && !changed {
+					changed, f.items = true, tc.change(f.items)
+				}
+			}
+			p, err := New(f.srv.URL+"/", "fake-platform-token", "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys, err := p.ListKeys(context.Background(), Anthropic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := []string{}
+			for _, k := range keys {
+				got = append(got, k.UUID)
+			}
+			want := []string{}
+			for _, i := range tc.want {
+				want = append(want, pagedUUID(i))
+			}
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("listed %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// A platform that answers the first page whatever page is asked, next link
+// included, is not paged through until request_timeout: once the listing
+// holds more items than meta.total it stops with an error.
+func TestGodoPlatform_ListingPastMetaTotalStops(t *testing.T) {
+	f := &changingPlatform{items: []int{0, 1, 2, 3, 4, 5}, sticky: true}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	p, err := New(f.srv.URL+"/", "fake-platform-token", "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.ListKeys(context.Background(), Anthropic); err == nil || !strings.Contains(err.Error(), "meta.total") {
+		t.Fatalf("err = %v", err)
+	}
+	if f.asked != 4 {
+		t.Errorf("asked %d pages, want 4 (the first with more items than meta.total)", f.asked)
 	}
 }

@@ -94,6 +94,8 @@ type GodoClient struct {
 	httpClient *http.Client
 	// timeout bounds each operation (request_timeout).
 	timeout time.Duration
+	// retryBase is the first backoff of a retried call.
+	retryBase time.Duration
 }
 
 var _ Client = (*GodoClient)(nil)
@@ -102,8 +104,8 @@ var _ Client = (*GodoClient)(nil)
 // retry POST too, and a retried create can leave a duplicate key behind);
 // retry.go decides per operation instead. Every request waits for the
 // mount's rate budget.
-func New(baseURL, token, userAgent string, timeout time.Duration, budget *Budget) (*GodoClient, error) {
-	clock := newPlatformClock()
+func New(baseURL, token, userAgent string, timeout time.Duration, budget *Budget, now func() time.Time, retryBase time.Duration) (*GodoClient, error) {
+	clock := newPlatformClock(now)
 	httpClient := &http.Client{
 		Timeout: timeout,
 		Transport: &budgetTransport{budget: budget, base: &clockTransport{clock: clock, base: &bearerTransport{
@@ -115,7 +117,7 @@ func New(baseURL, token, userAgent string, timeout time.Duration, budget *Budget
 	if err != nil {
 		return nil, fmt.Errorf("building the platform client: %w", err)
 	}
-	return &GodoClient{api: client.AgentPlatform, clock: clock, token: token, httpClient: httpClient, timeout: timeout}, nil
+	return &GodoClient{api: client.AgentPlatform, clock: clock, token: token, httpClient: httpClient, timeout: timeout, retryBase: retryBase}, nil
 }
 
 // operation bounds one platform operation, retries and waits included, by
@@ -248,7 +250,7 @@ func (p *GodoClient) CreateKey(ctx context.Context, provider, name, secret strin
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
 	var k Key
-	resp, err := retryPlatform(ctx, opCreateKey, func(ctx context.Context) (resp *godo.Response, err error) {
+	resp, err := retryPlatform(ctx, p.retryBase, opCreateKey, func(ctx context.Context) (resp *godo.Response, err error) {
 		k, resp, err = api.create(ctx, p.api, name, secret)
 		return resp, err
 	})
@@ -269,7 +271,7 @@ func (p *GodoClient) GetKey(ctx context.Context, provider, uuid string) (Key, er
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
 	var k Key
-	resp, err := retryPlatform(ctx, opGetKey, func(ctx context.Context) (resp *godo.Response, err error) {
+	resp, err := retryPlatform(ctx, p.retryBase, opGetKey, func(ctx context.Context) (resp *godo.Response, err error) {
 		k, resp, err = api.get(ctx, p.api, uuid)
 		return resp, err
 	})
@@ -290,7 +292,7 @@ func (p *GodoClient) UpdateKey(ctx context.Context, provider, uuid string, chang
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
 	var k Key
-	resp, err := retryPlatform(ctx, opUpdateKey, func(ctx context.Context) (resp *godo.Response, err error) {
+	resp, err := retryPlatform(ctx, p.retryBase, opUpdateKey, func(ctx context.Context) (resp *godo.Response, err error) {
 		k, resp, err = api.update(ctx, p.api, uuid, change)
 		return resp, err
 	})
@@ -310,7 +312,7 @@ func (p *GodoClient) DeleteKey(ctx context.Context, provider, uuid string) error
 	}
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
-	resp, err := retryPlatform(ctx, opDeleteKey, func(ctx context.Context) (*godo.Response, error) {
+	resp, err := retryPlatform(ctx, p.retryBase, opDeleteKey, func(ctx context.Context) (*godo.Response, error) {
 		return api.delete(ctx, p.api, uuid)
 	})
 	if err != nil {
@@ -324,13 +326,8 @@ func (p *GodoClient) ListKeys(ctx context.Context, provider string) ([]Key, erro
 	if err != nil {
 		return nil, err
 	}
-	var keys []Key
-	err = p.forEachPage(ctx, func(ctx context.Context, opt *godo.ListOptions) (int, *godo.Response, error) {
-		page, resp, err := api.list(ctx, p.api, opt)
-		if err == nil {
-			keys = append(keys, page...)
-		}
-		return len(page), resp, err
+	keys, err := listAll(ctx, p, func(ctx context.Context, opt *godo.ListOptions) ([]Key, *godo.Response, error) {
+		return api.list(ctx, p.api, opt)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing %s keys: %w", provider, err)
@@ -341,7 +338,7 @@ func (p *GodoClient) ListKeys(ctx context.Context, provider string) ([]Key, erro
 func (p *GodoClient) CheckToken(ctx context.Context) error {
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
-	resp, err := retryPlatform(ctx, opCheckToken, func(ctx context.Context) (*godo.Response, error) {
+	resp, err := retryPlatform(ctx, p.retryBase, opCheckToken, func(ctx context.Context) (*godo.Response, error) {
 		_, resp, err := p.api.ListAnthropicAPIKeys(ctx, &godo.ListOptions{Page: 1, PerPage: 1})
 		return resp, err
 	})
@@ -359,16 +356,15 @@ func (p *GodoClient) ListAgentsByKey(ctx context.Context, provider, uuid string)
 	if err := requireUUID(opListAgents, "key", uuid); err != nil {
 		return nil, err
 	}
-	var agents []Agent
-	err = p.forEachPage(ctx, func(ctx context.Context, opt *godo.ListOptions) (int, *godo.Response, error) {
-		page, resp, err := api.listAgents(ctx, p.api, uuid, opt)
-		for _, a := range page {
-			agents = append(agents, fromAgent(a))
-		}
-		return len(page), resp, err
+	listed, err := listAll(ctx, p, func(ctx context.Context, opt *godo.ListOptions) ([]*godo.Agent, *godo.Response, error) {
+		return api.listAgents(ctx, p.api, uuid, opt)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing the agents that use key %s: %w", uuid, err)
+	}
+	agents := make([]Agent, 0, len(listed))
+	for _, a := range listed {
+		agents = append(agents, fromAgent(a))
 	}
 	return agents, nil
 }
@@ -394,7 +390,7 @@ func (p *GodoClient) SetAgentKey(ctx context.Context, provider, agentUUID, keyUU
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
 	var agent *godo.Agent
-	resp, err := retryPlatform(ctx, opUpdateAgent, func(ctx context.Context) (resp *godo.Response, err error) {
+	resp, err := retryPlatform(ctx, p.retryBase, opUpdateAgent, func(ctx context.Context) (resp *godo.Response, err error) {
 		agent, resp, err = p.api.UpdateAgent(ctx, agentUUID, update)
 		return resp, err
 	})
@@ -404,45 +400,76 @@ func (p *GodoClient) SetAgentKey(ctx context.Context, provider, agentUUID, keyUU
 	return fromAgent(agent), nil
 }
 
-// forEachPage calls list with pages 1, 2, ... until a page has no next
-// link, or no links at all (the reference says a single page may have
-// none). It pages by the page it asked for: godo's CurrentPage reads
-// links.pages.prev, which the reference spells "previous", so it misreads
-// every later page. list returns how many items its page held. A listing
-// that ends with fewer items than a page's meta.total is an error, not a
-// shorter list: a key left out would look deleted, an agent left out would
-// look gone. Each page is retried on its own, and the whole listing is one
-// operation within request_timeout. Errors from list are classified here
-// once.
-func (p *GodoClient) forEachPage(ctx context.Context, list func(context.Context, *godo.ListOptions) (int, *godo.Response, error)) error {
+// listAll calls list with pages 1, 2, ... until a page has no next link,
+// or no links at all (the reference says a single page may have none), and
+// returns every item. It pages by the page it asked for: godo's CurrentPage
+// reads links.pages.prev, which the reference spells "previous", so it
+// misreads every later page. A listing that ends with fewer items than
+// meta.total is an error, not a shorter list: a key left out would look
+// deleted, an agent left out would look gone. A meta.total that changes
+// between pages means another client of the account created or deleted
+// something meanwhile, which shifts the pages under the listing (an item
+// read twice, one never read, whichever way the platform orders them): the
+// listing starts again, up to maxListings times, rather than returning that
+// list or failing over normal shared use. Each page is retried on its own,
+// and the whole listing is one operation within request_timeout. Errors
+// from list are classified here once.
+func listAll[T any](ctx context.Context, p *GodoClient, list func(context.Context, *godo.ListOptions) ([]T, *godo.Response, error)) ([]T, error) {
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
-	listed, total := 0, 0
+	for range maxListings - 1 {
+		items, stable, err := listOnce(ctx, p, list)
+		if err != nil || stable {
+			return items, err
+		}
+	}
+	items, stable, err := listOnce(ctx, p, list)
+	if err == nil && !stable {
+		err = fmt.Errorf("the platform's meta.total changed during each of %d listings (another client is creating or deleting keys): not using a list that may miss or repeat items; try again", maxListings)
+	}
+	return items, err
+}
+
+// maxListings bounds the listings listAll starts while the count changes.
+const maxListings = 3
+
+// listOnce is one pass of listAll; stable is false when meta.total changed
+// between its pages, and the items are then not to be used.
+func listOnce[T any](ctx context.Context, p *GodoClient, list func(context.Context, *godo.ListOptions) ([]T, *godo.Response, error)) (items []T, stable bool, err error) {
+	total := -1
 	for page := 1; ; page++ {
 		opt := &godo.ListOptions{Page: page, PerPage: MaxPageSize}
-		var n int
-		resp, err := retryPlatform(ctx, opList, func(ctx context.Context) (resp *godo.Response, err error) {
-			n, resp, err = list(ctx, opt)
+		var got []T
+		resp, err := retryPlatform(ctx, p.retryBase, opList, func(ctx context.Context) (resp *godo.Response, err error) {
+			got, resp, err = list(ctx, opt)
 			return resp, err
 		})
 		if err != nil {
-			return p.classify(opList, resp, err)
+			return nil, false, p.classify(opList, resp, err)
 		}
-		listed += n
+		items = append(items, got...)
 		if resp != nil && resp.Meta != nil {
-			total = max(total, resp.Meta.Total)
+			if total >= 0 && resp.Meta.Total != total {
+				return nil, false, nil
+			}
+			total = resp.Meta.Total
+		}
+		if total >= 0 && len(items) > total {
+			// Pages that do not move (a page number the platform does
+			// not honour) would be followed until request_timeout.
+			return nil, false, fmt.Errorf("the platform's listing reached %d items by page %d, more than its meta.total of %d: its pages are not what was asked for; not following them", len(items), page, total)
 		}
 		if resp == nil || resp.Links == nil || resp.Links.IsLastPage() {
 			break
 		}
-		if n == 0 {
-			return fmt.Errorf("the platform's page %d was empty but linked a next page; not following it", page)
+		if len(got) == 0 {
+			return nil, false, fmt.Errorf("the platform's page %d was empty but linked a next page; not following it", page)
 		}
 	}
-	if listed < total {
-		return fmt.Errorf("the platform's listing ended after %d items, but its meta.total said %d: not using a partial list; try again", listed, total)
+	if len(items) < total {
+		return nil, false, fmt.Errorf("the platform's listing ended after %d items, but its meta.total said %d: not using a partial list; try again", len(items), total)
 	}
-	return nil
+	return items, true, nil
 }
 
 // RedirectError: an upstream answered a request that carries credentials

@@ -21,7 +21,8 @@ type platformClock struct {
 	now    func() time.Time
 }
 
-func newPlatformClock() *platformClock { return &platformClock{now: time.Now} }
+// newPlatformClock measures against now, the backend's clock.
+func newPlatformClock(now func() time.Time) *platformClock { return &platformClock{now: now} }
 
 // offset returns the latest bounds of platform time minus local time.
 func (c *platformClock) offset() (lo, hi time.Duration, ok bool) {

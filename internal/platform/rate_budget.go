@@ -75,9 +75,10 @@ type Seen struct {
 	At        time.Time
 }
 
-// NewBudget is a budget under the given limits (zero: the defaults).
-func NewBudget(perMinute, perHour int) *Budget {
-	b := &Budget{now: time.Now, learning: make(chan struct{}, 1)}
+// NewBudget is a budget under the given limits (zero: the defaults) that
+// reads the time from now, the backend's clock.
+func NewBudget(perMinute, perHour int, now func() time.Time) *Budget {
+	b := &Budget{now: now, learning: make(chan struct{}, 1)}
 	b.Configure(perMinute, perHour, DefaultSchedulerHeadroomPercent)
 	return b
 }
@@ -134,7 +135,8 @@ func (b *Budget) WaitBackground(ctx context.Context) error {
 func (b *Budget) wait(ctx context.Context) error {
 	now := b.now()
 	delay, cancel := b.reserve(now)
-	if deadline, ok := ctx.Deadline(); ok && now.Add(delay).After(deadline) {
+	// The deadline and the timer are on the wall clock, whatever now says.
+	if deadline, ok := ctx.Deadline(); ok && delay > time.Until(deadline) {
 		cancel()
 		return fmt.Errorf("the mount's platform rate budget is spent for now (rate_limit_per_minute, rate_limit_per_hour); retry after %d s: %w",
 			int(delay.Round(time.Second).Seconds())+1, ErrRateLimited)

@@ -38,7 +38,7 @@ func TestRateBudget_NeverExceedsTheLimitInAnyWindow(t *testing.T) {
 	for _, limits := range [][2]int{{250, 5000}, {60, 1000}, {10, 100}, {1000, 20000}} {
 		perMinute, perHour := limits[0], limits[1]
 		t.Run(strconv.Itoa(perMinute)+"-"+strconv.Itoa(perHour), func(t *testing.T) {
-			times := admitted(NewBudget(perMinute, perHour), 2*perHour)
+			times := admitted(NewBudget(perMinute, perHour, time.Now), 2*perHour)
 			if got := most(times, time.Minute); got > perMinute {
 				t.Errorf("%d requests in one minute, limit %d", got, perMinute)
 			}
@@ -84,7 +84,7 @@ func TestRateBudget_FollowsThePlatformsHeaders(t *testing.T) {
 		"success with room":             {http.StatusOK, "4000", "", 0, time.Millisecond},
 	} {
 		t.Run(name, func(t *testing.T) {
-			b := NewBudget(6_000_000, 360_000_000)
+			b := NewBudget(6_000_000, 360_000_000, time.Now)
 			now := time.Now()
 			b.now = func() time.Time { return now }
 			b.observe(answer(now, tc.status, tc.remaining, tc.retry))
@@ -109,7 +109,7 @@ func TestRateBudget_FollowsThePlatformsHeaders(t *testing.T) {
 // then go out within a fair share or two.
 func TestRateBudget_SchedulerLeavesHeadroom(t *testing.T) {
 	const perMinute, headroom = 120, 25
-	b := NewBudget(perMinute, 1_000_000)
+	b := NewBudget(perMinute, 1_000_000, time.Now)
 	b.Configure(perMinute, 1_000_000, headroom)
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	fair := time.Minute / time.Duration(perMinute)
@@ -166,13 +166,13 @@ func TestRateBudget_BurstRetryAfterInAnyForm(t *testing.T) {
 		"overflow":   {"99999999999", 0, maxPause},
 	} {
 		t.Run(name, func(t *testing.T) {
-			b := NewBudget(6_000_000, 360_000_000)
+			b := NewBudget(6_000_000, 360_000_000, time.Now)
 			b.now = func() time.Time { return now }
 			b.observe(burst(tc.retryAfter))
 			if delay, _ := b.reserve(now); delay < tc.atLeast || delay > tc.atMost {
 				t.Errorf("after a burst 429 with retry-after %q the next request may go in %v; want %v to %v", tc.retryAfter, delay, tc.atLeast, tc.atMost)
 			}
-			if d := RetryAfter(0, burst(tc.retryAfter), now); d < tc.atLeast || d > max(tc.atMost, RetryBaseDelay) {
+			if d := RetryAfter(testRetryBase, 0, burst(tc.retryAfter), now); d < tc.atLeast || d > max(tc.atMost, testRetryBase) {
 				t.Errorf("a retry after a burst 429 with retry-after %q waits %v; want %v to %v", tc.retryAfter, d, tc.atLeast, tc.atMost)
 			}
 		})
@@ -182,7 +182,7 @@ func TestRateBudget_BurstRetryAfterInAnyForm(t *testing.T) {
 // A tiny hourly limit still refills: the budget is slow, never wedged.
 func TestRateBudget_TinyHourlyLimitStillRefills(t *testing.T) {
 	for _, perHour := range []int{1, 2, 3} {
-		b := NewBudget(250, perHour)
+		b := NewBudget(250, perHour, time.Now)
 		now := time.Now()
 		if delay, _ := b.reserve(now); delay > 0 {
 			t.Fatalf("limit %d: the first request waits %v", perHour, delay)

@@ -56,17 +56,19 @@ const (
 	retryJitterShare = 0.5
 )
 
-// RetryBaseDelay is the first backoff; tests shorten it.
-var RetryBaseDelay = 100 * time.Millisecond
+// DefaultRetryBaseDelay is the first backoff; each client is built with
+// its own (the backend's tuning), which tests shorten.
+const DefaultRetryBaseDelay = 100 * time.Millisecond
 
 // RetryAfter returns how long to wait before attempt+1: exponential backoff
+// from base
 // with jitter, but never less than the upstream asked for. A burst 429
 // carries retry-after, and that is the wait: its ratelimit-remaining says 0
 // though the hour is not spent. A 429 without it and with nothing remaining
 // means the hour is spent: it waits for the reset, when the oldest request
 // of the hour expires.
-func RetryAfter(attempt int, resp *http.Response, now time.Time) time.Duration {
-	d := min(RetryBaseDelay<<attempt, retryMaxDelay)
+func RetryAfter(base time.Duration, attempt int, resp *http.Response, now time.Time) time.Duration {
+	d := min(base<<attempt, retryMaxDelay)
 	d = d - time.Duration(rand.Float64()*retryJitterShare*float64(d))
 	if resp == nil {
 		return d
@@ -101,7 +103,7 @@ func TransientStatus(status int) bool {
 // refused, the refusal is not the whole story: the error says the change
 // may have happened, so the write-ahead log road undoes it rather than
 // trusting the refusal.
-func retryPlatform(ctx context.Context, op platformOp, call func(context.Context) (*godo.Response, error)) (*godo.Response, error) {
+func retryPlatform(ctx context.Context, base time.Duration, op platformOp, call func(context.Context) (*godo.Response, error)) (*godo.Response, error) {
 	ambiguous := false
 	for attempt := 0; ; attempt++ {
 		resp, err := call(ctx)
@@ -116,7 +118,7 @@ func retryPlatform(ctx context.Context, op platformOp, call func(context.Context
 		if resp != nil {
 			httpResp = resp.Response
 		}
-		if !SleepWithin(ctx, RetryAfter(attempt, httpResp, time.Now())) {
+		if !SleepWithin(ctx, RetryAfter(base, attempt, httpResp, time.Now())) {
 			return resp, err
 		}
 	}

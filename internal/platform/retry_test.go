@@ -18,26 +18,26 @@ func TestRetry_WaitHonoursTheUpstream(t *testing.T) {
 		}
 		return r
 	}
-	if d := RetryAfter(0, resp(503, "Retry-After", "7"), now); d < 7*time.Second {
+	if d := RetryAfter(testRetryBase, 0, resp(503, "Retry-After", "7"), now); d < 7*time.Second {
 		t.Errorf("retry-after 7: waits %v", d)
 	}
 	reset := strconv.FormatInt(now.Add(20*time.Second).Unix(), 10)
-	if d := RetryAfter(0, resp(429, "Ratelimit-Remaining", "0", "Ratelimit-Reset", reset), now); d < 19*time.Second {
+	if d := RetryAfter(testRetryBase, 0, resp(429, "Ratelimit-Remaining", "0", "Ratelimit-Reset", reset), now); d < 19*time.Second {
 		t.Errorf("429 with nothing remaining until a reset in 20 s: waits %v", d)
 	}
-	if d := RetryAfter(0, resp(429, "Ratelimit-Remaining", "12", "Ratelimit-Reset", reset), now); d > time.Second {
+	if d := RetryAfter(testRetryBase, 0, resp(429, "Ratelimit-Remaining", "12", "Ratelimit-Reset", reset), now); d > time.Second {
 		t.Errorf("429 with requests remaining waits for the reset: %v", d)
 	}
 	// DigitalOcean's burst 429: remaining 0 and a reset up to an hour away,
 	// but retry-after is the wait (issue 16: it used to be the reset).
 	hourAway := strconv.FormatInt(now.Add(time.Hour).Unix(), 10)
-	if d := RetryAfter(0, resp(429, "Ratelimit-Remaining", "0", "Ratelimit-Reset", hourAway, "Retry-After", "29"), now); d < 29*time.Second || d > 30*time.Second {
+	if d := RetryAfter(testRetryBase, 0, resp(429, "Ratelimit-Remaining", "0", "Ratelimit-Reset", hourAway, "Retry-After", "29"), now); d < 29*time.Second || d > 30*time.Second {
 		t.Errorf("burst 429 with retry-after 29 and a reset an hour away: waits %v", d)
 	}
-	if d := RetryAfter(0, resp(503, "Ratelimit-Reset", reset), now); d > time.Second {
+	if d := RetryAfter(testRetryBase, 0, resp(503, "Ratelimit-Reset", reset), now); d > time.Second {
 		t.Errorf("a 503 waits for the rate-limit reset: %v", d)
 	}
-	if a, b := RetryAfter(0, nil, now), RetryAfter(3, nil, now); b <= a || b > retryMaxDelay {
+	if a, b := RetryAfter(testRetryBase, 0, nil, now), RetryAfter(testRetryBase, 3, nil, now); b <= a || b > retryMaxDelay {
 		t.Errorf("backoff does not grow: attempt 0 %v, attempt 3 %v", a, b)
 	}
 }

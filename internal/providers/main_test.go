@@ -1,16 +1,7 @@
 package providers
 
-import (
-	"os"
-	"testing"
-	"time"
+import "time"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
-)
-
-// The tests run with short backoffs, so that they test the retry logic, not
-// the clock.
-func TestMain(m *testing.M) {
-	platform.RetryBaseDelay = 2 * time.Millisecond
-	os.Exit(m.Run())
-}
+// The tests build their clients with short backoffs, so that they test the
+// retry logic, not the clock.
+const testRetryBase = 2 * time.Millisecond

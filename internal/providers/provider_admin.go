@@ -87,6 +87,7 @@ type HTTPAdmin struct {
 	client    *http.Client
 	endpoints map[string]endpoint
 	pace      Pace
+	retryBase time.Duration // the first backoff of a retried call
 }
 
 // Pace is the mount's provider budget, one limiter per provider; it outlives
@@ -105,7 +106,7 @@ func NewPace() Pace {
 // NewAdmin builds the Admin API client of one configuration, paced by the
 // mount's pace.
 func NewAdmin(c Config, pace Pace) *HTTPAdmin {
-	return &HTTPAdmin{client: newHTTPClient(c, "the provider's Admin API"), endpoints: c.endpoints(), pace: pace}
+	return &HTTPAdmin{client: newHTTPClient(c, "the provider's Admin API"), endpoints: c.endpoints(), pace: pace, retryBase: c.RetryBase}
 }
 
 // CloseIdleConnections: see the backend's clients.closeIdleConnections.
@@ -265,7 +266,7 @@ func (a *HTTPAdmin) do(ctx context.Context, c adminCall) error {
 			return adminKeyRejected(c.provider, status)
 		case status == http.StatusNotFound:
 			return fmt.Errorf("the %s Admin API could not %s: %w", c.provider, c.op, ErrNotFound)
-		case c.retry && platform.TransientStatus(status) && attempt+1 < platform.MaxAttempts && platform.SleepWithin(ctx, platform.RetryAfter(attempt, resp, time.Now())):
+		case c.retry && platform.TransientStatus(status) && attempt+1 < platform.MaxAttempts && platform.SleepWithin(ctx, platform.RetryAfter(a.retryBase, attempt, resp, time.Now())):
 			continue
 		case status >= 400 && status < 500 && status != http.StatusTooManyRequests:
 			return &adminError{provider: c.provider, op: c.op, status: status, message: " (the request was refused)", refused: true}

@@ -122,7 +122,7 @@ func TestProviderAdmin_Wire(t *testing.T) {
 			}))
 			defer srv.Close()
 			a := NewAdmin(Config{
-				OpenAIURL: srv.URL + "/openai", AnthropicURL: srv.URL + "/anthropic", Timeout: 5 * time.Second,
+				OpenAIURL: srv.URL + "/openai", AnthropicURL: srv.URL + "/anthropic", Timeout: 5 * time.Second, RetryBase: testRetryBase,
 				OpenAIAdminKey: testOpenAIAdminKey, AnthropicAdminKey: testAnthropicAdminKey,
 			}, NewPace())
 			err := tc.call(a)
@@ -139,7 +139,7 @@ func TestProviderAdmin_Wire(t *testing.T) {
 
 // Without an admin key for the provider, nothing is sent.
 func TestProviderAdmin_MissingKeySendsNothing(t *testing.T) {
-	a := NewAdmin(Config{OpenAIURL: "http://127.0.0.1:1", Timeout: time.Second}, nil)
+	a := NewAdmin(Config{OpenAIURL: "http://127.0.0.1:1", Timeout: time.Second, RetryBase: testRetryBase}, nil)
 	if err := a.CheckAdminKey(t.Context(), platform.OpenAI); !errors.Is(err, ErrAdminKeyMissing) || !IsRefusal(err) {
 		t.Fatalf("err = %v", err)
 	}

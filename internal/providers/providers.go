@@ -110,6 +110,9 @@ type Config struct {
 	AnthropicAdminKey, OpenAIAdminKey string
 	// Timeout bounds each operation, retries included (request_timeout).
 	Timeout time.Duration
+	// RetryBase is the first backoff of a retried call (the backend's
+	// tuning; platform.DefaultRetryBaseDelay in a release).
+	RetryBase time.Duration
 }
 
 // endpoint is one provider's row with this configuration's URL and admin

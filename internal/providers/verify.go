@@ -22,11 +22,12 @@ type Verifier interface {
 type HTTPVerifier struct {
 	client    *http.Client
 	endpoints map[string]endpoint
+	retryBase time.Duration // the first backoff of a retried call
 }
 
 // NewVerifier builds the verifier of one configuration.
 func NewVerifier(c Config) *HTTPVerifier {
-	return &HTTPVerifier{client: newHTTPClient(c, "the provider"), endpoints: c.endpoints()}
+	return &HTTPVerifier{client: newHTTPClient(c, "the provider"), endpoints: c.endpoints(), retryBase: c.RetryBase}
 }
 
 // CloseIdleConnections closes the client's idle keep-alive connections; the
@@ -49,7 +50,7 @@ func (v *HTTPVerifier) Verify(ctx context.Context, provider, apiKey string) erro
 			return nil
 		case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 			return platform.Refusedf("the %s API key was rejected by the provider (HTTP %d): check that it is an active model key and that it was copied whole", provider, resp.StatusCode)
-		case platform.TransientStatus(resp.StatusCode) && attempt+1 < platform.MaxAttempts && platform.SleepWithin(ctx, platform.RetryAfter(attempt, resp, time.Now())):
+		case platform.TransientStatus(resp.StatusCode) && attempt+1 < platform.MaxAttempts && platform.SleepWithin(ctx, platform.RetryAfter(v.retryBase, attempt, resp, time.Now())):
 			continue
 		}
 		return fmt.Errorf("the %s API key could not be verified: the provider answered HTTP %d; try again later, or set verify_keys=false on the config to skip verification", provider, resp.StatusCode)

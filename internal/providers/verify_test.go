@@ -22,7 +22,7 @@ func TestVerify_RefusesRedirects(t *testing.T) {
 		for provider, key := range keys {
 			t.Run(fmt.Sprintf("%s/%d", provider, status), func(t *testing.T) {
 				url, hits := platformtest.NewRedirectPair(t, status)
-				v := NewVerifier(Config{AnthropicURL: url, OpenAIURL: url, Timeout: 5 * time.Second})
+				v := NewVerifier(Config{AnthropicURL: url, OpenAIURL: url, Timeout: 5 * time.Second, RetryBase: testRetryBase})
 				err := v.Verify(context.Background(), provider, key)
 				if n := hits.Load(); n != 0 {
 					t.Fatalf("the redirect target received %d requests", n)

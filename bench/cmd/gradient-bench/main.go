@@ -59,12 +59,12 @@ var presets = map[string]sizes{
 func main() {
 	var (
 		vaultBin  = flag.String("vault", "", "path of the vault binary (scripts/get-vault.sh prints one)")
-		pluginBin = flag.String("plugin", "bin/plugins/"+gradientPlugin, "the Gradient plugin binary")
+		pluginBin = flag.String("plugin", "bin/plugins-test/"+gradientPlugin, "the Gradient plugin binary, a test build (-tags gradienttest, make build-test): the bench passes it the GRADIENT_TEST_* tuning")
 		floorBin  = flag.String("floor", "bin/bench/"+floorPlugin, "the floor plugin binary")
 		size      = flag.String("size", "full", "full or smoke")
 		out       = flag.String("out", "bench/results/latest.md", "where the table is written")
 		keep      = flag.Bool("keep", false, "keep the work directory (Vault's log)")
-		profile   = flag.String("profile", "", "instead of the table: CPU profiles of the plugin and Vault into this directory; -plugin must be a build of bench/cmd/gradient-plugin-pprof")
+		profile   = flag.String("profile", "", "instead of the table: CPU profiles of the plugin and Vault into this directory; -plugin must be a build of bench/cmd/gradient-plugin-pprof with -tags gradienttest")
 		large     = flag.Int("large", 0, "override the size's number of keys at scale")
 		due       = flag.Int("due", 0, "override the size's number of keys due at once")
 	)

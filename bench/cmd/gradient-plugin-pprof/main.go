@@ -1,7 +1,8 @@
 // Command gradient-plugin-pprof is the Gradient plugin with a CPU profiler
 // the benchmark can switch on and off (bench/internal/pprofserver):
-// gradient-bench -profile registers it with GRADIENT_BENCH_PPROF set. It is
-// never released.
+// gradient-bench -profile registers it with GRADIENT_BENCH_PPROF set, and
+// with the GRADIENT_TEST_* tuning, which only a build with -tags gradienttest
+// reads. It is never released.
 package main
 
 import (

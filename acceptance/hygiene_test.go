@@ -10,13 +10,14 @@ import (
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 )
 
-// TestSecretHygiene runs last (its file sorts last) so its scan covers the
-// whole suite. It drives the flows where a secret is most likely to slip
+// TestSecretHygiene drives the flows where a secret is most likely to slip
 // into a message (rejected tokens and keys, malformed keys, provider errors
 // that echo key fragments, faults) and then checks that no API key or token
 // used so far appears in the audit log, the server log or the CLI's error
-// output. The audit device and debug logging are on for the whole suite, and
-// TestMain repeats the scan over everything after the last test.
+// output. It may run at any point of the suite: the audit device and debug
+// logging are on throughout, and TestMain (runSuite) scans every log again
+// after the last test, over every secret the suite used, and fails the run
+// on a leak.
 func TestSecretHygiene(t *testing.T) {
 	f := sharedFixture(t)
 

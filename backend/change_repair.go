@@ -7,8 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // Repairs of drift, each down makeChange's road: a key renamed or modified
@@ -16,8 +17,6 @@ import (
 // repair-key entry); a key deleted outside Vault is created again under its
 // name with Vault's secret (a create-key entry, whose undo deletes the new
 // key if storage never took its uuid).
-
-const walKindRepair = "repair-key"
 
 // repairWAL: platform key UUID was being given the name and secret storage
 // holds. The undo does the same again: storage is the truth, and pushing it
@@ -46,20 +45,11 @@ func (w *repairWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 	if err != nil || stored == nil {
 		return err
 	}
-	c, err := b.clients(ctx, s)
-	if err != nil {
-		return fmt.Errorf("finishing the repair of %s: %w", w.UUID, err)
+	found, err := b.pushStored(ctx, s, w.Provider, w.UUID, platform.KeyChange{Name: stored.Name, Secret: stored.APIKey}, "finishing the repair of")
+	if found {
+		b.names.put(w.Provider, stored.Name, w.UUID)
 	}
-	pk, err := c.platform.UpdateKey(ctx, w.Provider, w.UUID, platform.KeyChange{Name: stored.Name, Secret: stored.APIKey})
-	if errors.Is(err, platform.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("finishing the repair of %s: %w", w.UUID, err)
-	}
-	b.names.put(w.Provider, stored.Name, w.UUID)
-	b.recordPlatformWrite(ctx, s, w.UUID, pk.UpdatedAt)
-	return nil
+	return err
 }
 
 // repairOutcome is what a repair did, for the response.

@@ -8,8 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 	"github.com/hashicorp/vault/sdk/helper/errutil"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
