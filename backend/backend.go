@@ -14,7 +14,9 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
-	"golang.org/x/time/rate"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/providers"
 )
 
 // Version is the plugin's version, reported to Vault; set by the build with
@@ -68,7 +70,7 @@ type gradientBackend struct {
 	// budget is the mount's share of the platform's rate limits, shared by
 	// every request, the scheduler and background work; it outlives the
 	// clients, which a config write replaces.
-	budget *rateBudget
+	budget *platform.Budget
 
 	// clock is the backend's one clock: WAL entries, the schedulers, the
 	// name cache, the rate budget and the platform clock read it through
@@ -83,10 +85,10 @@ type gradientBackend struct {
 	// rotation runs scheduled rotations (rotation.go).
 	rotation *rotationScheduler
 
-	// adminPace paces the providers' Admin API calls (provider_admin.go);
+	// adminPace paces the providers' Admin API calls (internal/providers);
 	// retirements tracks when replaced keys are due for retirement
 	// (retire.go). Both outlive the clients.
-	adminPace   map[string]*rate.Limiter
+	adminPace   providers.Pace
 	retirements *retirementPlan
 	// syncer runs the periodic sync (sync.go).
 	syncer *syncScheduler
@@ -100,9 +102,9 @@ type gradientBackend struct {
 // one version of the config.
 type clients struct {
 	config   *gradientConfig
-	platform platform
-	verifier keyVerifier
-	admin    providerAdmin
+	platform platform.Client
+	verifier providers.Verifier
+	admin    providers.Admin
 }
 
 // closeIdleConnections closes the idle keep-alive connections of the clients
@@ -125,17 +127,13 @@ func newBackend(t tuning) *gradientBackend {
 		clock:       time.Now,
 		tuning:      t,
 		walMaxAge:   defaultWALMaxAge,
-		adminPace:   newAdminPace(),
+		adminPace:   providers.NewPace(),
 		retirements: newRetirementPlan(),
 	}
 	b.names = newNameCache(b.now)
-	b.budget = newRateBudget(0, 0, b.now)
+	b.budget = platform.NewBudget(0, 0, b.now)
 	b.buildClients = func(cfg *gradientConfig) (*clients, error) {
-		c, err := newClients(cfg, b.budget, b.now, b.tuning.retryBaseDelay)
-		if err == nil {
-			c.admin = newHTTPAdmin(cfg, b.adminPace, b.tuning.retryBaseDelay)
-		}
-		return c, err
+		return newClients(cfg, b.budget, b.now, b.tuning.retryBaseDelay, b.adminPace)
 	}
 	b.rotation = newRotationScheduler(b)
 	b.syncer = newSyncScheduler(b)
@@ -244,22 +242,35 @@ func (b *gradientBackend) useClientsLocked(cfg *gradientConfig, c *clients) {
 		b.cached.closeIdleConnections()
 	}
 	b.cached = c
-	b.budget.configure(cfg.RateLimitPerMinute, cfg.RateLimitPerHour, cfg.schedulerHeadroom())
+	b.budget.Configure(cfg.RateLimitPerMinute, cfg.RateLimitPerHour, cfg.schedulerHeadroom())
 }
 
-// newClients builds clients whose platform requests wait for budget; it
-// leaves the budget's limits alone (useClientsLocked applies them). now is
-// the backend's clock, retryBase the first backoff of a retried call.
-func newClients(cfg *gradientConfig, budget *rateBudget, now func() time.Time, retryBase time.Duration) (*clients, error) {
-	p, err := newGodoPlatform(withTrailingSlash(cfg.APIURL), cfg.Token, userAgent(), cfg.RequestTimeout, budget, now, retryBase)
+// newClients builds every client of one config, once: the platform client,
+// whose requests wait for budget, the verifier and the Admin API client,
+// paced by pace. It leaves the budget's limits alone (useClientsLocked
+// applies them). now is the backend's clock, retryBase the first backoff of
+// a retried call.
+func newClients(cfg *gradientConfig, budget *platform.Budget, now func() time.Time, retryBase time.Duration, pace providers.Pace) (*clients, error) {
+	p, err := platform.New(withTrailingSlash(cfg.APIURL), cfg.Token, userAgent(), cfg.RequestTimeout, budget, now, retryBase)
 	if err != nil {
 		return nil, err
 	}
-	var v keyVerifier = skipVerification{}
+	pc := cfg.providersConfig(retryBase)
+	var v providers.Verifier = skipVerification{}
 	if cfg.VerifyKeys {
-		v = newHTTPVerifier(cfg.AnthropicURL, cfg.OpenAIURL, cfg.RequestTimeout, retryBase)
+		v = providers.NewVerifier(pc)
 	}
-	return &clients{config: cfg, platform: p, verifier: v, admin: newHTTPAdmin(cfg, nil, retryBase)}, nil
+	return &clients{config: cfg, platform: p, verifier: v, admin: providers.NewAdmin(pc, pace)}, nil
+}
+
+// providersConfig is the part of the config the provider clients use, with
+// the backend's first backoff of a retried call.
+func (cfg *gradientConfig) providersConfig(retryBase time.Duration) providers.Config {
+	return providers.Config{
+		AnthropicURL: cfg.AnthropicURL, OpenAIURL: cfg.OpenAIURL,
+		AnthropicAdminKey: cfg.AnthropicAdminKey, OpenAIAdminKey: cfg.OpenAIAdminKey,
+		Timeout: cfg.RequestTimeout, RetryBase: retryBase,
+	}
 }
 
 // userAgent names the plugin, its version and its process to the platform,

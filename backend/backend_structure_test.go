@@ -170,16 +170,10 @@ func TestBackend_Routing(t *testing.T) {
 // twice or answered with the wrong status. A handler, guard or callback that
 // builds its own error answer fails here.
 func TestBackend_OnlyRespondBuildsErrorResponses(t *testing.T) {
-	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, pkg := range pkgs {
-		for _, file := range pkg.Files {
-			for _, found := range handBuiltErrorAnswers(fset, file) {
-				t.Error(found)
-			}
+	fset, files := parseBackend(t)
+	for _, file := range files {
+		for _, found := range handBuiltErrorAnswers(fset, file) {
+			t.Error(found)
 		}
 	}
 }
@@ -295,4 +289,55 @@ func dataHoldsError(lit *ast.CompositeLit) bool {
 func isIdent(e ast.Expr, name string) bool {
 	id, ok := e.(*ast.Ident)
 	return ok && id.Name == name
+}
+
+// The handlers cannot build an HTTP request: the upstream clients live in
+// internal/platform and internal/providers, behind interfaces. backend may
+// import net/http only for its status constants (the Responses of paths,
+// respond's coded errors), and no HTTP client library at all.
+func TestBackend_BuildsNoHTTPRequests(t *testing.T) {
+	forbidden := []string{"github.com/digitalocean/godo", "net/http/httputil", "net/http/httptrace", "golang.org/x/oauth2"}
+	fset, files := parseBackend(t)
+	for _, file := range files {
+		httpName := ""
+		for _, imp := range file.Imports {
+			path := strings.Trim(imp.Path.Value, `"`)
+			if slices.Contains(forbidden, path) {
+				t.Errorf("%s imports %s: upstream calls belong in internal/platform or internal/providers", fset.Position(imp.Pos()), path)
+			}
+			if path == "net/http" {
+				httpName = "http"
+				if imp.Name != nil {
+					httpName = imp.Name.Name
+				}
+			}
+		}
+		if httpName == "" {
+			continue
+		}
+		ast.Inspect(file, func(n ast.Node) bool {
+			sel, ok := n.(*ast.SelectorExpr)
+			if ok && isIdent(sel.X, httpName) && !strings.HasPrefix(sel.Sel.Name, "Status") {
+				t.Errorf("%s: uses http.%s; backend takes only status constants from net/http", fset.Position(sel.Pos()), sel.Sel.Name)
+			}
+			return true
+		})
+	}
+}
+
+// parseBackend parses the package's non-test files.
+func parseBackend(t *testing.T) (*token.FileSet, []*ast.File) {
+	t.Helper()
+	fset := token.NewFileSet()
+	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []*ast.File
+	for _, pkg := range pkgs {
+		for _, f := range pkg.Files {
+			files = append(files, f)
+		}
+	}
+	return fset, files
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 const testToken = "emulator-token"
@@ -282,7 +283,7 @@ func (e *testEnv) assertNoSecretsLogged() {
 func (e *testEnv) state() emulator.State { return e.emu.State() }
 
 func (e *testEnv) platformKeys(provider string) []emulator.KeyState {
-	if provider == providerOpenAI {
+	if provider == platform.OpenAI {
 		return e.state().OpenAIKeys
 	}
 	return e.state().AnthropicKeys
@@ -311,7 +312,7 @@ func (e *testEnv) createAgent(name, provider, keyUUID string) *godo.Agent {
 		Name: name, Instruction: "answer questions", ModelUuid: "model-1",
 		Region: "tor1", ProjectId: "project-1",
 	}
-	if provider == providerOpenAI {
+	if provider == platform.OpenAI {
 		req.OpenAiKeyUuid = keyUUID
 	} else {
 		req.AnthropicKeyUuid = keyUUID

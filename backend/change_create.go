@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // A key's first write: create makes a new platform key, adopt takes over
@@ -76,7 +78,7 @@ func (b *gradientBackend) createKey(ctx context.Context, s logical.Storage, c *c
 		lingers: func() bool { return resent },
 		apply: func(ctx context.Context) error {
 			pk, err := c.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)
-			if err != nil && !platformRefused(err) {
+			if err != nil && !refused(err) {
 				pk, resent, err = b.recoverCreate(ctx, s, c, w, r, err)
 			}
 			if err != nil {
@@ -108,21 +110,21 @@ func (b *gradientBackend) createKey(ctx context.Context, s logical.Storage, c *c
 // undo deletes them. A lookup that fails leaves the original error. Either
 // way makeChange undoes and keeps the entry for the periodic rollback.
 // resent reports that the create was sent again: the first may still land.
-func (b *gradientBackend) recoverCreate(ctx context.Context, s logical.Storage, c *clients, w *createWAL, r createRequest, callErr error) (pk platformKey, resent bool, err error) {
+func (b *gradientBackend) recoverCreate(ctx context.Context, s logical.Storage, c *clients, w *createWAL, r createRequest, callErr error) (pk platform.Key, resent bool, err error) {
 	_, named, err := w.lookUp(ctx, s, c)
 	if err != nil {
-		return platformKey{}, false, callErr
+		return platform.Key{}, false, callErr
 	}
 	if len(named) > 0 {
 		w.Seen = named
 		b.Logger().Warn("a create's answer was lost and a key with its name is on the platform; not taking it", "name", r.name, "provider", r.provider, "uuids", strings.Join(named, ","))
-		return platformKey{}, false, nameAppeared(r, named, callErr)
+		return platform.Key{}, false, nameAppeared(r, named, callErr)
 	}
 	b.Logger().Warn("a create's answer was lost and the platform has no such key; sending it once more", "name", r.name, "provider", r.provider)
 	pk, err = c.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)
 	if err != nil {
 		// Even a refusal now leaves the first create free to land.
-		err = &possiblyApplied{err: err}
+		err = platform.PossiblyApplied(err)
 	}
 	return pk, true, err
 }
@@ -187,7 +189,7 @@ func (w *createWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 		return fmt.Errorf("rolling back the create of %q: %d keys with that name were created while the create was in flight (%s) and Vault holds none of them; they may include someone else's, so none was deleted: delete the ones this mount made by hand",
 			w.Name, len(orphans), strings.Join(orphans, ", "))
 	}
-	if err := c.platform.DeleteKey(ctx, w.Provider, orphans[0]); err != nil && !errors.Is(err, errPlatformNotFound) {
+	if err := c.platform.DeleteKey(ctx, w.Provider, orphans[0]); err != nil && !errors.Is(err, platform.ErrNotFound) {
 		return fmt.Errorf("rolling back the create of %q: deleting orphan %s: %w", w.Name, orphans[0], err)
 	}
 	b.names.remove(w.Provider, w.Name, orphans[0])
@@ -202,7 +204,7 @@ func (w *createWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 // header of the listing itself, and its timestamps have one-second
 // resolution, so the window widens by the measurement's uncertainty and one
 // second.
-func (w *createWAL) lookUp(ctx context.Context, s logical.Storage, c *clients) (found []platformKey, named []string, err error) {
+func (w *createWAL) lookUp(ctx context.Context, s logical.Storage, c *clients) (found []platform.Key, named []string, err error) {
 	keys, err := c.platform.ListKeys(ctx, w.Provider)
 	if err != nil {
 		return nil, nil, err
@@ -264,7 +266,7 @@ func (b *gradientBackend) adoptKey(ctx context.Context, s logical.Storage, c *cl
 		return nil, callerErrorf("platform key %s is already managed by this mount as %q; a key cannot be adopted twice", r.adoptUUID, owner.Name)
 	}
 	current, err := c.platform.GetKey(ctx, r.provider, r.adoptUUID)
-	if errors.Is(err, errPlatformNotFound) {
+	if errors.Is(err, platform.ErrNotFound) {
 		return nil, callerErrorf("there is no %s key with uuid %s on the platform; check the uuid and the provider", r.provider, r.adoptUUID)
 	}
 	if err != nil {
@@ -282,7 +284,7 @@ func (b *gradientBackend) adoptKey(ctx context.Context, s logical.Storage, c *cl
 	err = b.makeChange(ctx, s, pendingChange{
 		entry: w,
 		apply: func(ctx context.Context) error {
-			pk, err := c.platform.UpdateKey(ctx, r.provider, r.adoptUUID, keyChange{Name: r.name, Secret: r.apiKey})
+			pk, err := c.platform.UpdateKey(ctx, r.provider, r.adoptUUID, platform.KeyChange{Name: r.name, Secret: r.apiKey})
 			if err != nil {
 				return err
 			}

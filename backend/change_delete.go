@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // deleteKeyWAL: platform key UUID was being deleted with its entry Name. A
@@ -39,14 +41,14 @@ func (b *gradientBackend) deleteKeyEverywhere(ctx context.Context, s logical.Sto
 		entry: w,
 		apply: func(ctx context.Context) error {
 			err := c.platform.DeleteKey(ctx, k.Provider, k.UUID)
-			if err == nil || errors.Is(err, errPlatformNotFound) {
+			if err == nil || errors.Is(err, platform.ErrNotFound) {
 				return nil
 			}
 			// An answer that was lost: if the platform no longer has the
 			// key, the delete happened.
-			if !platformRefused(err) {
+			if !refused(err) {
 				_, getErr := c.platform.GetKey(ctx, k.Provider, k.UUID)
-				if errors.Is(getErr, errPlatformNotFound) {
+				if errors.Is(getErr, platform.ErrNotFound) {
 					b.Logger().Warn("a delete's answer was lost and the platform no longer has the key; finishing the delete", "name", k.Name, "uuid", k.UUID)
 					return nil
 				}
@@ -77,7 +79,7 @@ func (w *deleteKeyWAL) undo(ctx context.Context, b *gradientBackend, s logical.S
 	if err != nil {
 		return fmt.Errorf("settling the delete of %s: %w", w.UUID, err)
 	}
-	if _, err := c.platform.GetKey(ctx, w.Provider, w.UUID); !errors.Is(err, errPlatformNotFound) {
+	if _, err := c.platform.GetKey(ctx, w.Provider, w.UUID); !errors.Is(err, platform.ErrNotFound) {
 		return err // still there (the delete did not happen), or unknown
 	}
 	if err := b.retireAccountsOnDelete(ctx, c, stored, b.Logger().With("name", stored.Name)); err != nil {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // reassignWAL: the agents were being moved from key From to key To.
@@ -30,7 +32,7 @@ func (w *reassignWAL) describe() []any {
 
 // reassignAgents switches every agent from one key to the other. Agents
 // whose fields other than the key changed are returned as warnings.
-func (b *gradientBackend) reassignAgents(ctx context.Context, s logical.Storage, c *clients, from, to *keyEntry, agents []platformAgent) ([]string, error) {
+func (b *gradientBackend) reassignAgents(ctx context.Context, s logical.Storage, c *clients, from, to *keyEntry, agents []platform.Agent) ([]string, error) {
 	w := &reassignWAL{
 		walHeader: walHeader{Provider: from.Provider, Created: b.now().UTC()},
 		From:      from.UUID, To: to.UUID, FromName: from.Name, ToName: to.Name,
@@ -52,7 +54,7 @@ func (b *gradientBackend) reassignAgents(ctx context.Context, s logical.Storage,
 					if len(agents) > 1 {
 						// With several agents, a refusal of one does
 						// not say that none moved.
-						err = &possiblyApplied{err: err}
+						err = platform.PossiblyApplied(err)
 					}
 					return err
 				}
@@ -90,7 +92,7 @@ func (w *reassignWAL) undo(ctx context.Context, b *gradientBackend, s logical.St
 		return fmt.Errorf("rolling back the reassign from %s: %w", w.From, err)
 	}
 	onTarget, err := c.platform.ListAgentsByKey(ctx, w.Provider, w.To)
-	if errors.Is(err, errPlatformNotFound) {
+	if errors.Is(err, platform.ErrNotFound) {
 		return nil // the target is gone, and the agents with it
 	}
 	if err != nil {
@@ -102,7 +104,7 @@ func (w *reassignWAL) undo(ctx context.Context, b *gradientBackend, s logical.St
 			continue
 		}
 		_, err := c.platform.SetAgentKey(ctx, w.Provider, a.UUID, w.From)
-		if errors.Is(err, errPlatformNotFound) {
+		if errors.Is(err, platform.ErrNotFound) {
 			b.Logger().Warn("the source key of a failed reassign is gone; the agents stay on the target", "from", w.From, "to", w.To)
 			w.outcome = "the key the agents came from is gone, so they stay on the new key"
 			return nil
@@ -146,14 +148,14 @@ func getReassignDone(ctx context.Context, s logical.Storage, fromUUID string) (t
 
 // whereAgentsAre asks the platform where each agent of a failed move is now,
 // so the caller learns the state rather than a guess.
-func (b *gradientBackend) whereAgentsAre(ctx context.Context, c *clients, from, to *keyEntry, agents []platformAgent) string {
+func (b *gradientBackend) whereAgentsAre(ctx context.Context, c *clients, from, to *keyEntry, agents []platform.Agent) string {
 	// A key that is gone has no agents.
 	onFrom, errFrom := c.platform.ListAgentsByKey(ctx, from.Provider, from.UUID)
-	if errors.Is(errFrom, errPlatformNotFound) {
+	if errors.Is(errFrom, platform.ErrNotFound) {
 		errFrom = nil
 	}
 	onTo, errTo := c.platform.ListAgentsByKey(ctx, to.Provider, to.UUID)
-	if errors.Is(errTo, errPlatformNotFound) {
+	if errors.Is(errTo, platform.ErrNotFound) {
 		errTo = nil
 	}
 	if errFrom != nil || errTo != nil {
@@ -183,6 +185,6 @@ func (b *gradientBackend) whereAgentsAre(ctx context.Context, c *clients, from, 
 	return strings.TrimSuffix(strings.Join(parts, " "), ";")
 }
 
-func containsAgent(agents []platformAgent, uuid string) bool {
-	return slices.ContainsFunc(agents, func(a platformAgent) bool { return a.UUID == uuid })
+func containsAgent(agents []platform.Agent, uuid string) bool {
+	return slices.ContainsFunc(agents, func(a platform.Agent) bool { return a.UUID == uuid })
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // renameWAL: platform key UUID was being renamed from OldName to Name.
@@ -37,7 +39,7 @@ func (b *gradientBackend) renameKey(ctx context.Context, s logical.Storage, c *c
 	err := b.makeChange(ctx, s, pendingChange{
 		entry: w,
 		apply: func(ctx context.Context) error {
-			pk, err := c.platform.UpdateKey(ctx, k.Provider, k.UUID, keyChange{Name: newName})
+			pk, err := c.platform.UpdateKey(ctx, k.Provider, k.UUID, platform.KeyChange{Name: newName})
 			if err != nil {
 				return keyGoneIfNotFound(err, k)
 			}
@@ -96,7 +98,7 @@ func (w *renameWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 // pushName sets the platform key's name back to name (it had from before)
 // and keeps the name cache in step. A key that is gone counts as done.
 func (b *gradientBackend) pushName(ctx context.Context, s logical.Storage, provider, uuid, from, name string) error {
-	if _, err := b.pushStored(ctx, s, provider, uuid, keyChange{Name: name}, "restoring the name of"); err != nil {
+	if _, err := b.pushStored(ctx, s, provider, uuid, platform.KeyChange{Name: name}, "restoring the name of"); err != nil {
 		return err
 	}
 	b.names.remove(provider, from, uuid)

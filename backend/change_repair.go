@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // Repairs of drift, each down makeChange's road: a key renamed or modified
@@ -43,7 +45,7 @@ func (w *repairWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 	if err != nil || stored == nil {
 		return err
 	}
-	found, err := b.pushStored(ctx, s, w.Provider, w.UUID, keyChange{Name: stored.Name, Secret: stored.APIKey}, "finishing the repair of")
+	found, err := b.pushStored(ctx, s, w.Provider, w.UUID, platform.KeyChange{Name: stored.Name, Secret: stored.APIKey}, "finishing the repair of")
 	if found {
 		b.names.put(w.Provider, stored.Name, w.UUID)
 	}
@@ -101,7 +103,7 @@ func (b *gradientBackend) repairKey(ctx context.Context, s logical.Storage, moun
 		}
 	}
 
-	var pk platformKey
+	var pk platform.Key
 	if drift == syncMissing {
 		out.oldUUID = k.UUID
 		out.lostAgents, out.agentsSeenAt, out.known = rec.Agents, rec.AgentsSeenAt, !rec.AgentsSeenAt.IsZero()
@@ -136,7 +138,7 @@ func (b *gradientBackend) repairKey(ctx context.Context, s logical.Storage, moun
 // change: their updated_at is in the entry.
 func (b *gradientBackend) refuseChangedSince(ctx context.Context, c *clients, mount string, k *keyEntry, rec *keySyncRecord, drift string) error {
 	now, err := c.platform.GetKey(ctx, k.Provider, k.UUID)
-	gone := errors.Is(err, errPlatformNotFound)
+	gone := errors.Is(err, platform.ErrNotFound)
 	if err != nil && !gone {
 		return err
 	}
@@ -179,17 +181,17 @@ func (b *gradientBackend) refuseTakenName(ctx context.Context, c *clients, mount
 }
 
 // pushStoredKey gives the platform key the name and secret storage holds.
-func (b *gradientBackend) pushStoredKey(ctx context.Context, s logical.Storage, c *clients, k *keyEntry, rec *keySyncRecord, drift string) (*keyEntry, platformKey, error) {
+func (b *gradientBackend) pushStoredKey(ctx context.Context, s logical.Storage, c *clients, k *keyEntry, rec *keySyncRecord, drift string) (*keyEntry, platform.Key, error) {
 	w := &repairWAL{
 		walHeader: walHeader{Provider: k.Provider, Created: b.now().UTC()},
 		UUID:      k.UUID, Name: k.Name, Drift: drift,
 	}
 	repaired := *k
-	var pk platformKey
+	var pk platform.Key
 	err := b.makeChange(ctx, s, pendingChange{
 		entry: w,
 		apply: func(ctx context.Context) (err error) {
-			pk, err = c.platform.UpdateKey(ctx, k.Provider, k.UUID, keyChange{Name: k.Name, Secret: k.APIKey})
+			pk, err = c.platform.UpdateKey(ctx, k.Provider, k.UUID, platform.KeyChange{Name: k.Name, Secret: k.APIKey})
 			if err != nil {
 				return keyGoneIfNotFound(err, k)
 			}
@@ -210,11 +212,11 @@ func (b *gradientBackend) pushStoredKey(ctx context.Context, s logical.Storage, 
 // recreateKey creates the key again under its name with the stored secret
 // and stores the new uuid in the same entry: settings, version and rotation
 // state stay. It follows a lost answer the way a create does.
-func (b *gradientBackend) recreateKey(ctx context.Context, s logical.Storage, c *clients, k *keyEntry) (*keyEntry, platformKey, error) {
+func (b *gradientBackend) recreateKey(ctx context.Context, s logical.Storage, c *clients, k *keyEntry) (*keyEntry, platform.Key, error) {
 	w := newCreateWAL(k.Provider, k.Name, b.now().UTC(), c.config.RequestTimeout)
 	r := createRequest{name: k.Name, provider: k.Provider, apiKey: k.APIKey, recreate: true}
 	recreated := *k
-	var pk platformKey
+	var pk platform.Key
 	resent := false
 	err := b.makeChange(ctx, s, pendingChange{
 		entry:   w,
@@ -222,7 +224,7 @@ func (b *gradientBackend) recreateKey(ctx context.Context, s logical.Storage, c 
 		lingers: func() bool { return resent },
 		apply: func(ctx context.Context) (err error) {
 			pk, err = c.platform.CreateKey(ctx, k.Provider, k.Name, k.APIKey)
-			if err != nil && !platformRefused(err) {
+			if err != nil && !refused(err) {
 				pk, resent, err = b.recoverCreate(ctx, s, c, w, r, err)
 			}
 			if err != nil {

@@ -6,6 +6,9 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/providers"
 )
 
 // A new secret on the same platform key: rotate pushes one a person staged,
@@ -54,7 +57,7 @@ func (b *gradientBackend) rotateSecret(ctx context.Context, s logical.Storage, k
 	return b.makeChange(ctx, s, pendingChange{
 		entry: w,
 		apply: func(ctx context.Context) error {
-			pk, err := c.platform.UpdateKey(ctx, k.Provider, k.UUID, keyChange{Secret: apiKey})
+			pk, err := c.platform.UpdateKey(ctx, k.Provider, k.UUID, platform.KeyChange{Secret: apiKey})
 			if err != nil {
 				return keyGoneIfNotFound(err, k)
 			}
@@ -83,7 +86,7 @@ func (w *rotateWAL) undo(ctx context.Context, b *gradientBackend, s logical.Stor
 		w.outcome = "storage already holds the new secret, so the platform keeps it"
 		return nil
 	}
-	if _, err := b.pushStored(ctx, s, w.Provider, w.UUID, keyChange{Secret: stored.APIKey}, "rolling back the rotation of"); err != nil {
+	if _, err := b.pushStored(ctx, s, w.Provider, w.UUID, platform.KeyChange{Secret: stored.APIKey}, "rolling back the rotation of"); err != nil {
 		return err
 	}
 	b.Logger().Warn("pushed the stored secret back after an incomplete rotation", "uuid", w.UUID, "name", stored.Name, "version", stored.Version)
@@ -137,7 +140,7 @@ func (w *mintWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storag
 			return err
 		}
 		if stored != nil && stored.Version <= w.Version {
-			if _, err := c.platform.UpdateKey(ctx, providerOpenAI, w.UUID, keyChange{Secret: stored.APIKey}); err != nil && !errors.Is(err, errPlatformNotFound) {
+			if _, err := c.platform.UpdateKey(ctx, platform.OpenAI, w.UUID, platform.KeyChange{Secret: stored.APIKey}); err != nil && !errors.Is(err, platform.ErrNotFound) {
 				return fmt.Errorf("rolling back the mint of %q: pushing the stored secret back: %w", w.Name, err)
 			}
 		}
@@ -151,7 +154,7 @@ func (w *mintWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storag
 		candidates[w.AccountID] = true
 	}
 	accounts, err := c.admin.ListServiceAccounts(ctx, w.ProjectID)
-	if err != nil && !errors.Is(err, errAdminNotFound) {
+	if err != nil && !errors.Is(err, providers.ErrNotFound) {
 		return fmt.Errorf("rolling back the mint of %q: %w", w.Name, err)
 	}
 	for _, a := range accounts {
@@ -163,7 +166,7 @@ func (w *mintWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storag
 		if referenced[id] {
 			continue // a stored version's: the mint completed, or a later one did
 		}
-		if err := c.admin.DeleteServiceAccount(ctx, w.ProjectID, id); err != nil && !errors.Is(err, errAdminNotFound) {
+		if err := c.admin.DeleteServiceAccount(ctx, w.ProjectID, id); err != nil && !errors.Is(err, providers.ErrNotFound) {
 			return fmt.Errorf("rolling back the mint of %q: deleting service account %s: %w", w.Name, id, err)
 		}
 		b.Logger().Warn("deleted a service account minted by an incomplete rotation", "name", w.Name, "service_account_id", id, "openai_project_id", w.ProjectID)
@@ -188,23 +191,23 @@ func referencedServiceAccounts(ctx context.Context, s logical.Storage) (map[stri
 
 // mintAccount creates the account named in w and verifies its key. Once the
 // account exists, a failure is possiblyApplied: the undo must delete it.
-func (b *gradientBackend) mintAccount(ctx context.Context, c *clients, w *mintWAL) (mintedAccount, error) {
+func (b *gradientBackend) mintAccount(ctx context.Context, c *clients, w *mintWAL) (providers.MintedAccount, error) {
 	acct, err := c.admin.CreateServiceAccount(ctx, w.ProjectID, w.AccountName)
 	w.AccountID = acct.ID
-	if err != nil && adminRefused(err) && projectArchived(ctx, c, w.ProjectID) {
+	if err != nil && providers.IsRefusal(err) && projectArchived(ctx, c, w.ProjectID) {
 		// Archived since the key was written: permanent, so a caller
 		// error (the scheduler waits for the next period, not minutes).
 		stays := "the current key stays"
 		if w.UUID == "" {
 			stays = "nothing was changed" // the first version: no key yet
 		}
-		return mintedAccount{}, callerErrorf("key %q mints into OpenAI project %q, which is archived: OpenAI makes no service accounts there, so nothing was minted and %s; set the key's openai_project_id to an active project", w.Name, w.ProjectID, stays)
+		return providers.MintedAccount{}, callerErrorf("key %q mints into OpenAI project %q, which is archived: OpenAI makes no service accounts there, so nothing was minted and %s; set the key's openai_project_id to an active project", w.Name, w.ProjectID, stays)
 	}
 	if err != nil {
-		return mintedAccount{}, fmt.Errorf("minting a key: %w", err)
+		return providers.MintedAccount{}, fmt.Errorf("minting a key: %w", err)
 	}
-	if err := c.verifier.Verify(ctx, providerOpenAI, acct.APIKey); err != nil {
-		return mintedAccount{}, &possiblyApplied{err: fmt.Errorf("the freshly minted key failed verification: %w", err)}
+	if err := c.verifier.Verify(ctx, platform.OpenAI, acct.APIKey); err != nil {
+		return providers.MintedAccount{}, platform.PossiblyApplied(fmt.Errorf("the freshly minted key failed verification: %w", err))
 	}
 	return acct, nil
 }
@@ -213,7 +216,7 @@ func (b *gradientBackend) mintAccount(ctx context.Context, c *clients, w *mintWA
 // the project is archived: one more Admin API call on that failure only,
 // none on a mint that works.
 func projectArchived(ctx context.Context, c *clients, projectID string) bool {
-	return errors.Is(c.admin.GetProject(ctx, projectID), errProjectArchived)
+	return errors.Is(c.admin.GetProject(ctx, projectID), providers.ErrProjectArchived)
 }
 
 // mintNext mints the key's next secret and pushes it to the same platform
@@ -233,11 +236,11 @@ func (b *gradientBackend) mintNext(ctx context.Context, s logical.Storage, k *ke
 		return callerErrorf("key %q mints into OpenAI project %q, which config's openai_project_ids no longer lists: nothing was minted and the current key stays; set the key's openai_project_id to a listed project, or ask an operator to add the project to openai_project_ids", k.Name, k.OpenAIProjectID)
 	}
 	w := &mintWAL{
-		walHeader: walHeader{Provider: providerOpenAI, Created: b.now().UTC()},
+		walHeader: walHeader{Provider: platform.OpenAI, Created: b.now().UTC()},
 		Name:      k.Name, UUID: k.UUID, Version: k.Version, ProjectID: k.OpenAIProjectID,
 		AccountName: serviceAccountName(k.Name, k.Version+1),
 	}
-	var minted mintedAccount
+	var minted providers.MintedAccount
 	return b.makeChange(ctx, s, pendingChange{
 		entry: w,
 		apply: func(ctx context.Context) error {
@@ -245,10 +248,10 @@ func (b *gradientBackend) mintNext(ctx context.Context, s logical.Storage, k *ke
 			if minted, err = b.mintAccount(ctx, c, w); err != nil {
 				return err
 			}
-			pk, err := c.platform.UpdateKey(ctx, k.Provider, k.UUID, keyChange{Secret: minted.APIKey})
+			pk, err := c.platform.UpdateKey(ctx, k.Provider, k.UUID, platform.KeyChange{Secret: minted.APIKey})
 			if err != nil {
 				// The account is made: the undo must delete it.
-				return &possiblyApplied{err: keyGoneIfNotFound(err, k)}
+				return platform.PossiblyApplied(keyGoneIfNotFound(err, k))
 			}
 			k.UpdatedAt = pk.UpdatedAt
 			return nil
@@ -282,7 +285,7 @@ func (b *gradientBackend) mintFirst(ctx context.Context, s logical.Storage, c *c
 		}
 	}
 	w := &mintWAL{
-		walHeader: walHeader{Provider: providerOpenAI, Created: b.now().UTC()},
+		walHeader: walHeader{Provider: platform.OpenAI, Created: b.now().UTC()},
 		Name:      r.name, ProjectID: *r.zeroTouch.projectID, AccountName: serviceAccountName(r.name, 1),
 	}
 	var k *keyEntry
@@ -302,7 +305,7 @@ func (b *gradientBackend) mintFirst(ctx context.Context, s logical.Storage, c *c
 			}
 			if err != nil {
 				// The account is made: the undo must delete it.
-				return &possiblyApplied{err: err}
+				return platform.PossiblyApplied(err)
 			}
 			return nil
 		},

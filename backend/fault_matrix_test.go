@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // The fault matrix: every mutating operation, with each step of its road
@@ -97,9 +98,9 @@ func matrixOps() map[string]matrixOp {
 			setup: func(r *rotEnv) []string {
 				create(r, "m", nil)
 				create(r, "m-to", nil)
-				from := r.platformKeyNamed(providerAnthropic, "m").UUID
-				r.createAgent("m-agent-1", providerAnthropic, from)
-				r.createAgent("m-agent-2", providerAnthropic, from)
+				from := r.platformKeyNamed(platform.Anthropic, "m").UUID
+				r.createAgent("m-agent-1", platform.Anthropic, from)
+				r.createAgent("m-agent-2", platform.Anthropic, from)
 				return nil
 			},
 			run: func(r *rotEnv) (*logical.Response, error) {

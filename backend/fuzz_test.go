@@ -15,6 +15,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/helper/errutil"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // Fuzz targets for what callers send: names, keys and whole requests. The
@@ -53,25 +55,25 @@ func FuzzValidateName(f *testing.F) {
 
 func FuzzNormalizeAPIKey(f *testing.F) {
 	for _, c := range [][2]string{
-		{providerAnthropic, "sk-ant-api03-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
-		{providerAnthropic, "  sk-ant-api03-AAAAAAAAAAAAAAAAAAAA\n"},
-		{providerAnthropic, "sk-ant-admin01-AAAAAAAAAAAAAAAAAAAA"},
-		{providerAnthropic, "sk-ant-api03-AAAA\x00AAAA"},
-		{providerAnthropic, "sk-ant-api03-AAAA\nAAAA"},
-		{providerOpenAI, "sk-proj-BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"},
-		{providerOpenAI, "sk-admin-BBBBBBBBBBBBBBBB"},
-		{providerOpenAI, "sk-ant-api03-BBBBBBBBBBBBBBBBBBBB"},
-		{providerOpenAI, "not-a-key"},
+		{platform.Anthropic, "sk-ant-api03-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+		{platform.Anthropic, "  sk-ant-api03-AAAAAAAAAAAAAAAAAAAA\n"},
+		{platform.Anthropic, "sk-ant-admin01-AAAAAAAAAAAAAAAAAAAA"},
+		{platform.Anthropic, "sk-ant-api03-AAAA\x00AAAA"},
+		{platform.Anthropic, "sk-ant-api03-AAAA\nAAAA"},
+		{platform.OpenAI, "sk-proj-BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"},
+		{platform.OpenAI, "sk-admin-BBBBBBBBBBBBBBBB"},
+		{platform.OpenAI, "sk-ant-api03-BBBBBBBBBBBBBBBBBBBB"},
+		{platform.OpenAI, "not-a-key"},
 		{"mistral", "sk-xyz"},
 		{"", ""},
-		{providerOpenAI, " sk-proj-x\n"},
-		{providerAnthropic, "sk-ant-api03-abc"},
+		{platform.OpenAI, " sk-proj-x\n"},
+		{platform.Anthropic, "sk-ant-api03-abc"},
 	} {
 		f.Add(c[0], c[1])
 	}
-	known := refusalTexts(func(s string) error { _, err := normalizeAPIKey(providerOpenAI, s); return err },
+	known := refusalTexts(func(s string) error { _, err := normalizeAPIKey(platform.OpenAI, s); return err },
 		"", "sk-"+strings.Repeat("a", 1100), "sk-a b", "sk-admin-x", "sk-ant-x", "x")
-	known += refusalTexts(func(s string) error { _, err := normalizeAPIKey(providerAnthropic, s); return err },
+	known += refusalTexts(func(s string) error { _, err := normalizeAPIKey(platform.Anthropic, s); return err },
 		"sk-ant-admin01-x", "sk-x")
 	known += refusalTexts(func(s string) error { _, err := normalizeAPIKey("other", s); return err }, "sk-x")
 	known += refusalTexts(func(s string) error { _, err := normalizeAPIKey("", s); return err }, "sk-x")
@@ -83,7 +85,7 @@ func FuzzNormalizeAPIKey(f *testing.F) {
 			return
 		}
 		switch {
-		case provider != providerAnthropic && provider != providerOpenAI:
+		case provider != platform.Anthropic && provider != platform.OpenAI:
 			t.Fatalf("accepted a key for provider %q", provider)
 		case key != strings.TrimSpace(raw):
 			t.Fatalf("accepted key %q is not the trimmed input %q", key, raw)
@@ -93,9 +95,9 @@ func FuzzNormalizeAPIKey(f *testing.F) {
 			t.Fatalf("accepted a key with white space or control characters: %q", key)
 		case !strings.HasPrefix(key, "sk-"):
 			t.Fatalf("accepted a key without the sk- prefix: %q", key)
-		case provider == providerAnthropic && (!strings.HasPrefix(key, "sk-ant-") || strings.HasPrefix(key, "sk-ant-admin")):
+		case provider == platform.Anthropic && (!strings.HasPrefix(key, "sk-ant-") || strings.HasPrefix(key, "sk-ant-admin")):
 			t.Fatalf("accepted %q as an Anthropic model key", key)
-		case provider == providerOpenAI && (strings.HasPrefix(key, "sk-ant-") || strings.HasPrefix(key, "sk-admin-")):
+		case provider == platform.OpenAI && (strings.HasPrefix(key, "sk-ant-") || strings.HasPrefix(key, "sk-admin-")):
 			t.Fatalf("accepted %q as an OpenAI model key", key)
 		}
 		if err := validateNameAgainstKey("a-"+key, key); err == nil {
@@ -118,8 +120,8 @@ var (
 // handlers.
 func FuzzKeyRequest(f *testing.F) {
 	e := newFuzzEnv(f)
-	e.mustOK(logical.CreateOperation, "keys/fuzz-a", map[string]any{"provider": providerAnthropic, "api_key": anthropicKey("fuzz-a")})
-	e.mustOK(logical.CreateOperation, "keys/fuzz-b", map[string]any{"provider": providerAnthropic, "api_key": anthropicKey("fuzz-b")})
+	e.mustOK(logical.CreateOperation, "keys/fuzz-a", map[string]any{"provider": platform.Anthropic, "api_key": anthropicKey("fuzz-a")})
+	e.mustOK(logical.CreateOperation, "keys/fuzz-b", map[string]any{"provider": platform.Anthropic, "api_key": anthropicKey("fuzz-b")})
 	for _, c := range []struct {
 		path, op uint8
 		name     string
@@ -202,7 +204,7 @@ func newFuzzEnv(f *testing.F) *fuzzEnv {
 		c := *cfg
 		c.APIURL, c.AnthropicURL, c.OpenAIURL = srvURL, srvURL+"/anthropic", srvURL+"/openai"
 		c.RequestTimeout = min(max(c.RequestTimeout, 1), defaultRequestTimeout)
-		return newClients(&c, newRateBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
+		return newClients(&c, platform.NewBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase, nil)
 	}
 	return &fuzzEnv{testEnv: e, config: map[string]any{
 		"token": testToken, "api_url": srvURL, "anthropic_url": srvURL + "/anthropic", "openai_url": srvURL + "/openai",

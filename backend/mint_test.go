@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // The admin keys the zero-touch tests register with the emulator.
@@ -81,7 +82,7 @@ func (r *rotEnv) accounts(name string) (live, deleted []emulator.OpenAIServiceAc
 
 func (r *rotEnv) openAISecret(name string) string {
 	r.t.Helper()
-	pk := r.platformKeyNamed(providerOpenAI, name)
+	pk := r.platformKeyNamed(platform.OpenAI, name)
 	if pk == nil {
 		r.t.Fatalf("no platform key %s", name)
 	}
@@ -173,7 +174,7 @@ func TestMint_CrashBetweenMintAndPushLeavesNoAccount(t *testing.T) {
 	first := r.openAISecret("crash")
 	// Every push fails: the one that would deliver the minted key, and the
 	// immediate undo's push of the stored one.
-	r.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Status: 503, Count: 2 * maxAttempts})
+	r.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Status: 503, Count: 2 * platform.MaxAttempts})
 	r.mustServerError(logical.UpdateOperation, "keys/crash/rotate", nil, "Vault's periodic rollback retries it")
 	live, _ := r.accounts("crash")
 	if len(live) != 2 {
@@ -218,7 +219,7 @@ func TestMint_RollbackSparesReferencedAccounts(t *testing.T) {
 	r := newZeroTouchEnv(t)
 	got := r.createMinted("spared", nil)
 	uuid := got["uuid"].(string)
-	w := &mintWAL{walHeader: walHeader{Provider: providerOpenAI, Created: time.Now()}, Name: "spared", UUID: uuid, Version: 0,
+	w := &mintWAL{walHeader: walHeader{Provider: platform.OpenAI, Created: time.Now()}, Name: "spared", UUID: uuid, Version: 0,
 		ProjectID: emulator.DefaultOpenAIProjectID, AccountName: "vault-spared-v1"}
 	if err := w.undo(t.Context(), r.b, r.storage); err != nil {
 		t.Fatal(err)
@@ -305,10 +306,10 @@ func TestMint_DeleteTakesTheServiceAccounts(t *testing.T) {
 			if live, _ := r.accounts("gone"); len(live) != 2 {
 				t.Fatalf("setup: %+v", live)
 			}
-			r.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/openai/v1/organization/projects/", Status: 503, Count: 2 * maxAttempts})
+			r.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/openai/v1/organization/projects/", Status: 503, Count: 2 * platform.MaxAttempts})
 			r.mustServerError(logical.DeleteOperation, "keys/gone", nil, "the platform key is deleted", "delete again to finish")
 			r.emu.ClearFaults()
-			if r.platformKeyNamed(providerOpenAI, "gone") != nil || len(r.listKeys()) != 1 {
+			if r.platformKeyNamed(platform.OpenAI, "gone") != nil || len(r.listKeys()) != 1 {
 				t.Fatal("want the platform key gone and the entry kept with its accounts")
 			}
 			if live, _ := r.accounts("gone"); len(live) != 2 {
@@ -319,7 +320,7 @@ func TestMint_DeleteTakesTheServiceAccounts(t *testing.T) {
 			} else {
 				r.mustOK(logical.DeleteOperation, "keys/gone", nil)
 			}
-			if live, _ := r.accounts("gone"); len(live) != 0 || r.platformKeyNamed(providerOpenAI, "gone") != nil || len(r.listKeys()) != 0 {
+			if live, _ := r.accounts("gone"); len(live) != 0 || r.platformKeyNamed(platform.OpenAI, "gone") != nil || len(r.listKeys()) != 0 {
 				t.Fatalf("after the %s: accounts %+v", finish, live)
 			}
 		})
@@ -335,7 +336,7 @@ func TestMint_FailedPlatformDeleteKeepsTheServiceAccounts(t *testing.T) {
 			r := newZeroTouchEnv(t)
 			r.createMinted("kept", nil)
 			r.mustOK(logical.UpdateOperation, "keys/kept/rotate", nil)
-			r.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/v2/gen-ai/openai/keys/", Status: status, Count: maxAttempts})
+			r.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/v2/gen-ai/openai/keys/", Status: status, Count: platform.MaxAttempts})
 			resp, err := r.request(logical.DeleteOperation, "keys/kept", nil)
 			var msg string
 			switch {
@@ -382,7 +383,7 @@ func TestMint_RefusedCreateDeletesTheFirstAccount(t *testing.T) {
 	if len(live) != 0 || len(deleted) != 1 {
 		t.Fatalf("live %+v, deleted %+v", live, deleted)
 	}
-	if len(r.listKeys()) != 1 || r.platformKeyNamed(providerOpenAI, "refused") != nil {
+	if len(r.listKeys()) != 1 || r.platformKeyNamed(platform.OpenAI, "refused") != nil {
 		t.Fatal("a refused create stored something")
 	}
 	assertSettlesOnRollback(t, r.testEnv)

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // nameCache remembers which names each provider's keys have on the platform,
@@ -37,7 +39,7 @@ func newNameCache(now func() time.Time) *nameCache {
 // listing in flight). The shared listing runs detached from any one
 // caller's cancellation, bounded by timeout: one caller that gives up must
 // not fail the others waiting on the same listing.
-func (c *nameCache) lookup(ctx context.Context, p platform, provider, name string, ttl, timeout time.Duration) (string, error) {
+func (c *nameCache) lookup(ctx context.Context, p platform.Client, provider, name string, ttl, timeout time.Duration) (string, error) {
 	c.mu.Lock()
 	snap := c.snapshots[provider]
 	if snap != nil && ttl > 0 && c.now().Sub(snap.fetched) < ttl {

@@ -6,22 +6,24 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // slowListing is a platform whose key listing waits until released, and
 // fails if its context ends first.
 type slowListing struct {
-	platform
+	platform.Client
 	started chan struct{}
 	release chan struct{}
 	once    sync.Once
 }
 
-func (p *slowListing) ListKeys(ctx context.Context, _ string) ([]platformKey, error) {
+func (p *slowListing) ListKeys(ctx context.Context, _ string) ([]platform.Key, error) {
 	p.once.Do(func() { close(p.started) })
 	select {
 	case <-p.release:
-		return []platformKey{{UUID: "11111111-2222-4333-8444-555555555555", Name: "taken"}}, nil
+		return []platform.Key{{UUID: "11111111-2222-4333-8444-555555555555", Name: "taken"}}, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -37,14 +39,14 @@ func TestNameCache_CancelledCallerDoesNotFailOthers(t *testing.T) {
 	first, cancel := context.WithCancel(context.Background())
 	firstErr := make(chan error, 1)
 	go func() {
-		_, err := cache.lookup(first, p, providerAnthropic, "taken", time.Minute, 10*time.Second)
+		_, err := cache.lookup(first, p, platform.Anthropic, "taken", time.Minute, 10*time.Second)
 		firstErr <- err
 	}()
 	<-p.started
 	second := make(chan string, 1)
 	secondErr := make(chan error, 1)
 	go func() {
-		uuid, err := cache.lookup(context.Background(), p, providerAnthropic, "taken", time.Minute, 10*time.Second)
+		uuid, err := cache.lookup(context.Background(), p, platform.Anthropic, "taken", time.Minute, 10*time.Second)
 		second <- uuid
 		secondErr <- err
 	}()

@@ -7,6 +7,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 var agentListField = &framework.FieldSchema{
@@ -128,7 +130,7 @@ func (b *gradientBackend) handleReassign(ctx context.Context, req *logical.Reque
 
 // agentDrift names the fields that differ between an agent before and after
 // a key switch; empty fields in the answer are not counted as changes.
-func agentDrift(before, after platformAgent) string {
+func agentDrift(before, after platform.Agent) string {
 	var changed []string
 	check := func(field, a, b string) {
 		if b != "" && a != b {
@@ -142,7 +144,7 @@ func agentDrift(before, after platformAgent) string {
 	return strings.Join(changed, ", ")
 }
 
-func agentList(agents []platformAgent) []map[string]any {
+func agentList(agents []platform.Agent) []map[string]any {
 	out := make([]map[string]any, 0, len(agents))
 	for _, a := range agents {
 		out = append(out, map[string]any{"uuid": a.UUID, "name": a.Name})

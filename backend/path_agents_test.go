@@ -9,18 +9,19 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 func TestAgents_ListsEveryPage(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.emu.SetRateLimits(10000, 100000)
 	e.mustOK(logical.CreateOperation, "keys/popular", map[string]any{"provider": "openai", "api_key": openAIKey("popular")})
-	uuid := e.platformKeyNamed(providerOpenAI, "popular").UUID
+	uuid := e.platformKeyNamed(platform.OpenAI, "popular").UUID
 	// More than one page of the platform's largest page size.
-	const n = maxPageSize + 5
+	const n = platform.MaxPageSize + 5
 	want := map[string]string{}
 	for i := range n {
-		a := e.createAgent(fmt.Sprintf("agent-%03d", i), providerOpenAI, uuid)
+		a := e.createAgent(fmt.Sprintf("agent-%03d", i), platform.OpenAI, uuid)
 		want[a.Uuid] = a.Name
 	}
 
@@ -50,11 +51,11 @@ func TestReassign_MovesAgents(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/old", map[string]any{"provider": "anthropic", "api_key": anthropicKey("old")})
 	e.mustOK(logical.CreateOperation, "keys/new", map[string]any{"provider": "anthropic", "api_key": anthropicKey("new")})
-	oldUUID := e.platformKeyNamed(providerAnthropic, "old").UUID
-	newUUID := e.platformKeyNamed(providerAnthropic, "new").UUID
-	a1 := e.createAgent("first", providerAnthropic, oldUUID)
-	a2 := e.createAgent("second", providerAnthropic, oldUUID)
-	bystander := e.createAgent("bystander", providerAnthropic, newUUID)
+	oldUUID := e.platformKeyNamed(platform.Anthropic, "old").UUID
+	newUUID := e.platformKeyNamed(platform.Anthropic, "new").UUID
+	a1 := e.createAgent("first", platform.Anthropic, oldUUID)
+	a2 := e.createAgent("second", platform.Anthropic, oldUUID)
+	bystander := e.createAgent("bystander", platform.Anthropic, newUUID)
 
 	resp := e.mustOK(logical.UpdateOperation, "keys/old/reassign", map[string]any{"to": "new"})
 	moved := resp.Data["moved"].([]map[string]any)
@@ -81,7 +82,7 @@ func TestReassign_Refusals(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/claude", map[string]any{"provider": "anthropic", "api_key": anthropicKey("claude")})
 	e.mustOK(logical.CreateOperation, "keys/gpt", map[string]any{"provider": "openai", "api_key": openAIKey("gpt")})
-	agent := e.createAgent("bot", providerAnthropic, e.platformKeyNamed(providerAnthropic, "claude").UUID)
+	agent := e.createAgent("bot", platform.Anthropic, e.platformKeyNamed(platform.Anthropic, "claude").UUID)
 
 	cases := map[string]struct {
 		path     string
@@ -98,7 +99,7 @@ func TestReassign_Refusals(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			e.mustBadRequest(logical.UpdateOperation, tc.path, tc.data, tc.fragment)
-			if anthropic, _ := e.agentKey(agent.Uuid); anthropic != e.platformKeyNamed(providerAnthropic, "claude").UUID {
+			if anthropic, _ := e.agentKey(agent.Uuid); anthropic != e.platformKeyNamed(platform.Anthropic, "claude").UUID {
 				t.Fatal("a refused reassign moved the agent")
 			}
 		})
@@ -110,13 +111,13 @@ func TestReassign_PartialFailureMovesAgentsBack(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/from", map[string]any{"provider": "openai", "api_key": openAIKey("from")})
 	e.mustOK(logical.CreateOperation, "keys/to", map[string]any{"provider": "openai", "api_key": openAIKey("to")})
-	fromUUID := e.platformKeyNamed(providerOpenAI, "from").UUID
+	fromUUID := e.platformKeyNamed(platform.OpenAI, "from").UUID
 	var ids []string
 	for i := range 3 {
-		ids = append(ids, e.createAgent(fmt.Sprintf("agent-%d", i), providerOpenAI, fromUUID).Uuid)
+		ids = append(ids, e.createAgent(fmt.Sprintf("agent-%d", i), platform.OpenAI, fromUUID).Uuid)
 	}
 	// The first switch succeeds, the second fails.
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/agents/" + ids[1], Status: 500, Count: maxAttempts})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/agents/" + ids[1], Status: 500, Count: platform.MaxAttempts})
 
 	e.mustServerError(logical.UpdateOperation, "keys/from/reassign", map[string]any{"to": "to"}, "after 1 of 3", "moved back")
 	for _, id := range ids {
@@ -130,10 +131,10 @@ func TestReassign_PartialFailureMovesAgentsBack(t *testing.T) {
 // comes back with the agent renamed: the case the platform's unconfirmed
 // PUT semantics could produce, which the emulator (keeping every field)
 // never does.
-type driftingPlatform struct{ platform }
+type driftingPlatform struct{ platform.Client }
 
-func (p driftingPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, keyUUID string) (platformAgent, error) {
-	a, err := p.platform.SetAgentKey(ctx, provider, agentUUID, keyUUID)
+func (p driftingPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, keyUUID string) (platform.Agent, error) {
+	a, err := p.Client.SetAgentKey(ctx, provider, agentUUID, keyUUID)
 	a.Name += "-renamed"
 	return a, err
 }
@@ -141,7 +142,7 @@ func (p driftingPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, 
 func TestReassign_ReportsOtherFieldsThatChanged(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.b.buildClients = func(cfg *gradientConfig) (*clients, error) {
-		c, err := newClients(cfg, e.b.budget, e.b.now, e.b.tuning.retryBaseDelay)
+		c, err := newClients(cfg, e.b.budget, e.b.now, e.b.tuning.retryBaseDelay, nil)
 		if err == nil {
 			c.platform = driftingPlatform{c.platform}
 		}
@@ -150,7 +151,7 @@ func TestReassign_ReportsOtherFieldsThatChanged(t *testing.T) {
 	e.b.dropClients()
 	e.mustOK(logical.CreateOperation, "keys/drift-from", map[string]any{"provider": "anthropic", "api_key": anthropicKey("driftfrom")})
 	e.mustOK(logical.CreateOperation, "keys/drift-to", map[string]any{"provider": "anthropic", "api_key": anthropicKey("driftto")})
-	agent := e.createAgent("watched", providerAnthropic, e.platformKeyNamed(providerAnthropic, "drift-from").UUID)
+	agent := e.createAgent("watched", platform.Anthropic, e.platformKeyNamed(platform.Anthropic, "drift-from").UUID)
 
 	resp := e.mustOK(logical.UpdateOperation, "keys/drift-from/reassign", map[string]any{"to": "drift-to"})
 	if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], agent.Uuid) || !strings.Contains(resp.Warnings[0], "changed name") {
@@ -167,14 +168,14 @@ func TestReassign_SwitchAppliedButUnansweredIsMovedBack(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/lost-from", map[string]any{"provider": "anthropic", "api_key": anthropicKey("lostfrom")})
 	e.mustOK(logical.CreateOperation, "keys/lost-to", map[string]any{"provider": "anthropic", "api_key": anthropicKey("lostto")})
-	fromUUID := e.platformKeyNamed(providerAnthropic, "lost-from").UUID
+	fromUUID := e.platformKeyNamed(platform.Anthropic, "lost-from").UUID
 	var ids []string
 	for i := range 3 {
-		ids = append(ids, e.createAgent(fmt.Sprintf("lost-%d", i), providerAnthropic, fromUUID).Uuid)
+		ids = append(ids, e.createAgent(fmt.Sprintf("lost-%d", i), platform.Anthropic, fromUUID).Uuid)
 	}
 	// The switch is applied but its answer lost, and every retry fails.
 	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/agents/" + ids[1], Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/agents/" + ids[1], Status: 503, Count: maxAttempts - 1})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/agents/" + ids[1], Status: 503, Count: platform.MaxAttempts - 1})
 
 	msg := e.mustServerError(logical.UpdateOperation, "keys/lost-from/reassign", map[string]any{"to": "lost-to"}, "after 1 of 3", "moved back", `on "lost-from"`)
 	for _, id := range ids {
@@ -194,10 +195,10 @@ func TestReassign_RefusedSwitchKeepsTheWholeMessage(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/ref-from", map[string]any{"provider": "openai", "api_key": openAIKey("reffrom")})
 	e.mustOK(logical.CreateOperation, "keys/ref-to", map[string]any{"provider": "openai", "api_key": openAIKey("refto")})
-	fromUUID := e.platformKeyNamed(providerOpenAI, "ref-from").UUID
+	fromUUID := e.platformKeyNamed(platform.OpenAI, "ref-from").UUID
 	var ids []string
 	for i := range 2 {
-		ids = append(ids, e.createAgent(fmt.Sprintf("ref-%d", i), providerOpenAI, fromUUID).Uuid)
+		ids = append(ids, e.createAgent(fmt.Sprintf("ref-%d", i), platform.OpenAI, fromUUID).Uuid)
 	}
 	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/agents/" + ids[1], Status: 422})
 	e.mustBadRequest(logical.UpdateOperation, "keys/ref-from/reassign", map[string]any{"to": "ref-to"}, "failed after 1 of 2", "HTTP 422", `on "ref-from"`, ids[0], ids[1])
@@ -214,7 +215,7 @@ func TestReassign_FromKeyDeletedOutsideVault(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/gone-from", map[string]any{"provider": "anthropic", "api_key": anthropicKey("gonefrom")})
 	e.mustOK(logical.CreateOperation, "keys/gone-to", map[string]any{"provider": "anthropic", "api_key": anthropicKey("goneto")})
-	if _, _, err := e.do.AgentPlatform.DeleteAnthropicAPIKey(t.Context(), e.platformKeyNamed(providerAnthropic, "gone-from").UUID); err != nil {
+	if _, _, err := e.do.AgentPlatform.DeleteAnthropicAPIKey(t.Context(), e.platformKeyNamed(platform.Anthropic, "gone-from").UUID); err != nil {
 		t.Fatal(err)
 	}
 	e.mustBadRequest(logical.UpdateOperation, "keys/gone-from/reassign", map[string]any{"to": "gone-to"}, "no longer exists", "write it again")
@@ -234,12 +235,12 @@ func TestReassign_ToKeyDeletedOutsideVaultSaysWhereAgentsAre(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/tg-from", map[string]any{"provider": "anthropic", "api_key": anthropicKey("tgfrom")})
 	e.mustOK(logical.CreateOperation, "keys/tg-to", map[string]any{"provider": "anthropic", "api_key": anthropicKey("tgto")})
-	agent := e.createAgent("tg-agent", providerAnthropic, e.platformKeyNamed(providerAnthropic, "tg-from").UUID)
-	if _, _, err := e.do.AgentPlatform.DeleteAnthropicAPIKey(t.Context(), e.platformKeyNamed(providerAnthropic, "tg-to").UUID); err != nil {
+	agent := e.createAgent("tg-agent", platform.Anthropic, e.platformKeyNamed(platform.Anthropic, "tg-from").UUID)
+	if _, _, err := e.do.AgentPlatform.DeleteAnthropicAPIKey(t.Context(), e.platformKeyNamed(platform.Anthropic, "tg-to").UUID); err != nil {
 		t.Fatal(err)
 	}
 	e.mustBadRequest(logical.UpdateOperation, "keys/tg-from/reassign", map[string]any{"to": "tg-to"}, `on "tg-from"`)
-	if anth, _ := e.agentKey(agent.Uuid); anth != e.platformKeyNamed(providerAnthropic, "tg-from").UUID {
+	if anth, _ := e.agentKey(agent.Uuid); anth != e.platformKeyNamed(platform.Anthropic, "tg-from").UUID {
 		t.Fatal("the agent left its key")
 	}
 }

@@ -12,6 +12,9 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/providers"
 )
 
 const configPath = "config"
@@ -35,7 +38,7 @@ type gradientConfig struct {
 	RequestTimeout time.Duration `json:"request_timeout"`
 	NameCacheTTL   time.Duration `json:"name_cache_ttl"`
 	// The platform's rate limits for this token; the mount paces itself
-	// under them (rate_budget.go). Zero (configs stored before these
+	// under them (internal/platform/rate_budget.go). Zero (configs stored before these
 	// fields existed) means the default.
 	RateLimitPerMinute int `json:"rate_limit_per_minute"`
 	RateLimitPerHour   int `json:"rate_limit_per_hour"`
@@ -109,17 +112,17 @@ func pathConfig(b *gradientBackend) *framework.Path {
 			"rate_limit_per_minute": {
 				Type:        framework.TypeInt,
 				Description: "The platform's requests per rolling minute for this token; the mount paces every request at 95% of it.",
-				Default:     defaultRateLimitPerMinute,
+				Default:     platform.DefaultRateLimitPerMinute,
 			},
 			"rate_limit_per_hour": {
 				Type:        framework.TypeInt,
 				Description: "The platform's requests per rolling hour for this token; the mount keeps each rolling hour within 95% of it, as the platform counts the token.",
-				Default:     defaultRateLimitPerHour,
+				Default:     platform.DefaultRateLimitPerHour,
 			},
 			"scheduler_headroom_percent": {
 				Type:        framework.TypeInt,
 				Description: "Share of the mount's rate budget, in percent (0 to 90), that scheduled rotations and syncs always leave to requests.",
-				Default:     defaultSchedulerHeadroomPercent,
+				Default:     platform.DefaultSchedulerHeadroomPercent,
 			},
 			"creds_ttl": {
 				Type:        framework.TypeDurationSecond,
@@ -200,8 +203,8 @@ func (b *gradientBackend) handleConfigRead(ctx context.Context, req *logical.Req
 		"verify_keys":                cfg.VerifyKeys,
 		"request_timeout":            int64(cfg.RequestTimeout.Seconds()),
 		"name_cache_ttl":             int64(cfg.NameCacheTTL.Seconds()),
-		"rate_limit_per_minute":      orDefault(cfg.RateLimitPerMinute, defaultRateLimitPerMinute),
-		"rate_limit_per_hour":        orDefault(cfg.RateLimitPerHour, defaultRateLimitPerHour),
+		"rate_limit_per_minute":      orDefault(cfg.RateLimitPerMinute, platform.DefaultRateLimitPerMinute),
+		"rate_limit_per_hour":        orDefault(cfg.RateLimitPerHour, platform.DefaultRateLimitPerHour),
 		"scheduler_headroom_percent": cfg.schedulerHeadroom(),
 		"token_set":                  cfg.Token != "",
 		"creds_ttl":                  int64(cfg.credsTTL().Seconds()),
@@ -239,9 +242,9 @@ func (b *gradientBackend) handleConfigWrite(ctx context.Context, req *logical.Re
 			c.closeIdleConnections()
 		}
 	}()
-	held := &heldAnswer{}
-	if err := c.platform.CheckToken(withHeldAnswer(withBudgetClass(ctx, checkClass(stored, cfg)), held)); err != nil {
-		if errors.Is(err, errPlatformUnauthorized) {
+	held := &platform.HeldAnswer{}
+	if err := c.platform.CheckToken(platform.WithHeldAnswer(platform.WithBudgetClass(ctx, checkClass(stored, cfg)), held)); err != nil {
+		if errors.Is(err, platform.ErrUnauthorized) {
 			return nil, callerErrorf("the platform rejected the token (HTTP 401): use a DigitalOcean token with the genai scopes; nothing was saved")
 		}
 		return nil, fmt.Errorf("checking the token with the platform (nothing was saved): %w", err)
@@ -260,7 +263,7 @@ func (b *gradientBackend) handleConfigWrite(ctx context.Context, req *logical.Re
 // clients lock, so that of two writes at once the clients kept are the
 // stored config's. The platform names learnt through the old clients go,
 // and the budget follows the count the token check was answered with.
-func (b *gradientBackend) saveConfig(ctx context.Context, s logical.Storage, cfg *gradientConfig, c *clients, check *heldAnswer) error {
+func (b *gradientBackend) saveConfig(ctx context.Context, s logical.Storage, cfg *gradientConfig, c *clients, check *platform.HeldAnswer) error {
 	entry, err := logical.StorageEntryJSON(configPath, cfg)
 	if err != nil {
 		return err
@@ -272,7 +275,7 @@ func (b *gradientBackend) saveConfig(ctx context.Context, s logical.Storage, cfg
 	}
 	b.names.reset()
 	b.useClientsLocked(cfg, c)
-	check.observeBy(b.budget)
+	check.ObserveBy(b.budget)
 	return nil
 }
 
@@ -283,14 +286,14 @@ func (b *gradientBackend) saveConfig(ctx context.Context, s logical.Storage, cfg
 // other users. A write changing any of them may be there because the live
 // budget is the wrong one (limits set too low, a token whose hour others
 // spent), so its check does not wait for it.
-func checkClass(stored, cfg *gradientConfig) budgetClass {
+func checkClass(stored, cfg *gradientConfig) platform.BudgetClass {
 	if stored == nil || stored.Token != cfg.Token || stored.APIURL != cfg.APIURL ||
-		orDefault(stored.RateLimitPerMinute, defaultRateLimitPerMinute) != orDefault(cfg.RateLimitPerMinute, defaultRateLimitPerMinute) ||
-		orDefault(stored.RateLimitPerHour, defaultRateLimitPerHour) != orDefault(cfg.RateLimitPerHour, defaultRateLimitPerHour) ||
+		orDefault(stored.RateLimitPerMinute, platform.DefaultRateLimitPerMinute) != orDefault(cfg.RateLimitPerMinute, platform.DefaultRateLimitPerMinute) ||
+		orDefault(stored.RateLimitPerHour, platform.DefaultRateLimitPerHour) != orDefault(cfg.RateLimitPerHour, platform.DefaultRateLimitPerHour) ||
 		stored.schedulerHeadroom() != cfg.schedulerHeadroom() {
-		return classConfigCheck
+		return platform.ClassConfigCheck
 	}
-	return classRequest
+	return platform.ClassRequest
 }
 
 func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfig, error) {
@@ -301,8 +304,8 @@ func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfi
 		VerifyKeys:         true,
 		RequestTimeout:     defaultRequestTimeout,
 		NameCacheTTL:       defaultNameCacheTTL,
-		RateLimitPerMinute: defaultRateLimitPerMinute,
-		RateLimitPerHour:   defaultRateLimitPerHour,
+		RateLimitPerMinute: platform.DefaultRateLimitPerMinute,
+		RateLimitPerHour:   platform.DefaultRateLimitPerHour,
 	}
 	if stored != nil {
 		*cfg = *stored
@@ -385,7 +388,7 @@ func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfi
 // schedulerHeadroom is the stored headroom, or the default.
 func (c *gradientConfig) schedulerHeadroom() int {
 	if c.SchedulerHeadroomPercent == nil {
-		return defaultSchedulerHeadroomPercent
+		return platform.DefaultSchedulerHeadroomPercent
 	}
 	return *c.SchedulerHeadroomPercent
 }
@@ -492,16 +495,11 @@ var (
 	}
 )
 
-// adminKeyPrefixes are the shapes of the providers' admin keys.
-var adminKeyPrefixes = map[string]string{
-	"openai_admin_key":    "sk-admin-",
-	"anthropic_admin_key": "sk-ant-admin",
-}
-
 // mergeAdminKeys takes the admin keys a config write gives. Messages never
 // include a key.
 func mergeAdminKeys(cfg *gradientConfig, d *framework.FieldData) error {
-	for field, target := range map[string]*string{"openai_admin_key": &cfg.OpenAIAdminKey, "anthropic_admin_key": &cfg.AnthropicAdminKey} {
+	for provider, target := range map[string]*string{platform.OpenAI: &cfg.OpenAIAdminKey, platform.Anthropic: &cfg.AnthropicAdminKey} {
+		field := adminKeyField(provider)
 		v, ok := d.GetOk(field)
 		if !ok {
 			continue
@@ -511,7 +509,7 @@ func mergeAdminKeys(cfg *gradientConfig, d *framework.FieldData) error {
 			if strings.IndexFunc(key, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
 				return callerErrorf("%s must not contain white space or control characters; check that it was copied whole", field)
 			}
-			if prefix := adminKeyPrefixes[field]; !strings.HasPrefix(key, prefix) || len(key) <= len(prefix) {
+			if prefix := providers.AdminPrefix(provider); !strings.HasPrefix(key, prefix) || len(key) <= len(prefix) {
 				return callerErrorf("%s does not look like an admin key: it must start with %q (a model key cannot use the Admin API)", field, prefix)
 			}
 			if len(key) > maxKeyLength {
@@ -526,19 +524,21 @@ func mergeAdminKeys(cfg *gradientConfig, d *framework.FieldData) error {
 // checkAdminKeys makes one cheap admin read with each admin key the write
 // gives: a key the provider rejects is a 400, and nothing is saved.
 func checkAdminKeys(ctx context.Context, c *clients, d *framework.FieldData) error {
-	for _, p := range []struct{ field, provider, key string }{
-		{"openai_admin_key", providerOpenAI, c.config.OpenAIAdminKey},
-		{"anthropic_admin_key", providerAnthropic, c.config.AnthropicAdminKey},
-	} {
-		if _, given := d.GetOk(p.field); !given || p.key == "" {
+	keys := map[string]string{platform.OpenAI: c.config.OpenAIAdminKey, platform.Anthropic: c.config.AnthropicAdminKey}
+	for _, provider := range []string{platform.OpenAI, platform.Anthropic} {
+		field := adminKeyField(provider)
+		if _, given := d.GetOk(field); !given || keys[provider] == "" {
 			continue
 		}
-		if err := c.admin.CheckAdminKey(ctx, p.provider); err != nil {
+		if err := c.admin.CheckAdminKey(ctx, provider); err != nil {
 			if isCallerError(err) {
 				return callerErrorf("%s; nothing was saved", err.Error())
 			}
-			return fmt.Errorf("checking %s with the provider (nothing was saved): %w", p.field, err)
+			return fmt.Errorf("checking %s with the provider (nothing was saved): %w", field, err)
 		}
 	}
 	return nil
 }
+
+// adminKeyField is the config field of the provider's admin key.
+func adminKeyField(provider string) string { return provider + "_admin_key" }

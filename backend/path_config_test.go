@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 func TestConfig_ReadNeverReturnsToken(t *testing.T) {
@@ -78,7 +79,7 @@ func TestConfig_PlatformDownSavesNothing(t *testing.T) {
 	srv := httptest.NewServer(emu)
 	t.Cleanup(srv.Close)
 	e := newUnconfiguredEnv(t, emu, srv)
-	emu.InjectFault(emulator.Fault{Path: "/v2/gen-ai", Status: 503, Count: maxAttempts})
+	emu.InjectFault(emulator.Fault{Path: "/v2/gen-ai", Status: 503, Count: platform.MaxAttempts})
 
 	e.mustServerError(logical.UpdateOperation, "config", map[string]any{"token": testToken, "api_url": srv.URL}, "HTTP 503", "nothing was saved")
 	if resp, _ := e.request(logical.ReadOperation, "config", nil); resp != nil {
@@ -187,7 +188,7 @@ func TestConfig_AdminKeys(t *testing.T) {
 	e.emu.Revoke(testOpenAIAdminKey)
 	e.mustOK(logical.UpdateOperation, "config", map[string]any{"creds_ttl": "2h"})
 	// A provider that fails (not refuses) is a server error; nothing saved.
-	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/anthropic/v1/organizations/api_keys", Status: 500, Count: maxAttempts})
+	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/anthropic/v1/organizations/api_keys", Status: 500, Count: platform.MaxAttempts})
 	e.mustServerError(logical.UpdateOperation, "config", map[string]any{"anthropic_admin_key": testAnthropicAdminKey, "creds_ttl": "3h"}, "nothing was saved")
 	if got := e.mustOK(logical.ReadOperation, "config", nil).Data; got["creds_ttl"] != int64(7200) {
 		t.Fatalf("a failed check saved the write: %v", got)

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // `vault write gradient/config token=@do-token.txt` brings the file's
@@ -34,7 +35,7 @@ func TestConfig_TokenIsTrimmed(t *testing.T) {
 			})
 			// The stored token is the trimmed one: later calls work too.
 			e.mustOK(logical.CreateOperation, "keys/trimmed-token", map[string]any{"provider": "anthropic", "api_key": anthropicKey("trimmed")})
-			if e.platformKeyNamed(providerAnthropic, "trimmed-token") == nil {
+			if e.platformKeyNamed(platform.Anthropic, "trimmed-token") == nil {
 				t.Fatal("the key did not reach the platform")
 			}
 		})
@@ -225,7 +226,7 @@ func TestConfig_RefusedWriteLeavesTheBudgetsCount(t *testing.T) {
 	if resp, err := e.request(logical.CreateOperation, "keys/after-refused", map[string]any{"provider": "openai", "api_key": openAIKey("afterrefused")}); err != nil || resp.IsError() {
 		t.Fatalf("create after a refused write with another token: %v %v", err, resp)
 	}
-	if seen := e.b.budget.lastSeen(); seen.Limit != 40 || seen.Remaining < 30 {
+	if seen := e.b.budget.LastSeen(); seen.Limit != 40 || seen.Remaining < 30 {
 		t.Fatalf("the live budget follows another token's count: %+v", seen)
 	}
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // pathKeysList lists the managed keys.
@@ -52,7 +54,7 @@ func pathKey(b *gradientBackend) *framework.Path {
 			"provider": {
 				Type:          framework.TypeString,
 				Description:   `Provider of the key: "anthropic" or "openai". Required on create; cannot change.`,
-				AllowedValues: []any{providerAnthropic, providerOpenAI},
+				AllowedValues: []any{platform.Anthropic, platform.OpenAI},
 			},
 			"api_key": {
 				Type:         framework.TypeString,
@@ -391,7 +393,7 @@ func (b *gradientBackend) handleKeyDelete(ctx context.Context, req *logical.Requ
 		return nil, err
 	}
 	agents, err := c.platform.ListAgentsByKey(ctx, k.Provider, k.UUID)
-	if err != nil && !errors.Is(err, errPlatformNotFound) {
+	if err != nil && !errors.Is(err, platform.ErrNotFound) {
 		return nil, err
 	}
 	if len(agents) > 0 && !d.Get("force").(bool) {
@@ -407,7 +409,7 @@ func (b *gradientBackend) handleKeyDelete(ctx context.Context, req *logical.Requ
 	return nil, nil
 }
 
-func describeAgents(agents []platformAgent) string {
+func describeAgents(agents []platform.Agent) string {
 	parts := make([]string, len(agents))
 	for i, a := range agents {
 		parts[i] = fmt.Sprintf("%s (%s)", a.Name, a.UUID)

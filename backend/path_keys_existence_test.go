@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // Vault calls the existence check before a write reaches its handler, on
@@ -19,7 +21,7 @@ func TestKeyExistenceCheck_RefusedNamesAre400(t *testing.T) {
 	for _, name := range []string{"a..b", "..", "../config", "a/../../config"} {
 		t.Run(name, func(t *testing.T) {
 			req := &logical.Request{Operation: logical.CreateOperation, Path: "keys/" + name, Storage: storage, MountPoint: "gradient/",
-				Data: map[string]any{"provider": providerAnthropic, "api_key": anthropicKey("dotdot")}}
+				Data: map[string]any{"provider": platform.Anthropic, "api_key": anthropicKey("dotdot")}}
 			checkFound, exists, err := e.b.HandleExistenceCheck(context.Background(), req)
 			if err != nil || !checkFound || exists {
 				t.Fatalf("existence check: found=%v exists=%v err=%v; want a check that finds nothing", checkFound, exists, err)
@@ -31,7 +33,7 @@ func TestKeyExistenceCheck_RefusedNamesAre400(t *testing.T) {
 			}
 		})
 	}
-	if n := len(e.platformKeys(providerAnthropic)); n != 0 {
+	if n := len(e.platformKeys(platform.Anthropic)); n != 0 {
 		t.Fatalf("%d keys reached the platform", n)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 func TestKeys_CreateReadListCreds(t *testing.T) {
@@ -28,11 +29,11 @@ func TestKeys_CreateReadListCreds(t *testing.T) {
 	})
 	e.mustOK(logical.CreateOperation, "keys/search.v2", map[string]any{"provider": "openai", "api_key": oKey})
 
-	pk := e.platformKeyNamed(providerAnthropic, "support-bot")
+	pk := e.platformKeyNamed(platform.Anthropic, "support-bot")
 	if pk == nil || pk.Secret != aKey {
 		t.Fatalf("platform key = %+v, want the trimmed secret under the name", pk)
 	}
-	if ok := e.platformKeyNamed(providerOpenAI, "search.v2"); ok == nil || ok.Secret != oKey {
+	if ok := e.platformKeyNamed(platform.OpenAI, "search.v2"); ok == nil || ok.Secret != oKey {
 		t.Fatalf("openai platform key = %+v", ok)
 	}
 
@@ -169,14 +170,14 @@ func TestKeys_VerificationFailures(t *testing.T) {
 		"provider overloaded": {
 			provider: "anthropic", key: anthropicKey("overload"),
 			setup: func(e *testEnv, _ string) {
-				e.emu.InjectFault(emulator.Fault{Path: "/anthropic/v1/models", Status: 529, Count: maxAttempts})
+				e.emu.InjectFault(emulator.Fault{Path: "/anthropic/v1/models", Status: 529, Count: platform.MaxAttempts})
 			},
 			fragments: []string{"could not be verified", "HTTP 529"},
 		},
 		"provider rate limited": {
 			provider: "openai", key: openAIKey("ratelimit"),
 			setup: func(e *testEnv, _ string) {
-				e.emu.InjectFault(emulator.Fault{Path: "/openai/v1/models", Status: 429, Count: maxAttempts})
+				e.emu.InjectFault(emulator.Fault{Path: "/openai/v1/models", Status: 429, Count: platform.MaxAttempts})
 			},
 			fragments: []string{"could not be verified", "HTTP 429"},
 		},
@@ -228,7 +229,7 @@ func TestKeys_PlatformFailuresChangeNothing(t *testing.T) {
 		"platform 500":        {emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Status: 500, Count: 2}, false, "HTTP 500", true},
 		"platform refuses":    {emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Status: 422}, true, "HTTP 422", false},
 		"platform rate limit": {emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Status: 429}, false, "rate limit", false},
-		"name listing fails":  {emulator.Fault{Method: "GET", Path: "/v2/gen-ai/anthropic/keys", Status: 500, Count: maxAttempts}, false, "same name", false},
+		"name listing fails":  {emulator.Fault{Method: "GET", Path: "/v2/gen-ai/anthropic/keys", Status: 500, Count: platform.MaxAttempts}, false, "same name", false},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -263,7 +264,7 @@ func TestKeys_PlatformHangTimesOut(t *testing.T) {
 	e.mustOK(logical.CreateOperation, "keys/primer", map[string]any{"provider": "openai", "api_key": openAIKey("hang-primer")})
 	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "hang", Count: 2})
 	e.mustServerError(logical.CreateOperation, "keys/hangs", map[string]any{"provider": "openai", "api_key": openAIKey("hangs")}, "timed out")
-	if e.platformKeyNamed(providerOpenAI, "hangs") != nil || slices.Contains(e.listKeys(), "hangs") {
+	if e.platformKeyNamed(platform.OpenAI, "hangs") != nil || slices.Contains(e.listKeys(), "hangs") {
 		t.Fatal("a timed-out create left state behind")
 	}
 	assertSettlesOnRollback(t, e)
@@ -288,10 +289,10 @@ func TestKeys_UpdateRotatesInPlace(t *testing.T) {
 	first := anthropicKey("rot1")
 	second := anthropicKey("rot2")
 	e.mustOK(logical.CreateOperation, "keys/rotating", map[string]any{"provider": "anthropic", "api_key": first})
-	before := e.platformKeyNamed(providerAnthropic, "rotating")
+	before := e.platformKeyNamed(platform.Anthropic, "rotating")
 
 	resp := e.mustOK(logical.UpdateOperation, "keys/rotating", map[string]any{"api_key": second})
-	after := e.platformKeyNamed(providerAnthropic, "rotating")
+	after := e.platformKeyNamed(platform.Anthropic, "rotating")
 	if after.UUID != before.UUID || after.Secret != second {
 		t.Fatalf("platform key after update = %+v, before %+v", after, before)
 	}
@@ -320,7 +321,7 @@ func TestKeys_UpdateRotatesInPlace(t *testing.T) {
 	e.mustBadRequest(logical.UpdateOperation, "keys/rotating", map[string]any{"api_key": openAIKey("x")}, `start with "sk-ant-"`)
 	e.emu.Revoke(anthropicKey("rot3"))
 	e.mustBadRequest(logical.UpdateOperation, "keys/rotating", map[string]any{"api_key": anthropicKey("rot3")}, "rejected by the provider")
-	if k := e.platformKeyNamed(providerAnthropic, "rotating"); k.Secret != second {
+	if k := e.platformKeyNamed(platform.Anthropic, "rotating"); k.Secret != second {
 		t.Fatal("a refused update changed the platform's secret")
 	}
 	if creds := e.mustOK(logical.ReadOperation, "creds/rotating", nil); creds.Data["api_key"] != second || creds.Data["version"] != 2 {
@@ -332,10 +333,10 @@ func TestKeys_UpdateFailsCleanly(t *testing.T) {
 	e := newTestEnv(t, nil)
 	first := anthropicKey("upf1")
 	e.mustOK(logical.CreateOperation, "keys/update-fails", map[string]any{"provider": "anthropic", "api_key": first})
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 500, Count: maxAttempts})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 500, Count: platform.MaxAttempts})
 
 	e.mustServerError(logical.UpdateOperation, "keys/update-fails", map[string]any{"api_key": anthropicKey("upf2")}, "HTTP 500")
-	if k := e.platformKeyNamed(providerAnthropic, "update-fails"); k.Secret != first {
+	if k := e.platformKeyNamed(platform.Anthropic, "update-fails"); k.Secret != first {
 		t.Fatal("platform secret changed")
 	}
 	if creds := e.mustOK(logical.ReadOperation, "creds/update-fails", nil); creds.Data["api_key"] != first || creds.Data["version"] != 1 {
@@ -436,7 +437,7 @@ func TestKeys_Adopt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	agent := e.createAgent("bot", providerOpenAI, legacy.Uuid)
+	agent := e.createAgent("bot", platform.OpenAI, legacy.Uuid)
 
 	newSecret := openAIKey("adopted")
 	resp := e.mustOK(logical.CreateOperation, "keys/team-a-search", map[string]any{"provider": "openai", "api_key": newSecret, "uuid": legacy.Uuid})
@@ -474,20 +475,20 @@ func TestKeys_Delete(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/in-use", map[string]any{"provider": "anthropic", "api_key": anthropicKey("inuse")})
 	e.mustOK(logical.CreateOperation, "keys/spare", map[string]any{"provider": "anthropic", "api_key": anthropicKey("spare")})
-	uuid := e.platformKeyNamed(providerAnthropic, "in-use").UUID
-	a1 := e.createAgent("helpdesk", providerAnthropic, uuid)
-	a2 := e.createAgent("triage", providerAnthropic, uuid)
+	uuid := e.platformKeyNamed(platform.Anthropic, "in-use").UUID
+	a1 := e.createAgent("helpdesk", platform.Anthropic, uuid)
+	a2 := e.createAgent("triage", platform.Anthropic, uuid)
 
 	e.mustBadRequest(logical.DeleteOperation, "keys/in-use", nil,
 		"2 agent(s)", "helpdesk ("+a1.Uuid+")", "triage ("+a2.Uuid+")", "gradient/keys/in-use/reassign", "force=true")
-	if e.platformKeyNamed(providerAnthropic, "in-use") == nil || len(e.listKeys()) != 2 {
+	if e.platformKeyNamed(platform.Anthropic, "in-use") == nil || len(e.listKeys()) != 2 {
 		t.Fatal("a refused delete changed something")
 	}
 
 	// After reassign the delete is clean.
 	e.mustOK(logical.UpdateOperation, "keys/in-use/reassign", map[string]any{"to": "spare"})
 	e.mustOK(logical.DeleteOperation, "keys/in-use", nil)
-	if e.platformKeyNamed(providerAnthropic, "in-use") != nil {
+	if e.platformKeyNamed(platform.Anthropic, "in-use") != nil {
 		t.Fatal("platform key still there")
 	}
 	if resp, _ := e.request(logical.ReadOperation, "keys/in-use", nil); resp != nil {
@@ -495,9 +496,9 @@ func TestKeys_Delete(t *testing.T) {
 	}
 
 	// force=true deletes a key agents still use; they lose it.
-	spare := e.platformKeyNamed(providerAnthropic, "spare").UUID
+	spare := e.platformKeyNamed(platform.Anthropic, "spare").UUID
 	e.mustOK(logical.DeleteOperation, "keys/spare", map[string]any{"force": true})
-	if e.platformKeyNamed(providerAnthropic, "spare") != nil {
+	if e.platformKeyNamed(platform.Anthropic, "spare") != nil {
 		t.Fatal("forced delete left the platform key")
 	}
 	if anthropic, _ := e.agentKey(a1.Uuid); anthropic == spare {
@@ -513,7 +514,7 @@ func TestKeys_Delete(t *testing.T) {
 func TestKeys_DeleteWhenPlatformKeyAlreadyGone(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/gone", map[string]any{"provider": "openai", "api_key": openAIKey("gone")})
-	uuid := e.platformKeyNamed(providerOpenAI, "gone").UUID
+	uuid := e.platformKeyNamed(platform.OpenAI, "gone").UUID
 	if _, _, err := e.do.AgentPlatform.DeleteOpenAIAPIKey(context.Background(), uuid); err != nil {
 		t.Fatal(err)
 	}
@@ -526,9 +527,9 @@ func TestKeys_DeleteWhenPlatformKeyAlreadyGone(t *testing.T) {
 func TestKeys_DeleteFailureKeepsVaultEntry(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/sticky", map[string]any{"provider": "openai", "api_key": openAIKey("sticky")})
-	e.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/v2/gen-ai/openai/keys/", Status: 500, Count: maxAttempts})
+	e.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/v2/gen-ai/openai/keys/", Status: 500, Count: platform.MaxAttempts})
 	e.mustServerError(logical.DeleteOperation, "keys/sticky", nil, "HTTP 500")
-	if len(e.listKeys()) != 1 || e.platformKeyNamed(providerOpenAI, "sticky") == nil {
+	if len(e.listKeys()) != 1 || e.platformKeyNamed(platform.OpenAI, "sticky") == nil {
 		t.Fatal("a failed platform delete changed Vault or the platform")
 	}
 }
@@ -619,8 +620,8 @@ func TestKeys_ConcurrentAdoptionsOfOneUUID(t *testing.T) {
 func TestKeys_AdoptAcceptsOnlyCanonicalUUIDs(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/team-b-key", map[string]any{"provider": "anthropic", "api_key": anthropicKey("teamb")})
-	teamB := e.platformKeyNamed(providerAnthropic, "team-b-key").UUID
-	agent := e.createAgent("team-b-agent", providerAnthropic, teamB)
+	teamB := e.platformKeyNamed(platform.Anthropic, "team-b-key").UUID
+	agent := e.createAgent("team-b-agent", platform.Anthropic, teamB)
 	before := e.emu.Counts()
 
 	for _, bad := range []string{
@@ -693,14 +694,14 @@ func TestKeys_EveryPathTakesEveryValidName(t *testing.T) {
 	for i, name := range names {
 		e.mustOK(logical.CreateOperation, "keys/"+name, map[string]any{"provider": "openai", "api_key": openAIKey(fmt.Sprintf("edge%d", i))})
 	}
-	agent := e.createAgent("edge-agent", providerOpenAI, e.platformKeyNamed(providerOpenAI, "bot-").UUID)
+	agent := e.createAgent("edge-agent", platform.OpenAI, e.platformKeyNamed(platform.OpenAI, "bot-").UUID)
 	resp := e.mustOK(logical.ReadOperation, "keys/bot-/agents", nil)
 	if agents := resp.Data["agents"].([]map[string]any); len(agents) != 1 || agents[0]["uuid"] != agent.Uuid {
 		t.Fatalf("agents of bot- = %v", resp.Data)
 	}
 	e.mustOK(logical.UpdateOperation, "keys/bot-/reassign", map[string]any{"to": "-bot"})
 	e.mustOK(logical.UpdateOperation, "keys/-bot/reassign", map[string]any{"to": ".bot"})
-	if _, openai := e.agentKey(agent.Uuid); openai != e.platformKeyNamed(providerOpenAI, ".bot").UUID {
+	if _, openai := e.agentKey(agent.Uuid); openai != e.platformKeyNamed(platform.OpenAI, ".bot").UUID {
 		t.Fatal("the agent did not reach .bot")
 	}
 	e.mustOK(logical.DeleteOperation, "keys/bot-", nil)
@@ -713,7 +714,7 @@ func TestKeys_EveryPathTakesEveryValidName(t *testing.T) {
 func TestKeys_AdoptionDoesNotRaceRename(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/race-a", map[string]any{"provider": "anthropic", "api_key": anthropicKey("race")})
-	uuid := e.platformKeyNamed(providerAnthropic, "race-a").UUID
+	uuid := e.platformKeyNamed(platform.Anthropic, "race-a").UUID
 
 	renamed := make(chan struct{})
 	e.storage.onNextList(func(string) {
@@ -770,13 +771,13 @@ func TestKeys_UnknownFieldsAreRefused(t *testing.T) {
 // the key is gone, and finishes when it is.
 func TestDelete_AppliedButAnswerLost(t *testing.T) {
 	e := newTestEnv(t, nil)
-	e.mustOK(logical.CreateOperation, "keys/lost-answer", map[string]any{"provider": providerOpenAI, "api_key": openAIKey("lost-answer")})
+	e.mustOK(logical.CreateOperation, "keys/lost-answer", map[string]any{"provider": platform.OpenAI, "api_key": openAIKey("lost-answer")})
 	e.emu.InjectFault(emulator.Fault{Method: http.MethodDelete, Path: "/v2/gen-ai/openai/keys/", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: http.MethodDelete, Path: "/v2/gen-ai/openai/keys/", Count: maxAttempts - 1, Mode: "status", Status: http.StatusTooManyRequests})
+	e.emu.InjectFault(emulator.Fault{Method: http.MethodDelete, Path: "/v2/gen-ai/openai/keys/", Count: platform.MaxAttempts - 1, Mode: "status", Status: http.StatusTooManyRequests})
 
 	e.mustOK(logical.DeleteOperation, "keys/lost-answer", nil)
 
-	if pk := e.platformKeyNamed(providerOpenAI, "lost-answer"); pk != nil {
+	if pk := e.platformKeyNamed(platform.OpenAI, "lost-answer"); pk != nil {
 		t.Fatalf("the platform still has the key: %+v", pk)
 	}
 	if keys := e.listKeys(); len(keys) != 0 {
@@ -788,12 +789,12 @@ func TestDelete_AppliedButAnswerLost(t *testing.T) {
 // the entry stays: the caller deletes again.
 func TestDelete_AmbiguousAndKeyStillThere(t *testing.T) {
 	e := newTestEnv(t, nil)
-	e.mustOK(logical.CreateOperation, "keys/still-there", map[string]any{"provider": providerOpenAI, "api_key": openAIKey("still-there")})
-	e.emu.InjectFault(emulator.Fault{Method: http.MethodDelete, Path: "/v2/gen-ai/openai/keys/", Count: maxAttempts, Mode: "status", Status: http.StatusBadGateway})
+	e.mustOK(logical.CreateOperation, "keys/still-there", map[string]any{"provider": platform.OpenAI, "api_key": openAIKey("still-there")})
+	e.emu.InjectFault(emulator.Fault{Method: http.MethodDelete, Path: "/v2/gen-ai/openai/keys/", Count: platform.MaxAttempts, Mode: "status", Status: http.StatusBadGateway})
 
 	e.mustServerError(logical.DeleteOperation, "keys/still-there", nil)
 
-	if pk := e.platformKeyNamed(providerOpenAI, "still-there"); pk == nil {
+	if pk := e.platformKeyNamed(platform.OpenAI, "still-there"); pk == nil {
 		t.Fatal("the platform lost the key")
 	}
 	if keys := e.listKeys(); len(keys) != 1 {
@@ -807,14 +808,14 @@ func TestDelete_AmbiguousAndKeyStillThere(t *testing.T) {
 // the key.
 func TestDelete_RollbackFinishesAPlatformDelete(t *testing.T) {
 	e := newTestEnv(t, nil)
-	e.mustOK(logical.CreateOperation, "keys/half-deleted", map[string]any{"provider": providerAnthropic, "api_key": anthropicKey("half-deleted")})
+	e.mustOK(logical.CreateOperation, "keys/half-deleted", map[string]any{"provider": platform.Anthropic, "api_key": anthropicKey("half-deleted")})
 	e.storage.failUnder("keys/")
 	e.mustServerError(logical.DeleteOperation, "keys/half-deleted", nil, "Vault's periodic rollback")
 	e.storage.failUnder("")
 	if keys := e.listKeys(); len(keys) != 1 {
 		t.Fatalf("Vault lists %v before the rollback", keys)
 	}
-	if pk := e.platformKeyNamed(providerAnthropic, "half-deleted"); pk != nil {
+	if pk := e.platformKeyNamed(platform.Anthropic, "half-deleted"); pk != nil {
 		t.Fatalf("the platform still has the key: %+v", pk)
 	}
 	assertSettlesOnRollback(t, e)
@@ -826,14 +827,14 @@ func TestDelete_RollbackFinishesAPlatformDelete(t *testing.T) {
 // The rollback of a delete that did not happen changes nothing.
 func TestDelete_RollbackKeepsAKeyThePlatformHas(t *testing.T) {
 	e := newTestEnv(t, nil)
-	e.mustOK(logical.CreateOperation, "keys/kept", map[string]any{"provider": providerOpenAI, "api_key": openAIKey("kept")})
-	e.emu.InjectFault(emulator.Fault{Method: http.MethodDelete, Path: "/v2/gen-ai/openai/keys/", Count: maxAttempts, Mode: "status", Status: http.StatusServiceUnavailable})
+	e.mustOK(logical.CreateOperation, "keys/kept", map[string]any{"provider": platform.OpenAI, "api_key": openAIKey("kept")})
+	e.emu.InjectFault(emulator.Fault{Method: http.MethodDelete, Path: "/v2/gen-ai/openai/keys/", Count: platform.MaxAttempts, Mode: "status", Status: http.StatusServiceUnavailable})
 	e.mustServerError(logical.DeleteOperation, "keys/kept", nil, "periodic rollback")
 	assertSettlesOnRollback(t, e)
 	if keys := e.listKeys(); len(keys) != 1 {
 		t.Fatalf("Vault lists %v, want the key kept", keys)
 	}
-	if pk := e.platformKeyNamed(providerOpenAI, "kept"); pk == nil {
+	if pk := e.platformKeyNamed(platform.OpenAI, "kept"); pk == nil {
 		t.Fatal("the platform lost the key")
 	}
 }

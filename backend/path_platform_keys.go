@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // platform-keys/ shows the platform keys that this mount does not manage, as
@@ -101,7 +103,7 @@ func (b *gradientBackend) handlePlatformKeysList(ctx context.Context, req *logic
 
 func (b *gradientBackend) handlePlatformKeyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	uuid := d.Get("uuid").(string)
-	if !isPlatformUUID(uuid) {
+	if !platform.IsUUID(uuid) {
 		return nil, callerErrorf("platform-keys/<uuid> takes a uuid in canonical form (8-4-4-4-12 hexadecimal digits)")
 	}
 	st, err := getSyncState(ctx, req.Storage)

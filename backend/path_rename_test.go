@@ -7,20 +7,21 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 func TestRename(t *testing.T) {
 	e := newTestEnv(t, nil)
 	secret := anthropicKey("ren")
 	e.mustOK(logical.CreateOperation, "keys/team-a-bot", map[string]any{"provider": "anthropic", "api_key": secret, "description": "bot"})
-	uuid := e.platformKeyNamed(providerAnthropic, "team-a-bot").UUID
-	agent := e.createAgent("bot", providerAnthropic, uuid)
+	uuid := e.platformKeyNamed(platform.Anthropic, "team-a-bot").UUID
+	agent := e.createAgent("bot", platform.Anthropic, uuid)
 
 	resp := e.mustOK(logical.UpdateOperation, "rename/team-a-bot", map[string]any{"new_name": "team-b-bot"})
 	if resp.Data["name"] != "team-b-bot" || resp.Data["uuid"] != uuid || resp.Data["version"] != 1 || resp.Data["description"] != "bot" {
 		t.Fatalf("rename response = %v", resp.Data)
 	}
-	if pk := e.platformKeyNamed(providerAnthropic, "team-b-bot"); pk == nil || pk.UUID != uuid || pk.Secret != secret {
+	if pk := e.platformKeyNamed(platform.Anthropic, "team-b-bot"); pk == nil || pk.UUID != uuid || pk.Secret != secret {
 		t.Fatalf("platform after rename: %+v", e.state().AnthropicKeys)
 	}
 	if got, _ := e.request(logical.ReadOperation, "keys/team-a-bot", nil); got != nil {
@@ -60,7 +61,7 @@ func TestRename_Refusals(t *testing.T) {
 			if got := e.listKeys(); !slices.Equal(got, []string{"one", "two"}) {
 				t.Fatalf("vault changed: %v", got)
 			}
-			if e.platformKeyNamed(providerOpenAI, "one") == nil || e.platformKeyNamed(providerOpenAI, "two") == nil {
+			if e.platformKeyNamed(platform.OpenAI, "one") == nil || e.platformKeyNamed(platform.OpenAI, "two") == nil {
 				t.Fatal("platform changed")
 			}
 		})
@@ -76,7 +77,7 @@ func TestRename_StorageFailureRenamesBack(t *testing.T) {
 	if n := e.emu.Counts()["PUT /v2/gen-ai/openai/keys/{uuid}"]; n != 2 {
 		t.Fatalf("platform renames = %d, want 2 (there and back)", n)
 	}
-	if e.platformKeyNamed(providerOpenAI, "before") == nil {
+	if e.platformKeyNamed(platform.OpenAI, "before") == nil {
 		t.Fatalf("platform name not restored: %+v", e.state().OpenAIKeys)
 	}
 	if got := e.listKeys(); !slices.Equal(got, []string{"before"}) {
@@ -88,9 +89,9 @@ func TestRename_StorageFailureRenamesBack(t *testing.T) {
 func TestRename_PlatformFailure(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/stay", map[string]any{"provider": "anthropic", "api_key": anthropicKey("stay")})
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 502, Count: maxAttempts})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 502, Count: platform.MaxAttempts})
 	e.mustServerError(logical.UpdateOperation, "rename/stay", map[string]any{"new_name": "moved"}, "HTTP 502")
-	if e.platformKeyNamed(providerAnthropic, "stay") == nil || !slices.Equal(e.listKeys(), []string{"stay"}) {
+	if e.platformKeyNamed(platform.Anthropic, "stay") == nil || !slices.Equal(e.listKeys(), []string{"stay"}) {
 		t.Fatal("a failed rename changed something")
 	}
 }

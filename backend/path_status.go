@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // rateLimitNote says why rate_limit is absent.
@@ -62,7 +64,7 @@ func (b *gradientBackend) handleStatusRead(ctx context.Context, req *logical.Req
 		return nil, fmt.Errorf("listing keys: %w", err)
 	}
 	now := b.rotation.now()
-	byProvider := map[string]any{providerAnthropic: 0, providerOpenAI: 0}
+	byProvider := map[string]any{platform.Anthropic: 0, platform.OpenAI: 0}
 	var enabled, next24h, due, overdue, failed int
 	var retiring retirementCounts
 	for _, name := range names {
@@ -109,7 +111,7 @@ func (b *gradientBackend) handleStatusRead(ctx context.Context, req *logical.Req
 		"retirements_retrying":   retiring.retrying,
 		"retirements_attention":  retiring.attention,
 	}
-	if seen := b.budget.lastSeen(); seen.At.IsZero() {
+	if seen := b.budget.LastSeen(); seen.At.IsZero() {
 		data["rate_limit_note"] = rateLimitNote
 	} else {
 		// The platform's own count for this token, from the headers of

@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 var syncCountFields = map[string]*framework.FieldSchema{
@@ -132,7 +134,7 @@ func (b *gradientBackend) handleRepair(ctx context.Context, req *logical.Request
 // cannot tell which agents without a key were meant to get this one.
 func lostAgentsNote(mount string, out *repairOutcome) string {
 	field := "anthropic_key_uuid"
-	if out.key.Provider == providerOpenAI {
+	if out.key.Provider == platform.OpenAI {
 		field = "open_ai_key_uuid"
 	}
 	var who string

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // Changes made behind Vault's back, with the godo client, as the control
@@ -63,7 +64,7 @@ func (e *testEnv) syncStatus(name string) (status string, lastSynced any) {
 }
 
 func (e *testEnv) platformKeyByUUID(uuid string) *emulator.KeyState {
-	for _, k := range e.platformKeys(providerAnthropic) {
+	for _, k := range e.platformKeys(platform.Anthropic) {
 		if k.UUID == uuid {
 			return &k
 		}
@@ -204,7 +205,7 @@ func TestSyncRepair_MissingIsCreatedAgain(t *testing.T) {
 	e := newTestEnv(t, nil)
 	secret := anthropicKey("m-vault")
 	old := e.createManaged("gone", secret)
-	agent := e.createAgent("support-bot", providerAnthropic, old)
+	agent := e.createAgent("support-bot", platform.Anthropic, old)
 	// Reading the agents is when the plugin learns them.
 	e.mustOK(logical.ReadOperation, "keys/gone/agents", nil)
 	e.mustOK(logical.UpdateOperation, "keys/gone", map[string]any{"description": "kept across the repair", "rotation_period": "720h"})
@@ -237,7 +238,7 @@ func TestSyncRepair_MissingIsCreatedAgain(t *testing.T) {
 		t.Error("no warning about the agents")
 	}
 
-	pk := e.platformKeyNamed(providerAnthropic, "gone")
+	pk := e.platformKeyNamed(platform.Anthropic, "gone")
 	if pk == nil || pk.UUID != newUUID || pk.Secret != secret {
 		t.Fatalf("platform key after repair: %+v", pk)
 	}
@@ -323,7 +324,7 @@ func TestSyncRepair_ConflictWhenChangedAgain(t *testing.T) {
 		e.sync()
 		e.deleteOutside(uuid)
 		e.mustBadRequest(logical.UpdateOperation, "keys/contested/sync", nil, "deleted from the platform since", "sync")
-		if e.platformKeyNamed(providerAnthropic, "contested") != nil {
+		if e.platformKeyNamed(platform.Anthropic, "contested") != nil {
 			t.Fatal("a key was created though the drift changed")
 		}
 	})
@@ -337,7 +338,7 @@ func TestSyncRepair_NameTakenOnThePlatform(t *testing.T) {
 	byHand := e.createOutside("taken", anthropicKey("t-hand"))
 	wantCounts(t, e.sync(), map[string]int{"missing": 1, "unmanaged": 1})
 	e.mustBadRequest(logical.UpdateOperation, "keys/taken/sync", nil, byHand, "nothing was changed", "uuid="+byHand)
-	if n := len(e.platformKeys(providerAnthropic)); n != 1 {
+	if n := len(e.platformKeys(platform.Anthropic)); n != 1 {
 		t.Fatalf("%d platform keys, want only the one made by hand", n)
 	}
 }
@@ -375,7 +376,7 @@ func TestSyncRepair_MissingStorageFailureLeavesNoOrphan(t *testing.T) {
 	e.storage.failUnder(keyStoragePrefix)
 	e.mustServerError(logical.UpdateOperation, "keys/fragile/sync", nil, "removed again")
 	e.storage.failUnder("")
-	if pk := e.platformKeyNamed(providerAnthropic, "fragile"); pk != nil {
+	if pk := e.platformKeyNamed(platform.Anthropic, "fragile"); pk != nil {
 		t.Fatalf("orphan left on the platform: %+v", pk)
 	}
 	if status, _ := e.syncStatus("fragile"); status != syncMissing {
@@ -414,7 +415,7 @@ func TestSyncRepair_AmbiguousFailureSettlesThroughTheWAL(t *testing.T) {
 			e.sync()
 			// Fail every attempt of the repair's PUT, retries included;
 			// the undo's PUT then goes through.
-			e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Mode: mode, Status: 503, Count: maxAttempts})
+			e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Mode: mode, Status: 503, Count: platform.MaxAttempts})
 			resp, err := e.request(logical.UpdateOperation, "keys/walled/sync", nil)
 			if err == nil && (resp == nil || !resp.IsError()) {
 				t.Fatalf("want the repair to fail, got %v", resp)
@@ -457,7 +458,7 @@ func TestSyncRepair_AgentsRecordedByReassign(t *testing.T) {
 	e := newTestEnv(t, nil)
 	from := e.createManaged("from", anthropicKey("ra-from"))
 	to := e.createManaged("to", anthropicKey("ra-to"))
-	agent := e.createAgent("moved-bot", providerAnthropic, from)
+	agent := e.createAgent("moved-bot", platform.Anthropic, from)
 	e.mustOK(logical.UpdateOperation, "keys/from/reassign", map[string]any{"to": "to"})
 	e.deleteOutside(from)
 	e.deleteOutside(to)
@@ -484,7 +485,7 @@ func TestSync_UndoneRotationIsNotDrift(t *testing.T) {
 	e := newTestEnv(t, nil)
 	secret := anthropicKey("ur-1")
 	uuid := e.createManaged("undone", secret)
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Mode: "drop", Count: maxAttempts})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Mode: "drop", Count: platform.MaxAttempts})
 	if resp, err := e.request(logical.UpdateOperation, "keys/undone", map[string]any{"api_key": anthropicKey("ur-2")}); err == nil && (resp == nil || !resp.IsError()) {
 		t.Fatalf("want the rotation to fail, got %v", resp)
 	}
@@ -550,7 +551,7 @@ func TestSyncRepair_ReCreateThatLandsLateIsRemoved(t *testing.T) {
 		t.Fatal("setup: the late create never landed")
 	}
 	assertSettlesOnRollback(t, e)
-	if pk := e.platformKeyNamed(providerAnthropic, "late-repair"); pk == nil || pk.UUID != stored || named() != 1 {
+	if pk := e.platformKeyNamed(platform.Anthropic, "late-repair"); pk == nil || pk.UUID != stored || named() != 1 {
 		t.Fatalf("after the rollback: platform %+v, stored uuid %v", e.state().AnthropicKeys, stored)
 	}
 }
@@ -566,7 +567,7 @@ func TestSyncRepair_LostReCreateGivesAdviceThatWorks(t *testing.T) {
 	e.sync()
 	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Mode: "drop"})
 	msg := e.mustServerError(logical.UpdateOperation, "keys/lost-repair/sync", nil, "Vault did not take it")
-	found := e.platformKeyNamed(providerAnthropic, "lost-repair")
+	found := e.platformKeyNamed(platform.Anthropic, "lost-repair")
 	if found == nil || !strings.Contains(msg, found.UUID) {
 		t.Fatalf("the error does not name the key found (%+v): %s", found, msg)
 	}

@@ -14,6 +14,8 @@ import (
 	"github.com/hashicorp/vault/sdk/helper/errutil"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // Request plumbing: how every handler is called, answered and locked.
@@ -62,7 +64,7 @@ func refuseUnknownFields(d *framework.FieldData) error {
 	}
 	slices.Sort(unknown)
 	known := slices.Sorted(maps.Keys(d.Schema))
-	if !fieldNameLike.MatchString(unknown[0]) || keyLike.MatchString(unknown[0]) {
+	if !fieldNameLike.MatchString(unknown[0]) || platform.LooksLikeKey(unknown[0]) {
 		return callerErrorf("unknown field (not shown: it does not look like a field name); this path takes: %s", strings.Join(known, ", "))
 	}
 	return callerErrorf("unknown field %q; this path takes: %s", unknown[0], strings.Join(known, ", "))
@@ -76,8 +78,8 @@ func respond(req *logical.Request, err error) (*logical.Response, error) {
 	if errors.Is(err, errNotConfigured) {
 		return logical.ErrorResponse("this mount is not configured: write " + req.MountPoint + "config with a DigitalOcean token first"), nil
 	}
-	var ce *callerError
-	if errors.As(err, &ce) {
+	// What the upstream errors mean here is decided in upstream_errors.go.
+	if isCallerError(err) {
 		return logical.ErrorResponse(err.Error()), nil
 	}
 	// Between the plugin and Vault, errors travel over gRPC, which knows a
@@ -87,7 +89,7 @@ func respond(req *logical.Request, err error) (*logical.Response, error) {
 	switch {
 	case errors.Is(err, logical.ErrNotFound):
 		return nil, logical.CodedError(http.StatusNotFound, err.Error())
-	case errors.Is(err, logical.ErrUpstreamRateLimited):
+	case isRateLimited(err):
 		return nil, logical.CodedError(http.StatusBadGateway, err.Error())
 	}
 	return nil, err

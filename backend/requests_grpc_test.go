@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/vault/sdk/plugin/pb"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // Found by the chaos run: through a real Vault, a rotate of a key that does
@@ -18,7 +19,7 @@ import (
 // server and Vault's client apply.
 func TestErrorsKeepTheirStatusAcrossGRPC(t *testing.T) {
 	e := newTestEnv(t, nil)
-	e.mustOK(logical.CreateOperation, "keys/limited", map[string]any{"provider": providerOpenAI, "api_key": openAIKey("limited")})
+	e.mustOK(logical.CreateOperation, "keys/limited", map[string]any{"provider": platform.OpenAI, "api_key": openAIKey("limited")})
 	cases := map[string]struct {
 		setup  func()
 		path   string
@@ -28,7 +29,7 @@ func TestErrorsKeepTheirStatusAcrossGRPC(t *testing.T) {
 		"rotate of a missing key": {path: "keys/missing/rotate", data: map[string]any{"api_key": openAIKey("missing")}, status: http.StatusNotFound},
 		"platform rate limit": {
 			setup: func() {
-				e.emu.InjectFault(emulator.Fault{Method: http.MethodPut, Path: "/v2/gen-ai/openai/keys/", Count: maxAttempts, Mode: "status", Status: http.StatusTooManyRequests})
+				e.emu.InjectFault(emulator.Fault{Method: http.MethodPut, Path: "/v2/gen-ai/openai/keys/", Count: platform.MaxAttempts, Mode: "status", Status: http.StatusTooManyRequests})
 			},
 			path: "keys/limited", data: map[string]any{"api_key": openAIKey("limited-2")}, status: http.StatusBadGateway,
 		},

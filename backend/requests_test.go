@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/helper/errutil"
 
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
+
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -28,18 +30,18 @@ func TestSecretFieldsOfOtherTypes(t *testing.T) {
 	anthropicAdmin := "sk-ant-admin01-" + strings.Repeat("U", 16) + "-typed-anthropic-admin"
 	e.trackSecret(openAIAdmin)
 	e.trackSecret(anthropicAdmin)
-	e.mustOK(logical.CreateOperation, "keys/typed", map[string]any{"provider": providerAnthropic, "api_key": anthropicKey("typed-first")})
+	e.mustOK(logical.CreateOperation, "keys/typed", map[string]any{"provider": platform.Anthropic, "api_key": anthropicKey("typed-first")})
 	cases := map[string]struct {
 		op   logical.Operation
 		path string
 		data map[string]any
 	}{
-		"api_key as a list on create":    {logical.CreateOperation, "keys/typed-new", map[string]any{"provider": providerAnthropic, "api_key": []any{key}}},
+		"api_key as a list on create":    {logical.CreateOperation, "keys/typed-new", map[string]any{"provider": platform.Anthropic, "api_key": []any{key}}},
 		"api_key as an object on update": {logical.UpdateOperation, "keys/typed", map[string]any{"api_key": map[string]any{"value": key}}},
 		"next_api_key as a list":         {logical.UpdateOperation, "keys/typed", map[string]any{"next_api_key": []any{key}}},
 		"api_key as a list on rotate":    {logical.UpdateOperation, "keys/typed/rotate", map[string]any{"api_key": []any{key}}},
 		"token as a list":                {logical.UpdateOperation, "config", map[string]any{"token": []any{key}}},
-		"api_key as a number":            {logical.CreateOperation, "keys/typed-num", map[string]any{"provider": providerAnthropic, "api_key": json.Number("12345678901234567890")}},
+		"api_key as a number":            {logical.CreateOperation, "keys/typed-num", map[string]any{"provider": platform.Anthropic, "api_key": json.Number("12345678901234567890")}},
 		"openai_admin_key as a list":     {logical.UpdateOperation, "config", map[string]any{"openai_admin_key": []any{openAIAdmin}}},
 		"anthropic_admin_key as a map":   {logical.UpdateOperation, "config", map[string]any{"anthropic_admin_key": map[string]any{"k": anthropicAdmin}}},
 	}

@@ -13,6 +13,9 @@ import (
 
 	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/providers"
 )
 
 // Retiring replaced keys at their provider. A rotation of a key with
@@ -45,7 +48,7 @@ const (
 )
 
 // maxRetirementsPerTick bounds the keys one tick retires; the rest wait for
-// the next tick. With the provider budget (provider_admin.go) it keeps a
+// the next tick. With the provider budget (internal/providers) it keeps a
 // burst of rotations from flooding the providers' Admin APIs.
 const maxRetirementsPerTick = 10
 
@@ -94,7 +97,7 @@ func (r retirement) when() time.Time {
 // rotation before anything changes.
 func (k *keyEntry) retireCurrent(now time.Time) error {
 	account, project := k.ServiceAccountID, k.ServiceAccountProjectID
-	queues := account != "" || k.Provider == providerAnthropic && k.RetirePrevious
+	queues := account != "" || k.Provider == platform.Anthropic && k.RetirePrevious
 	if queues && len(k.Retiring) >= maxPendingRetirements {
 		return callerErrorf("key %q already has %d replaced keys waiting to be retired (at most %d), so it was not rotated and nothing changed: "+
 			"retire_status and retire_error on keys/%s say what holds them up; once retirements succeed or their grace_period ends, rotate again",
@@ -108,7 +111,7 @@ func (k *keyEntry) retireCurrent(now time.Time) error {
 			project = k.OpenAIProjectID
 		}
 		r.ServiceAccountID, r.ProjectID = account, project
-	case k.Provider == providerAnthropic && k.RetirePrevious:
+	case k.Provider == platform.Anthropic && k.RetirePrevious:
 		r.PartialKeyHint = anthropicPartialHint(k.APIKey)
 	default:
 		return nil
@@ -354,7 +357,7 @@ func (b *gradientBackend) retireKey(ctx context.Context, storage logical.Storage
 			k.RetireError = fmt.Sprintf("version %d (key ending %s): %s", r.Version, r.KeyHint, attention.msg)
 			log.Error("a replaced key was not retired: it needs a person", "version", r.Version, "key_hint", r.KeyHint, "reason", attention.msg)
 		default:
-			msg := redact(outcome.Error(), k.APIKey, k.NextAPIKey)
+			msg := platform.Redact(outcome.Error(), k.APIKey, k.NextAPIKey)
 			r.Attempts++
 			r.NextTry = now.Add(retryDelay(r.Attempts))
 			kept = append(kept, r)
@@ -404,7 +407,7 @@ func (b *gradientBackend) retireOne(ctx context.Context, c *clients, k *keyEntry
 			return err
 		}
 		err := c.admin.DeleteServiceAccount(ctx, r.ProjectID, r.ServiceAccountID)
-		if errors.Is(err, errAdminNotFound) {
+		if errors.Is(err, providers.ErrNotFound) {
 			return nil // deleted already
 		}
 		return err
@@ -431,7 +434,7 @@ func (b *gradientBackend) retireAnthropic(ctx context.Context, c *clients, k *ke
 	if err != nil {
 		return err
 	}
-	var matches []anthropicKeyInfo
+	var matches []providers.AnthropicKey
 	for _, ak := range keys {
 		if ak.PartialKeyHint == r.PartialKeyHint {
 			matches = append(matches, ak)
@@ -472,7 +475,7 @@ func (b *gradientBackend) retireAccountsOnDelete(ctx context.Context, c *clients
 		}
 	}
 	for _, a := range accounts {
-		if err := c.admin.DeleteServiceAccount(ctx, a.project, a.id); err != nil && !errors.Is(err, errAdminNotFound) {
+		if err := c.admin.DeleteServiceAccount(ctx, a.project, a.id); err != nil && !errors.Is(err, providers.ErrNotFound) {
 			return fmt.Errorf("the platform key is deleted, but deleting service account %s of %q failed; Vault keeps the entry, which records its accounts: delete again to finish (Vault's periodic rollback retries too): %w", a.id, k.Name, err)
 		}
 		log.Info("deleted the service account of a deleted key", "service_account_id", a.id)

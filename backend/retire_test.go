@@ -11,6 +11,8 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/providers"
 )
 
 // hintedKey is an Anthropic test key whose partial_key_hint shows head (3
@@ -34,13 +36,13 @@ func (r *rotEnv) anthropicStatus(secret string) string {
 // of its listings: a key deleted in the console, or in a workspace the admin
 // key cannot see. The emulator cannot delete keys, so this is the seam.
 type hidingAdmin struct {
-	providerAdmin
+	providers.Admin
 	hide map[string]bool // partial_key_hint
 }
 
-func (h hidingAdmin) ListAnthropicKeys(ctx context.Context) ([]anthropicKeyInfo, error) {
-	all, err := h.providerAdmin.ListAnthropicKeys(ctx)
-	var shown []anthropicKeyInfo
+func (h hidingAdmin) ListAnthropicKeys(ctx context.Context) ([]providers.AnthropicKey, error) {
+	all, err := h.Admin.ListAnthropicKeys(ctx)
+	var shown []providers.AnthropicKey
 	for _, k := range all {
 		if !h.hide[k.PartialKeyHint] {
 			shown = append(shown, k)
@@ -93,7 +95,7 @@ func TestRetire_AnthropicMatchesExactlyOneKey(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			r := newZeroTouchEnv(t)
 			// More keys than one page holds, so that listing pages.
-			for i := range adminPageSize + 5 {
+			for i := range providers.AdminPageSize + 5 {
 				r.emu.AddAnthropicKey(hintedKey(fmt.Sprintf("F%02d", i%100), fmt.Sprintf("filler%d", i), fmt.Sprintf("f%03d", i)), "")
 			}
 			old, next := hintedKey("Old", "ret-old", "oldK"), hintedKey("New", "ret-new", "newK")
@@ -167,7 +169,7 @@ func TestRetire_FailuresRetryWithBackoffAcrossRestarts(t *testing.T) {
 	r.mustOK(logical.UpdateOperation, "keys/flaky/rotate", nil)
 	due := t0.Add(5 * time.Minute)
 
-	r.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/openai/v1/organization/projects/", Status: 503, Count: maxAttempts})
+	r.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/openai/v1/organization/projects/", Status: 503, Count: platform.MaxAttempts})
 	r.tickAt(due)
 	got := r.read("flaky")
 	if got["retire_status"] != retireRetrying || got["retirements_pending"] != 1 || !strings.Contains(got["retire_error"].(string), "HTTP 503") {
@@ -360,11 +362,11 @@ func TestRetire_SparesAServiceAccountWhoseKeyAnotherEntryHolds(t *testing.T) {
 // once up, finding no key): retirements that fail for as long as the test
 // wants, without the mount's provider budget in the way.
 type downAdmin struct {
-	providerAdmin
+	providers.Admin
 	up *bool
 }
 
-func (d downAdmin) ListAnthropicKeys(context.Context) ([]anthropicKeyInfo, error) {
+func (d downAdmin) ListAnthropicKeys(context.Context) ([]providers.AnthropicKey, error) {
 	if *d.up {
 		return nil, nil
 	}
@@ -373,7 +375,7 @@ func (d downAdmin) ListAnthropicKeys(context.Context) ([]anthropicKeyInfo, error
 
 // wrapAdmin makes every client the backend builds from now on use wrap's
 // Admin API client.
-func (r *rotEnv) wrapAdmin(wrap func(providerAdmin) providerAdmin) {
+func (r *rotEnv) wrapAdmin(wrap func(providers.Admin) providers.Admin) {
 	r.b.dropClients()
 	build := r.b.buildClients
 	r.b.buildClients = func(cfg *gradientConfig) (*clients, error) {
@@ -392,7 +394,7 @@ func (r *rotEnv) wrapAdmin(wrap func(providerAdmin) providerAdmin) {
 func TestRetire_PendingListIsBounded(t *testing.T) {
 	r := newZeroTouchEnv(t)
 	up := false
-	r.wrapAdmin(func(a providerAdmin) providerAdmin { return downAdmin{a, &up} })
+	r.wrapAdmin(func(a providers.Admin) providers.Admin { return downAdmin{a, &up} })
 	// Keys that look different to the Admin API.
 	key := func(i int) string {
 		return hintedKey(fmt.Sprintf("%03d", i), fmt.Sprint("bnd", i), fmt.Sprintf("b%03d", i))
@@ -462,7 +464,7 @@ func TestRetire_GracePeriodIsBounded(t *testing.T) {
 	if after := r.read("graceful"); !reflect.DeepEqual(before, after) {
 		t.Fatalf("a refused write changed the key:\nbefore %v\nafter  %v", before, after)
 	}
-	if keys := r.listKeys(); len(keys) != 1 || len(r.platformKeys(providerAnthropic)) != 1 || len(r.emu.ProviderState().OpenAIServiceAccounts) != 0 {
+	if keys := r.listKeys(); len(keys) != 1 || len(r.platformKeys(platform.Anthropic)) != 1 || len(r.emu.ProviderState().OpenAIServiceAccounts) != 0 {
 		t.Fatalf("a refused create left something: keys %v", keys)
 	}
 	got := r.mustOK(logical.UpdateOperation, "keys/graceful", map[string]any{"grace_period": "720h"}).Data
@@ -503,7 +505,7 @@ func TestRetire_OneScanPerRetiringKey(t *testing.T) {
 	r := newZeroTouchEnv(t)
 	const others = 40
 	for i := range others {
-		k := &keyEntry{Name: fmt.Sprintf("bulk-%02d", i), Provider: providerAnthropic, UUID: fmt.Sprintf("uuid-%02d", i),
+		k := &keyEntry{Name: fmt.Sprintf("bulk-%02d", i), Provider: platform.Anthropic, UUID: fmt.Sprintf("uuid-%02d", i),
 			APIKey: hintedKey(fmt.Sprintf("K%02d", i), "bulk", fmt.Sprintf("k%03d", i)), Version: 1}
 		if err := putKey(context.Background(), r.storage, k); err != nil {
 			t.Fatal(err)

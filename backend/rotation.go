@@ -2,7 +2,6 @@ package backend
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -13,6 +12,8 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/sdk/queue"
 	"github.com/hashicorp/vault/sdk/rotation"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // Vault Community Edition has no rotation manager, so the plugin runs its own
@@ -141,7 +142,7 @@ func (s *rotationScheduler) runTick(ctx context.Context) {
 		}
 		// Many keys due at once rotate at the scheduler's share of the
 		// budget, leaving the headroom to requests.
-		if err := s.b.budget.waitBackground(ctx); err != nil {
+		if err := s.b.budget.WaitBackground(ctx); err != nil {
 			s.schedule(item.Key, now)
 			return
 		}
@@ -382,11 +383,10 @@ func (s *rotationScheduler) promote(ctx context.Context, storage logical.Storage
 	}
 
 	// rotateSecret failed before or at its one put: storage holds k.
-	msg := redact(err.Error(), k.APIKey, k.NextAPIKey)
+	msg := platform.Redact(err.Error(), k.APIKey, k.NextAPIKey)
 	k.RotationAttempts++
 	k.RotationError = fmt.Sprintf("scheduled rotation attempt %d failed at %s: %s", k.RotationAttempts, now.Format(time.RFC3339), msg)
-	var ce *callerError
-	permanent := errors.As(err, &ce)
+	permanent := isCallerError(err)
 	if permanent || k.RotationAttempts >= maxAttemptsPerPeriod {
 		// Retrying the same input cannot help (a rejected key, a key
 		// deleted on the platform) or the period's budget is spent: wait

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 func TestRotation_RestartWithDueAndNotDueKeys(t *testing.T) {
@@ -51,7 +53,7 @@ func TestRotation_Bug29537_ReloadNeverRotatesWhatIsNotDue(t *testing.T) {
 
 	// An entry as an older version would have stored it: settings, but no
 	// next, last or settings time.
-	legacy := &keyEntry{Name: "legacy", Provider: providerAnthropic, UUID: r.createKey("legacy", anthropicKey("up3"), nil), APIKey: anthropicKey("up3"),
+	legacy := &keyEntry{Name: "legacy", Provider: platform.Anthropic, UUID: r.createKey("legacy", anthropicKey("up3"), nil), APIKey: anthropicKey("up3"),
 		Version: 1, RotationPeriod: time.Hour, NextAPIKey: anthropicKey("up4")}
 	if err := putKey(context.Background(), r.storage, legacy); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,8 @@ import (
 
 	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // BenchmarkRotationAtScale times the scheduler's own work with 10,000 keys
@@ -38,7 +40,7 @@ func BenchmarkRotationAtScale(b *testing.B) {
 	now := time.Now().UTC().Truncate(time.Second)
 	for i := range keys {
 		k := &keyEntry{
-			Name: fmt.Sprintf("key-%05d", i), Provider: providerAnthropic, UUID: fmt.Sprintf("uuid-%05d", i),
+			Name: fmt.Sprintf("key-%05d", i), Provider: platform.Anthropic, UUID: fmt.Sprintf("uuid-%05d", i),
 			APIKey: anthropicKey(fmt.Sprint(i)), Version: 1, CreatedAt: now, UpdatedAt: now,
 			RotationPeriod: 24 * time.Hour, RotationSetAt: now, NextVaultRotation: now.Add(24 * time.Hour),
 		}

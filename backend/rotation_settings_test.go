@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 func TestRotation_SettingsAreValidatedWithTheSDKsRules(t *testing.T) {
@@ -234,7 +236,7 @@ func TestRotation_Window(t *testing.T) {
 		k2 := anthropicKey("win12")
 		r.createKey("retry-window", anthropicKey("win11"), settings)
 		r.stage("retry-window", k2)
-		r.emu.InjectFault(emulator.Fault{Path: "/anthropic/v1/models", Status: 503, Count: maxAttemptsPerPeriod * maxAttempts})
+		r.emu.InjectFault(emulator.Fault{Path: "/anthropic/v1/models", Status: 503, Count: maxAttemptsPerPeriod * platform.MaxAttempts})
 		for at := at(2, 3, 0); at.Before(time.Date(2026, 3, 2, 5, 0, 0, 0, time.UTC)); at = at.Add(5 * time.Minute) {
 			r.tickAt(at)
 		}

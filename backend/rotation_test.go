@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // rotEnv is a testEnv whose scheduler runs on a fake clock and ticks only
@@ -135,7 +136,7 @@ func (r *rotEnv) stage(name, apiKey string) {
 // platformSecret is the secret the platform holds for the key named name.
 func (r *rotEnv) platformSecret(name string) string {
 	r.t.Helper()
-	pk := r.platformKeyNamed(providerAnthropic, name)
+	pk := r.platformKeyNamed(platform.Anthropic, name)
 	if pk == nil {
 		r.t.Fatalf("no platform key %s", name)
 	}
@@ -157,7 +158,7 @@ func TestRotation_PeriodPromotesTheStagedKey(t *testing.T) {
 	r := newRotationEnv(t, nil)
 	k1, k2 := anthropicKey("per1"), anthropicKey("per2")
 	uuid := r.createKey("periodic", k1, map[string]any{"rotation_period": "1h"})
-	agent := r.createAgent("periodic-agent", providerAnthropic, uuid)
+	agent := r.createAgent("periodic-agent", platform.Anthropic, uuid)
 	r.stage("periodic", k2)
 
 	r.tickAt(t0.Add(59 * time.Minute))
@@ -172,7 +173,7 @@ func TestRotation_PeriodPromotesTheStagedKey(t *testing.T) {
 	if r.platformSecret("periodic") != k2 {
 		t.Fatal("the staged key was not pushed")
 	}
-	if pk := r.platformKeyNamed(providerAnthropic, "periodic"); pk.UUID != uuid {
+	if pk := r.platformKeyNamed(platform.Anthropic, "periodic"); pk.UUID != uuid {
 		t.Fatalf("uuid changed: %s -> %s", uuid, pk.UUID)
 	}
 	if a, _ := r.agentKey(agent.Uuid); a != uuid {
@@ -250,7 +251,7 @@ func TestRotation_FailureRetriesWithBackoffAndRecovers(t *testing.T) {
 
 	// One platform 500: the rotation fails, the WAL's immediate rollback
 	// pushes the stored secret back, the key stays usable.
-	r.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 500, Count: maxAttempts})
+	r.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 500, Count: platform.MaxAttempts})
 	due := t0.Add(24 * time.Hour)
 	r.tickAt(due)
 	got := r.read("flaky")
@@ -293,10 +294,10 @@ func TestRotation_RetriesAreBoundedPerPeriod(t *testing.T) {
 		r.tick()
 		r.advance(10 * time.Minute)
 	}
-	// Each rotation attempt asks the provider up to maxAttempts times
-	// (retry.go); the bound is on rotation attempts.
+	// Each rotation attempt asks the provider up to platform.MaxAttempts times
+	// (internal/platform/retry.go); the bound is on rotation attempts.
 	requests := r.emu.Counts()[verify] - before
-	attempts := requests / maxAttempts
+	attempts := requests / platform.MaxAttempts
 	t.Logf("%d rotation attempts (%d verification requests) in 33 hours", attempts, requests)
 	// Two periods start in those 33 hours: at most the budget in each.
 	if attempts < maxAttemptsPerPeriod || attempts > 2*maxAttemptsPerPeriod {
@@ -322,7 +323,7 @@ func TestRotation_Bug7222_NeverStuckAtTTLZero(t *testing.T) {
 		t.Fatalf("queue holds %d keys after rewrites, want 1", n)
 	}
 
-	r.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 502, Count: maxAttempts})
+	r.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 502, Count: platform.MaxAttempts})
 	r.tickAt(t0.Add(time.Hour))
 	if got := r.read("stuck"); got["ttl"] != int64(0) || got["rotation_status"] != rotationFailed {
 		t.Fatalf("after the failure: %v", got)
@@ -394,7 +395,7 @@ func TestRotation_IdleTickIsConstantTime(t *testing.T) {
 	r := newRotationEnv(t, nil)
 	ctx := context.Background()
 	for i := 0; i < 300; i++ {
-		k := &keyEntry{Name: fmt.Sprintf("bulk-%03d", i), Provider: providerAnthropic,
+		k := &keyEntry{Name: fmt.Sprintf("bulk-%03d", i), Provider: platform.Anthropic,
 			UUID: fmt.Sprintf("uuid-%03d", i), APIKey: anthropicKey("bulk"), Version: 1, RotationPeriod: 24 * time.Hour, LastVaultRotation: t0,
 			NextVaultRotation: t0.Add(24 * time.Hour)}
 		if err := putKey(ctx, r.storage, k); err != nil {
@@ -432,7 +433,7 @@ func TestRotation_BackgroundTicker(t *testing.T) {
 	e.mustOK(logical.UpdateOperation, "keys/background", map[string]any{"next_api_key": k2})
 	clock.Advance(time.Hour)
 	deadline := time.Now().Add(5 * time.Second)
-	for e.platformKeyNamed(providerAnthropic, "background").Secret != k2 {
+	for e.platformKeyNamed(platform.Anthropic, "background").Secret != k2 {
 		if time.Now().After(deadline) {
 			t.Fatal("the ticker did not rotate the key")
 		}

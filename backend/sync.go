@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // Drift is what changed on the platform behind Vault's back: a managed key
@@ -131,7 +133,7 @@ type unmanagedKey struct {
 }
 
 // driftOf compares a key as Vault holds it with what the platform showed.
-func driftOf(k *keyEntry, found bool, pk platformKey) string {
+func driftOf(k *keyEntry, found bool, pk platform.Key) string {
 	switch {
 	case !found:
 		return syncMissing
@@ -151,7 +153,7 @@ func syncStatus(k *keyEntry, rec *keySyncRecord) (status string, syncedAt time.T
 	if !rec.compares(k) {
 		return syncInSync, time.Time{}
 	}
-	return driftOf(k, rec.Found, platformKey{Name: rec.Name, UpdatedAt: rec.UpdatedAt}), rec.SyncedAt
+	return driftOf(k, rec.Found, platform.Key{Name: rec.Name, UpdatedAt: rec.UpdatedAt}), rec.SyncedAt
 }
 
 func (r *keySyncRecord) compares(k *keyEntry) bool {
@@ -279,13 +281,13 @@ func (b *gradientBackend) runSync(ctx context.Context, s logical.Storage) (*sync
 		return nil, err
 	}
 	res := &syncResult{started: b.now().UTC().Truncate(time.Second), drifted: map[string]string{}}
-	listing := map[string]map[string]platformKey{}
-	for _, provider := range []string{providerAnthropic, providerOpenAI} {
+	listing := map[string]map[string]platform.Key{}
+	for _, provider := range platform.Providers() {
 		keys, err := c.platform.ListKeys(ctx, provider)
 		if err != nil {
 			return nil, fmt.Errorf("sync: %w (nothing was recorded)", err)
 		}
-		byUUID := make(map[string]platformKey, len(keys))
+		byUUID := make(map[string]platform.Key, len(keys))
 		for _, k := range keys {
 			byUUID[strings.ToLower(k.UUID)] = k
 		}
@@ -321,7 +323,7 @@ func (b *gradientBackend) runSync(ctx context.Context, s logical.Storage) (*sync
 		return nil, err
 	}
 	var unmanaged []unmanagedKey
-	for _, provider := range []string{providerAnthropic, providerOpenAI} {
+	for _, provider := range platform.Providers() {
 		for uuid, k := range listing[provider] {
 			if !managed[uuid] {
 				unmanaged = append(unmanaged, unmanagedKey{Provider: provider, UUID: k.UUID, Name: k.Name, CreatedAt: k.CreatedAt, UpdatedAt: k.UpdatedAt})
@@ -379,7 +381,7 @@ func addLateKeys(ctx context.Context, s logical.Storage, seen []string, managed 
 // keys left renamed on purpose would otherwise cost 600 requests an hour).
 // A uuid once gone stays gone; a key the platform shows exactly as before
 // has not changed since.
-func (r *keySyncRecord) confirms(k *keyEntry, found bool, pk platformKey) bool {
+func (r *keySyncRecord) confirms(k *keyEntry, found bool, pk platform.Key) bool {
 	if !r.compares(k) || r.Found != found {
 		return false
 	}
@@ -392,7 +394,7 @@ func (r *keySyncRecord) confirms(k *keyEntry, found bool, pk platformKey) bool {
 // older than the entry may be (a create, a rename or a rotation by Vault
 // that finished meanwhile). It returns the
 // key's uuid, or "" when the key was deleted meanwhile.
-func (b *gradientBackend) syncKey(ctx context.Context, s logical.Storage, c *clients, name string, listing map[string]map[string]platformKey, started time.Time) (string, string, error) {
+func (b *gradientBackend) syncKey(ctx context.Context, s logical.Storage, c *clients, name string, listing map[string]map[string]platform.Key, started time.Time) (string, string, error) {
 	defer b.lockNames(name)()
 	k, err := getKey(ctx, s, name)
 	if err != nil || k == nil {
@@ -407,8 +409,8 @@ func (b *gradientBackend) syncKey(ctx context.Context, s logical.Storage, c *cli
 	if status != syncInSync && !rec.confirms(k, found, pk) {
 		current, err := c.platform.GetKey(ctx, k.Provider, k.UUID)
 		switch {
-		case errors.Is(err, errPlatformNotFound):
-			pk, found = platformKey{}, false
+		case errors.Is(err, platform.ErrNotFound):
+			pk, found = platform.Key{}, false
 		case err != nil:
 			return "", "", err
 		default:
@@ -451,7 +453,7 @@ func (b *gradientBackend) dropStaleSyncRecords(ctx context.Context, s logical.St
 // noteAgents records the agents just seen using k. The caller holds k's name
 // lock. It is best effort: a node that may not write (a performance
 // standby serving a read) keeps nothing, and a failure is only logged.
-func (b *gradientBackend) noteAgents(ctx context.Context, s logical.Storage, k *keyEntry, agents []platformAgent) {
+func (b *gradientBackend) noteAgents(ctx context.Context, s logical.Storage, k *keyEntry, agents []platform.Agent) {
 	rec, err := getSyncRecord(ctx, s, k.Name)
 	if err != nil {
 		return
@@ -557,7 +559,7 @@ func (s *syncScheduler) runTick(ctx context.Context) {
 	// Scheduled work: every platform request of the periodic sync first
 	// waits for the background share of the budget, as rotations do, so
 	// scheduler_headroom_percent of it stays free for requests.
-	if _, err := s.b.runSync(withBudgetClass(ctx, classBackground), storage); err != nil {
+	if _, err := s.b.runSync(platform.WithBudgetClass(ctx, platform.ClassBackground), storage); err != nil {
 		msg := err.Error()
 		s.b.Logger().Error("periodic sync failed; trying again after sync_interval", "error", msg)
 		// Record it for status; the key entries are untouched.
@@ -579,16 +581,16 @@ func (c *gradientConfig) syncInterval() time.Duration {
 
 // noteAgentsMoved adds agents that a reassign moved to k to the ones last
 // seen using it. The caller holds k's name lock.
-func (b *gradientBackend) noteAgentsMoved(ctx context.Context, s logical.Storage, k *keyEntry, moved []platformAgent) {
+func (b *gradientBackend) noteAgentsMoved(ctx context.Context, s logical.Storage, k *keyEntry, moved []platform.Agent) {
 	rec, err := getSyncRecord(ctx, s, k.Name)
 	if err != nil {
 		return
 	}
-	var all []platformAgent
+	var all []platform.Agent
 	if rec != nil && strings.EqualFold(rec.UUID, k.UUID) {
 		for _, a := range rec.Agents {
 			if !containsAgent(moved, a.UUID) {
-				all = append(all, platformAgent{UUID: a.UUID, Name: a.Name})
+				all = append(all, platform.Agent{UUID: a.UUID, Name: a.Name})
 			}
 		}
 	}

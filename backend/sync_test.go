@@ -11,7 +11,8 @@ import (
 
 	"github.com/digitalocean/godo"
 	"github.com/hashicorp/vault/sdk/logical"
-	"golang.org/x/time/rate"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // newSyncEnv is a rotation env (fake clock, switchable replication state)
@@ -220,7 +221,7 @@ func TestSync_TenThousandKeysWithinTheBudget(t *testing.T) {
 		t.Errorf("the platform answered 429 %d times", n)
 	}
 	// Paced: the budget spreads 51 requests at 95% of 3,000 a minute.
-	if min := time.Duration(float64(total-1) / (budgetShare * perMinute / 60) * float64(time.Second)); elapsed < min*9/10 {
+	if min := time.Duration(float64(total-1) / (platform.BudgetShare * perMinute / 60) * float64(time.Second)); elapsed < min*9/10 {
 		t.Errorf("the sync took %v; the budget allows it no faster than %v", elapsed, min)
 	}
 	keys := e.mustOK(logical.ListOperation, "platform-keys/", nil).Data["keys"].([]string)
@@ -240,9 +241,10 @@ func TestSync_TenThousandKeysWithinTheBudget(t *testing.T) {
 func TestSync_PeriodicWaitsForTheBackgroundShare(t *testing.T) {
 	r := newSyncEnv(t, map[string]any{"sync_interval": "1h"})
 	r.createKey("paced", anthropicKey("paced1"), nil)
-	r.b.budget.mu.Lock()
-	r.b.budget.background = rate.NewLimiter(0, 1)
-	r.b.budget.mu.Unlock()
+	// A headroom of 100% leaves the background share its one place and
+	// never refills it (rate 0, burst 1); the limits stay the config's.
+	cfg := r.b.cached.config
+	r.b.budget.Configure(cfg.RateLimitPerMinute, cfg.RateLimitPerHour, 100)
 	base := r.platformCalls()
 
 	r.advance(time.Hour)

@@ -1,6 +1,10 @@
 package backend
 
-import "time"
+import (
+	"time"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
+)
 
 // tuning is everything tests change about the backend's pace, in one place.
 //
@@ -34,6 +38,6 @@ func defaultTuning() tuning {
 		rotationTick:      defaultTickInterval,
 		minRotationPeriod: defaultMinRotationPeriod,
 		walMinAge:         walRollbackMinAge,
-		retryBaseDelay:    defaultRetryBaseDelay,
+		retryBaseDelay:    platform.DefaultRetryBaseDelay,
 	}
 }

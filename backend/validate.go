@@ -6,6 +6,9 @@ import (
 	"unicode"
 
 	"github.com/hashicorp/vault/sdk/framework"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/providers"
 )
 
 // nameRule is quoted in every refusal of a name, so the caller can fix it
@@ -78,7 +81,7 @@ const keyNameSegment = `(?P<name>[^/]+)`
 
 // parseUUIDField reads the optional uuid field, lower-cased. It is the only
 // caller text that goes into a platform URL path besides validated names,
-// so only the canonical form passes (isPlatformUUID; the platform client
+// so only the canonical form passes (platform.IsUUID; the platform client
 // checks again before it builds a path). A value that is not one is refused
 // without being echoed: it may be a key
 // pasted into the wrong field, and error strings reach the audit log in
@@ -88,7 +91,7 @@ func parseUUIDField(d *framework.FieldData) (string, error) {
 	if raw == "" {
 		return "", nil
 	}
-	if !isPlatformUUID(raw) {
+	if !platform.IsUUID(raw) {
 		return "", callerErrorf("uuid is not a platform key uuid: it must be 36 characters, 8-4-4-4-12 hexadecimal digits (as the control panel and doctl show it)")
 	}
 	return strings.ToLower(raw), nil
@@ -122,10 +125,10 @@ func describeRune(r rune) string {
 
 // validateProvider accepts exactly the providers the platform has.
 func validateProvider(provider string) error {
-	switch provider {
-	case providerAnthropic, providerOpenAI:
+	switch {
+	case providers.Known(provider):
 		return nil
-	case "":
+	case provider == "":
 		return callerErrorf(`provider is required: "anthropic" or "openai"`)
 	}
 	return callerErrorf(`unknown provider: use "anthropic" or "openai"`)
@@ -147,26 +150,12 @@ func normalizeAPIKey(provider, raw string) (string, error) {
 			return "", callerErrorf("api_key contains white space or control characters inside it; paste the key alone")
 		}
 	}
-	switch provider {
-	case providerAnthropic:
-		if strings.HasPrefix(key, "sk-ant-admin") {
-			return "", callerErrorf("api_key is an Anthropic admin key; agents need a model key (sk-ant-api...)")
-		}
-		if !strings.HasPrefix(key, "sk-ant-") {
-			return "", callerErrorf(`api_key does not look like an Anthropic key: Anthropic keys start with "sk-ant-"`)
-		}
-	case providerOpenAI:
-		if strings.HasPrefix(key, "sk-admin-") {
-			return "", callerErrorf("api_key is an OpenAI admin key; agents need a model key (sk-proj-..., sk-svcacct-... or sk-...)")
-		}
-		if strings.HasPrefix(key, "sk-ant-") {
-			return "", callerErrorf(`api_key looks like an Anthropic key, but provider is "openai"`)
-		}
-		if !strings.HasPrefix(key, "sk-") {
-			return "", callerErrorf(`api_key does not look like an OpenAI key: OpenAI keys start with "sk-"`)
-		}
-	default:
-		return "", validateProvider(provider)
+	if err := validateProvider(provider); err != nil {
+		return "", err
+	}
+	// The shapes of keys are the provider table's (internal/providers).
+	if err := providers.CheckModelKey(provider, key); err != nil {
+		return "", callerErrorf("%s", err)
 	}
 	return key, nil
 }

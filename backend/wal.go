@@ -9,6 +9,9 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/providers"
 )
 
 // Every change to the platform takes one road, makeChange: a write-ahead log
@@ -172,8 +175,7 @@ func (b *gradientBackend) makeChange(ctx context.Context, s logical.Storage, c p
 // provider as they were: its call was refused outright (a 4xx, or never
 // sent), and no earlier call of the change possibly applied.
 func changedNothing(err error) bool {
-	var pa *possiblyApplied
-	return !errors.As(err, &pa) && (platformRefused(err) || adminRefused(err))
+	return !platform.IsPossiblyApplied(err) && (refused(err) || providers.IsRefusal(err))
 }
 
 // undoNow undoes a failed change while the request still holds its locks,
@@ -260,13 +262,13 @@ func (b *gradientBackend) lockForRollback(ctx context.Context, s logical.Storage
 // records the platform's updated_at so that the next sync sees no drift in
 // Vault's own write. A key that is gone has nothing to restore: found is
 // then false and err nil. doing says which undo this is, for the error.
-func (b *gradientBackend) pushStored(ctx context.Context, s logical.Storage, provider, uuid string, change keyChange, doing string) (found bool, err error) {
+func (b *gradientBackend) pushStored(ctx context.Context, s logical.Storage, provider, uuid string, change platform.KeyChange, doing string) (found bool, err error) {
 	c, err := b.clients(ctx, s)
 	if err != nil {
 		return false, fmt.Errorf("%s %s: %w", doing, uuid, err)
 	}
 	pk, err := c.platform.UpdateKey(ctx, provider, uuid, change)
-	if errors.Is(err, errPlatformNotFound) {
+	if errors.Is(err, platform.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {

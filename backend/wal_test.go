@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 func assertNoWAL(t *testing.T, e *testEnv) {
@@ -83,7 +84,7 @@ func TestWAL_CreateWithLostAnswerNeverTakesTheKeyItFinds(t *testing.T) {
 	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "drop"})
 	msg := e.mustServerError(logical.CreateOperation, "keys/dropped", map[string]any{"provider": "openai", "api_key": openAIKey("dropped")},
 		"a key with that name is on the platform now", "Vault did not take it", "uuid=")
-	found := e.platformKeyNamed(providerOpenAI, "dropped")
+	found := e.platformKeyNamed(platform.OpenAI, "dropped")
 	if found == nil || !strings.Contains(msg, found.UUID) {
 		t.Fatalf("the error does not name the key found (%+v): %s", found, msg)
 	}
@@ -94,7 +95,7 @@ func TestWAL_CreateWithLostAnswerNeverTakesTheKeyItFinds(t *testing.T) {
 		t.Fatalf("Vault stores %v", e.listKeys())
 	}
 	assertSettlesOnRollback(t, e)
-	if k := e.platformKeyNamed(providerOpenAI, "dropped"); k == nil || k.UUID != found.UUID {
+	if k := e.platformKeyNamed(platform.OpenAI, "dropped"); k == nil || k.UUID != found.UUID {
 		t.Fatalf("the rollback touched the key the lookup saw: %+v", e.state().OpenAIKeys)
 	}
 }
@@ -156,11 +157,11 @@ func TestWAL_LostCreateNeverTakesAKeyMadeElsewhere(t *testing.T) {
 		t.Fatalf("creds/ serves %v", r.Data)
 	}
 	want := openAIKey("contested-other")
-	if k := e.platformKeyNamed(providerOpenAI, "contested"); k == nil || k.UUID != other || k.Secret != want || len(e.state().OpenAIKeys) != 1 {
+	if k := e.platformKeyNamed(platform.OpenAI, "contested"); k == nil || k.UUID != other || k.Secret != want || len(e.state().OpenAIKeys) != 1 {
 		t.Fatalf("after the undo: %+v", e.state().OpenAIKeys)
 	}
 	assertSettlesOnRollback(t, e)
-	if k := e.platformKeyNamed(providerOpenAI, "contested"); k == nil || k.UUID != other || k.Secret != want || len(e.state().OpenAIKeys) != 1 {
+	if k := e.platformKeyNamed(platform.OpenAI, "contested"); k == nil || k.UUID != other || k.Secret != want || len(e.state().OpenAIKeys) != 1 {
 		t.Fatalf("after the periodic rollback: %+v", e.state().OpenAIKeys)
 	}
 }
@@ -221,9 +222,9 @@ func TestWAL_DeferredRollbackDeletesOrphan(t *testing.T) {
 	// The answer to the create is lost, and the platform cannot be
 	// listed, neither to recover the key nor to clean it up.
 	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: 2 * maxAttempts})
+	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: 2 * platform.MaxAttempts})
 	e.mustServerError(logical.CreateOperation, "keys/orphan", map[string]any{"provider": "openai", "api_key": openAIKey("orphan")})
-	if e.platformKeyNamed(providerOpenAI, "orphan") == nil {
+	if e.platformKeyNamed(platform.OpenAI, "orphan") == nil {
 		t.Fatal("setup: want the orphan on the platform before rollback")
 	}
 	if walCount(t, e) != 1 {
@@ -231,20 +232,20 @@ func TestWAL_DeferredRollbackDeletesOrphan(t *testing.T) {
 	}
 
 	// Platform still failing: the rollback reports and keeps the entry.
-	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: maxAttempts})
+	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: platform.MaxAttempts})
 	if resp := rollbackNow(t, e); resp == nil || !resp.IsError() {
 		t.Fatalf("a failed rollback was not reported: %v", resp)
 	}
-	if walCount(t, e) != 1 || e.platformKeyNamed(providerOpenAI, "orphan") == nil {
+	if walCount(t, e) != 1 || e.platformKeyNamed(platform.OpenAI, "orphan") == nil {
 		t.Fatal("a failed rollback dropped its entry")
 	}
 
 	// A later pass succeeds.
 	rollbackNow(t, e)
-	if e.platformKeyNamed(providerOpenAI, "orphan") != nil {
+	if e.platformKeyNamed(platform.OpenAI, "orphan") != nil {
 		t.Fatal("rollback left the orphan")
 	}
-	if e.platformKeyNamed(providerOpenAI, "primer") == nil {
+	if e.platformKeyNamed(platform.OpenAI, "primer") == nil {
 		t.Fatal("rollback deleted a key it did not create")
 	}
 	assertNoWAL(t, e)
@@ -262,8 +263,8 @@ func TestWAL_RollbackSparesStoredAndOlderKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, w := range []*createWAL{
-		{walHeader: walHeader{Provider: providerAnthropic}, Name: "kept", Started: time.Now().Add(-time.Minute), Deadline: time.Now().Add(time.Minute)},
-		{walHeader: walHeader{Provider: providerAnthropic}, Name: "legacy", Started: time.Now().Add(time.Hour), Deadline: time.Now().Add(2 * time.Hour)},
+		{walHeader: walHeader{Provider: platform.Anthropic}, Name: "kept", Started: time.Now().Add(-time.Minute), Deadline: time.Now().Add(time.Minute)},
+		{walHeader: walHeader{Provider: platform.Anthropic}, Name: "legacy", Started: time.Now().Add(time.Hour), Deadline: time.Now().Add(2 * time.Hour)},
 	} {
 		if _, err := framework.PutWAL(context.Background(), e.storage, walKindCreate, w); err != nil {
 			t.Fatal(err)
@@ -273,7 +274,7 @@ func TestWAL_RollbackSparesStoredAndOlderKeys(t *testing.T) {
 	if n := len(e.state().AnthropicKeys); n != 2 {
 		t.Fatalf("rollback deleted keys it did not create: %+v", e.state().AnthropicKeys)
 	}
-	if e.platformKeyNamed(providerAnthropic, "legacy").UUID != older.Uuid {
+	if e.platformKeyNamed(platform.Anthropic, "legacy").UUID != older.Uuid {
 		t.Fatal("legacy key changed")
 	}
 	assertNoWAL(t, e)
@@ -288,7 +289,7 @@ func TestWAL_RotateStorageFailurePushesOldSecretBack(t *testing.T) {
 	e.storage.failUnder("keys/")
 	e.mustServerError(logical.UpdateOperation, "keys/rot", map[string]any{"api_key": openAIKey("rot-second")}, "pushed back")
 	e.storage.failUnder("")
-	if k := e.platformKeyNamed(providerOpenAI, "rot"); k.Secret != first {
+	if k := e.platformKeyNamed(platform.OpenAI, "rot"); k.Secret != first {
 		t.Fatal("the platform kept the secret Vault failed to store")
 	}
 	if creds := e.mustOK(logical.ReadOperation, "creds/rot", nil); creds.Data["api_key"] != first || creds.Data["version"] != 1 {
@@ -305,16 +306,16 @@ func TestWAL_RotateDeferredRollback(t *testing.T) {
 	e.mustOK(logical.CreateOperation, "keys/defer", map[string]any{"provider": "anthropic", "api_key": first})
 	// The push is applied but its answer lost; the immediate undo fails.
 	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 503, Count: 2*maxAttempts - 1})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 503, Count: 2*platform.MaxAttempts - 1})
 	e.mustServerError(logical.UpdateOperation, "keys/defer", map[string]any{"api_key": anthropicKey("defer-second")})
-	if k := e.platformKeyNamed(providerAnthropic, "defer"); k.Secret == first {
+	if k := e.platformKeyNamed(platform.Anthropic, "defer"); k.Secret == first {
 		t.Fatal("setup: the dropped push should have been applied")
 	}
 	if walCount(t, e) != 1 {
 		t.Fatal("no WAL entry survived")
 	}
 	rollbackNow(t, e)
-	if k := e.platformKeyNamed(providerAnthropic, "defer"); k.Secret != first {
+	if k := e.platformKeyNamed(platform.Anthropic, "defer"); k.Secret != first {
 		t.Fatal("rollback did not restore the stored secret")
 	}
 	assertNoWAL(t, e)
@@ -330,7 +331,7 @@ func TestWAL_AdoptStorageFailureRestoresName(t *testing.T) {
 	adopter := anthropicKey("adopter")
 	e.mustServerError(logical.CreateOperation, "keys/adopter", map[string]any{"provider": "anthropic", "api_key": adopter, "uuid": legacy.Uuid}, "old name was restored", "secret sent stays on it")
 	e.storage.failUnder("")
-	k := e.platformKeyNamed(providerAnthropic, "hand-made")
+	k := e.platformKeyNamed(platform.Anthropic, "hand-made")
 	if k == nil || k.UUID != legacy.Uuid {
 		t.Fatalf("platform name not restored: %+v", e.state().AnthropicKeys)
 	}
@@ -364,7 +365,7 @@ func TestWAL_RenameRollbackFollowsTheUUIDNotTheName(t *testing.T) {
 	}
 	sudoRename(t, e, "ren-b", "ren-c")
 	rollbackNow(t, e)
-	if e.platformKeyNamed(providerAnthropic, "ren-c") == nil {
+	if e.platformKeyNamed(platform.Anthropic, "ren-c") == nil {
 		t.Fatalf("rollback renamed the key back: %+v", e.state().AnthropicKeys)
 	}
 	assertNoWAL(t, e)
@@ -377,14 +378,14 @@ func TestWAL_RetriedRenameIsNotUndone(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/retry-a", map[string]any{"provider": "openai", "api_key": openAIKey("retryren")})
 	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Status: 503, Count: 2*maxAttempts - 1})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Status: 503, Count: 2*platform.MaxAttempts - 1})
 	msg := e.mustServerError(logical.UpdateOperation, "rename/retry-a", map[string]any{"new_name": "retry-b"})
 	if !strings.Contains(msg, "undoing the platform change failed too") {
 		t.Errorf("the error does not say the undo failed: %s", msg)
 	}
 	sudoRename(t, e, "retry-a", "retry-c")
 	rollbackNow(t, e)
-	if e.platformKeyNamed(providerOpenAI, "retry-c") == nil {
+	if e.platformKeyNamed(platform.OpenAI, "retry-c") == nil {
 		t.Fatalf("rollback renamed the key away from its stored name: %+v", e.state().OpenAIKeys)
 	}
 	assertNoWAL(t, e)
@@ -397,11 +398,11 @@ func TestWAL_RotationRollbackAfterRename(t *testing.T) {
 	first := anthropicKey("rotren-first")
 	e.mustOK(logical.CreateOperation, "keys/rotren", map[string]any{"provider": "anthropic", "api_key": first})
 	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 503, Count: 2*maxAttempts - 1})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 503, Count: 2*platform.MaxAttempts - 1})
 	e.mustServerError(logical.UpdateOperation, "keys/rotren", map[string]any{"api_key": anthropicKey("rotren-second")})
 	sudoRename(t, e, "rotren", "rotren-renamed")
 	rollbackNow(t, e)
-	if k := e.platformKeyNamed(providerAnthropic, "rotren-renamed"); k == nil || k.Secret != first {
+	if k := e.platformKeyNamed(platform.Anthropic, "rotren-renamed"); k == nil || k.Secret != first {
 		t.Fatalf("the platform holds a secret Vault does not: %+v", k)
 	}
 	assertNoWAL(t, e)
@@ -423,7 +424,7 @@ func TestWAL_FailedCreateSparesKeyMadeElsewhere(t *testing.T) {
 	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Status: 503})
 	e.mustServerError(logical.CreateOperation, "keys/contested", map[string]any{"provider": "anthropic", "api_key": anthropicKey("contested")}, "HTTP 503")
 	rollbackNow(t, e)
-	if k := e.platformKeyNamed(providerAnthropic, "contested"); k == nil || k.UUID != other.Uuid {
+	if k := e.platformKeyNamed(platform.Anthropic, "contested"); k == nil || k.UUID != other.Uuid {
 		t.Fatalf("the cleanup deleted a key this mount did not create: %+v", e.state().AnthropicKeys)
 	}
 	assertNoWAL(t, e)
@@ -439,13 +440,13 @@ func TestWAL_OrphanFoundWhenPlatformClockIsOff(t *testing.T) {
 			e.emu.SetClockSkew(skew)
 			e.mustOK(logical.CreateOperation, "keys/primer", map[string]any{"provider": "openai", "api_key": openAIKey("orphan-skew-primer")})
 			e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "drop"})
-			e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: 2 * maxAttempts})
+			e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: 2 * platform.MaxAttempts})
 			e.mustServerError(logical.CreateOperation, "keys/skewed", map[string]any{"provider": "openai", "api_key": openAIKey("orphan-skewed")})
-			if e.platformKeyNamed(providerOpenAI, "skewed") == nil {
+			if e.platformKeyNamed(platform.OpenAI, "skewed") == nil {
 				t.Fatal("setup: want the orphan on the platform before rollback")
 			}
 			assertSettlesOnRollback(t, e)
-			if e.platformKeyNamed(providerOpenAI, "skewed") != nil || e.platformKeyNamed(providerOpenAI, "primer") == nil {
+			if e.platformKeyNamed(platform.OpenAI, "skewed") != nil || e.platformKeyNamed(platform.OpenAI, "primer") == nil {
 				t.Fatalf("platform after rollback: %+v", e.state().OpenAIKeys)
 			}
 		})
@@ -469,7 +470,7 @@ func TestWAL_CreateThatLandsLateIsRemoved(t *testing.T) {
 		t.Fatal("setup: the late create never landed")
 	}
 	assertSettlesOnRollback(t, e)
-	if k := e.platformKeyNamed(providerOpenAI, "late"); k == nil || k.UUID != resp.Data["uuid"] || len(e.state().OpenAIKeys) != 2 {
+	if k := e.platformKeyNamed(platform.OpenAI, "late"); k == nil || k.UUID != resp.Data["uuid"] || len(e.state().OpenAIKeys) != 2 {
 		t.Fatalf("after rollback: platform %+v, stored uuid %v", e.state().OpenAIKeys, resp.Data["uuid"])
 	}
 }
@@ -479,7 +480,7 @@ func TestWAL_CreateThatLandsLateIsRemoved(t *testing.T) {
 func TestWAL_ErrorSaysWhenTheUndoFailed(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.storage.failUnder("keys/")
-	e.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/v2/gen-ai/anthropic/keys/", Status: 503, Count: maxAttempts})
+	e.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/v2/gen-ai/anthropic/keys/", Status: 503, Count: platform.MaxAttempts})
 	msg := e.mustServerError(logical.CreateOperation, "keys/undo-fails", map[string]any{"provider": "anthropic", "api_key": anthropicKey("undofails")}, "undoing the platform change failed too")
 	e.storage.failUnder("")
 	if strings.Contains(msg, "removed again") {
@@ -489,7 +490,7 @@ func TestWAL_ErrorSaysWhenTheUndoFailed(t *testing.T) {
 		t.Fatal("the entry of a failed undo was dropped")
 	}
 	rollbackNow(t, e)
-	if e.platformKeyNamed(providerAnthropic, "undo-fails") != nil {
+	if e.platformKeyNamed(platform.Anthropic, "undo-fails") != nil {
 		t.Fatal("rollback left the orphan")
 	}
 	assertNoWAL(t, e)
@@ -501,7 +502,7 @@ func TestWAL_FailingRollbackIsDroppedAfterMaxAge(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/primer", map[string]any{"provider": "anthropic", "api_key": anthropicKey("maxage-primer")})
 	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/anthropic/keys", Status: 503, Count: 2 * maxAttempts})
+	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/anthropic/keys", Status: 503, Count: 2 * platform.MaxAttempts})
 	e.mustServerError(logical.CreateOperation, "keys/stuck", map[string]any{"provider": "anthropic", "api_key": anthropicKey("stuck")})
 	e.mustOK(logical.DeleteOperation, "config", nil)
 	if resp := rollbackNow(t, e); resp == nil || !resp.IsError() {
@@ -540,18 +541,18 @@ func TestWAL_LostCreateKeepsItsEntryWhenThereIsNothingToRecord(t *testing.T) {
 	}
 	// The create is at the platform (its write-ahead log entry written):
 	// now the lookup fails, and so does every write of the log.
-	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: 2 * maxAttempts})
+	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: 2 * platform.MaxAttempts})
 	e.storage.failPutsUnder("wal/")
 	if err := <-done; err == nil {
 		t.Fatal("want a server error")
 	}
 	e.storage.failPutsUnder("")
 	e.emu.ClearFaults()
-	if e.platformKeyNamed(providerOpenAI, "unseen") == nil {
+	if e.platformKeyNamed(platform.OpenAI, "unseen") == nil {
 		t.Fatal("setup: the lost create did not land")
 	}
 	assertSettlesOnRollback(t, e)
-	if e.platformKeyNamed(providerOpenAI, "unseen") != nil {
+	if e.platformKeyNamed(platform.OpenAI, "unseen") != nil {
 		t.Fatalf("the key of the lost create was left on the platform: %+v", e.state().OpenAIKeys)
 	}
 	assertInvariant(t, e)
@@ -564,9 +565,9 @@ func TestWAL_ReassignRollbackSparesALaterSuccess(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/rv-from", map[string]any{"provider": "anthropic", "api_key": anthropicKey("rvfrom")})
 	e.mustOK(logical.CreateOperation, "keys/rv-to", map[string]any{"provider": "anthropic", "api_key": anthropicKey("rvto")})
-	toUUID := e.platformKeyNamed(providerAnthropic, "rv-to").UUID
-	a := e.createAgent("rv-agent", providerAnthropic, e.platformKeyNamed(providerAnthropic, "rv-from").UUID)
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/agents/", Status: 503, Count: maxAttempts})
+	toUUID := e.platformKeyNamed(platform.Anthropic, "rv-to").UUID
+	a := e.createAgent("rv-agent", platform.Anthropic, e.platformKeyNamed(platform.Anthropic, "rv-from").UUID)
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/agents/", Status: 503, Count: platform.MaxAttempts})
 	e.mustServerError(logical.UpdateOperation, "keys/rv-from/reassign", map[string]any{"to": "rv-to"})
 	t.Logf("wal entries after failed reassign: %d", walCount(t, e))
 	e.mustOK(logical.UpdateOperation, "keys/rv-from/reassign", map[string]any{"to": "rv-to"})
@@ -584,11 +585,11 @@ func TestWAL_RetryEndingInRefusalAfterALostAnswerIsUndone(t *testing.T) {
 	first := anthropicKey("rv-rot-first")
 	e.mustOK(logical.CreateOperation, "keys/rv-rot", map[string]any{"provider": "anthropic", "api_key": first})
 	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 429, Count: maxAttempts - 1})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 429, Count: platform.MaxAttempts - 1})
 	resp, err := e.send(logical.UpdateOperation, "keys/rv-rot", map[string]any{"api_key": anthropicKey("rv-rot-second")})
 	t.Logf("answer: resp=%v err=%v; wal entries: %d", resp, err, walCount(t, e))
 	rollbackNow(t, e)
-	if k := e.platformKeyNamed(providerAnthropic, "rv-rot"); k.Secret != first {
+	if k := e.platformKeyNamed(platform.Anthropic, "rv-rot"); k.Secret != first {
 		t.Fatal("the platform holds a secret Vault does not, and no entry is left to fix it")
 	}
 }
@@ -604,11 +605,11 @@ func TestWAL_ResentCreateRefusedKeepsItsEntry(t *testing.T) {
 	resp, err := e.send(logical.CreateOperation, "keys/rv-late", map[string]any{"provider": "openai", "api_key": openAIKey("rv-late")})
 	t.Logf("answer: resp=%v err=%v; wal entries: %d", resp, err, walCount(t, e))
 	deadline := time.Now().Add(5 * time.Second)
-	for e.platformKeyNamed(providerOpenAI, "rv-late") == nil && time.Now().Before(deadline) {
+	for e.platformKeyNamed(platform.OpenAI, "rv-late") == nil && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	rollbackNow(t, e)
-	if e.platformKeyNamed(providerOpenAI, "rv-late") != nil {
+	if e.platformKeyNamed(platform.OpenAI, "rv-late") != nil {
 		t.Fatalf("orphan left on the platform with no WAL entry (wal=%d)", walCount(t, e))
 	}
 }
@@ -622,11 +623,11 @@ func TestWAL_AdoptRollbackFollowsTheUUID(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Mode: "drop"})
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Status: 503, Count: 2*maxAttempts - 1})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Status: 503, Count: 2*platform.MaxAttempts - 1})
 	e.mustServerError(logical.CreateOperation, "keys/adopt-b", map[string]any{"provider": "openai", "api_key": openAIKey("rv-adopt"), "uuid": legacy.Uuid})
 	e.mustOK(logical.CreateOperation, "keys/adopt-c", map[string]any{"provider": "openai", "api_key": openAIKey("rv-adopt"), "uuid": legacy.Uuid})
 	rollbackNow(t, e)
-	if e.platformKeyNamed(providerOpenAI, "adopt-c") == nil {
+	if e.platformKeyNamed(platform.OpenAI, "adopt-c") == nil {
 		t.Fatalf("rollback renamed a managed key away from its stored name: %+v", e.state().OpenAIKeys)
 	}
 }
@@ -644,14 +645,14 @@ func TestWAL_ResentCreateThatLandsLateIsFound(t *testing.T) {
 	resp, err := e.send(logical.CreateOperation, "keys/rv-win", map[string]any{"provider": "openai", "api_key": openAIKey("rv-win")})
 	t.Logf("answer: resp=%v err=%v; wal entries: %d", resp, err, walCount(t, e))
 	deadline := time.Now().Add(8 * time.Second)
-	for e.platformKeyNamed(providerOpenAI, "rv-win") == nil && time.Now().Before(deadline) {
+	for e.platformKeyNamed(platform.OpenAI, "rv-win") == nil && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if e.platformKeyNamed(providerOpenAI, "rv-win") == nil {
+	if e.platformKeyNamed(platform.OpenAI, "rv-win") == nil {
 		t.Fatal("setup: the late create never landed")
 	}
 	rollbackNow(t, e)
-	if e.platformKeyNamed(providerOpenAI, "rv-win") != nil {
+	if e.platformKeyNamed(platform.OpenAI, "rv-win") != nil {
 		t.Fatalf("orphan left on the platform (wal=%d)", walCount(t, e))
 	}
 }
@@ -665,13 +666,13 @@ func TestWAL_ResentCreateThatLandsLateIsFound(t *testing.T) {
 // ambiguous: the change is undone and the entry kept.
 func TestRetry_AppliedThenRefusedStaysAmbiguous(t *testing.T) {
 	for label, refusal := range map[string]emulator.Fault{
-		"429":       {Method: http.MethodPut, Path: "/v2/gen-ai/anthropic/keys/", Count: maxAttempts - 1, Mode: "status", Status: http.StatusTooManyRequests},
+		"429":       {Method: http.MethodPut, Path: "/v2/gen-ai/anthropic/keys/", Count: platform.MaxAttempts - 1, Mode: "status", Status: http.StatusTooManyRequests},
 		"other 4xx": {Method: http.MethodPut, Path: "/v2/gen-ai/anthropic/keys/", Count: 1, Mode: "status", Status: http.StatusConflict},
 	} {
 		t.Run(label, func(t *testing.T) {
 			e := newTestEnv(t, nil)
 			old, next := anthropicKey("ambig-old"), anthropicKey("ambig-new")
-			e.mustOK(logical.CreateOperation, "keys/ambiguous", map[string]any{"provider": providerAnthropic, "api_key": old})
+			e.mustOK(logical.CreateOperation, "keys/ambiguous", map[string]any{"provider": platform.Anthropic, "api_key": old})
 			e.emu.InjectFault(emulator.Fault{Method: http.MethodPut, Path: "/v2/gen-ai/anthropic/keys/", Mode: "drop"})
 			e.emu.InjectFault(refusal)
 
@@ -682,7 +683,7 @@ func TestRetry_AppliedThenRefusedStaysAmbiguous(t *testing.T) {
 				t.Fatalf("the update succeeded: %v", resp)
 			}
 
-			if pk := e.platformKeyNamed(providerAnthropic, "ambiguous"); pk == nil || pk.Secret != old {
+			if pk := e.platformKeyNamed(platform.Anthropic, "ambiguous"); pk == nil || pk.Secret != old {
 				t.Fatalf("the platform holds another secret than Vault after the failed update: %+v", pk)
 			}
 			read := e.mustOK(logical.ReadOperation, "keys/ambiguous", nil)

@@ -11,6 +11,9 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/providers"
 )
 
 // Zero-touch rotation, OpenAI side: a key with source=openai-service-account
@@ -171,7 +174,7 @@ func (w zeroTouchWrite) apply(k *keyEntry) {
 // with, and asks OpenAI whether a project given now exists.
 func (w zeroTouchWrite) check(ctx context.Context, c *clients, k *keyEntry) error {
 	if k.mints() {
-		if k.Provider != providerOpenAI {
+		if k.Provider != platform.OpenAI {
 			return callerErrorf("source=%s mints OpenAI keys; an %s key can only be staged", sourceOpenAIServiceAccount, k.Provider)
 		}
 		if k.OpenAIProjectID == "" {
@@ -186,7 +189,7 @@ func (w zeroTouchWrite) check(ctx context.Context, c *clients, k *keyEntry) erro
 	}
 	if k.RetirePrevious && !k.mints() {
 		switch {
-		case k.Provider == providerOpenAI:
+		case k.Provider == platform.OpenAI:
 			return callerErrorf("retire_previous works for OpenAI keys only with source=%s: OpenAI keys a person made cannot be found and retired by software", sourceOpenAIServiceAccount)
 		case c.config.AnthropicAdminKey == "":
 			return callerErrorf("retire_previous needs an Anthropic admin key: write anthropic_admin_key to config first")
@@ -200,10 +203,10 @@ func (w zeroTouchWrite) check(ctx context.Context, c *clients, k *keyEntry) erro
 	}
 	if k.mints() && (w.projectID != nil || w.source != nil) {
 		err := c.admin.GetProject(ctx, k.OpenAIProjectID)
-		if errors.Is(err, errAdminNotFound) {
+		if errors.Is(err, providers.ErrNotFound) {
 			return callerErrorf("OpenAI has no project %q that openai_admin_key can see; check openai_project_id", k.OpenAIProjectID)
 		}
-		if errors.Is(err, errProjectArchived) {
+		if errors.Is(err, providers.ErrProjectArchived) {
 			return callerErrorf("OpenAI project %q is archived, and OpenAI makes no service accounts in an archived project: set openai_project_id to an active project; nothing was changed", k.OpenAIProjectID)
 		}
 		if err != nil {

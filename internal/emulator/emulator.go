@@ -56,7 +56,7 @@ type Emulator struct {
 	// adminKeys are the keys each provider's Admin API accepts, by
 	// provider name; like tokens, they outlive Reset.
 	adminKeys map[string]map[string]bool
-	// org is what the providers' Admin APIs manage (provider_admin.go).
+	// org is what the providers' Admin APIs manage (internal/providers/provider_admin.go).
 	org orgState
 	// activity is the request log and secret-change counts (requestlog.go).
 	activity activity

@@ -1,4 +1,11 @@
-package backend
+// Package platform is the plugin's client of DigitalOcean's Gradient API:
+// godo's AgentPlatform service behind the Client interface (platform.go),
+// with the retry policy of every upstream call (retry.go), the mount's rate
+// budget (rate_budget.go), the platform's clock as its answers show it
+// (platform_clock.go), and the classification of answers into typed errors
+// with redacted text (errors.go). It knows nothing of Vault: the backend
+// maps its errors to Vault's answers in one place.
+package platform
 
 import (
 	"context"
@@ -14,21 +21,24 @@ import (
 // Provider names, as users write them and as the platform's URL families
 // spell them.
 const (
-	providerAnthropic = "anthropic"
-	providerOpenAI    = "openai"
+	Anthropic = "anthropic"
+	OpenAI    = "openai"
 )
 
-// platformKey is what the plugin needs to know about one of the platform's
+// Providers lists the providers the platform has, in a stable order.
+func Providers() []string { return []string{Anthropic, OpenAI} }
+
+// Key is what the plugin needs to know about one of the platform's
 // provider keys. The platform never returns the secret itself.
-type platformKey struct {
+type Key struct {
 	UUID      string
 	Name      string
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
 
-// platformAgent is the part of a Gradient agent the plugin reports and checks.
-type platformAgent struct {
+// Agent is the part of a Gradient agent the plugin reports and checks.
+type Agent struct {
 	UUID        string
 	Name        string
 	Instruction string
@@ -36,41 +46,43 @@ type platformAgent struct {
 	Region      string
 }
 
-// keyChange is a partial update of a platform key: empty fields are left as
+// KeyChange is a partial update of a platform key: empty fields are left as
 // they are, which is how the platform's PUT treats them too.
-type keyChange struct {
+type KeyChange struct {
 	Name   string
 	Secret string
 }
 
-// platform is the narrow view of the Gradient API that the handlers use. It
+// Client is the narrow view of the Gradient API that the handlers use. It
 // exists so logic can be tested with a fake and so handlers never build HTTP
-// requests; the real implementation is godoPlatform.
-type platform interface {
-	CreateKey(ctx context.Context, provider, name, secret string) (platformKey, error)
-	GetKey(ctx context.Context, provider, uuid string) (platformKey, error)
-	UpdateKey(ctx context.Context, provider, uuid string, change keyChange) (platformKey, error)
+// requests; the real implementation is GodoClient. Its errors are *Error
+// (classified answers), possibly marked PossiblyApplied, or plain errors for
+// what was never sent (a malformed uuid, an unknown provider).
+type Client interface {
+	CreateKey(ctx context.Context, provider, name, secret string) (Key, error)
+	GetKey(ctx context.Context, provider, uuid string) (Key, error)
+	UpdateKey(ctx context.Context, provider, uuid string, change KeyChange) (Key, error)
 	DeleteKey(ctx context.Context, provider, uuid string) error
 	// ListKeys returns every key of the provider, following all pages.
-	ListKeys(ctx context.Context, provider string) ([]platformKey, error)
+	ListKeys(ctx context.Context, provider string) ([]Key, error)
 	// CheckToken makes one cheap authenticated call.
 	CheckToken(ctx context.Context) error
 	// ListAgentsByKey returns every agent using the key, following all pages.
-	ListAgentsByKey(ctx context.Context, provider, uuid string) ([]platformAgent, error)
+	ListAgentsByKey(ctx context.Context, provider, uuid string) ([]Agent, error)
 	// SetAgentKey points the agent at another key of the same provider and
 	// returns the agent as the platform reports it afterwards.
-	SetAgentKey(ctx context.Context, provider, agentUUID, keyUUID string) (platformAgent, error)
+	SetAgentKey(ctx context.Context, provider, agentUUID, keyUUID string) (Agent, error)
 	// ClockOffset bounds the platform's clock minus this node's, as last
 	// measured from an answer; ok is false before any answer came.
 	ClockOffset() (lo, hi time.Duration, ok bool)
 }
 
-// maxPageSize is the platform's largest per_page: fewer round trips, fewer
+// MaxPageSize is the platform's largest per_page: fewer round trips, fewer
 // requests against the hourly rate budget.
-const maxPageSize = 200
+const MaxPageSize = 200
 
-// godoPlatform implements platform with godo's AgentPlatform service.
-type godoPlatform struct {
+// GodoClient implements Client with godo's AgentPlatform service.
+type GodoClient struct {
 	api   godo.AgentPlatformService
 	clock *platformClock
 	// token is kept to redact it from the platform's error text, whatever
@@ -86,70 +98,70 @@ type godoPlatform struct {
 	retryBase time.Duration
 }
 
-var _ platform = (*godoPlatform)(nil)
+var _ Client = (*GodoClient)(nil)
 
-// newGodoPlatform builds a client without godo's automatic retries (those
+// New builds a client without godo's automatic retries (those
 // retry POST too, and a retried create can leave a duplicate key behind);
 // retry.go decides per operation instead. Every request waits for the
 // mount's rate budget.
-func newGodoPlatform(baseURL, token, userAgent string, timeout time.Duration, budget *rateBudget, now func() time.Time, retryBase time.Duration) (*godoPlatform, error) {
+func New(baseURL, token, userAgent string, timeout time.Duration, budget *Budget, now func() time.Time, retryBase time.Duration) (*GodoClient, error) {
 	clock := newPlatformClock(now)
 	httpClient := &http.Client{
 		Timeout: timeout,
 		Transport: &budgetTransport{budget: budget, base: &clockTransport{clock: clock, base: &bearerTransport{
-			token: token, base: upstreamTransport(),
+			token: token, base: UpstreamTransport(),
 		}}},
-		CheckRedirect: refuseRedirects("the platform"),
+		CheckRedirect: RefuseRedirects("the platform"),
 	}
 	client, err := godo.New(httpClient, godo.SetBaseURL(baseURL), godo.SetUserAgent(userAgent))
 	if err != nil {
 		return nil, fmt.Errorf("building the platform client: %w", err)
 	}
-	return &godoPlatform{api: client.AgentPlatform, clock: clock, token: token, httpClient: httpClient, timeout: timeout, retryBase: retryBase}, nil
+	return &GodoClient{api: client.AgentPlatform, clock: clock, token: token, httpClient: httpClient, timeout: timeout, retryBase: retryBase}, nil
 }
 
 // operation bounds one platform operation, retries and waits included, by
 // request_timeout.
-func (p *godoPlatform) operation(ctx context.Context) (context.Context, context.CancelFunc) {
+func (p *GodoClient) operation(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, p.timeout)
 }
 
 // CloseIdleConnections closes the client's idle keep-alive connections; see
-// clients.closeIdleConnections.
-func (p *godoPlatform) CloseIdleConnections() { p.httpClient.CloseIdleConnections() }
+// the backend's clients.closeIdleConnections.
+func (p *GodoClient) CloseIdleConnections() { p.httpClient.CloseIdleConnections() }
 
-// classify is classifyPlatformError with the configured token among the
+// classify is the package's classify with the configured token among the
 // secrets to redact.
-func (p *godoPlatform) classify(op platformOp, resp *godo.Response, err error, secrets ...string) error {
-	return classifyPlatformError(string(op), resp, err, append([]string{p.token}, secrets...)...)
+func (p *GodoClient) classify(op platformOp, resp *godo.Response, err error, secrets ...string) error {
+	return classify(string(op), resp, err, append([]string{p.token}, secrets...)...)
 }
 
 // providerAPI is one provider's row in the table of godo's AgentPlatform
 // methods. The Anthropic and OpenAI families differ only in which method is
-// called and which godo type comes back, so each godoPlatform method is
+// called and which godo type comes back, so each GodoClient method is
 // written once against this table instead of once per provider.
 type providerAPI struct {
-	create     func(ctx context.Context, api godo.AgentPlatformService, name, secret string) (platformKey, *godo.Response, error)
-	get        func(ctx context.Context, api godo.AgentPlatformService, uuid string) (platformKey, *godo.Response, error)
-	update     func(ctx context.Context, api godo.AgentPlatformService, uuid string, change keyChange) (platformKey, *godo.Response, error)
+	create     func(ctx context.Context, api godo.AgentPlatformService, name, secret string) (Key, *godo.Response, error)
+	get        func(ctx context.Context, api godo.AgentPlatformService, uuid string) (Key, *godo.Response, error)
+	update     func(ctx context.Context, api godo.AgentPlatformService, uuid string, change KeyChange) (Key, *godo.Response, error)
 	delete     func(ctx context.Context, api godo.AgentPlatformService, uuid string) (*godo.Response, error)
-	list       func(ctx context.Context, api godo.AgentPlatformService, opt *godo.ListOptions) ([]platformKey, *godo.Response, error)
+	list       func(ctx context.Context, api godo.AgentPlatformService, opt *godo.ListOptions) ([]Key, *godo.Response, error)
 	listAgents func(ctx context.Context, api godo.AgentPlatformService, uuid string, opt *godo.ListOptions) ([]*godo.Agent, *godo.Response, error)
 	// setAgentKey sets the agent's key field of this provider on an update.
 	setAgentKey func(update *godo.AgentUpdateRequest, keyUUID string)
 }
 
 var providerAPIs = map[string]*providerAPI{
-	providerAnthropic: {
-		create: func(ctx context.Context, api godo.AgentPlatformService, name, secret string) (platformKey, *godo.Response, error) {
+	Anthropic: {
+		create: func(ctx context.Context, api godo.AgentPlatformService, name, secret string) (Key, *godo.Response, error) {
 			k, resp, err := api.CreateAnthropicAPIKey(ctx, &godo.AnthropicAPIKeyCreateRequest{Name: name, ApiKey: secret})
 			return fromAnthropic(k), resp, err
 		},
-		get: func(ctx context.Context, api godo.AgentPlatformService, uuid string) (platformKey, *godo.Response, error) {
+		get: func(ctx context.Context, api godo.AgentPlatformService, uuid string) (Key, *godo.Response, error) {
 			k, resp, err := api.GetAnthropicAPIKey(ctx, uuid)
 			return fromAnthropic(k), resp, err
 		},
-		update: func(ctx context.Context, api godo.AgentPlatformService, uuid string, change keyChange) (platformKey, *godo.Response, error) {
+		update: func(ctx context.Context, api godo.AgentPlatformService, uuid string, change KeyChange) (Key, *godo.Response, error) {
 			k, resp, err := api.UpdateAnthropicAPIKey(ctx, uuid, &godo.AnthropicAPIKeyUpdateRequest{
 				ApiKeyUuid: uuid, Name: change.Name, ApiKey: change.Secret,
 			})
@@ -159,7 +171,7 @@ var providerAPIs = map[string]*providerAPI{
 			_, resp, err := api.DeleteAnthropicAPIKey(ctx, uuid)
 			return resp, err
 		},
-		list: func(ctx context.Context, api godo.AgentPlatformService, opt *godo.ListOptions) ([]platformKey, *godo.Response, error) {
+		list: func(ctx context.Context, api godo.AgentPlatformService, opt *godo.ListOptions) ([]Key, *godo.Response, error) {
 			page, resp, err := api.ListAnthropicAPIKeys(ctx, opt)
 			return mapKeys(page, fromAnthropic), resp, err
 		},
@@ -168,16 +180,16 @@ var providerAPIs = map[string]*providerAPI{
 		},
 		setAgentKey: func(update *godo.AgentUpdateRequest, keyUUID string) { update.AnthropicKeyUuid = keyUUID },
 	},
-	providerOpenAI: {
-		create: func(ctx context.Context, api godo.AgentPlatformService, name, secret string) (platformKey, *godo.Response, error) {
+	OpenAI: {
+		create: func(ctx context.Context, api godo.AgentPlatformService, name, secret string) (Key, *godo.Response, error) {
 			k, resp, err := api.CreateOpenAIAPIKey(ctx, &godo.OpenAIAPIKeyCreateRequest{Name: name, ApiKey: secret})
 			return fromOpenAI(k), resp, err
 		},
-		get: func(ctx context.Context, api godo.AgentPlatformService, uuid string) (platformKey, *godo.Response, error) {
+		get: func(ctx context.Context, api godo.AgentPlatformService, uuid string) (Key, *godo.Response, error) {
 			k, resp, err := api.GetOpenAIAPIKey(ctx, uuid)
 			return fromOpenAI(k), resp, err
 		},
-		update: func(ctx context.Context, api godo.AgentPlatformService, uuid string, change keyChange) (platformKey, *godo.Response, error) {
+		update: func(ctx context.Context, api godo.AgentPlatformService, uuid string, change KeyChange) (Key, *godo.Response, error) {
 			k, resp, err := api.UpdateOpenAIAPIKey(ctx, uuid, &godo.OpenAIAPIKeyUpdateRequest{
 				ApiKeyUuid: uuid, Name: change.Name, ApiKey: change.Secret,
 			})
@@ -187,7 +199,7 @@ var providerAPIs = map[string]*providerAPI{
 			_, resp, err := api.DeleteOpenAIAPIKey(ctx, uuid)
 			return resp, err
 		},
-		list: func(ctx context.Context, api godo.AgentPlatformService, opt *godo.ListOptions) ([]platformKey, *godo.Response, error) {
+		list: func(ctx context.Context, api godo.AgentPlatformService, opt *godo.ListOptions) ([]Key, *godo.Response, error) {
 			page, resp, err := api.ListOpenAIAPIKeys(ctx, opt)
 			return mapKeys(page, fromOpenAI), resp, err
 		},
@@ -201,23 +213,23 @@ var providerAPIs = map[string]*providerAPI{
 // canonicalUUID is the text form of a UUID, any version, either case.
 var canonicalUUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
-// isPlatformUUID reports whether s is a uuid in canonical form. godo pastes
+// IsUUID reports whether s is a uuid in canonical form. godo pastes
 // uuids into request paths as they are ("/v2/gen-ai/<provider>/keys/" + uuid)
 // and "../" segments resolve, so text that is anything else could address
 // another object on the platform, or add a query.
-func isPlatformUUID(s string) bool { return canonicalUUID.MatchString(s) }
+func IsUUID(s string) bool { return canonicalUUID.MatchString(s) }
 
-// errMalformedUUID: a uuid bound for a request path is not canonical, and
+// ErrMalformedUUID: a uuid bound for a request path is not canonical, and
 // nothing was sent.
-var errMalformedUUID = errors.New("is not a canonical uuid (8-4-4-4-12 hexadecimal digits); nothing was sent to the platform")
+var ErrMalformedUUID = errors.New("is not a canonical uuid (8-4-4-4-12 hexadecimal digits); nothing was sent to the platform")
 
-// requireUUID refuses a uuid that isPlatformUUID does not accept, before any
+// requireUUID refuses a uuid that IsUUID does not accept, before any
 // request is built. The value is not echoed: it may be a pasted API key.
 func requireUUID(op platformOp, what, uuid string) error {
-	if isPlatformUUID(uuid) {
+	if IsUUID(uuid) {
 		return nil
 	}
-	return fmt.Errorf("platform %s: the %s uuid %w", op, what, errMalformedUUID)
+	return fmt.Errorf("platform %s: the %s uuid %w", op, what, ErrMalformedUUID)
 }
 
 // apiFor looks the provider up in the table once per call.
@@ -225,72 +237,72 @@ func apiFor(provider string) (*providerAPI, error) {
 	if api, ok := providerAPIs[provider]; ok {
 		return api, nil
 	}
-	return nil, unknownProvider(provider)
+	return nil, UnknownProvider(provider)
 }
 
-func (p *godoPlatform) ClockOffset() (lo, hi time.Duration, ok bool) { return p.clock.offset() }
+func (p *GodoClient) ClockOffset() (lo, hi time.Duration, ok bool) { return p.clock.offset() }
 
-func (p *godoPlatform) CreateKey(ctx context.Context, provider, name, secret string) (platformKey, error) {
+func (p *GodoClient) CreateKey(ctx context.Context, provider, name, secret string) (Key, error) {
 	api, err := apiFor(provider)
 	if err != nil {
-		return platformKey{}, err
+		return Key{}, err
 	}
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
-	var k platformKey
+	var k Key
 	resp, err := retryPlatform(ctx, p.retryBase, opCreateKey, func(ctx context.Context) (resp *godo.Response, err error) {
 		k, resp, err = api.create(ctx, p.api, name, secret)
 		return resp, err
 	})
 	if err != nil {
-		return platformKey{}, p.classify(opCreateKey, resp, err, secret)
+		return Key{}, p.classify(opCreateKey, resp, err, secret)
 	}
 	return k, nil
 }
 
-func (p *godoPlatform) GetKey(ctx context.Context, provider, uuid string) (platformKey, error) {
+func (p *GodoClient) GetKey(ctx context.Context, provider, uuid string) (Key, error) {
 	api, err := apiFor(provider)
 	if err != nil {
-		return platformKey{}, err
+		return Key{}, err
 	}
 	if err := requireUUID(opGetKey, "key", uuid); err != nil {
-		return platformKey{}, err
+		return Key{}, err
 	}
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
-	var k platformKey
+	var k Key
 	resp, err := retryPlatform(ctx, p.retryBase, opGetKey, func(ctx context.Context) (resp *godo.Response, err error) {
 		k, resp, err = api.get(ctx, p.api, uuid)
 		return resp, err
 	})
 	if err != nil {
-		return platformKey{}, p.classify(opGetKey, resp, err)
+		return Key{}, p.classify(opGetKey, resp, err)
 	}
 	return k, nil
 }
 
-func (p *godoPlatform) UpdateKey(ctx context.Context, provider, uuid string, change keyChange) (platformKey, error) {
+func (p *GodoClient) UpdateKey(ctx context.Context, provider, uuid string, change KeyChange) (Key, error) {
 	api, err := apiFor(provider)
 	if err != nil {
-		return platformKey{}, err
+		return Key{}, err
 	}
 	if err := requireUUID(opUpdateKey, "key", uuid); err != nil {
-		return platformKey{}, err
+		return Key{}, err
 	}
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
-	var k platformKey
+	var k Key
 	resp, err := retryPlatform(ctx, p.retryBase, opUpdateKey, func(ctx context.Context) (resp *godo.Response, err error) {
 		k, resp, err = api.update(ctx, p.api, uuid, change)
 		return resp, err
 	})
 	if err != nil {
-		return platformKey{}, p.classify(opUpdateKey, resp, err, change.Secret)
+		return Key{}, p.classify(opUpdateKey, resp, err, change.Secret)
 	}
 	return k, nil
 }
 
-func (p *godoPlatform) DeleteKey(ctx context.Context, provider, uuid string) error {
+func (p *GodoClient) DeleteKey(ctx context.Context, provider, uuid string) error {
 	api, err := apiFor(provider)
 	if err != nil {
 		return err
@@ -309,12 +321,12 @@ func (p *godoPlatform) DeleteKey(ctx context.Context, provider, uuid string) err
 	return nil
 }
 
-func (p *godoPlatform) ListKeys(ctx context.Context, provider string) ([]platformKey, error) {
+func (p *GodoClient) ListKeys(ctx context.Context, provider string) ([]Key, error) {
 	api, err := apiFor(provider)
 	if err != nil {
 		return nil, err
 	}
-	keys, err := listAll(ctx, p, func(ctx context.Context, opt *godo.ListOptions) ([]platformKey, *godo.Response, error) {
+	keys, err := listAll(ctx, p, func(ctx context.Context, opt *godo.ListOptions) ([]Key, *godo.Response, error) {
 		return api.list(ctx, p.api, opt)
 	})
 	if err != nil {
@@ -323,7 +335,7 @@ func (p *godoPlatform) ListKeys(ctx context.Context, provider string) ([]platfor
 	return keys, nil
 }
 
-func (p *godoPlatform) CheckToken(ctx context.Context) error {
+func (p *GodoClient) CheckToken(ctx context.Context) error {
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
 	resp, err := retryPlatform(ctx, p.retryBase, opCheckToken, func(ctx context.Context) (*godo.Response, error) {
@@ -336,7 +348,7 @@ func (p *godoPlatform) CheckToken(ctx context.Context) error {
 	return nil
 }
 
-func (p *godoPlatform) ListAgentsByKey(ctx context.Context, provider, uuid string) ([]platformAgent, error) {
+func (p *GodoClient) ListAgentsByKey(ctx context.Context, provider, uuid string) ([]Agent, error) {
 	api, err := apiFor(provider)
 	if err != nil {
 		return nil, err
@@ -350,25 +362,25 @@ func (p *godoPlatform) ListAgentsByKey(ctx context.Context, provider, uuid strin
 	if err != nil {
 		return nil, fmt.Errorf("listing the agents that use key %s: %w", uuid, err)
 	}
-	agents := make([]platformAgent, 0, len(listed))
+	agents := make([]Agent, 0, len(listed))
 	for _, a := range listed {
 		agents = append(agents, fromAgent(a))
 	}
 	return agents, nil
 }
 
-func (p *godoPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, keyUUID string) (platformAgent, error) {
+func (p *GodoClient) SetAgentKey(ctx context.Context, provider, agentUUID, keyUUID string) (Agent, error) {
 	api, err := apiFor(provider)
 	if err != nil {
-		return platformAgent{}, err
+		return Agent{}, err
 	}
 	if err := requireUUID(opUpdateAgent, "agent", agentUUID); err != nil {
-		return platformAgent{}, err
+		return Agent{}, err
 	}
 	// The key uuid goes in the body, not the path, but a malformed one is
 	// no more use to the platform than to us.
 	if err := requireUUID(opUpdateAgent, "key", keyUUID); err != nil {
-		return platformAgent{}, err
+		return Agent{}, err
 	}
 	// Only the key field is sent (godo's omitempty drops the rest): whether
 	// the platform keeps fields a PUT leaves out is unconfirmed, so callers
@@ -383,7 +395,7 @@ func (p *godoPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, key
 		return resp, err
 	})
 	if err != nil {
-		return platformAgent{}, p.classify(opUpdateAgent, resp, err)
+		return Agent{}, p.classify(opUpdateAgent, resp, err)
 	}
 	return fromAgent(agent), nil
 }
@@ -402,7 +414,7 @@ func (p *godoPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, key
 // list or failing over normal shared use. Each page is retried on its own,
 // and the whole listing is one operation within request_timeout. Errors
 // from list are classified here once.
-func listAll[T any](ctx context.Context, p *godoPlatform, list func(context.Context, *godo.ListOptions) ([]T, *godo.Response, error)) ([]T, error) {
+func listAll[T any](ctx context.Context, p *GodoClient, list func(context.Context, *godo.ListOptions) ([]T, *godo.Response, error)) ([]T, error) {
 	ctx, cancel := p.operation(ctx)
 	defer cancel()
 	for range maxListings - 1 {
@@ -423,10 +435,10 @@ const maxListings = 3
 
 // listOnce is one pass of listAll; stable is false when meta.total changed
 // between its pages, and the items are then not to be used.
-func listOnce[T any](ctx context.Context, p *godoPlatform, list func(context.Context, *godo.ListOptions) ([]T, *godo.Response, error)) (items []T, stable bool, err error) {
+func listOnce[T any](ctx context.Context, p *GodoClient, list func(context.Context, *godo.ListOptions) ([]T, *godo.Response, error)) (items []T, stable bool, err error) {
 	total := -1
 	for page := 1; ; page++ {
-		opt := &godo.ListOptions{Page: page, PerPage: maxPageSize}
+		opt := &godo.ListOptions{Page: page, PerPage: MaxPageSize}
 		var got []T
 		resp, err := retryPlatform(ctx, p.retryBase, opList, func(ctx context.Context) (resp *godo.Response, err error) {
 			got, resp, err = list(ctx, opt)
@@ -460,39 +472,39 @@ func listOnce[T any](ctx context.Context, p *godoPlatform, list func(context.Con
 	return items, true, nil
 }
 
-// redirectError: an upstream answered a request that carries credentials
+// RedirectError: an upstream answered a request that carries credentials
 // with a redirect. It keeps only the status: the Location could hold
 // anything, secrets included, and the *url.Error that http.Client wraps this
 // in prints it, so callers unwrap this error rather than print that one.
-type redirectError struct {
+type RedirectError struct {
 	upstream string
 	status   int
 }
 
-func (e *redirectError) Error() string {
+func (e *RedirectError) Error() string {
 	return fmt.Sprintf("%s answered with a redirect (HTTP %d); refusing to follow it, because the request carries credentials", e.upstream, e.status)
 }
 
-// refuseRedirects is the CheckRedirect of every client that sends a
+// RefuseRedirects is the CheckRedirect of every client that sends a
 // credential. Following a redirect would send it to wherever the Location
 // points: bearerTransport sets the token again on every hop, which defeats
 // Go's removal of Authorization on a redirect to another host, and Go
 // forwards other headers such as x-api-key whatever the host.
-func refuseRedirects(upstream string) func(*http.Request, []*http.Request) error {
+func RefuseRedirects(upstream string) func(*http.Request, []*http.Request) error {
 	return func(req *http.Request, _ []*http.Request) error {
 		status := 0
 		if req.Response != nil {
 			status = req.Response.StatusCode
 		}
-		return &redirectError{upstream: upstream, status: status}
+		return &RedirectError{upstream: upstream, status: status}
 	}
 }
 
-// upstreamTransport is the HTTP transport of every upstream client: Go's
+// UpstreamTransport is the HTTP transport of every upstream client: Go's
 // default, keeping more idle connections per host than its 2, so that
 // concurrent requests to one API reuse connections instead of opening (and,
 // against the real APIs, TLS-handshaking) new ones.
-func upstreamTransport() *http.Transport {
+func UpstreamTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 16
 	return t
@@ -521,33 +533,33 @@ func (t *bearerTransport) CloseIdleConnections() {
 	}
 }
 
-func fromAnthropic(k *godo.AnthropicApiKeyInfo) platformKey {
+func fromAnthropic(k *godo.AnthropicApiKeyInfo) Key {
 	if k == nil {
-		return platformKey{}
+		return Key{}
 	}
-	return platformKey{UUID: k.Uuid, Name: k.Name, CreatedAt: timestamp(k.CreatedAt), UpdatedAt: timestamp(k.UpdatedAt)}
+	return Key{UUID: k.Uuid, Name: k.Name, CreatedAt: timestamp(k.CreatedAt), UpdatedAt: timestamp(k.UpdatedAt)}
 }
 
-func fromOpenAI(k *godo.OpenAiApiKey) platformKey {
+func fromOpenAI(k *godo.OpenAiApiKey) Key {
 	if k == nil {
-		return platformKey{}
+		return Key{}
 	}
-	return platformKey{UUID: k.Uuid, Name: k.Name, CreatedAt: timestamp(k.CreatedAt), UpdatedAt: timestamp(k.UpdatedAt)}
+	return Key{UUID: k.Uuid, Name: k.Name, CreatedAt: timestamp(k.CreatedAt), UpdatedAt: timestamp(k.UpdatedAt)}
 }
 
-func mapKeys[K any](page []K, from func(K) platformKey) []platformKey {
-	keys := make([]platformKey, 0, len(page))
+func mapKeys[K any](page []K, from func(K) Key) []Key {
+	keys := make([]Key, 0, len(page))
 	for _, k := range page {
 		keys = append(keys, from(k))
 	}
 	return keys
 }
 
-func fromAgent(a *godo.Agent) platformAgent {
+func fromAgent(a *godo.Agent) Agent {
 	if a == nil {
-		return platformAgent{}
+		return Agent{}
 	}
-	agent := platformAgent{UUID: a.Uuid, Name: a.Name, Instruction: a.Instruction, Region: a.Region}
+	agent := Agent{UUID: a.Uuid, Name: a.Name, Instruction: a.Instruction, Region: a.Region}
 	if a.Model != nil {
 		agent.ModelUUID = a.Model.Uuid
 	}
@@ -561,6 +573,7 @@ func timestamp(t *godo.Timestamp) time.Time {
 	return t.Time.UTC()
 }
 
-func unknownProvider(provider string) error {
+// UnknownProvider: provider is none of the table's, and nothing was sent.
+func UnknownProvider(provider string) error {
 	return errors.New("unknown provider " + provider)
 }

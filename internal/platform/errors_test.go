@@ -1,4 +1,4 @@
-package backend
+package platform
 
 import (
 	"context"
@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/vault/sdk/logical"
 )
 
 func TestRedact(t *testing.T) {
@@ -24,15 +22,15 @@ func TestRedact(t *testing.T) {
 		"line\nbreak\x00":                            "\n",
 	}
 	for in, leaked := range cases {
-		out := redact(in, secret)
+		out := Redact(in, secret)
 		if strings.Contains(out, leaked) {
-			t.Errorf("redact(%q) = %q still holds %q", in, out, leaked)
+			t.Errorf("Redact(%q) = %q still holds %q", in, out, leaked)
 		}
 	}
-	if out := redact(strings.Repeat("x", 1000)); len(out) > maxUpstreamText+3 {
+	if out := Redact(strings.Repeat("x", 1000)); len(out) > maxUpstreamText+3 {
 		t.Errorf("redact did not bound the length: %d", len(out))
 	}
-	if out := redact("name must be lowercase"); out != "name must be lowercase" {
+	if out := Redact("name must be lowercase"); out != "name must be lowercase" {
 		t.Errorf("redact changed harmless text: %q", out)
 	}
 }
@@ -48,29 +46,28 @@ func TestPlatformErrors_ClassifiedAndRedacted(t *testing.T) {
 		check  func(t *testing.T, err error)
 	}{
 		"validation echoing the key": {422, `{"id":"invalid_argument","message":"key ` + secret + ` (sk-ant-***6789) rejected","request_id":"r1"}`, func(t *testing.T, err error) {
-			var ce *callerError
-			if !errors.As(err, &ce) || !strings.Contains(err.Error(), "HTTP 422") {
-				t.Fatalf("want a caller error, got %v", err)
+			if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "HTTP 422") {
+				t.Fatalf("want a refusal, got %v", err)
 			}
 		}},
 		"not found": {404, `{"id":"not_found","message":"no such key","request_id":"r2"}`, func(t *testing.T, err error) {
-			if !errors.Is(err, errPlatformNotFound) {
+			if !errors.Is(err, ErrNotFound) {
 				t.Fatalf("want not found, got %v", err)
 			}
 		}},
 		"unauthorized": {401, `{"id":"unauthorized","message":"Unable to authenticate you","request_id":"r3"}`, func(t *testing.T, err error) {
-			if !errors.Is(err, errPlatformUnauthorized) {
+			if !errors.Is(err, ErrUnauthorized) {
 				t.Fatalf("want unauthorized, got %v", err)
 			}
 		}},
 		"rate limited": {429, `{"id":"too_many_requests","message":"API rate limit exceeded.","request_id":"r4"}`, func(t *testing.T, err error) {
-			if !errors.Is(err, logical.ErrUpstreamRateLimited) || !strings.Contains(err.Error(), "retry after 7 s") {
+			if !errors.Is(err, ErrRateLimited) || !strings.Contains(err.Error(), "retry after 7 s") {
 				t.Fatalf("want rate limited with retry-after, got %v", err)
 			}
 		}},
 		"server error": {500, `{"id":"server_error","message":"boom ` + secret + `","request_id":"r5"}`, func(t *testing.T, err error) {
-			var pe *platformError
-			if !errors.As(err, &pe) || !strings.Contains(err.Error(), "request id r5") {
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Kind != Failed || !strings.Contains(err.Error(), "request id r5") {
 				t.Fatalf("want a platform error with the request id, got %v", err)
 			}
 		}},
@@ -84,11 +81,11 @@ func TestPlatformErrors_ClassifiedAndRedacted(t *testing.T) {
 				_, _ = w.Write([]byte(tc.body))
 			}))
 			defer srv.Close()
-			p, err := newGodoPlatform(srv.URL+"/", "tok", "test", 5*time.Second, newRateBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
+			p, err := New(srv.URL+"/", "tok", "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = p.CreateKey(context.Background(), providerAnthropic, "name", secret)
+			_, err = p.CreateKey(context.Background(), Anthropic, "name", secret)
 			if err == nil {
 				t.Fatal("want an error")
 			}
@@ -100,29 +97,9 @@ func TestPlatformErrors_ClassifiedAndRedacted(t *testing.T) {
 	}
 }
 
-func TestValidateName(t *testing.T) {
-	valid := []string{"a", "team-a.bot-1", strings.Repeat("a", 64), "0", "sk", "s-k-"}
-	invalid := []string{"", strings.Repeat("a", 65), "A", "a b", "a_b", "a/b", "é", "sk-x", "a\n", "a\x00"}
-	for _, n := range valid {
-		if err := validateName(n); err != nil {
-			t.Errorf("validateName(%q) = %v", n, err)
-		}
-	}
-	for _, n := range invalid {
-		err := validateName(n)
-		if err == nil {
-			t.Errorf("validateName(%q) accepted", n)
-			continue
-		}
-		if !strings.Contains(err.Error(), nameRule) {
-			t.Errorf("validateName(%q) does not quote the rule: %v", n, err)
-		}
-	}
-}
-
 // The configured DigitalOcean token, whatever its shape, and anything shaped
 // like a DigitalOcean token never come back in a platform error, on every
-// path classifyPlatformError takes: a caller error (4xx), an upstream fault
+// path classify takes: a caller error (4xx), an upstream fault
 // (5xx, with its request id) and a rate limit (Retry-After). Real godo
 // client against a stub platform.
 func TestGodoPlatform_RedactsTokenFromErrors(t *testing.T) {
@@ -130,33 +107,33 @@ func TestGodoPlatform_RedactsTokenFromErrors(t *testing.T) {
 	hex := strings.Repeat("0123456789abcdef", 4)
 	message := "token " + token + " denied; also doo_v1_" + hex + ", dor_v1_" + hex + " and dop_v1_" + hex
 	ctx := context.Background()
-	calls := map[string]func(p *godoPlatform) error{
-		"create": func(p *godoPlatform) error {
-			_, err := p.CreateKey(ctx, providerOpenAI, "n", openAIKey("redacttoken"))
+	calls := map[string]func(p *GodoClient) error{
+		"create": func(p *GodoClient) error {
+			_, err := p.CreateKey(ctx, OpenAI, "n", "sk-proj-redacttoken-0123456789abcdef")
 			return err
 		},
-		"get": func(p *godoPlatform) error {
-			_, err := p.GetKey(ctx, providerAnthropic, testKeyUUID)
+		"get": func(p *GodoClient) error {
+			_, err := p.GetKey(ctx, Anthropic, testKeyUUID)
 			return err
 		},
-		"update": func(p *godoPlatform) error {
-			_, err := p.UpdateKey(ctx, providerAnthropic, testKeyUUID, keyChange{Name: "n"})
+		"update": func(p *GodoClient) error {
+			_, err := p.UpdateKey(ctx, Anthropic, testKeyUUID, KeyChange{Name: "n"})
 			return err
 		},
-		"delete": func(p *godoPlatform) error { return p.DeleteKey(ctx, providerOpenAI, testKeyUUID) },
-		"list": func(p *godoPlatform) error {
-			_, err := p.ListKeys(ctx, providerAnthropic)
+		"delete": func(p *GodoClient) error { return p.DeleteKey(ctx, OpenAI, testKeyUUID) },
+		"list": func(p *GodoClient) error {
+			_, err := p.ListKeys(ctx, Anthropic)
 			return err
 		},
-		"list agents": func(p *godoPlatform) error {
-			_, err := p.ListAgentsByKey(ctx, providerOpenAI, testKeyUUID)
+		"list agents": func(p *GodoClient) error {
+			_, err := p.ListAgentsByKey(ctx, OpenAI, testKeyUUID)
 			return err
 		},
-		"set agent key": func(p *godoPlatform) error {
-			_, err := p.SetAgentKey(ctx, providerAnthropic, testAgentUUID, testKeyUUID)
+		"set agent key": func(p *GodoClient) error {
+			_, err := p.SetAgentKey(ctx, Anthropic, testAgentUUID, testKeyUUID)
 			return err
 		},
-		"check token": func(p *godoPlatform) error { return p.CheckToken(ctx) },
+		"check token": func(p *GodoClient) error { return p.CheckToken(ctx) },
 	}
 	for _, status := range []int{http.StatusBadRequest, http.StatusUnprocessableEntity, http.StatusInternalServerError, http.StatusTooManyRequests} {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -165,7 +142,7 @@ func TestGodoPlatform_RedactsTokenFromErrors(t *testing.T) {
 			w.WriteHeader(status)
 			_, _ = w.Write([]byte(`{"id":"x","message":"` + message + `","request_id":"req-` + token + `"}`))
 		}))
-		p, err := newGodoPlatform(srv.URL+"/", token, "test", 5*time.Second, newRateBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
+		p, err := New(srv.URL+"/", token, "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
 		if err != nil {
 			t.Fatal(err)
 		}

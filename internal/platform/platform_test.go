@@ -1,4 +1,4 @@
-package backend
+package platform
 
 import (
 	"context"
@@ -10,13 +10,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/vault/sdk/logical"
-
-	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform/platformtest"
 )
 
 // Canonical uuids as the platform hands them out.
@@ -84,9 +81,9 @@ func (f *fakePlatform) requests() []recordedRequest {
 	return append([]recordedRequest(nil), f.log...)
 }
 
-func (f *fakePlatform) platform(t *testing.T) *godoPlatform {
+func (f *fakePlatform) platform(t *testing.T) *GodoClient {
 	t.Helper()
-	p, err := newGodoPlatform(f.srv.URL+"/", "fake-platform-token", "test", 5*time.Second, newRateBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
+	p, err := New(f.srv.URL+"/", "fake-platform-token", "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,15 +96,15 @@ func (f *fakePlatform) platform(t *testing.T) *godoPlatform {
 // sends nothing.
 func TestGodoPlatform_ProviderTable(t *testing.T) {
 	ctx := context.Background()
-	for _, provider := range []string{providerAnthropic, providerOpenAI} {
+	for _, provider := range []string{Anthropic, OpenAI} {
 		keys := "/v2/gen-ai/" + provider + "/keys"
-		agentKeyField := map[string]string{providerAnthropic: "anthropic_key_uuid", providerOpenAI: "open_ai_key_uuid"}[provider]
+		agentKeyField := map[string]string{Anthropic: "anthropic_key_uuid", OpenAI: "open_ai_key_uuid"}[provider]
 		cases := map[string]struct {
-			call func(p *godoPlatform) error
+			call func(p *GodoClient) error
 			want recordedRequest
 		}{
 			"create": {
-				func(p *godoPlatform) error {
+				func(p *GodoClient) error {
 					k, err := p.CreateKey(ctx, provider, "new-key", "secret-value")
 					if err == nil && k.UUID != testKeyUUID {
 						t.Errorf("create returned %+v", k)
@@ -117,7 +114,7 @@ func TestGodoPlatform_ProviderTable(t *testing.T) {
 				recordedRequest{Method: http.MethodPost, Path: keys, Body: map[string]any{"name": "new-key", "api_key": "secret-value"}},
 			},
 			"get": {
-				func(p *godoPlatform) error {
+				func(p *GodoClient) error {
 					k, err := p.GetKey(ctx, provider, testKeyUUID)
 					if err == nil && (k.Name != "fake-key" || k.CreatedAt.IsZero()) {
 						t.Errorf("get returned %+v", k)
@@ -127,18 +124,18 @@ func TestGodoPlatform_ProviderTable(t *testing.T) {
 				recordedRequest{Method: http.MethodGet, Path: keys + "/" + testKeyUUID},
 			},
 			"update": {
-				func(p *godoPlatform) error {
-					_, err := p.UpdateKey(ctx, provider, testKeyUUID, keyChange{Name: "renamed"})
+				func(p *GodoClient) error {
+					_, err := p.UpdateKey(ctx, provider, testKeyUUID, KeyChange{Name: "renamed"})
 					return err
 				},
 				recordedRequest{Method: http.MethodPut, Path: keys + "/" + testKeyUUID, Body: map[string]any{"api_key_uuid": testKeyUUID, "name": "renamed"}},
 			},
 			"delete": {
-				func(p *godoPlatform) error { return p.DeleteKey(ctx, provider, testKeyUUID) },
+				func(p *GodoClient) error { return p.DeleteKey(ctx, provider, testKeyUUID) },
 				recordedRequest{Method: http.MethodDelete, Path: keys + "/" + testKeyUUID},
 			},
 			"list": {
-				func(p *godoPlatform) error {
+				func(p *GodoClient) error {
 					ks, err := p.ListKeys(ctx, provider)
 					if err == nil && (len(ks) != 1 || ks[0].UUID != testKeyUUID) {
 						t.Errorf("list returned %+v", ks)
@@ -148,7 +145,7 @@ func TestGodoPlatform_ProviderTable(t *testing.T) {
 				recordedRequest{Method: http.MethodGet, Path: keys, RawQuery: "page=1&per_page=200"},
 			},
 			"list agents by key": {
-				func(p *godoPlatform) error {
+				func(p *GodoClient) error {
 					as, err := p.ListAgentsByKey(ctx, provider, testKeyUUID)
 					if err == nil && (len(as) != 1 || as[0].UUID != testAgentUUID) {
 						t.Errorf("list agents returned %+v", as)
@@ -158,7 +155,7 @@ func TestGodoPlatform_ProviderTable(t *testing.T) {
 				recordedRequest{Method: http.MethodGet, Path: keys + "/" + testKeyUUID + "/agents", RawQuery: "page=1&per_page=200"},
 			},
 			"set agent key": {
-				func(p *godoPlatform) error {
+				func(p *GodoClient) error {
 					a, err := p.SetAgentKey(ctx, provider, testAgentUUID, testKeyUUID)
 					if err == nil && a.Name != "fake-agent" {
 						t.Errorf("set agent key returned %+v", a)
@@ -199,13 +196,13 @@ func TestGodoPlatform_ProviderTable(t *testing.T) {
 		errs := map[string]error{}
 		_, errs["create"] = p.CreateKey(ctx, "mistral", "n", "s")
 		_, errs["get"] = p.GetKey(ctx, "mistral", testKeyUUID)
-		_, errs["update"] = p.UpdateKey(ctx, "mistral", testKeyUUID, keyChange{Name: "n"})
+		_, errs["update"] = p.UpdateKey(ctx, "mistral", testKeyUUID, KeyChange{Name: "n"})
 		errs["delete"] = p.DeleteKey(ctx, "mistral", testKeyUUID)
 		_, errs["list"] = p.ListKeys(ctx, "mistral")
 		_, errs["list agents"] = p.ListAgentsByKey(ctx, "mistral", testKeyUUID)
 		_, errs["set agent key"] = p.SetAgentKey(ctx, "mistral", testAgentUUID, testKeyUUID)
 		for op, err := range errs {
-			if err == nil || err.Error() != unknownProvider("mistral").Error() {
+			if err == nil || err.Error() != UnknownProvider("mistral").Error() {
 				t.Errorf("%s: want the unknown provider error, got %v", op, err)
 			}
 		}
@@ -237,13 +234,13 @@ func TestIsPlatformUUID(t *testing.T) {
 		"３f1c2b9a-8d4e-4a6b-9c1d-2e3f4a5b6c7d", // a full-width digit
 	}
 	for _, s := range valid {
-		if !isPlatformUUID(s) {
-			t.Errorf("isPlatformUUID(%q) = false", s)
+		if !IsUUID(s) {
+			t.Errorf("IsUUID(%q) = false", s)
 		}
 	}
 	for _, s := range invalid {
-		if isPlatformUUID(s) {
-			t.Errorf("isPlatformUUID(%q) = true", s)
+		if IsUUID(s) {
+			t.Errorf("IsUUID(%q) = true", s)
 		}
 	}
 }
@@ -253,26 +250,26 @@ func TestIsPlatformUUID(t *testing.T) {
 // without echoing it. Sent through the real godo client to a recording server.
 func TestGodoPlatform_RefusesMalformedUUIDs(t *testing.T) {
 	ctx := context.Background()
-	calls := map[string]func(p *godoPlatform, uuid string) error{
-		"get key": func(p *godoPlatform, uuid string) error {
-			_, err := p.GetKey(ctx, providerAnthropic, uuid)
+	calls := map[string]func(p *GodoClient, uuid string) error{
+		"get key": func(p *GodoClient, uuid string) error {
+			_, err := p.GetKey(ctx, Anthropic, uuid)
 			return err
 		},
-		"update key": func(p *godoPlatform, uuid string) error {
-			_, err := p.UpdateKey(ctx, providerOpenAI, uuid, keyChange{Name: "renamed"})
+		"update key": func(p *GodoClient, uuid string) error {
+			_, err := p.UpdateKey(ctx, OpenAI, uuid, KeyChange{Name: "renamed"})
 			return err
 		},
-		"delete key": func(p *godoPlatform, uuid string) error { return p.DeleteKey(ctx, providerAnthropic, uuid) },
-		"list agents by key": func(p *godoPlatform, uuid string) error {
-			_, err := p.ListAgentsByKey(ctx, providerOpenAI, uuid)
+		"delete key": func(p *GodoClient, uuid string) error { return p.DeleteKey(ctx, Anthropic, uuid) },
+		"list agents by key": func(p *GodoClient, uuid string) error {
+			_, err := p.ListAgentsByKey(ctx, OpenAI, uuid)
 			return err
 		},
-		"set agent key, agent uuid": func(p *godoPlatform, uuid string) error {
-			_, err := p.SetAgentKey(ctx, providerAnthropic, uuid, testKeyUUID)
+		"set agent key, agent uuid": func(p *GodoClient, uuid string) error {
+			_, err := p.SetAgentKey(ctx, Anthropic, uuid, testKeyUUID)
 			return err
 		},
-		"set agent key, key uuid": func(p *godoPlatform, uuid string) error {
-			_, err := p.SetAgentKey(ctx, providerAnthropic, testAgentUUID, uuid)
+		"set agent key, key uuid": func(p *GodoClient, uuid string) error {
+			_, err := p.SetAgentKey(ctx, Anthropic, testAgentUUID, uuid)
 			return err
 		},
 	}
@@ -290,8 +287,8 @@ func TestGodoPlatform_RefusesMalformedUUIDs(t *testing.T) {
 			p := f.platform(t)
 			for _, bad := range malformed {
 				err := call(p, bad)
-				if !errors.Is(err, errMalformedUUID) {
-					t.Errorf("%q: want errMalformedUUID, got %v", bad, err)
+				if !errors.Is(err, ErrMalformedUUID) {
+					t.Errorf("%q: want ErrMalformedUUID, got %v", bad, err)
 					continue
 				}
 				if strings.Contains(err.Error(), bad) || strings.Contains(err.Error(), "PASTEDKEY") {
@@ -316,54 +313,28 @@ func TestGodoPlatform_RefusesMalformedUUIDs(t *testing.T) {
 	}
 }
 
-// locationMarker is put in every redirect's Location: errors must not show
-// it, since a Location could carry anything.
-const locationMarker = "LOCATIONMARKER"
-
-// newRedirectPair starts a server that answers every request with status,
-// pointing at a second server that would answer 200 with an empty list. It
-// returns the first server's URL and the number of requests the second one
-// received.
-func newRedirectPair(t *testing.T, status int) (string, *atomic.Int32) {
-	t.Helper()
-	hits := &atomic.Int32{}
-	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"api_key_infos":[],"api_key_info":{"uuid":"` + testKeyUUID + `"},"data":[],"meta":{"total":0}}`))
-	}))
-	t.Cleanup(target.Close)
-	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, target.URL+r.URL.Path+"?leak="+locationMarker, status)
-	}))
-	t.Cleanup(redirector.Close)
-	return redirector.URL, hits
-}
-
-const redirectRefusal = "answered with a redirect (HTTP %d); refusing to follow it, because the request carries credentials"
-
 // The platform client follows no redirect: the token (which bearerTransport
 // would set again on every hop) and the key in a create never reach the
 // Location, and the failure is an upstream fault, not a caller error.
 func TestGodoPlatform_RefusesRedirects(t *testing.T) {
 	ctx := context.Background()
-	secret := anthropicKey("redirect")
-	calls := map[string]func(p *godoPlatform) error{
-		"list keys": func(p *godoPlatform) error {
-			_, err := p.ListKeys(ctx, providerAnthropic)
+	secret := "sk-ant-api03-redirect-0123456789abcdef"
+	calls := map[string]func(p *GodoClient) error{
+		"list keys": func(p *GodoClient) error {
+			_, err := p.ListKeys(ctx, Anthropic)
 			return err
 		},
-		"create key": func(p *godoPlatform) error {
-			_, err := p.CreateKey(ctx, providerAnthropic, "redirected", secret)
+		"create key": func(p *GodoClient) error {
+			_, err := p.CreateKey(ctx, Anthropic, "redirected", secret)
 			return err
 		},
-		"check token": func(p *godoPlatform) error { return p.CheckToken(ctx) },
+		"check token": func(p *GodoClient) error { return p.CheckToken(ctx) },
 	}
 	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
 		for name, call := range calls {
 			t.Run(fmt.Sprintf("%s/%d", name, status), func(t *testing.T) {
-				url, hits := newRedirectPair(t, status)
-				p, err := newGodoPlatform(url+"/", "redirect-test-token", "test", 5*time.Second, newRateBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
+				url, hits := platformtest.NewRedirectPair(t, status)
+				p, err := New(url+"/", "redirect-test-token", "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -374,42 +345,19 @@ func TestGodoPlatform_RefusesRedirects(t *testing.T) {
 				if err == nil {
 					t.Fatal("want an error")
 				}
-				if want := "the platform " + fmt.Sprintf(redirectRefusal, status); !strings.Contains(err.Error(), want) {
+				if want := "the platform " + fmt.Sprintf(platformtest.RedirectRefusal, status); !strings.Contains(err.Error(), want) {
 					t.Errorf("error %q lacks %q", err, want)
 				}
-				var pe *platformError
-				var ce *callerError
-				if !errors.As(err, &pe) || errors.As(err, &ce) {
+				var pe *Error
+				if !errors.As(err, &pe) || pe.Kind != Failed {
 					t.Errorf("want an upstream fault, got %T: %v", err, err)
 				}
-				for _, leak := range []string{locationMarker, "127.0.0.1", "redirect-test-token", secret} {
+				for _, leak := range []string{platformtest.LocationMarker, "127.0.0.1", "redirect-test-token", secret} {
 					if strings.Contains(err.Error(), leak) {
 						t.Errorf("error shows %q: %v", leak, err)
 					}
 				}
 			})
 		}
-	}
-}
-
-// Through HandleRequest: a config write whose api_url redirects is a server
-// error that says why, and saves nothing.
-func TestConfig_WriteRefusesPlatformRedirect(t *testing.T) {
-	emu := emulator.New(emulator.Config{Tokens: []string{testToken}})
-	srv := httptest.NewServer(emu)
-	t.Cleanup(srv.Close)
-	e := newUnconfiguredEnv(t, emu, srv)
-	url, hits := newRedirectPair(t, http.StatusFound)
-
-	msg := e.mustServerError(logical.UpdateOperation, "config", map[string]any{"token": testToken, "api_url": url},
-		"the platform "+fmt.Sprintf(redirectRefusal, http.StatusFound), "nothing was saved")
-	if strings.Contains(msg, locationMarker) {
-		t.Errorf("the error shows the Location: %s", msg)
-	}
-	if n := hits.Load(); n != 0 {
-		t.Fatalf("the redirect target received %d requests", n)
-	}
-	if resp, _ := e.request(logical.ReadOperation, "config", nil); resp != nil {
-		t.Fatal("config saved despite the refused redirect")
 	}
 }

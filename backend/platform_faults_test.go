@@ -1,27 +1,52 @@
 package backend
 
 import (
+	"fmt"
 	"net/http"
-	"strconv"
+	"net/http/httptest"
+	"strings"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform/platformtest"
 )
+
+// Through HandleRequest: a config write whose api_url redirects is a server
+// error that says why, and saves nothing.
+func TestConfig_WriteRefusesPlatformRedirect(t *testing.T) {
+	emu := emulator.New(emulator.Config{Tokens: []string{testToken}})
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+	e := newUnconfiguredEnv(t, emu, srv)
+	url, hits := platformtest.NewRedirectPair(t, http.StatusFound)
+
+	msg := e.mustServerError(logical.UpdateOperation, "config", map[string]any{"token": testToken, "api_url": url},
+		"the platform "+fmt.Sprintf(platformtest.RedirectRefusal, http.StatusFound), "nothing was saved")
+	if strings.Contains(msg, platformtest.LocationMarker) {
+		t.Errorf("the error shows the Location: %s", msg)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the redirect target received %d requests", n)
+	}
+	if resp, _ := e.request(logical.ReadOperation, "config", nil); resp != nil {
+		t.Fatal("config saved despite the refused redirect")
+	}
+}
 
 // Updates, deletes and reads are re-sent after transient failures.
 func TestRetry_TransientFailuresAreRetried(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/flaky", map[string]any{"provider": "anthropic", "api_key": anthropicKey("flaky1")})
 	before := e.emu.Counts()["PUT /v2/gen-ai/anthropic/keys/{uuid}"]
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 503, Count: maxAttempts - 1})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/anthropic/keys/", Status: 503, Count: platform.MaxAttempts - 1})
 	e.mustOK(logical.UpdateOperation, "keys/flaky", map[string]any{"api_key": anthropicKey("flaky2")})
-	if n := e.emu.Counts()["PUT /v2/gen-ai/anthropic/keys/{uuid}"] - before; n != maxAttempts {
-		t.Fatalf("update sent %d times, want %d", n, maxAttempts)
+	if n := e.emu.Counts()["PUT /v2/gen-ai/anthropic/keys/{uuid}"] - before; n != platform.MaxAttempts {
+		t.Fatalf("update sent %d times, want %d", n, platform.MaxAttempts)
 	}
-	if k := e.platformKeyNamed(providerAnthropic, "flaky"); k.Secret != anthropicKey("flaky2") {
+	if k := e.platformKeyNamed(platform.Anthropic, "flaky"); k.Secret != anthropicKey("flaky2") {
 		t.Fatal("the retried update did not land")
 	}
 	// A dropped connection and a 429 are transient too.
@@ -52,59 +77,24 @@ func TestRetry_RefusalsAreNotRetried(t *testing.T) {
 func TestRetry_StaysInsideRequestTimeout(t *testing.T) {
 	e := newTestEnv(t, map[string]any{"request_timeout": "2s"})
 	e.mustOK(logical.CreateOperation, "keys/slow", map[string]any{"provider": "openai", "api_key": openAIKey("slow1")})
-	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Status: 429, Count: maxAttempts})
+	e.emu.InjectFault(emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Status: 429, Count: platform.MaxAttempts})
 	e.emu.SetRateLimits(250, 5000)
 	before := e.emu.Counts()["PUT /v2/gen-ai/openai/keys/{uuid}"]
 	e.mustServerError(logical.UpdateOperation, "keys/slow", map[string]any{"api_key": openAIKey("slow2")}, "rate limit")
 	// The fault's 429 carries no retry-after, so the backoff allows more
 	// attempts; the emulator's own 429s carry one, which the next test uses.
-	if n := e.emu.Counts()["PUT /v2/gen-ai/openai/keys/{uuid}"] - before; n < 1 || n > maxAttempts {
+	if n := e.emu.Counts()["PUT /v2/gen-ai/openai/keys/{uuid}"] - before; n < 1 || n > platform.MaxAttempts {
 		t.Fatalf("update sent %d times", n)
-	}
-}
-
-// The wait before a retry honours retry-after and, for a 429, the
-// rate-limit window's reset; otherwise it backs off exponentially.
-func TestRetry_WaitHonoursTheUpstream(t *testing.T) {
-	now := time.Now()
-	resp := func(status int, headers ...string) *http.Response {
-		r := &http.Response{StatusCode: status, Header: http.Header{}}
-		for i := 0; i+1 < len(headers); i += 2 {
-			r.Header.Set(headers[i], headers[i+1])
-		}
-		return r
-	}
-	if d := retryAfter(testRetryBase, 0, resp(503, "Retry-After", "7"), now); d < 7*time.Second {
-		t.Errorf("retry-after 7: waits %v", d)
-	}
-	reset := strconv.FormatInt(now.Add(20*time.Second).Unix(), 10)
-	if d := retryAfter(testRetryBase, 0, resp(429, "Ratelimit-Remaining", "0", "Ratelimit-Reset", reset), now); d < 19*time.Second {
-		t.Errorf("429 with nothing remaining until a reset in 20 s: waits %v", d)
-	}
-	if d := retryAfter(testRetryBase, 0, resp(429, "Ratelimit-Remaining", "12", "Ratelimit-Reset", reset), now); d > time.Second {
-		t.Errorf("429 with requests remaining waits for the reset: %v", d)
-	}
-	// DigitalOcean's burst 429: remaining 0 and a reset up to an hour away,
-	// but retry-after is the wait (issue 16: it used to be the reset).
-	hourAway := strconv.FormatInt(now.Add(time.Hour).Unix(), 10)
-	if d := retryAfter(testRetryBase, 0, resp(429, "Ratelimit-Remaining", "0", "Ratelimit-Reset", hourAway, "Retry-After", "29"), now); d < 29*time.Second || d > 30*time.Second {
-		t.Errorf("burst 429 with retry-after 29 and a reset an hour away: waits %v", d)
-	}
-	if d := retryAfter(testRetryBase, 0, resp(503, "Ratelimit-Reset", reset), now); d > time.Second {
-		t.Errorf("a 503 waits for the rate-limit reset: %v", d)
-	}
-	if a, b := retryAfter(testRetryBase, 0, nil, now), retryAfter(testRetryBase, 3, nil, now); b <= a || b > retryMaxDelay {
-		t.Errorf("backoff does not grow: attempt 0 %v, attempt 3 %v", a, b)
 	}
 }
 
 // Provider verification is retried after a 429 or 5xx; a 401 is final.
 func TestRetry_Verification(t *testing.T) {
 	e := newTestEnv(t, nil)
-	e.emu.InjectFault(emulator.Fault{Path: "/anthropic/v1/models", Status: 529, Count: maxAttempts - 1})
+	e.emu.InjectFault(emulator.Fault{Path: "/anthropic/v1/models", Status: 529, Count: platform.MaxAttempts - 1})
 	e.mustOK(logical.CreateOperation, "keys/overloaded", map[string]any{"provider": "anthropic", "api_key": anthropicKey("overloaded")})
-	if n := e.emu.Counts()["GET /anthropic/v1/models"]; n != maxAttempts {
-		t.Fatalf("verification sent %d times, want %d", n, maxAttempts)
+	if n := e.emu.Counts()["GET /anthropic/v1/models"]; n != platform.MaxAttempts {
+		t.Fatalf("verification sent %d times, want %d", n, platform.MaxAttempts)
 	}
 	revoked := openAIKey("revoked")
 	e.emu.Revoke(revoked)

@@ -1,4 +1,4 @@
-package backend
+package platform
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/digitalocean/godo"
-	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // The retry policy of every upstream call, in one place.
@@ -19,7 +18,7 @@ import (
 // the whole new state, so sending it twice is the same as once, and a delete
 // that lands twice answers 404, which counts as done. A create is never
 // re-sent blindly: it is not idempotent, and a second one can leave a
-// duplicate key. After an ambiguous create, createKey looks the name up and
+// duplicate key. After an ambiguous create, the backend's createKey looks the name up and
 // either takes the key the first call made or creates once more
 // (recoverCreate). Provider verification is re-sent after a 429 or a 5xx;
 // a 401 or 403 is the provider's final word.
@@ -52,23 +51,23 @@ const (
 )
 
 const (
-	maxAttempts      = 4
+	MaxAttempts      = 4
 	retryMaxDelay    = 5 * time.Second
 	retryJitterShare = 0.5
 )
 
-// defaultRetryBaseDelay is the first backoff; each client is built with
+// DefaultRetryBaseDelay is the first backoff; each client is built with
 // its own (the backend's tuning), which tests shorten.
-const defaultRetryBaseDelay = 100 * time.Millisecond
+const DefaultRetryBaseDelay = 100 * time.Millisecond
 
-// retryAfter returns how long to wait before attempt+1: exponential backoff
+// RetryAfter returns how long to wait before attempt+1: exponential backoff
 // from base
 // with jitter, but never less than the upstream asked for. A burst 429
 // carries retry-after, and that is the wait: its ratelimit-remaining says 0
 // though the hour is not spent. A 429 without it and with nothing remaining
 // means the hour is spent: it waits for the reset, when the oldest request
 // of the hour expires.
-func retryAfter(base time.Duration, attempt int, resp *http.Response, now time.Time) time.Duration {
+func RetryAfter(base time.Duration, attempt int, resp *http.Response, now time.Time) time.Duration {
 	d := min(base<<attempt, retryMaxDelay)
 	d = d - time.Duration(rand.Float64()*retryJitterShare*float64(d))
 	if resp == nil {
@@ -94,8 +93,8 @@ func retryAfter(base time.Duration, attempt int, resp *http.Response, now time.T
 	return d
 }
 
-// transientStatus reports a status worth another attempt.
-func transientStatus(status int) bool {
+// TransientStatus reports a status worth another attempt.
+func TransientStatus(status int) bool {
 	return status == http.StatusTooManyRequests || (status >= 500 && status != http.StatusNotImplemented)
 }
 
@@ -111,7 +110,7 @@ func retryPlatform(ctx context.Context, base time.Duration, op platformOp, call 
 		if err != nil && ambiguous {
 			err = &possiblyApplied{err: err}
 		}
-		if err == nil || !retriedPlatformOps[op] || attempt+1 >= maxAttempts || !transientPlatformError(ctx, err) {
+		if err == nil || !retriedPlatformOps[op] || attempt+1 >= MaxAttempts || !transientPlatformError(ctx, err) {
 			return resp, err
 		}
 		ambiguous = ambiguous || !isRateLimitAnswer(err)
@@ -119,7 +118,7 @@ func retryPlatform(ctx context.Context, base time.Duration, op platformOp, call 
 		if resp != nil {
 			httpResp = resp.Response
 		}
-		if !sleepWithin(ctx, retryAfter(base, attempt, httpResp, time.Now())) {
+		if !SleepWithin(ctx, RetryAfter(base, attempt, httpResp, time.Now())) {
 			return resp, err
 		}
 	}
@@ -133,6 +132,11 @@ type possiblyApplied struct{ err error }
 func (e *possiblyApplied) Error() string { return e.err.Error() }
 func (e *possiblyApplied) Unwrap() error { return e.err }
 
+// PossiblyApplied marks err as following an earlier attempt that may have
+// been applied: IsRefusal is then false whatever err says, so the
+// write-ahead road undoes the change rather than trusting a refusal.
+func PossiblyApplied(err error) error { return &possiblyApplied{err: err} }
+
 // isRateLimitAnswer: the platform (or the mount's budget) refused with a
 // 429, which changed nothing.
 func isRateLimitAnswer(err error) bool {
@@ -140,30 +144,30 @@ func isRateLimitAnswer(err error) bool {
 	if errors.As(err, &apiErr) && apiErr.Response != nil {
 		return apiErr.Response.StatusCode == http.StatusTooManyRequests
 	}
-	return errors.Is(err, logical.ErrUpstreamRateLimited)
+	return errors.Is(err, ErrRateLimited)
 }
 
 // transientPlatformError: a 429 or 5xx answer, or a transport failure while
 // the operation still has time. The mount's own rate budget running out is
 // not transient: it already waited all it could.
 func transientPlatformError(ctx context.Context, err error) bool {
-	if ctx.Err() != nil || errors.Is(err, logical.ErrUpstreamRateLimited) {
+	if ctx.Err() != nil || errors.Is(err, ErrRateLimited) {
 		return false
 	}
-	var redirect *redirectError
+	var redirect *RedirectError
 	if errors.As(err, &redirect) {
 		return false
 	}
 	var apiErr *godo.ErrorResponse
 	if errors.As(err, &apiErr) && apiErr.Response != nil {
-		return transientStatus(apiErr.Response.StatusCode)
+		return TransientStatus(apiErr.Response.StatusCode)
 	}
 	return true
 }
 
-// sleepWithin waits d unless that would run past the context's deadline or
+// SleepWithin waits d unless that would run past the context's deadline or
 // the context ends first; it reports whether it waited.
-func sleepWithin(ctx context.Context, d time.Duration) bool {
+func SleepWithin(ctx context.Context, d time.Duration) bool {
 	if deadline, ok := ctx.Deadline(); ok && time.Now().Add(d).After(deadline) {
 		return false
 	}
@@ -175,4 +179,10 @@ func sleepWithin(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// IsPossiblyApplied reports an error marked PossiblyApplied.
+func IsPossiblyApplied(err error) bool {
+	var pa *possiblyApplied
+	return errors.As(err, &pa)
 }

@@ -1,4 +1,4 @@
-package backend
+package providers
 
 import (
 	"bytes"
@@ -9,61 +9,62 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
-// providerAdmin is what zero-touch rotation needs from the providers' Admin
-// APIs: OpenAI service accounts (mint.go) and Anthropic key status
+// Admin is what zero-touch rotation needs from the providers' Admin
+// APIs: OpenAI service accounts (the backend's mint.go) and Anthropic key status
 // (retire.go). Admin keys never leave this seam: errors carry statuses and
 // ids, never a key, nor provider text (which can echo one).
-type providerAdmin interface {
+type Admin interface {
 	// CheckAdminKey makes one cheap admin read with the provider's admin
-	// key: a rejected key is a callerError.
+	// key: a rejected key is a platform.Refused error.
 	CheckAdminKey(ctx context.Context, provider string) error
-	// GetProject reports errAdminNotFound for an unknown project and
-	// errProjectArchived for an archived one.
+	// GetProject reports ErrNotFound for an unknown project and
+	// ErrProjectArchived for an archived one.
 	GetProject(ctx context.Context, projectID string) error
 	// CreateServiceAccount mints an account and its key. It is never
 	// re-sent: a lost answer leaves an account to be found by name.
-	CreateServiceAccount(ctx context.Context, projectID, name string) (mintedAccount, error)
-	ListServiceAccounts(ctx context.Context, projectID string) ([]serviceAccountInfo, error)
-	// DeleteServiceAccount retires the account's key; errAdminNotFound
+	CreateServiceAccount(ctx context.Context, projectID, name string) (MintedAccount, error)
+	ListServiceAccounts(ctx context.Context, projectID string) ([]ServiceAccount, error)
+	// DeleteServiceAccount retires the account's key; ErrNotFound
 	// when it is gone already.
 	DeleteServiceAccount(ctx context.Context, projectID, id string) error
 	// ListAnthropicKeys pages through the organization's keys.
-	ListAnthropicKeys(ctx context.Context) ([]anthropicKeyInfo, error)
+	ListAnthropicKeys(ctx context.Context) ([]AnthropicKey, error)
 	SetAnthropicKeyStatus(ctx context.Context, id, status string) error
 }
 
-// mintedAccount is a new service account and its key, shown this once.
-type mintedAccount struct {
+// MintedAccount is a new service account and its key, shown this once.
+type MintedAccount struct {
 	ID     string
 	APIKey string
 }
 
-type serviceAccountInfo struct {
+type ServiceAccount struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
 }
 
-type anthropicKeyInfo struct {
+type AnthropicKey struct {
 	ID             string `json:"id"`
 	Status         string `json:"status"`
 	PartialKeyHint string `json:"partial_key_hint"`
 }
 
 var (
-	// errAdminNotFound: the provider answered 404 for the object.
-	errAdminNotFound = errors.New("not found at the provider")
-	// errAdminKeyMissing: the config has no admin key for the provider.
-	errAdminKeyMissing = errors.New("no admin key for this provider in config")
-	// errProjectArchived: the OpenAI project is archived. It still answers
+	// ErrNotFound: the provider answered 404 for the object.
+	ErrNotFound = errors.New("not found at the provider")
+	// ErrAdminKeyMissing: the config has no admin key for the provider.
+	ErrAdminKeyMissing = errors.New("no admin key for this provider in config")
+	// ErrProjectArchived: the OpenAI project is archived. It still answers
 	// 200, with status "archived", but OpenAI refuses to create or list its
 	// service accounts (400).
-	errProjectArchived = errors.New("the OpenAI project is archived")
+	ErrProjectArchived = errors.New("the OpenAI project is archived")
 )
 
 // Provider Admin API calls are not platform calls: they use none of the
@@ -73,51 +74,43 @@ var (
 const (
 	adminRate  = rate.Limit(1)
 	adminBurst = 10
-	// adminPageSize is the page size of admin listings.
-	adminPageSize = 100
+	// AdminPageSize is the page size of admin listings.
+	AdminPageSize = 100
 	// maxAdminPages bounds a listing: 100,000 objects.
 	maxAdminPages = 1000
 )
 
-// httpAdmin calls the providers' Admin APIs over HTTP with the admin keys of
+// HTTPAdmin implements Admin: it calls the providers' Admin APIs over HTTP with the admin keys of
 // one config, under the verifier's rules: no redirects, request_timeout per
-// operation, retry.go's policy for transient answers.
-type httpAdmin struct {
-	client       *http.Client
-	anthropicURL string
-	openaiURL    string
-	openaiKey    string
-	anthropicKey string
-	pace         map[string]*rate.Limiter
-	retryBase    time.Duration // the first backoff of a retried call
+// operation, the platform package's retry policy for transient answers.
+type HTTPAdmin struct {
+	client    *http.Client
+	endpoints map[string]endpoint
+	pace      Pace
+	retryBase time.Duration // the first backoff of a retried call
 }
 
-func newHTTPAdmin(cfg *gradientConfig, pace map[string]*rate.Limiter, retryBase time.Duration) *httpAdmin {
-	return &httpAdmin{
-		client: &http.Client{
-			Timeout:       cfg.RequestTimeout,
-			Transport:     upstreamTransport(),
-			CheckRedirect: refuseRedirects("the provider's Admin API"),
-		},
-		anthropicURL: strings.TrimRight(cfg.AnthropicURL, "/"),
-		openaiURL:    strings.TrimRight(cfg.OpenAIURL, "/"),
-		openaiKey:    cfg.OpenAIAdminKey,
-		anthropicKey: cfg.AnthropicAdminKey,
-		pace:         pace,
-		retryBase:    retryBase,
+// Pace is the mount's provider budget, one limiter per provider; it outlives
+// the clients, which a config write replaces.
+type Pace map[string]*rate.Limiter
+
+// NewPace is a fresh provider budget.
+func NewPace() Pace {
+	pace := Pace{}
+	for provider := range specs {
+		pace[provider] = rate.NewLimiter(adminRate, adminBurst)
 	}
+	return pace
 }
 
-// newAdminPace is the mount's provider budget; it outlives the clients.
-func newAdminPace() map[string]*rate.Limiter {
-	return map[string]*rate.Limiter{
-		providerOpenAI:    rate.NewLimiter(adminRate, adminBurst),
-		providerAnthropic: rate.NewLimiter(adminRate, adminBurst),
-	}
+// NewAdmin builds the Admin API client of one configuration, paced by the
+// mount's pace.
+func NewAdmin(c Config, pace Pace) *HTTPAdmin {
+	return &HTTPAdmin{client: newHTTPClient(c, "the provider's Admin API"), endpoints: c.endpoints(), pace: pace, retryBase: c.RetryBase}
 }
 
-// CloseIdleConnections: see clients.closeIdleConnections.
-func (a *httpAdmin) CloseIdleConnections() { a.client.CloseIdleConnections() }
+// CloseIdleConnections: see the backend's clients.closeIdleConnections.
+func (a *HTTPAdmin) CloseIdleConnections() { a.client.CloseIdleConnections() }
 
 // adminCall is one Admin API operation.
 type adminCall struct {
@@ -131,59 +124,57 @@ type adminCall struct {
 	retry bool
 }
 
-func (a *httpAdmin) CheckAdminKey(ctx context.Context, provider string) error {
-	switch provider {
-	case providerOpenAI:
-		return a.do(ctx, adminCall{provider: provider, op: "list projects", method: http.MethodGet, path: "/v1/organization/projects?limit=1", retry: true})
-	case providerAnthropic:
-		return a.do(ctx, adminCall{provider: provider, op: "list API keys", method: http.MethodGet, path: "/v1/organizations/api_keys?limit=1", retry: true})
+func (a *HTTPAdmin) CheckAdminKey(ctx context.Context, provider string) error {
+	e, err := specOf(provider)
+	if err != nil {
+		return err
 	}
-	return unknownProvider(provider)
+	return a.do(ctx, adminCall{provider: provider, op: e.adminCheckOp, method: http.MethodGet, path: e.adminCheckPath, retry: true})
 }
 
-func (a *httpAdmin) GetProject(ctx context.Context, projectID string) error {
+func (a *HTTPAdmin) GetProject(ctx context.Context, projectID string) error {
 	var out struct {
 		Status string `json:"status"`
 	}
-	err := a.do(ctx, adminCall{provider: providerOpenAI, op: "read the project", method: http.MethodGet,
+	err := a.do(ctx, adminCall{provider: platform.OpenAI, op: "read the project", method: http.MethodGet,
 		path: "/v1/organization/projects/" + url.PathEscape(projectID), out: &out, retry: true})
 	if err == nil && out.Status == "archived" {
-		return errProjectArchived
+		return ErrProjectArchived
 	}
 	return err
 }
 
-func (a *httpAdmin) CreateServiceAccount(ctx context.Context, projectID, name string) (mintedAccount, error) {
+func (a *HTTPAdmin) CreateServiceAccount(ctx context.Context, projectID, name string) (MintedAccount, error) {
 	var out struct {
 		ID     string `json:"id"`
 		APIKey struct {
 			Value string `json:"value"`
 		} `json:"api_key"`
 	}
-	err := a.do(ctx, adminCall{provider: providerOpenAI, op: "create a service account", method: http.MethodPost,
+	err := a.do(ctx, adminCall{provider: platform.OpenAI, op: "create a service account", method: http.MethodPost,
 		path: "/v1/organization/projects/" + url.PathEscape(projectID) + "/service_accounts",
 		body: map[string]string{"name": name}, out: &out})
 	if err != nil {
-		return mintedAccount{}, err
+		return MintedAccount{}, err
 	}
 	if out.ID == "" || out.APIKey.Value == "" {
-		return mintedAccount{ID: out.ID}, errors.New("OpenAI created a service account but its answer lacks the account id or its key")
+		return MintedAccount{ID: out.ID}, errors.New("OpenAI created a service account but its answer lacks the account id or its key")
 	}
-	return mintedAccount{ID: out.ID, APIKey: out.APIKey.Value}, nil
+	return MintedAccount{ID: out.ID, APIKey: out.APIKey.Value}, nil
 }
 
-func (a *httpAdmin) ListServiceAccounts(ctx context.Context, projectID string) ([]serviceAccountInfo, error) {
-	return listAdminPages[serviceAccountInfo](ctx, a, adminCall{provider: providerOpenAI, op: "list service accounts",
+func (a *HTTPAdmin) ListServiceAccounts(ctx context.Context, projectID string) ([]ServiceAccount, error) {
+	return listAdminPages[ServiceAccount](ctx, a, adminCall{provider: platform.OpenAI, op: "list service accounts",
 		path: "/v1/organization/projects/" + url.PathEscape(projectID) + "/service_accounts"}, "after", "OpenAI's service account list")
 }
 
-func (a *httpAdmin) DeleteServiceAccount(ctx context.Context, projectID, id string) error {
-	return a.do(ctx, adminCall{provider: providerOpenAI, op: "delete a service account", method: http.MethodDelete,
+func (a *HTTPAdmin) DeleteServiceAccount(ctx context.Context, projectID, id string) error {
+	return a.do(ctx, adminCall{provider: platform.OpenAI, op: "delete a service account", method: http.MethodDelete,
 		path: "/v1/organization/projects/" + url.PathEscape(projectID) + "/service_accounts/" + url.PathEscape(id), retry: true})
 }
 
-func (a *httpAdmin) ListAnthropicKeys(ctx context.Context) ([]anthropicKeyInfo, error) {
-	return listAdminPages[anthropicKeyInfo](ctx, a, adminCall{provider: providerAnthropic, op: "list API keys",
+func (a *HTTPAdmin) ListAnthropicKeys(ctx context.Context) ([]AnthropicKey, error) {
+	return listAdminPages[AnthropicKey](ctx, a, adminCall{provider: platform.Anthropic, op: "list API keys",
 		path: "/v1/organizations/api_keys"}, "after_id", "Anthropic's API key list")
 }
 
@@ -191,12 +182,12 @@ func (a *httpAdmin) ListAnthropicKeys(ctx context.Context) ([]anthropicKeyInfo, 
 // {data, has_more, last_id}; the cursor parameter's name differs) to the
 // end, at most maxAdminPages pages. call names the listing: provider, op
 // and path without a query.
-func listAdminPages[T any](ctx context.Context, a *httpAdmin, call adminCall, cursor, what string) ([]T, error) {
+func listAdminPages[T any](ctx context.Context, a *HTTPAdmin, call adminCall, cursor, what string) ([]T, error) {
 	var all []T
 	after := ""
 	base := call.path
 	for range maxAdminPages {
-		q := url.Values{"limit": {fmt.Sprint(adminPageSize)}}
+		q := url.Values{"limit": {fmt.Sprint(AdminPageSize)}}
 		if after != "" {
 			q.Set(cursor, after)
 		}
@@ -220,8 +211,8 @@ func listAdminPages[T any](ctx context.Context, a *httpAdmin, call adminCall, cu
 
 // SetAnthropicKeyStatus sends the whole new state, so sending it twice is
 // the same as once: it is retried like an update.
-func (a *httpAdmin) SetAnthropicKeyStatus(ctx context.Context, id, status string) error {
-	return a.do(ctx, adminCall{provider: providerAnthropic, op: "update an API key's status", method: http.MethodPost,
+func (a *HTTPAdmin) SetAnthropicKeyStatus(ctx context.Context, id, status string) error {
+	return a.do(ctx, adminCall{provider: platform.Anthropic, op: "update an API key's status", method: http.MethodPost,
 		path: "/v1/organizations/api_keys/" + url.PathEscape(id), body: map[string]string{"status": status}, retry: true})
 }
 
@@ -243,11 +234,11 @@ func (e *adminError) Error() string {
 	return fmt.Sprintf("the %s Admin API could not %s: %s", e.provider, e.op, e.message)
 }
 
-// adminRefused reports a call that certainly changed nothing at the
-// provider: it was refused (4xx) or never sent.
-func adminRefused(err error) bool {
+// IsRefusal reports a call that certainly changed nothing at the provider:
+// it was refused (4xx) or never sent.
+func IsRefusal(err error) bool {
 	var ae *adminError
-	return isCallerError(err) || errors.Is(err, errAdminNotFound) || errors.Is(err, errAdminKeyMissing) ||
+	return errors.Is(err, platform.ErrRefused) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrAdminKeyMissing) ||
 		(errors.As(err, &ae) && ae.refused)
 }
 
@@ -255,12 +246,12 @@ func adminRefused(err error) bool {
 // cannot help until someone writes another one to config.
 func adminKeyRejected(provider string, status int) error {
 	field := provider + "_admin_key"
-	return callerErrorf("the %s Admin API rejected %s (HTTP %d): write an admin key with the scopes docs/rotation.md lists to config", provider, field, status)
+	return platform.Refusedf("the %s Admin API rejected %s (HTTP %d): write an admin key with the scopes docs/rotation.md lists to config", provider, field, status)
 }
 
 // do runs one call, retried after a transient answer when c.retry, all of it
 // within request_timeout.
-func (a *httpAdmin) do(ctx context.Context, c adminCall) error {
+func (a *HTTPAdmin) do(ctx context.Context, c adminCall) error {
 	ctx, cancel := context.WithTimeout(ctx, a.client.Timeout)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
@@ -274,8 +265,8 @@ func (a *httpAdmin) do(ctx context.Context, c adminCall) error {
 		case status == http.StatusUnauthorized || status == http.StatusForbidden:
 			return adminKeyRejected(c.provider, status)
 		case status == http.StatusNotFound:
-			return fmt.Errorf("the %s Admin API could not %s: %w", c.provider, c.op, errAdminNotFound)
-		case c.retry && transientStatus(status) && attempt+1 < maxAttempts && sleepWithin(ctx, retryAfter(a.retryBase, attempt, resp, time.Now())):
+			return fmt.Errorf("the %s Admin API could not %s: %w", c.provider, c.op, ErrNotFound)
+		case c.retry && platform.TransientStatus(status) && attempt+1 < platform.MaxAttempts && platform.SleepWithin(ctx, platform.RetryAfter(a.retryBase, attempt, resp, time.Now())):
 			continue
 		case status >= 400 && status < 500 && status != http.StatusTooManyRequests:
 			return &adminError{provider: c.provider, op: c.op, status: status, message: " (the request was refused)", refused: true}
@@ -287,13 +278,14 @@ func (a *httpAdmin) do(ctx context.Context, c adminCall) error {
 
 // once sends one request and decodes a successful answer into c.out. Error
 // bodies are drained unread.
-func (a *httpAdmin) once(ctx context.Context, c adminCall) (*http.Response, error) {
-	base, key := a.openaiURL, a.openaiKey
-	if c.provider == providerAnthropic {
-		base, key = a.anthropicURL, a.anthropicKey
+func (a *HTTPAdmin) once(ctx context.Context, c adminCall) (*http.Response, error) {
+	e, ok := a.endpoints[c.provider]
+	if !ok {
+		return nil, platform.UnknownProvider(c.provider)
 	}
+	key := e.adminKey
 	if key == "" {
-		return nil, fmt.Errorf("%s_admin_key is not set: %w", c.provider, errAdminKeyMissing)
+		return nil, fmt.Errorf("%s_admin_key is not set: %w", c.provider, ErrAdminKeyMissing)
 	}
 	if p := a.pace[c.provider]; p != nil {
 		if err := p.Wait(ctx); err != nil {
@@ -308,29 +300,24 @@ func (a *httpAdmin) once(ctx context.Context, c adminCall) (*http.Response, erro
 		}
 		body = bytes.NewReader(raw)
 	}
-	req, err := http.NewRequestWithContext(ctx, c.method, base+c.path, body)
+	req, err := http.NewRequestWithContext(ctx, c.method, e.baseURL+c.path, body)
 	if err != nil {
 		return nil, &adminError{provider: c.provider, op: c.op, message: "building the request failed", refused: true}
 	}
 	if c.body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.provider == providerAnthropic {
-		req.Header.Set("x-api-key", key)
-		req.Header.Set("anthropic-version", anthropicVersion)
-	} else {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
+	e.auth(req.Header, key)
 
 	resp, err := a.client.Do(req)
-	var redirect *redirectError
+	var redirect *platform.RedirectError
 	switch {
 	case errors.As(err, &redirect):
 		return nil, &adminError{provider: c.provider, op: c.op, message: redirect.Error()}
-	case isTimeout(err):
+	case platform.IsTimeout(err):
 		return nil, &adminError{provider: c.provider, op: c.op, message: "no answer within request_timeout; the change may or may not have been applied"}
 	case err != nil:
-		return nil, &adminError{provider: c.provider, op: c.op, message: "unreachable: " + redact(err.Error(), a.openaiKey, a.anthropicKey)}
+		return nil, &adminError{provider: c.provider, op: c.op, message: "unreachable: " + platform.Redact(err.Error(), a.adminKeys()...)}
 	}
 	defer func() {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
@@ -344,7 +331,11 @@ func (a *httpAdmin) once(ctx context.Context, c adminCall) (*http.Response, erro
 	return resp, nil
 }
 
-func isCallerError(err error) bool {
-	var ce *callerError
-	return errors.As(err, &ce)
+// adminKeys are the secrets to redact from transport errors.
+func (a *HTTPAdmin) adminKeys() []string {
+	keys := make([]string, 0, len(a.endpoints))
+	for _, e := range a.endpoints {
+		keys = append(keys, e.adminKey)
+	}
+	return keys
 }

@@ -1,4 +1,4 @@
-package backend
+package platform
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/vault/sdk/logical"
 	"golang.org/x/time/rate"
 )
 
@@ -31,18 +30,18 @@ import (
 //     falls evenly to the sustained rate, and no hour ever sees more than
 //     95% of the limit.
 const (
-	defaultRateLimitPerMinute = 250
-	defaultRateLimitPerHour   = 5000
-	// budgetShare is the part of the platform's limits the mount uses,
+	DefaultRateLimitPerMinute = 250
+	DefaultRateLimitPerHour   = 5000
+	// BudgetShare is the part of the platform's limits the mount uses,
 	// leaving room for the token's other users and for rounding.
-	budgetShare = 0.95
-	// defaultSchedulerHeadroomPercent is the share of the mount's budget
+	BudgetShare = 0.95
+	// DefaultSchedulerHeadroomPercent is the share of the mount's budget
 	// that scheduled work (rotations, sync) always leaves to requests.
-	defaultSchedulerHeadroomPercent = 10
+	DefaultSchedulerHeadroomPercent = 10
 )
 
-// rateBudget is one mount's share of the platform's rate limits.
-type rateBudget struct {
+// Budget is one mount's share of the platform's rate limits.
+type Budget struct {
 	mu     sync.Mutex
 	minute *rate.Limiter
 	hour   *rate.Limiter
@@ -60,7 +59,7 @@ type rateBudget struct {
 	// every answer and every change of limits.
 	pausedUntil   time.Time
 	hourFullUntil time.Time
-	seen          budgetSeen
+	seen          Seen
 	// known is set by the first answer that carried the platform's count;
 	// until then learning lets one request out at a time (untilKnown).
 	known    bool
@@ -68,34 +67,35 @@ type rateBudget struct {
 	now      func() time.Time
 }
 
-// budgetSeen is what the platform's rate-limit headers said last.
-type budgetSeen struct {
+// Seen is what the platform's rate-limit headers said last.
+type Seen struct {
 	Limit     int
 	Remaining int
 	Reset     time.Time
 	At        time.Time
 }
 
-// newRateBudget reads the time from now, the backend's clock.
-func newRateBudget(perMinute, perHour int, now func() time.Time) *rateBudget {
-	b := &rateBudget{now: now, learning: make(chan struct{}, 1)}
-	b.configure(perMinute, perHour, defaultSchedulerHeadroomPercent)
+// NewBudget is a budget under the given limits (zero: the defaults) that
+// reads the time from now, the backend's clock.
+func NewBudget(perMinute, perHour int, now func() time.Time) *Budget {
+	b := &Budget{now: now, learning: make(chan struct{}, 1)}
+	b.Configure(perMinute, perHour, DefaultSchedulerHeadroomPercent)
 	return b
 }
 
-// configure sets the limits; an accepted config write calls it, and so does
+// Configure sets the limits; an accepted config write calls it, and so does
 // building clients from the stored config. Zero means default. The counts
 // survive: requests already made still count against the new limits.
-func (b *rateBudget) configure(perMinute, perHour, headroomPercent int) {
+func (b *Budget) Configure(perMinute, perHour, headroomPercent int) {
 	if perMinute <= 0 {
-		perMinute = defaultRateLimitPerMinute
+		perMinute = DefaultRateLimitPerMinute
 	}
 	if perHour <= 0 {
-		perHour = defaultRateLimitPerHour
+		perHour = DefaultRateLimitPerHour
 	}
-	minuteRate := rate.Limit(budgetShare * float64(perMinute) / 60)
+	minuteRate := rate.Limit(BudgetShare * float64(perMinute) / 60)
 	// Computed in floating point: a tiny hourly limit must still refill.
-	hourShare := budgetShare * float64(perHour) / 2
+	hourShare := BudgetShare * float64(perHour) / 2
 	hourBurst := max(int(hourShare), 1)
 	hourRate := rate.Limit(hourShare / 3600)
 	// Scheduled work runs at its share of the per-minute pace; the hourly
@@ -119,9 +119,9 @@ func (b *rateBudget) configure(perMinute, perHour, headroomPercent int) {
 	}
 }
 
-// waitBackground paces one piece of scheduled work (a rotation, a sync
+// WaitBackground paces one piece of scheduled work (a rotation, a sync
 // page). Its platform requests then wait for the budget like any other.
-func (b *rateBudget) waitBackground(ctx context.Context) error {
+func (b *Budget) WaitBackground(ctx context.Context) error {
 	b.mu.Lock()
 	l := b.background
 	b.mu.Unlock()
@@ -130,16 +130,16 @@ func (b *rateBudget) waitBackground(ctx context.Context) error {
 
 // wait takes one request's place in the budget, waiting for it within the
 // context's deadline. When the wait would run past the deadline nothing is
-// taken and the error wraps logical.ErrUpstreamRateLimited with how long to
+// taken and the error wraps ErrRateLimited with how long to
 // wait.
-func (b *rateBudget) wait(ctx context.Context) error {
+func (b *Budget) wait(ctx context.Context) error {
 	now := b.now()
 	delay, cancel := b.reserve(now)
 	// The deadline and the timer are on the wall clock, whatever now says.
 	if deadline, ok := ctx.Deadline(); ok && delay > time.Until(deadline) {
 		cancel()
 		return fmt.Errorf("the mount's platform rate budget is spent for now (rate_limit_per_minute, rate_limit_per_hour); retry after %d s: %w",
-			int(delay.Round(time.Second).Seconds())+1, logical.ErrUpstreamRateLimited)
+			int(delay.Round(time.Second).Seconds())+1, ErrRateLimited)
 	}
 	if delay <= 0 {
 		return nil
@@ -157,7 +157,7 @@ func (b *rateBudget) wait(ctx context.Context) error {
 
 // reserve takes one place at now and says how long to wait for it; cancel
 // gives it back.
-func (b *rateBudget) reserve(now time.Time) (time.Duration, func()) {
+func (b *Budget) reserve(now time.Time) (time.Duration, func()) {
 	b.mu.Lock()
 	pause := max(b.pausedUntil.Sub(now), b.hourFullUntil.Sub(now))
 	minute := b.minute.ReserveN(now, 1)
@@ -180,7 +180,7 @@ func (b *rateBudget) reserve(now time.Time) (time.Duration, func()) {
 // The reset is a time on the platform's clock, so it is read against the
 // answer's own Date header, and no pause is longer than the platform's
 // longest window.
-func (b *rateBudget) observe(resp *http.Response) {
+func (b *Budget) observe(resp *http.Response) {
 	h := resp.Header
 	limit, errL := strconv.Atoi(h.Get("Ratelimit-Limit"))
 	remaining, errR := strconv.Atoi(h.Get("Ratelimit-Remaining"))
@@ -202,7 +202,7 @@ func (b *rateBudget) observe(resp *http.Response) {
 		untilReset = time.Unix(resetUnix, 0).Sub(date)
 	}
 	untilReset = min(untilReset, maxPause)
-	b.seen = budgetSeen{Limit: limit, Remaining: remaining, Reset: now.Add(untilReset), At: now}
+	b.seen = Seen{Limit: limit, Remaining: remaining, Reset: now.Add(untilReset), At: now}
 	b.followCountLocked(now)
 }
 
@@ -214,10 +214,10 @@ func (b *rateBudget) observe(resp *http.Response) {
 // (a 2xx with remaining 0 means the hour is spent, and so does a 429
 // without retry-after), every request waits for the reset, when the oldest
 // request of the hour expires and frees a place.
-func (b *rateBudget) followCountLocked(now time.Time) {
+func (b *Budget) followCountLocked(now time.Time) {
 	b.known = true
 	used := b.seen.Limit - b.seen.Remaining
-	room := int(budgetShare*float64(min(b.seen.Limit, b.perHour))) - used
+	room := int(BudgetShare*float64(min(b.seen.Limit, b.perHour))) - used
 	b.hourFullUntil = time.Time{}
 	if room <= 0 {
 		b.hourFullUntil = b.seen.Reset
@@ -232,7 +232,7 @@ func (b *rateBudget) followCountLocked(now time.Time) {
 // the platform's count: a node that just started knows nothing of the
 // hour, which the node before it may have spent. The caller calls release
 // once its answer has been observed.
-func (b *rateBudget) untilKnown(ctx context.Context) (release func(), err error) {
+func (b *Budget) untilKnown(ctx context.Context) (release func(), err error) {
 	if b.isKnown() {
 		return func() {}, nil
 	}
@@ -249,7 +249,7 @@ func (b *rateBudget) untilKnown(ctx context.Context) (release func(), err error)
 	return release, nil
 }
 
-func (b *rateBudget) isKnown() bool {
+func (b *Budget) isKnown() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.known
@@ -297,54 +297,56 @@ func burstWait(resp *http.Response, now time.Time) (time.Duration, bool) {
 	return burstWindow, true
 }
 
-func (b *rateBudget) pauseLocked(until time.Time) {
+func (b *Budget) pauseLocked(until time.Time) {
 	if until.After(b.pausedUntil) {
 		b.pausedUntil = until
 	}
 }
 
-// lastSeen reports the platform's own count, for status.
-func (b *rateBudget) lastSeen() budgetSeen {
+// LastSeen reports the platform's own count, for status.
+func (b *Budget) LastSeen() Seen {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.seen
 }
 
-// budgetClass is how a platform request takes its place in the budget;
-// its context carries it (withBudgetClass).
-type budgetClass int
+// BudgetClass is how a platform request takes its place in the budget;
+// its context carries it (WithBudgetClass).
+type BudgetClass int
 
 const (
-	// classRequest: a request someone is waiting on; the default.
-	classRequest budgetClass = iota
-	// classBackground: scheduled work (the periodic sync), which first
+	// ClassRequest: a request someone is waiting on; the default.
+	ClassRequest BudgetClass = iota
+	// ClassBackground: scheduled work (the periodic sync), which first
 	// waits for the background share so the headroom stays free.
-	classBackground
-	// classConfigCheck: the token check of a config write that changes the
+	ClassBackground
+	// ClassConfigCheck: the token check of a config write that changes the
 	// token, the URL or the limits (checkClass). It does not wait for the
 	// live budget, which the write may be there to replace (a mount whose
 	// limits were set too low could otherwise never raise them); it is one
 	// request an operator asked for, and its answer
 	// feeds the platform's count to the budget once the write is accepted
-	// (heldAnswer).
-	classConfigCheck
+	// (HeldAnswer).
+	ClassConfigCheck
 )
 
 type budgetClassKey struct{}
 
-func withBudgetClass(ctx context.Context, c budgetClass) context.Context {
+// WithBudgetClass makes the platform requests made with ctx take their place
+// in the budget as class c.
+func WithBudgetClass(ctx context.Context, c BudgetClass) context.Context {
 	return context.WithValue(ctx, budgetClassKey{}, c)
 }
 
-func budgetClassOf(ctx context.Context) budgetClass {
-	c, _ := ctx.Value(budgetClassKey{}).(budgetClass)
+func budgetClassOf(ctx context.Context) BudgetClass {
+	c, _ := ctx.Value(budgetClassKey{}).(BudgetClass)
 	return c
 }
 
 // budgetTransport makes every platform request wait for the budget, and
 // feeds every answer's headers back to it.
 type budgetTransport struct {
-	budget *rateBudget
+	budget *Budget
 	base   http.RoundTripper
 }
 
@@ -360,7 +362,7 @@ func (t *budgetTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	resp, err := t.base.RoundTrip(r)
 	if err == nil {
-		if held, ok := ctx.Value(heldAnswerKey{}).(*heldAnswer); ok {
+		if held, ok := ctx.Value(heldAnswerKey{}).(*HeldAnswer); ok {
 			held.keep(resp)
 		} else {
 			t.budget.observe(resp)
@@ -369,31 +371,33 @@ func (t *budgetTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// heldAnswer keeps the rate-limit headers of a config write's token check
+// HeldAnswer keeps the rate-limit headers of a config write's token check
 // until the write is accepted: they are the count of the token and URL the
 // write gives, which are not the live ones until then, and a refused write
 // changes nothing, budget included.
-type heldAnswer struct {
+type HeldAnswer struct {
 	mu   sync.Mutex
 	resp *http.Response
 }
 
 type heldAnswerKey struct{}
 
-func withHeldAnswer(ctx context.Context, h *heldAnswer) context.Context {
+// WithHeldAnswer makes the platform client keep the answer to the request
+// made with ctx in h, instead of feeding it to the budget.
+func WithHeldAnswer(ctx context.Context, h *HeldAnswer) context.Context {
 	return context.WithValue(ctx, heldAnswerKey{}, h)
 }
 
 // keep holds the status and headers of the last answer (a retried check
 // has several).
-func (h *heldAnswer) keep(resp *http.Response) {
+func (h *HeldAnswer) keep(resp *http.Response) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.resp = &http.Response{StatusCode: resp.StatusCode, Header: resp.Header.Clone()}
 }
 
-// observeBy feeds the held answer to b, once the write is accepted.
-func (h *heldAnswer) observeBy(b *rateBudget) {
+// ObserveBy feeds the held answer to b, once the write is accepted.
+func (h *HeldAnswer) ObserveBy(b *Budget) {
 	h.mu.Lock()
 	resp := h.resp
 	h.mu.Unlock()
@@ -403,16 +407,16 @@ func (h *heldAnswer) observeBy(b *rateBudget) {
 }
 
 // take waits for the request's place in the budget, by its class.
-func (b *rateBudget) take(ctx context.Context) error {
+func (b *Budget) take(ctx context.Context) error {
 	switch budgetClassOf(ctx) {
-	case classConfigCheck:
+	case ClassConfigCheck:
 		return nil
-	case classBackground:
-		if err := b.waitBackground(ctx); err != nil {
+	case ClassBackground:
+		if err := b.WaitBackground(ctx); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("the background share of the mount's platform rate budget (scheduler_headroom_percent) has no place within the timeout: %w", logical.ErrUpstreamRateLimited)
+			return fmt.Errorf("the background share of the mount's platform rate budget (scheduler_headroom_percent) has no place within the timeout: %w", ErrRateLimited)
 		}
 	}
 	return b.wait(ctx)

@@ -1,4 +1,4 @@
-package backend
+package providers
 
 import (
 	"errors"
@@ -8,6 +8,14 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
+)
+
+// Admin keys of the tests' shape (the backend's tests use the same).
+const (
+	testOpenAIAdminKey    = "sk-admin-QQQQQQQQQQQQ-test-openai-admin"
+	testAnthropicAdminKey = "sk-ant-admin01-RRRRRRRRRRRR-test-anthropic-admin"
 )
 
 // The Admin API client on the wire: the verifier's rules (no redirects, no
@@ -18,13 +26,13 @@ func TestProviderAdmin_Wire(t *testing.T) {
 	cases := map[string]struct {
 		statuses []int // answered in turn; the last one repeats
 		location string
-		call     func(a *httpAdmin) error
+		call     func(a *HTTPAdmin) error
 		hits     int
 		check    func(t *testing.T, err error)
 	}{
 		"a listing is retried after a 503": {
 			statuses: []int{503, 503, 200},
-			call: func(a *httpAdmin) error {
+			call: func(a *HTTPAdmin) error {
 				_, err := a.ListServiceAccounts(t.Context(), "proj_x")
 				return err
 			},
@@ -33,46 +41,46 @@ func TestProviderAdmin_Wire(t *testing.T) {
 		},
 		"a create is never re-sent": {
 			statuses: []int{503},
-			call: func(a *httpAdmin) error {
+			call: func(a *HTTPAdmin) error {
 				_, err := a.CreateServiceAccount(t.Context(), "proj_x", "vault-k-v1")
 				return err
 			},
 			hits: 1,
 			check: func(t *testing.T, err error) {
-				if err == nil || adminRefused(err) || !strings.Contains(err.Error(), "HTTP 503") {
+				if err == nil || IsRefusal(err) || !strings.Contains(err.Error(), "HTTP 503") {
 					t.Fatalf("err = %v", err)
 				}
 			},
 		},
 		"a refused create changed nothing": {
 			statuses: []int{400},
-			call: func(a *httpAdmin) error {
+			call: func(a *HTTPAdmin) error {
 				_, err := a.CreateServiceAccount(t.Context(), "proj_x", "vault-k-v1")
 				return err
 			},
 			hits: 1,
 			check: func(t *testing.T, err error) {
-				if !adminRefused(err) {
+				if !IsRefusal(err) {
 					t.Fatalf("err = %v", err)
 				}
 			},
 		},
 		"a rejected admin key is the caller's, without the provider's text": {
 			statuses: []int{401},
-			call:     func(a *httpAdmin) error { return a.CheckAdminKey(t.Context(), providerOpenAI) },
+			call:     func(a *HTTPAdmin) error { return a.CheckAdminKey(t.Context(), platform.OpenAI) },
 			hits:     1,
 			check: func(t *testing.T, err error) {
-				if !isCallerError(err) || !strings.Contains(err.Error(), "rejected openai_admin_key (HTTP 401)") || strings.Contains(err.Error(), "Incorrect") {
+				if !errors.Is(err, platform.ErrRefused) || !strings.Contains(err.Error(), "rejected openai_admin_key (HTTP 401)") || strings.Contains(err.Error(), "Incorrect") {
 					t.Fatalf("err = %v", err)
 				}
 			},
 		},
 		"a delete of what is gone is not found": {
 			statuses: []int{404},
-			call:     func(a *httpAdmin) error { return a.DeleteServiceAccount(t.Context(), "proj_x", "svc_acct_1") },
+			call:     func(a *HTTPAdmin) error { return a.DeleteServiceAccount(t.Context(), "proj_x", "svc_acct_1") },
 			hits:     1,
 			check: func(t *testing.T, err error) {
-				if !errors.Is(err, errAdminNotFound) {
+				if !errors.Is(err, ErrNotFound) {
 					t.Fatalf("err = %v", err)
 				}
 			},
@@ -80,7 +88,7 @@ func TestProviderAdmin_Wire(t *testing.T) {
 		"a redirect is refused": {
 			statuses: []int{302},
 			location: "http://127.0.0.1:1/steal",
-			call:     func(a *httpAdmin) error { return a.CheckAdminKey(t.Context(), providerAnthropic) },
+			call:     func(a *HTTPAdmin) error { return a.CheckAdminKey(t.Context(), platform.Anthropic) },
 			hits:     1,
 			check: func(t *testing.T, err error) {
 				if err == nil || !strings.Contains(err.Error(), "refusing to follow it") || strings.Contains(err.Error(), "steal") {
@@ -113,10 +121,10 @@ func TestProviderAdmin_Wire(t *testing.T) {
 				}
 			}))
 			defer srv.Close()
-			a := newHTTPAdmin(&gradientConfig{
-				OpenAIURL: srv.URL + "/openai", AnthropicURL: srv.URL + "/anthropic", RequestTimeout: 5 * time.Second,
+			a := NewAdmin(Config{
+				OpenAIURL: srv.URL + "/openai", AnthropicURL: srv.URL + "/anthropic", Timeout: 5 * time.Second, RetryBase: testRetryBase,
 				OpenAIAdminKey: testOpenAIAdminKey, AnthropicAdminKey: testAnthropicAdminKey,
-			}, newAdminPace(), testRetryBase)
+			}, NewPace())
 			err := tc.call(a)
 			tc.check(t, err)
 			if got := int(hits.Load()); got != tc.hits {
@@ -131,8 +139,8 @@ func TestProviderAdmin_Wire(t *testing.T) {
 
 // Without an admin key for the provider, nothing is sent.
 func TestProviderAdmin_MissingKeySendsNothing(t *testing.T) {
-	a := newHTTPAdmin(&gradientConfig{OpenAIURL: "http://127.0.0.1:1", RequestTimeout: time.Second}, nil, testRetryBase)
-	if err := a.CheckAdminKey(t.Context(), providerOpenAI); !errors.Is(err, errAdminKeyMissing) || !adminRefused(err) {
+	a := NewAdmin(Config{OpenAIURL: "http://127.0.0.1:1", Timeout: time.Second, RetryBase: testRetryBase}, nil)
+	if err := a.CheckAdminKey(t.Context(), platform.OpenAI); !errors.Is(err, ErrAdminKeyMissing) || !IsRefusal(err) {
 		t.Fatalf("err = %v", err)
 	}
 }
