@@ -698,3 +698,27 @@ func TestWAL_CrashAtEachStepOfACreateLeavesNoStrayKey(t *testing.T) {
 		})
 	}
 }
+
+// A provisional name follows the name rule for every name the rule accepts
+// (the longest, one ending in a period), keeps as much of the name as fits,
+// and differs between two creates of the same name.
+func TestWAL_ProvisionalNameFollowsTheNameRule(t *testing.T) {
+	long := strings.Repeat("n", maxNameLength)
+	for _, name := range []string{"a", "a.", "team-a.bot", long, long[:48] + "."} {
+		p := provisionalName(name)
+		if err := validateName(p); err != nil {
+			t.Errorf("provisional name of %q: %v", name, err)
+		}
+		if !strings.HasPrefix(p, strings.TrimRight(name[:min(len(name), maxNameLength-len(provisionalMark)-8)], ".")+provisionalMark) {
+			t.Errorf("provisional name of %q is %q", name, p)
+		}
+		if provisionalName(name) == p {
+			t.Errorf("two provisional names of %q are the same", name)
+		}
+	}
+	e := newTestEnv(t, nil)
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Mode: "drop"})
+	e.mustOK(logical.CreateOperation, "keys/"+long, map[string]any{"provider": "anthropic", "api_key": anthropicKey("long")})
+	assertNoWAL(t, e)
+	assertInvariant(t, e)
+}
