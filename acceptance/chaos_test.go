@@ -300,7 +300,6 @@ func (r *chaosRun) do(c *chaosClient, op string, ops int) {
 			k.present = absent
 		default:
 			k.present = maybe
-			r.reportedNotTaken(provider, name, res)
 		}
 		c.names[name] = k
 	case "adopt":
@@ -437,20 +436,6 @@ func dataOf(stdout string) map[string]any {
 	}
 	_ = json.Unmarshal([]byte(stdout), &secret)
 	return secret.Data
-}
-
-// reportedNotTaken counts as made outside Vault the keys a failed create's
-// error names as found after its lost answer and not taken: the create
-// cannot tell whether it made them, so an operator decides.
-func (r *chaosRun) reportedNotTaken(provider, name string, res cliResult) {
-	if !strings.Contains(res.Stderr, "Vault did not take it") {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, uuid := range uuidLike.FindAllString(res.Stderr, -1) {
-		r.foreign = append(r.foreign, &foreignKey{provider: provider, uuid: uuid, name: name, tried: true})
-	}
 }
 
 var statusCode = regexp.MustCompile(`Code: (\d{3})`)

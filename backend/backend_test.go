@@ -299,6 +299,18 @@ func (e *testEnv) platformKeyNamed(provider, name string) *emulator.KeyState {
 	return nil
 }
 
+// ownKeys are the platform keys a create of name can have left: under the
+// name, or under one of its provisional names.
+func (e *testEnv) ownKeys(provider, name string) []emulator.KeyState {
+	var own []emulator.KeyState
+	for _, k := range e.platformKeys(provider) {
+		if k.Name == name || strings.HasPrefix(k.Name, name+provisionalMark) {
+			own = append(own, k)
+		}
+	}
+	return own
+}
+
 func (e *testEnv) listKeys() []string {
 	resp := e.mustOK(logical.ListOperation, "keys/", nil)
 	keys, _ := resp.Data["keys"].([]string)
@@ -372,6 +384,15 @@ type faultyStorage struct {
 	failDeletesPrefix string
 	failPutsPrefix    string
 	afterList         func(prefix string)
+	beforePut         func(e *logical.StorageEntry) error
+}
+
+// onPut runs hook before every Put (nil stops); an error it returns fails
+// the Put.
+func (s *faultyStorage) onPut(hook func(e *logical.StorageEntry) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.beforePut = hook
 }
 
 func (s *faultyStorage) failUnder(prefix string) {
@@ -409,6 +430,14 @@ func (s *faultyStorage) failing(key string, prefix *string) bool {
 }
 
 func (s *faultyStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	s.mu.Lock()
+	hook := s.beforePut
+	s.mu.Unlock()
+	if hook != nil {
+		if err := hook(e); err != nil {
+			return err
+		}
+	}
 	if s.failing(e.Key, &s.failPrefix) || s.failing(e.Key, &s.failPutsPrefix) {
 		return errors.New("injected storage failure")
 	}

@@ -2,9 +2,10 @@ package backend
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -16,52 +17,69 @@ import (
 // A key's first write: create makes a new platform key, adopt takes over
 // one already there. Each takes makeChange's road with its entry and undo.
 
-// createWAL holds what the undo of a create needs to find the key it made
-// when the platform's answer was lost and its uuid is unknown.
+// Every create (a key write, the first mint, which creates through
+// createKey, and drift repair's re-create) takes one road, createChange:
+// the key is sent under a provisional name unique to the call and recorded
+// in the write-ahead log entry before the call, then renamed to its final
+// name. A key found under the provisional name is this call's and no one
+// else's, so a lost answer never leaves the plugin unable to tell its own
+// key from one another client made under the final name meanwhile.
+
+// createWAL holds what the undo of a create needs to find the key it made.
 type createWAL struct {
 	walHeader
 	Name string `json:"name"`
-	// Started and Deadline bound, on this node's clock, when the platform
-	// can have created the key (see newCreateWAL).
-	Started  time.Time `json:"started"`
-	Deadline time.Time `json:"deadline"`
-	// Seen are the keys with the name that recoverCreate found after the
-	// answer was lost. This call may have made them or not, so it never
-	// takes them, and the undo never deletes them.
-	Seen []string `json:"seen,omitempty"`
-	// UUID is known only in memory, once the platform answered; the undo
-	// of a failed storage write then deletes exactly that key.
-	UUID string `json:"-"`
+	// Provisional is the name the key is created under, unique to this
+	// call (see provisionalName).
+	Provisional string `json:"provisional"`
+	// UUID is recorded once the platform answered, or the lookup found the
+	// key, and before the rename takes the provisional name away: after a
+	// crash the undo finds the key by it.
+	UUID string `json:"uuid,omitempty"`
+
+	// record writes the entry again under its id (set by makeChange).
+	record func(ctx context.Context) error
+	// resent: the create was sent a second time, so the first may still
+	// land after success; the entry stays for the rollback.
+	resent bool
 }
 
-// createTimeouts is how many request timeouts after its start a create can
-// still land: the first call, the lookup after a lost answer and the one
-// re-sent call each take at most one, and a request the platform accepted
-// is applied within one more after the client gave up on it, or not at
-// all. Every kind of create (create, drift repair's re-create, the first
-// mint, which creates through createKey) takes this one window.
-const createTimeouts = 4
+// provisionalMark sits between a key's name and the random part of its
+// provisional name, so that an operator who sees such a key on the
+// platform knows where it comes from.
+const provisionalMark = ".vault-"
+
+// provisionalName is name with a mark and 8 random hex digits, unique to one
+// create. It follows the name rule (validateName): a name too long to carry
+// the suffix is shortened, and a trailing period dropped, so that no two
+// periods meet. The random part alone makes it unique.
+func provisionalName(name string) string {
+	random := make([]byte, 4)
+	_, _ = rand.Read(random) // crypto/rand.Read never fails
+	suffix := provisionalMark + hex.EncodeToString(random)
+	base := name[:min(len(name), maxNameLength-len(suffix))]
+	return strings.TrimRight(base, ".") + suffix
+}
 
 // newCreateWAL is the entry of a create of name starting now.
-func newCreateWAL(provider, name string, now time.Time, timeout time.Duration) *createWAL {
+func newCreateWAL(provider, name string, now time.Time) *createWAL {
 	return &createWAL{
-		walHeader: walHeader{Provider: provider, Created: now},
-		Name:      name,
-		Started:   now,
-		Deadline:  now.Add(createTimeouts * timeout),
+		walHeader:   walHeader{Provider: provider, Created: now},
+		Name:        name,
+		Provisional: provisionalName(name),
 	}
 }
 
-// seenAny reports whether recoverCreate recorded keys the undo must spare.
-func (w *createWAL) seenAny() bool { return len(w.Seen) > 0 }
-
 func (w *createWAL) kind() string                  { return walKindCreate }
 func (w *createWAL) lockScope() ([]string, string) { return []string{w.Name}, "" }
+func (w *createWAL) recordWith(record func(ctx context.Context) error) {
+	w.record = record
+}
 func (w *createWAL) undone() string {
 	return w.said("if the platform created the key, it was removed again")
 }
 func (w *createWAL) describe() []any {
-	return []any{"provider", w.Provider, "name", w.Name, "started", w.Started.Format(time.RFC3339)}
+	return []any{"provider", w.Provider, "name", w.Name, "provisional_name", w.Provisional, "uuid", w.UUID}
 }
 
 // createKey pushes a new key to the platform and stores it.
@@ -69,172 +87,151 @@ func (b *gradientBackend) createKey(ctx context.Context, s logical.Storage, c *c
 	if err := b.refuseDuplicateName(ctx, c, r.provider, r.name, ""); err != nil {
 		return nil, err
 	}
-	w := newCreateWAL(r.provider, r.name, b.now().UTC(), c.config.RequestTimeout)
+	w := newCreateWAL(r.provider, r.name, b.now().UTC())
 	var k *keyEntry
-	resent := false
-	err := b.makeChange(ctx, s, pendingChange{
-		entry:   w,
-		rewrite: w.seenAny,
-		lingers: func() bool { return resent },
-		apply: func(ctx context.Context) error {
-			pk, err := c.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)
-			if err != nil && !refused(err) {
-				pk, resent, err = b.recoverCreate(ctx, s, c, w, r, err)
-			}
-			if err != nil {
-				return err
-			}
-			w.UUID = pk.UUID
+	err := b.createChange(ctx, s, c, w, r.apiKey,
+		func(pk platform.Key) {
 			k = &keyEntry{
 				Name: r.name, Provider: r.provider, UUID: pk.UUID, Description: r.description,
 				APIKey: r.apiKey, Version: 1, CreatedAt: pk.CreatedAt, UpdatedAt: pk.UpdatedAt,
 			}
 			r.zeroTouch.apply(k)
 			b.rotation.onCreate(k, r.rotation)
-			return nil
 		},
-		commit: func(ctx context.Context) error {
+		func(ctx context.Context) error {
 			b.names.put(r.provider, r.name, k.UUID)
 			return putKey(ctx, s, k)
-		},
-	})
+		})
 	return k, err
+}
+
+// createChange sends the create of w down makeChange's road: made hands
+// the platform's key (under its final name) to the caller, commit stores
+// it. The failure policy: a create the platform refused outright changed
+// nothing; any other failure is undone (the key found by its uuid or its
+// provisional name is deleted) and the entry kept for a late landing, as
+// it is after a success whose create was sent twice.
+func (b *gradientBackend) createChange(ctx context.Context, s logical.Storage, c *clients, w *createWAL, secret string, made func(platform.Key), commit func(context.Context) error) error {
+	return b.makeChange(ctx, s, pendingChange{
+		entry:   w,
+		lingers: func() bool { return w.resent },
+		apply: func(ctx context.Context) error {
+			pk, err := b.sendCreate(ctx, c, w, secret)
+			if err != nil {
+				return err
+			}
+			made(pk)
+			return nil
+		},
+		commit: commit,
+	})
+}
+
+// sendCreate creates the key under its provisional name, records its uuid
+// in the entry, and renames it to its final name.
+func (b *gradientBackend) sendCreate(ctx context.Context, c *clients, w *createWAL, secret string) (platform.Key, error) {
+	pk, err := c.platform.CreateKey(ctx, w.Provider, w.Provisional, secret)
+	if refused(err) {
+		return platform.Key{}, err // refused outright: nothing changed
+	}
+	if err != nil {
+		if pk, err = b.recoverCreate(ctx, c, w, secret, err); err != nil {
+			return platform.Key{}, err
+		}
+	}
+	w.UUID = pk.UUID
+	// Once renamed, the key no longer carries the provisional name: the
+	// entry must know its uuid first, or a crash would leave it unfound.
+	if err := w.record(ctx); err != nil {
+		return platform.Key{}, fmt.Errorf("recording the new %s key %s in the write-ahead log before giving it its name: %w", w.Provider, pk.UUID, err)
+	}
+	renamed, err := c.platform.UpdateKey(ctx, w.Provider, pk.UUID, platform.KeyChange{Name: w.Name})
+	if err != nil {
+		// The key exists: even a refused rename leaves a change to undo.
+		return platform.Key{}, platform.PossiblyApplied(fmt.Errorf("the platform created the %s key %s under the provisional name %q, but renaming it to %q failed (if refused: another key may have taken that name meanwhile): %w",
+			w.Provider, pk.UUID, w.Provisional, w.Name, err))
+	}
+	return renamed, nil
 }
 
 // recoverCreate follows a create whose answer was lost (a timeout, a dropped
 // connection, a 5xx). A create is never re-sent blindly: the platform's
-// keys are looked up first. None with the name means the create did not
-// happen (yet), and it is sent once more. Any key with the name may be this
-// call's or one another client made meanwhile: nothing tells them apart, so
-// the create fails, takes nothing, and records the keys as seen so that no
-// undo deletes them. A lookup that fails leaves the original error. Either
-// way makeChange undoes and keeps the entry for the periodic rollback.
-// resent reports that the create was sent again: the first may still land.
-func (b *gradientBackend) recoverCreate(ctx context.Context, s logical.Storage, c *clients, w *createWAL, r createRequest, callErr error) (pk platform.Key, resent bool, err error) {
-	_, named, err := w.lookUp(ctx, s, c)
+// keys are looked up first. A key under the provisional name is this
+// call's, and is taken. None means the create did not happen (yet): it is
+// sent once more under the same name. If the first lands late, it is a
+// second key under the provisional name, which the rollback deletes. A
+// lookup that fails leaves the original error.
+func (b *gradientBackend) recoverCreate(ctx context.Context, c *clients, w *createWAL, secret string, callErr error) (platform.Key, error) {
+	keys, err := c.platform.ListKeys(ctx, w.Provider)
 	if err != nil {
-		return platform.Key{}, false, callErr
+		return platform.Key{}, callErr
 	}
-	if len(named) > 0 {
-		w.Seen = named
-		b.Logger().Warn("a create's answer was lost and a key with its name is on the platform; not taking it", "name", r.name, "provider", r.provider, "uuids", strings.Join(named, ","))
-		return platform.Key{}, false, nameAppeared(r, named, callErr)
+	for _, k := range keys {
+		if k.Name == w.Provisional {
+			b.Logger().Info("a create's answer was lost; the key it made is on the platform under its provisional name", "name", w.Name, "provider", w.Provider, "uuid", k.UUID)
+			return k, nil
+		}
 	}
-	b.Logger().Warn("a create's answer was lost and the platform has no such key; sending it once more", "name", r.name, "provider", r.provider)
-	pk, err = c.platform.CreateKey(ctx, r.provider, r.name, r.apiKey)
+	b.Logger().Warn("a create's answer was lost and the platform has no key under its provisional name; sending it once more", "name", w.Name, "provider", w.Provider, "provisional_name", w.Provisional)
+	w.resent = true
+	pk, err := c.platform.CreateKey(ctx, w.Provider, w.Provisional, secret)
 	if err != nil {
 		// Even a refusal now leaves the first create free to land.
 		err = platform.PossiblyApplied(err)
 	}
-	return pk, true, err
+	return pk, err
 }
 
-// nameAppeared says that a key with the create's name is on the platform
-// after the answer was lost, and what to do. It wraps the lost answer, so
-// the failure stays ambiguous: the entry is kept for a late landing.
-// A re-create's entry stays as it was, and a managed entry adopts no other
-// uuid: the advice then starts with deleting the entry.
-func nameAppeared(r createRequest, uuids []string, callErr error) error {
-	uuid := uuids[0]
-	if len(uuids) > 1 {
-		uuid = "<one of them>"
-	}
-	adopt := fmt.Sprintf("writing keys/%s again with provider=%s, api_key and uuid=%s", r.name, r.provider, uuid)
-	stored, again := "stores nothing", "write again"
-	if r.recreate {
-		adopt = fmt.Sprintf("deleting keys/%s and writing it again with provider=%s, api_key and uuid=%s", r.name, r.provider, uuid)
-		stored, again = "keeps its entry as it was", "repair again"
-	}
-	return fmt.Errorf("the platform's answer to the create of %s key %q was lost, and a key with that name is on the platform now (uuid %s): "+
-		"it may be this create's or one made elsewhere meanwhile, so Vault did not take it and %s. "+
-		"If it is yours, an operator can adopt it by %s; if not, delete or rename it on the platform and %s. The lost answer: %w",
-		r.provider, r.name, strings.Join(uuids, ", "), stored, adopt, again, callErr)
-}
-
-// undo deletes the key this create made, if storage does not hold it. With
-// the uuid unknown, the key is the one named like the WAL whose creation
-// time, on the platform's clock, falls inside the call's window, and that
-// recoverCreate did not see (those may be someone else's). Two such keys
-// cannot be told apart: then nothing is deleted and the error names them.
+// undo deletes the keys this create made that storage does not hold: the
+// one whose uuid the entry records, and every key still under the
+// provisional name (a create whose answer was lost, or one that landed
+// late). No other key can carry that name, so no one else's is touched.
 func (w *createWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storage) error {
+	if w.Provisional == "" && w.UUID == "" {
+		// An entry from before provisional names: nothing tells its key
+		// from one made elsewhere, so nothing is deleted.
+		w.outcome = fmt.Sprintf("nothing was deleted: the entry predates provisional names, so a key named %q that Vault does not hold may be this create's or someone else's; check the platform", w.Name)
+		b.Logger().Warn("a create's write-ahead log entry predates provisional names; check the platform by hand", w.describe()...)
+		return nil
+	}
 	c, err := b.clients(ctx, s)
 	if err != nil {
 		return fmt.Errorf("rolling back the create of %q: %w", w.Name, err)
 	}
-	var orphans []string
+	candidates := []string{}
 	if w.UUID != "" {
-		if stored, err := findKeyByUUID(ctx, s, w.UUID); err != nil {
-			return err
-		} else if stored == nil {
-			orphans = append(orphans, w.UUID)
-		}
-	} else {
-		found, _, err := w.lookUp(ctx, s, c)
+		candidates = append(candidates, w.UUID)
+	}
+	if w.Provisional != "" {
+		keys, err := c.platform.ListKeys(ctx, w.Provider)
 		if err != nil {
 			return fmt.Errorf("rolling back the create of %q: %w", w.Name, err)
 		}
-		for _, k := range found {
-			orphans = append(orphans, k.UUID)
+		for _, k := range keys {
+			if k.Name == w.Provisional && !strings.EqualFold(k.UUID, w.UUID) {
+				candidates = append(candidates, k.UUID)
+			}
 		}
 	}
-	switch len(orphans) {
-	case 0:
+	deleted := 0
+	for _, uuid := range candidates {
+		if stored, err := findKeyByUUID(ctx, s, uuid); err != nil {
+			return err
+		} else if stored != nil {
+			continue
+		}
+		if err := c.platform.DeleteKey(ctx, w.Provider, uuid); err != nil && !errors.Is(err, platform.ErrNotFound) {
+			return fmt.Errorf("rolling back the create of %q: deleting orphan %s: %w", w.Name, uuid, err)
+		}
+		b.names.remove(w.Provider, w.Name, uuid)
+		b.Logger().Warn("deleted orphaned platform key", "name", w.Name, "provider", w.Provider, "uuid", uuid)
+		deleted++
+	}
+	if deleted == 0 {
 		w.outcome = "the platform has no key from this create that Vault does not hold"
-		if len(w.Seen) > 0 {
-			w.outcome = fmt.Sprintf("the platform key(s) with the name found after the lost answer (%s) were left as they are", strings.Join(w.Seen, ", "))
-		}
-		return nil
-	case 1:
-	default:
-		return fmt.Errorf("rolling back the create of %q: %d keys with that name were created while the create was in flight (%s) and Vault holds none of them; they may include someone else's, so none was deleted: delete the ones this mount made by hand",
-			w.Name, len(orphans), strings.Join(orphans, ", "))
 	}
-	if err := c.platform.DeleteKey(ctx, w.Provider, orphans[0]); err != nil && !errors.Is(err, platform.ErrNotFound) {
-		return fmt.Errorf("rolling back the create of %q: deleting orphan %s: %w", w.Name, orphans[0], err)
-	}
-	b.names.remove(w.Provider, w.Name, orphans[0])
-	b.Logger().Warn("deleted orphaned platform key", "name", w.Name, "provider", w.Provider, "uuid", orphans[0])
 	return nil
 }
-
-// lookUp lists the provider's keys named like the WAL: named are all their
-// uuids; found are those the create can have made (created inside its
-// window), that it did not see earlier and that storage does not hold. The
-// platform's clock is not this node's: its offset is measured from the Date
-// header of the listing itself, and its timestamps have one-second
-// resolution, so the window widens by the measurement's uncertainty and one
-// second.
-func (w *createWAL) lookUp(ctx context.Context, s logical.Storage, c *clients) (found []platform.Key, named []string, err error) {
-	keys, err := c.platform.ListKeys(ctx, w.Provider)
-	if err != nil {
-		return nil, nil, err
-	}
-	lo, hi, ok := c.platform.ClockOffset()
-	if !ok {
-		lo, hi = -unknownClockSlack, unknownClockSlack
-	}
-	earliest := w.Started.Add(lo).Add(-time.Second)
-	latest := w.Deadline.Add(hi).Add(time.Second)
-	for _, k := range keys {
-		if k.Name != w.Name {
-			continue
-		}
-		named = append(named, k.UUID)
-		if k.CreatedAt.Before(earliest) || k.CreatedAt.After(latest) || slices.ContainsFunc(w.Seen, func(u string) bool { return strings.EqualFold(u, k.UUID) }) {
-			continue
-		}
-		if stored, err := findKeyByUUID(ctx, s, k.UUID); err != nil {
-			return nil, nil, err
-		} else if stored == nil {
-			found = append(found, k)
-		}
-	}
-	return found, named, nil
-}
-
-// unknownClockSlack is the platform clock's assumed offset when no answer
-// has carried a Date header: wide, so that an orphan is still found.
-const unknownClockSlack = 5 * time.Minute
 
 // adoptWAL: a platform key took this name and secret; OldName is the name
 // it had, restored by the undo. The secret it had cannot be restored: the

@@ -211,34 +211,20 @@ func (b *gradientBackend) pushStoredKey(ctx context.Context, s logical.Storage, 
 
 // recreateKey creates the key again under its name with the stored secret
 // and stores the new uuid in the same entry: settings, version and rotation
-// state stay. It follows a lost answer the way a create does.
+// state stay. It takes the road of every create (createChange).
 func (b *gradientBackend) recreateKey(ctx context.Context, s logical.Storage, c *clients, k *keyEntry) (*keyEntry, platform.Key, error) {
-	w := newCreateWAL(k.Provider, k.Name, b.now().UTC(), c.config.RequestTimeout)
-	r := createRequest{name: k.Name, provider: k.Provider, apiKey: k.APIKey, recreate: true}
+	w := newCreateWAL(k.Provider, k.Name, b.now().UTC())
 	recreated := *k
 	var pk platform.Key
-	resent := false
-	err := b.makeChange(ctx, s, pendingChange{
-		entry:   w,
-		rewrite: w.seenAny,
-		lingers: func() bool { return resent },
-		apply: func(ctx context.Context) (err error) {
-			pk, err = c.platform.CreateKey(ctx, k.Provider, k.Name, k.APIKey)
-			if err != nil && !refused(err) {
-				pk, resent, err = b.recoverCreate(ctx, s, c, w, r, err)
-			}
-			if err != nil {
-				return err
-			}
-			w.UUID = pk.UUID
+	err := b.createChange(ctx, s, c, w, k.APIKey,
+		func(made platform.Key) {
+			pk = made
 			recreated.UUID, recreated.CreatedAt, recreated.UpdatedAt = pk.UUID, pk.CreatedAt, pk.UpdatedAt
-			return nil
 		},
-		commit: func(ctx context.Context) error {
+		func(ctx context.Context) error {
 			b.names.remove(k.Provider, k.Name, k.UUID)
 			b.names.put(k.Provider, k.Name, pk.UUID)
 			return putKey(ctx, s, &recreated)
-		},
-	})
+		})
 	return &recreated, pk, err
 }

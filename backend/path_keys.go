@@ -210,8 +210,6 @@ type createRequest struct {
 	zeroTouch                                      zeroTouchWrite
 	// mint: no api_key was given for a minted key; its first is minted.
 	mint bool
-	// recreate: drift repair creates the key of an entry Vault keeps.
-	recreate bool
 }
 
 func parseCreate(d *framework.FieldData) (createRequest, error) {

@@ -71,10 +71,12 @@ func TestRename_Refusals(t *testing.T) {
 func TestRename_StorageFailureRenamesBack(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/before", map[string]any{"provider": "openai", "api_key": openAIKey("before")})
+	// The create's own rename (from its provisional name) is not counted.
+	created := e.emu.Counts()["PUT /v2/gen-ai/openai/keys/{uuid}"]
 	e.storage.failUnder("keys/")
 	e.mustServerError(logical.UpdateOperation, "rename/before", map[string]any{"new_name": "after"}, "injected storage failure")
 	e.storage.failUnder("")
-	if n := e.emu.Counts()["PUT /v2/gen-ai/openai/keys/{uuid}"]; n != 2 {
+	if n := e.emu.Counts()["PUT /v2/gen-ai/openai/keys/{uuid}"] - created; n != 2 {
 		t.Fatalf("platform renames = %d, want 2 (there and back)", n)
 	}
 	if e.platformKeyNamed(platform.OpenAI, "before") == nil {

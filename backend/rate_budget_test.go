@@ -73,15 +73,19 @@ func TestRateBudget_BurstRefusalPausesForRetryAfterOnly(t *testing.T) {
 
 // restarted is the same mount after a plugin reload, a Vault restart or a
 // failover: a new backend, with a new budget, on the same storage.
-func (e *testEnv) restarted() *testEnv {
+func (e *testEnv) restarted() *testEnv { return e.restartedOn(e.storage) }
+
+// restartedOn is a new backend of the mount on storage, against the same
+// platform: the mount after a crash, with what storage held then.
+func (e *testEnv) restartedOn(storage *faultyStorage) *testEnv {
 	e.t.Helper()
 	b, err := factory(context.Background(), &logical.BackendConfig{
-		Logger: hclog.New(&hclog.LoggerOptions{Output: e.logs, Level: hclog.Trace}), System: logical.TestSystemView(), StorageView: e.storage,
+		Logger: hclog.New(&hclog.LoggerOptions{Output: e.logs, Level: hclog.Trace}), System: logical.TestSystemView(), StorageView: storage,
 	}, testTuning())
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return &testEnv{t: e.t, b: b, storage: e.storage, emu: e.emu, srv: e.srv, logs: e.logs, do: e.do}
+	return &testEnv{t: e.t, b: b, storage: storage, emu: e.emu, srv: e.srv, logs: e.logs, do: e.do}
 }
 
 // admittedInTheHour is how many platform requests the emulator let through

@@ -103,6 +103,14 @@ func (h *walHeader) said(usual string) string {
 	return usual
 }
 
+// recordingEntry is an entry whose apply learns, between its platform calls,
+// what its undo needs after a crash (a create's uuid, before the rename that
+// takes its provisional name away): makeChange hands it the way to write
+// itself again under its id.
+type recordingEntry interface {
+	recordWith(record func(ctx context.Context) error)
+}
+
 // pendingChange is one platform change on its way through makeChange.
 type pendingChange struct {
 	entry walEntry
@@ -114,11 +122,6 @@ type pendingChange struct {
 	// commit writes storage to match the platform; nil when storage keeps
 	// nothing about the change (a reassign).
 	commit func(ctx context.Context) error
-	// rewrite, when set, reports after a failed apply that it recorded in
-	// its entry what the undo must know (the keys a create found and must
-	// never delete): the kept entry is written again with it. With nothing
-	// recorded, the stored entry is already right and is kept as it is.
-	rewrite func() bool
 	// lingers, when it reports true after a success, keeps the entry for
 	// the periodic rollback anyway: a create sent again after a lost answer
 	// succeeded, and the first one may still land.
@@ -142,27 +145,19 @@ func (b *gradientBackend) makeChange(ctx context.Context, s logical.Storage, c p
 	if err != nil {
 		return fmt.Errorf("writing the write-ahead log (nothing was changed on the platform): %w", err)
 	}
+	if r, ok := c.entry.(recordingEntry); ok {
+		r.recordWith(func(ctx context.Context) error { return b.rewriteWAL(ctx, s, walID, c.entry) })
+	}
 	if err := c.apply(ctx); err != nil {
 		if changedNothing(err) {
 			b.deleteWAL(ctx, s, walID)
 			return err
 		}
-		if c.rewrite != nil && c.rewrite() {
-			if werr := b.rewriteWAL(ctx, s, walID, c.entry); werr != nil {
-				// The stored entry lacks what the undo must spare: an
-				// undo from it could delete a key that is not this
-				// change's. Nothing is undone, and the entry goes.
-				b.deleteWAL(ctx, s, walID)
-				b.Logger().Error("could not record in the write-ahead log what a failed change must spare; its entry was dropped and a late change is left to an operator",
-					append([]any{"kind", c.entry.kind(), "wal_id", walID, "error", werr}, c.entry.describe()...)...)
-				return fmt.Errorf("%w; recording what the undo must spare failed (%v), so nothing was undone: if the platform applies the change late, finish it by hand", err, werr)
-			}
-		}
 		return fmt.Errorf("%w; %s", err, b.undoNow(ctx, s, walID, c.entry, true))
 	}
 	if c.commit != nil {
 		if err := c.commit(ctx); err != nil {
-			return fmt.Errorf("%w; %s", err, b.undoNow(ctx, s, walID, c.entry, false))
+			return fmt.Errorf("%w; %s", err, b.undoNow(ctx, s, walID, c.entry, c.lingers != nil && c.lingers()))
 		}
 	}
 	if c.lingers == nil || !c.lingers() {

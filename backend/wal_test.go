@@ -2,8 +2,10 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,37 +76,32 @@ func TestWAL_CreateStorageFailureRemovesPlatformKey(t *testing.T) {
 	assertNoWAL(t, e)
 }
 
-// A connection dropped after the platform applied the create: the plugin
-// does not send the create again blindly. It looks the name up and finds a
-// key, which this call may have made or not: it never takes it. The create
-// fails and says what to do; the key is left as it is, through the undo and
-// the periodic rollback.
-func TestWAL_CreateWithLostAnswerNeverTakesTheKeyItFinds(t *testing.T) {
+// The common case of a lost answer: the platform applied the create and the
+// connection dropped. The plugin does not send the create again blindly: it
+// looks up the create's provisional name, finds the key it made, takes it
+// and gives it its name. One key on the platform, stored, nothing left over.
+func TestWAL_CreateWithLostAnswerTakesTheKeyItMade(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "drop"})
-	msg := e.mustServerError(logical.CreateOperation, "keys/dropped", map[string]any{"provider": "openai", "api_key": openAIKey("dropped")},
-		"a key with that name is on the platform now", "Vault did not take it", "uuid=")
-	found := e.platformKeyNamed(platform.OpenAI, "dropped")
-	if found == nil || !strings.Contains(msg, found.UUID) {
-		t.Fatalf("the error does not name the key found (%+v): %s", found, msg)
+	resp := e.mustOK(logical.CreateOperation, "keys/dropped", map[string]any{"provider": "openai", "api_key": openAIKey("dropped")})
+	keys := e.state().OpenAIKeys
+	if len(keys) != 1 || keys[0].Name != "dropped" || keys[0].UUID != resp.Data["uuid"] || keys[0].Secret != openAIKey("dropped") {
+		t.Fatalf("platform %+v, stored uuid %v", keys, resp.Data["uuid"])
 	}
 	if n := e.emu.Counts()["POST /v2/gen-ai/openai/keys"]; n != 1 {
-		t.Fatalf("the create was sent %d times; a lost answer must not make it send again when a key has the name", n)
+		t.Fatalf("the create was sent %d times; the key found under the provisional name is this create's", n)
 	}
-	if len(e.listKeys()) != 0 {
-		t.Fatalf("Vault stores %v", e.listKeys())
-	}
-	assertSettlesOnRollback(t, e)
-	if k := e.platformKeyNamed(platform.OpenAI, "dropped"); k == nil || k.UUID != found.UUID {
-		t.Fatalf("the rollback touched the key the lookup saw: %+v", e.state().OpenAIKeys)
-	}
+	e.mustOK(logical.ReadOperation, "creds/dropped", nil)
+	assertNoWAL(t, e)
+	assertInvariant(t, e)
 }
 
 // createWhileHeld sends a create of name whose platform call takes fault,
 // and while the platform holds that call, another client creates a key with
-// the same name (the name cache is off, so nothing stops it). It returns
-// the other key's uuid and the create's answer.
-func createWhileHeld(t *testing.T, e *testEnv, fault emulator.Fault, name string) (string, *logical.Response, error) {
+// the same name (the name cache is off, so nothing stops it); faults in
+// then apply to the calls after the held one. It returns the other key's
+// uuid and the create's answer.
+func createWhileHeld(t *testing.T, e *testEnv, fault emulator.Fault, name string, then ...emulator.Fault) (string, *logical.Response, error) {
 	t.Helper()
 	e.emu.InjectFault(fault)
 	type answer struct {
@@ -123,6 +120,9 @@ func createWhileHeld(t *testing.T, e *testEnv, fault emulator.Fault, name string
 	if e.emu.PendingFaults() > 0 {
 		t.Fatal("setup: the create never reached the platform")
 	}
+	for _, f := range then {
+		e.emu.InjectFault(f)
+	}
 	other, _, err := e.do.AgentPlatform.CreateOpenAIAPIKey(context.Background(), &godo.OpenAIAPIKeyCreateRequest{Name: name, ApiKey: openAIKey(name + "-other")})
 	if err != nil {
 		t.Fatal(err)
@@ -131,21 +131,74 @@ func createWhileHeld(t *testing.T, e *testEnv, fault emulator.Fault, name string
 	return other.Uuid, a.resp, a.err
 }
 
-// The case: the create's answer is lost and it did not land, and
-// another client made a key with the same name meanwhile. Vault never takes
-// that key over (it would hand out a secret the key does not hold and could
-// delete another team's key): the create fails, Vault stores nothing,
-// creds/ serves nothing, and the other key is untouched by the immediate
-// undo and by the periodic rollback.
-func TestWAL_LostCreateNeverTakesAKeyMadeElsewhere(t *testing.T) {
-	e := newTestEnv(t, map[string]any{"name_cache_ttl": "0s"})
-	other, resp, err := createWhileHeld(t, e, emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Status: 503, Delay: time.Second}, "contested")
-	if err == nil {
-		t.Fatalf("want a server error, got %#v", resp)
+// assertOtherKeyUntouched checks that the key another client made under
+// name is on the platform as it made it.
+func assertOtherKeyUntouched(t *testing.T, e *testEnv, other, name string) {
+	t.Helper()
+	for _, k := range e.state().OpenAIKeys {
+		if k.UUID == other {
+			if k.Name != name || k.Secret != openAIKey(name+"-other") {
+				t.Fatalf("the other client's key was changed: %+v", k)
+			}
+			return
+		}
 	}
-	msg := err.Error()
+	t.Fatalf("the other client's key %s was deleted: %+v", other, e.state().OpenAIKeys)
+}
+
+// The case: the name cache is off, the create's answer is lost, and
+// another client makes a key with the same final name meanwhile. The key
+// the plugin finds under its provisional name is its own, whatever else is
+// named like it: the create completes under its own key (uuid and secret),
+// and the other client's key is never taken, changed or deleted, neither by
+// the create nor by the periodic rollback.
+func TestWAL_LostCreateNeverTakesAKeyMadeElsewhere(t *testing.T) {
+	for name, fault := range map[string]emulator.Fault{
+		"applied, answer dropped": {Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "drop", Delay: time.Second},
+		"not applied (503)":       {Method: "POST", Path: "/v2/gen-ai/openai/keys", Status: 503, Delay: time.Second},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newTestEnv(t, map[string]any{"name_cache_ttl": "0s"})
+			other, resp, err := createWhileHeld(t, e, fault, "contested")
+			if err != nil || resp == nil || resp.IsError() {
+				t.Fatalf("want the create done under its own key, got %v %v", resp, err)
+			}
+			stored := resp.Data["uuid"]
+			if stored == other {
+				t.Fatalf("Vault took the other client's key %s", other)
+			}
+			creds := e.mustOK(logical.ReadOperation, "creds/contested", nil)
+			if creds.Data["api_key"] != openAIKey("contested") {
+				t.Fatal("creds/ does not serve the secret this create sent")
+			}
+			assertOtherKeyUntouched(t, e, other, "contested")
+			rollbackNow(t, e)
+			assertNoWAL(t, e)
+			assertOtherKeyUntouched(t, e, other, "contested")
+			assertInvariant(t, e, other)
+		})
+	}
+}
+
+// The same, and the platform refuses to give the new key the final name
+// (the other key took it): the create fails and says so, the key it made is
+// deleted by its uuid, and nothing of this create is left; the other key is
+// untouched.
+func TestWAL_RefusedRenameLeavesNothingOfTheCreate(t *testing.T) {
+	e := newTestEnv(t, map[string]any{"name_cache_ttl": "0s"})
+	other, resp, err := createWhileHeld(t, e, emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "drop", Delay: time.Second}, "taken",
+		emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Status: 409})
+	var msg string
+	switch {
+	case err != nil:
+		msg = err.Error()
+	case resp != nil && resp.IsError():
+		msg = resp.Error().Error()
+	default:
+		t.Fatalf("want the create refused, got %#v", resp)
+	}
 	e.assertSecretFree("error", msg)
-	for _, want := range []string{other, "Vault did not take it", "uuid=" + other} {
+	for _, want := range []string{"renaming it to \"taken\" failed", "removed again"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("the error lacks %q: %s", want, msg)
 		}
@@ -153,43 +206,39 @@ func TestWAL_LostCreateNeverTakesAKeyMadeElsewhere(t *testing.T) {
 	if len(e.listKeys()) != 0 {
 		t.Fatalf("Vault stores %v", e.listKeys())
 	}
-	if r, err := e.handle(logical.ReadOperation, "creds/contested", nil); err == nil && r != nil && !r.IsError() {
-		t.Fatalf("creds/ serves %v", r.Data)
+	if own := e.state().OpenAIKeys; len(own) != 1 || own[0].UUID != other {
+		t.Fatalf("after the undo: %+v, want only the other client's %s", own, other)
 	}
-	want := openAIKey("contested-other")
-	if k := e.platformKeyNamed(platform.OpenAI, "contested"); k == nil || k.UUID != other || k.Secret != want || len(e.state().OpenAIKeys) != 1 {
-		t.Fatalf("after the undo: %+v", e.state().OpenAIKeys)
-	}
-	assertSettlesOnRollback(t, e)
-	if k := e.platformKeyNamed(platform.OpenAI, "contested"); k == nil || k.UUID != other || k.Secret != want || len(e.state().OpenAIKeys) != 1 {
-		t.Fatalf("after the periodic rollback: %+v", e.state().OpenAIKeys)
-	}
+	rollbackNow(t, e)
+	assertNoWAL(t, e)
+	assertOtherKeyUntouched(t, e, other, "taken")
+	assertInvariant(t, e, other)
 }
 
-// The same while the create lands late: the lookup sees only the other
-// key, the create fails, and then this create's key lands. The rollback
-// deletes that one (inside the window, not seen at the lookup, not stored)
-// and spares the other key, which the entry records as seen.
+// A create whose answer is lost and that lands late, while another client
+// made a key with the same name: the lookup finds nothing under the
+// provisional name, the create is sent once more and completes; the first
+// then lands (a second key under the provisional name) and the rollback
+// deletes it, sparing the other client's key and the stored one.
 func TestWAL_LateCreateRemovedAndKeyMadeElsewhereSpared(t *testing.T) {
 	e := newTestEnv(t, map[string]any{"name_cache_ttl": "0s", "request_timeout": "1s"})
 	other, resp, err := createWhileHeld(t, e, emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "late", Delay: 1500 * time.Millisecond}, "both")
-	if err == nil {
-		t.Fatalf("want a server error, got %#v", resp)
+	if err != nil || resp == nil || resp.IsError() {
+		t.Fatalf("want the re-sent create done, got %v %v", resp, err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for len(e.state().OpenAIKeys) < 2 && time.Now().Before(deadline) {
+	for len(e.state().OpenAIKeys) < 3 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if len(e.state().OpenAIKeys) != 2 {
-		t.Fatal("setup: the late create never landed")
+	if len(e.state().OpenAIKeys) != 3 {
+		t.Fatalf("setup: the late create never landed: %+v", e.state().OpenAIKeys)
 	}
 	assertSettlesOnRollback(t, e)
-	if keys := e.state().OpenAIKeys; len(keys) != 1 || keys[0].UUID != other {
-		t.Fatalf("after the rollback: %+v, want only the other client's %s", keys, other)
+	if own := e.ownKeys(platform.OpenAI, "both"); len(own) != 2 {
+		t.Fatalf("after the rollback: %+v, want the stored key and the other client's", e.state().OpenAIKeys)
 	}
-	if len(e.listKeys()) != 0 {
-		t.Fatalf("Vault stores %v", e.listKeys())
-	}
+	assertOtherKeyUntouched(t, e, other, "both")
+	assertInvariant(t, e, other)
 }
 
 // A create whose answer was lost and that the platform did not apply is sent
@@ -224,7 +273,7 @@ func TestWAL_DeferredRollbackDeletesOrphan(t *testing.T) {
 	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "drop"})
 	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: 2 * platform.MaxAttempts})
 	e.mustServerError(logical.CreateOperation, "keys/orphan", map[string]any{"provider": "openai", "api_key": openAIKey("orphan")})
-	if e.platformKeyNamed(platform.OpenAI, "orphan") == nil {
+	if len(e.ownKeys(platform.OpenAI, "orphan")) != 1 {
 		t.Fatal("setup: want the orphan on the platform before rollback")
 	}
 	if walCount(t, e) != 1 {
@@ -236,13 +285,13 @@ func TestWAL_DeferredRollbackDeletesOrphan(t *testing.T) {
 	if resp := rollbackNow(t, e); resp == nil || !resp.IsError() {
 		t.Fatalf("a failed rollback was not reported: %v", resp)
 	}
-	if walCount(t, e) != 1 || e.platformKeyNamed(platform.OpenAI, "orphan") == nil {
+	if walCount(t, e) != 1 || len(e.ownKeys(platform.OpenAI, "orphan")) != 1 {
 		t.Fatal("a failed rollback dropped its entry")
 	}
 
 	// A later pass succeeds.
 	rollbackNow(t, e)
-	if e.platformKeyNamed(platform.OpenAI, "orphan") != nil {
+	if len(e.ownKeys(platform.OpenAI, "orphan")) != 0 {
 		t.Fatal("rollback left the orphan")
 	}
 	if e.platformKeyNamed(platform.OpenAI, "primer") == nil {
@@ -254,7 +303,7 @@ func TestWAL_DeferredRollbackDeletesOrphan(t *testing.T) {
 }
 
 // Rollback compares storage with the entry: a create whose key was stored
-// is complete, and older keys with the same name are not its orphans.
+// is complete, and keys with the final name are not its orphans.
 func TestWAL_RollbackSparesStoredAndOlderKeys(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/kept", map[string]any{"provider": "anthropic", "api_key": anthropicKey("kept")})
@@ -262,9 +311,10 @@ func TestWAL_RollbackSparesStoredAndOlderKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	kept := e.platformKeyNamed(platform.Anthropic, "kept")
 	for _, w := range []*createWAL{
-		{walHeader: walHeader{Provider: platform.Anthropic}, Name: "kept", Started: time.Now().Add(-time.Minute), Deadline: time.Now().Add(time.Minute)},
-		{walHeader: walHeader{Provider: platform.Anthropic}, Name: "legacy", Started: time.Now().Add(time.Hour), Deadline: time.Now().Add(2 * time.Hour)},
+		{walHeader: walHeader{Provider: platform.Anthropic}, Name: "kept", Provisional: "kept.vault-00000000", UUID: kept.UUID},
+		{walHeader: walHeader{Provider: platform.Anthropic}, Name: "legacy", Provisional: "legacy.vault-00000000"},
 	} {
 		if _, err := framework.PutWAL(context.Background(), e.storage, walKindCreate, w); err != nil {
 			t.Fatal(err)
@@ -421,18 +471,18 @@ func TestWAL_FailedCreateSparesKeyMadeElsewhere(t *testing.T) {
 	// Ten seconds pass on the platform (its clock is also ahead of Vault's
 	// from now on): the name cache still misses the other key.
 	e.emu.SetClockSkew(10 * time.Second)
-	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Status: 503})
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Status: 503, Count: 2})
 	e.mustServerError(logical.CreateOperation, "keys/contested", map[string]any{"provider": "anthropic", "api_key": anthropicKey("contested")}, "HTTP 503")
 	rollbackNow(t, e)
-	if k := e.platformKeyNamed(platform.Anthropic, "contested"); k == nil || k.UUID != other.Uuid {
-		t.Fatalf("the cleanup deleted a key this mount did not create: %+v", e.state().AnthropicKeys)
+	if own := e.ownKeys(platform.Anthropic, "contested"); len(own) != 1 || own[0].UUID != other.Uuid {
+		t.Fatalf("the cleanup deleted a key this mount did not create, or left one it did: %+v", e.state().AnthropicKeys)
 	}
 	assertNoWAL(t, e)
 }
 
 // A create whose answer was lost and whose key cannot be looked up: the
-// rollback finds the orphan by its time on the platform's clock and deletes
-// it, whatever that clock says.
+// rollback finds the orphan by its provisional name and deletes it, whatever
+// the platform's clock says.
 func TestWAL_OrphanFoundWhenPlatformClockIsOff(t *testing.T) {
 	for _, skew := range []time.Duration{-time.Hour, 2 * time.Hour} {
 		t.Run(skew.String(), func(t *testing.T) {
@@ -442,11 +492,11 @@ func TestWAL_OrphanFoundWhenPlatformClockIsOff(t *testing.T) {
 			e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "drop"})
 			e.emu.InjectFault(emulator.Fault{Method: "GET", Path: "/v2/gen-ai/openai/keys", Status: 503, Count: 2 * platform.MaxAttempts})
 			e.mustServerError(logical.CreateOperation, "keys/skewed", map[string]any{"provider": "openai", "api_key": openAIKey("orphan-skewed")})
-			if e.platformKeyNamed(platform.OpenAI, "skewed") == nil {
+			if len(e.ownKeys(platform.OpenAI, "skewed")) != 1 {
 				t.Fatal("setup: want the orphan on the platform before rollback")
 			}
 			assertSettlesOnRollback(t, e)
-			if e.platformKeyNamed(platform.OpenAI, "skewed") != nil || e.platformKeyNamed(platform.OpenAI, "primer") == nil {
+			if len(e.ownKeys(platform.OpenAI, "skewed")) != 0 || e.platformKeyNamed(platform.OpenAI, "primer") == nil {
 				t.Fatalf("platform after rollback: %+v", e.state().OpenAIKeys)
 			}
 		})
@@ -522,10 +572,11 @@ func TestWAL_FailingRollbackIsDroppedAfterMaxAge(t *testing.T) {
 	}
 }
 
-// A lost create whose name cannot be looked up found nothing to spare, so
-// its stored entry is already what the undo needs: a write of the
-// write-ahead log that fails then must not drop the entry, or the key the
-// lost create made stays on the platform with nothing recording it.
+// A lost create whose provisional name cannot be looked up learns nothing,
+// so its stored entry (the provisional name) is already what the undo
+// needs: a write of the write-ahead log that fails then must not drop the
+// entry, or the key the lost create made stays on the platform with nothing
+// recording it.
 func TestWAL_LostCreateKeepsItsEntryWhenThereIsNothingToRecord(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.mustOK(logical.CreateOperation, "keys/primer", map[string]any{"provider": "openai", "api_key": openAIKey("nothing-primer")})
@@ -548,11 +599,11 @@ func TestWAL_LostCreateKeepsItsEntryWhenThereIsNothingToRecord(t *testing.T) {
 	}
 	e.storage.failPutsUnder("")
 	e.emu.ClearFaults()
-	if e.platformKeyNamed(platform.OpenAI, "unseen") == nil {
+	if len(e.ownKeys(platform.OpenAI, "unseen")) != 1 {
 		t.Fatal("setup: the lost create did not land")
 	}
 	assertSettlesOnRollback(t, e)
-	if e.platformKeyNamed(platform.OpenAI, "unseen") != nil {
+	if len(e.ownKeys(platform.OpenAI, "unseen")) != 0 {
 		t.Fatalf("the key of the lost create was left on the platform: %+v", e.state().OpenAIKeys)
 	}
 	assertInvariant(t, e)
@@ -645,14 +696,14 @@ func TestWAL_ResentCreateThatLandsLateIsFound(t *testing.T) {
 	resp, err := e.send(logical.CreateOperation, "keys/rv-win", map[string]any{"provider": "openai", "api_key": openAIKey("rv-win")})
 	t.Logf("answer: resp=%v err=%v; wal entries: %d", resp, err, walCount(t, e))
 	deadline := time.Now().Add(8 * time.Second)
-	for e.platformKeyNamed(platform.OpenAI, "rv-win") == nil && time.Now().Before(deadline) {
+	for len(e.ownKeys(platform.OpenAI, "rv-win")) == 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if e.platformKeyNamed(platform.OpenAI, "rv-win") == nil {
+	if len(e.ownKeys(platform.OpenAI, "rv-win")) == 0 {
 		t.Fatal("setup: the late create never landed")
 	}
 	rollbackNow(t, e)
-	if e.platformKeyNamed(platform.OpenAI, "rv-win") != nil {
+	if len(e.ownKeys(platform.OpenAI, "rv-win")) != 0 {
 		t.Fatalf("orphan left on the platform (wal=%d)", walCount(t, e))
 	}
 }
@@ -696,4 +747,120 @@ func TestRetry_AppliedThenRefusedStaysAmbiguous(t *testing.T) {
 			}
 		})
 	}
+}
+
+// crashAt makes the plugin die at one step of a create: hook sees every
+// write of storage; when at says the write is the step's, a copy of
+// storage is taken as the dead process left it (with the write when
+// applied is true) and the process never goes on (its request blocks
+// until the test ends, then fails).
+type crashAt struct {
+	at      func(key string, n map[string]int) (crash, applied bool)
+	mu      sync.Mutex
+	seen    map[string]int
+	crashed chan *faultyStorage
+	release chan struct{}
+}
+
+func (c *crashAt) hook(from logical.Storage) func(e *logical.StorageEntry) error {
+	return func(entry *logical.StorageEntry) error {
+		c.mu.Lock()
+		prefix := entry.Key[:strings.Index(entry.Key, "/")+1]
+		c.seen[prefix]++
+		crash, applied := c.at(entry.Key, c.seen)
+		c.mu.Unlock()
+		if !crash {
+			return nil
+		}
+		ctx := context.Background()
+		copied := &logical.InmemStorage{}
+		keys, err := logical.CollectKeys(ctx, from)
+		if err != nil {
+			panic(err)
+		}
+		for _, k := range keys {
+			if v, err := from.Get(ctx, k); err == nil && v != nil {
+				_ = copied.Put(ctx, v)
+			}
+		}
+		if applied {
+			_ = copied.Put(ctx, entry)
+		}
+		c.crashed <- &faultyStorage{Storage: copied}
+		<-c.release
+		return errors.New("the process died")
+	}
+}
+
+// A crash at each step of a create (after the create, after the entry
+// records the uuid, after the rename), then a new backend on what storage
+// holds and its periodic rollback: no key of the create is left on the
+// platform, and no entry.
+func TestWAL_CrashAtEachStepOfACreateLeavesNoStrayKey(t *testing.T) {
+	for name, at := range map[string]func(key string, n map[string]int) (bool, bool){
+		// The second write of the log is the uuid's: crash before it.
+		"after the create": func(key string, n map[string]int) (bool, bool) {
+			return strings.HasPrefix(key, "wal/") && n["wal/"] == 2, false
+		},
+		"after the WAL rewrite": func(key string, n map[string]int) (bool, bool) {
+			return strings.HasPrefix(key, "wal/") && n["wal/"] == 2, true
+		},
+		"after the rename": func(key string, n map[string]int) (bool, bool) { return strings.HasPrefix(key, "keys/"), false },
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newTestEnv(t, nil)
+			c := &crashAt{at: at, seen: map[string]int{}, crashed: make(chan *faultyStorage, 1), release: make(chan struct{})}
+			e.storage.onPut(c.hook(e.storage.Storage))
+			done := make(chan error, 1)
+			go func() {
+				_, err := e.send(logical.CreateOperation, "keys/crashed", map[string]any{"provider": "anthropic", "api_key": anthropicKey("crashed")})
+				done <- err
+			}()
+			var left *faultyStorage
+			select {
+			case left = <-c.crashed:
+			case err := <-done:
+				t.Fatalf("setup: the create never reached the step (%v)", err)
+			}
+			if own := e.ownKeys(platform.Anthropic, "crashed"); len(own) != 1 {
+				t.Fatalf("setup: want the create's key on the platform, have %+v", e.state().AnthropicKeys)
+			}
+			after := e.restartedOn(left)
+			if n := walCount(t, after); n != 1 {
+				t.Fatalf("setup: want the create's entry in storage, have %d", n)
+			}
+			rollbackNow(t, after)
+			if own := after.ownKeys(platform.Anthropic, "crashed"); len(own) != 0 {
+				t.Errorf("the rollback left the create's key: %+v", own)
+			}
+			assertNoWAL(t, after)
+			assertInvariant(t, after)
+			close(c.release)
+			<-done
+		})
+	}
+}
+
+// A provisional name follows the name rule for every name the rule accepts
+// (the longest, one ending in a period), keeps as much of the name as fits,
+// and differs between two creates of the same name.
+func TestWAL_ProvisionalNameFollowsTheNameRule(t *testing.T) {
+	long := strings.Repeat("n", maxNameLength)
+	for _, name := range []string{"a", "a.", "team-a.bot", long, long[:48] + "."} {
+		p := provisionalName(name)
+		if err := validateName(p); err != nil {
+			t.Errorf("provisional name of %q: %v", name, err)
+		}
+		if !strings.HasPrefix(p, strings.TrimRight(name[:min(len(name), maxNameLength-len(provisionalMark)-8)], ".")+provisionalMark) {
+			t.Errorf("provisional name of %q is %q", name, p)
+		}
+		if provisionalName(name) == p {
+			t.Errorf("two provisional names of %q are the same", name)
+		}
+	}
+	e := newTestEnv(t, nil)
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Mode: "drop"})
+	e.mustOK(logical.CreateOperation, "keys/"+long, map[string]any{"provider": "anthropic", "api_key": anthropicKey("long")})
+	assertNoWAL(t, e)
+	assertInvariant(t, e)
 }

@@ -18,9 +18,9 @@ import (
 // the whole new state, so sending it twice is the same as once, and a delete
 // that lands twice answers 404, which counts as done. A create is never
 // re-sent blindly: it is not idempotent, and a second one can leave a
-// duplicate key. After an ambiguous create, the backend's createKey looks the name up and
-// either takes the key the first call made or creates once more
-// (recoverCreate). Provider verification is re-sent after a 429 or a 5xx;
+// duplicate key. After an ambiguous create, the backend looks up the
+// create's provisional name and either takes the key the first call made
+// under it or creates once more (recoverCreate). Provider verification is re-sent after a 429 or a 5xx;
 // a 401 or 403 is the provider's final word.
 //
 // Every attempt and every wait fits inside the operation's request_timeout:
