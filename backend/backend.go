@@ -133,7 +133,7 @@ func newBackend(t tuning) *gradientBackend {
 	b.names = newNameCache(b.now)
 	b.budget = platform.NewBudget(0, 0, b.now)
 	b.buildClients = func(cfg *gradientConfig) (*clients, error) {
-		return newClients(cfg, b.budget, b.now, b.tuning.retryBaseDelay, b.adminPace)
+		return newClients(cfg, b.budget, b.tuning.retryBaseDelay, b.adminPace)
 	}
 	b.rotation = newRotationScheduler(b)
 	b.syncer = newSyncScheduler(b)
@@ -248,10 +248,9 @@ func (b *gradientBackend) useClientsLocked(cfg *gradientConfig, c *clients) {
 // newClients builds every client of one config, once: the platform client,
 // whose requests wait for budget, the verifier and the Admin API client,
 // paced by pace. It leaves the budget's limits alone (useClientsLocked
-// applies them). now is the backend's clock, retryBase the first backoff of
-// a retried call.
-func newClients(cfg *gradientConfig, budget *platform.Budget, now func() time.Time, retryBase time.Duration, pace providers.Pace) (*clients, error) {
-	p, err := platform.New(withTrailingSlash(cfg.APIURL), cfg.Token, userAgent(), cfg.RequestTimeout, budget, now, retryBase)
+// applies them). retryBase is the first backoff of a retried call.
+func newClients(cfg *gradientConfig, budget *platform.Budget, retryBase time.Duration, pace providers.Pace) (*clients, error) {
+	p, err := platform.New(withTrailingSlash(cfg.APIURL), cfg.Token, userAgent(), cfg.RequestTimeout, budget, retryBase)
 	if err != nil {
 		return nil, err
 	}

@@ -204,7 +204,7 @@ func newFuzzEnv(f *testing.F) *fuzzEnv {
 		c := *cfg
 		c.APIURL, c.AnthropicURL, c.OpenAIURL = srvURL, srvURL+"/anthropic", srvURL+"/openai"
 		c.RequestTimeout = min(max(c.RequestTimeout, 1), defaultRequestTimeout)
-		return newClients(&c, platform.NewBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase, nil)
+		return newClients(&c, platform.NewBudget(6_000_000, 360_000_000, time.Now), testRetryBase, nil)
 	}
 	return &fuzzEnv{testEnv: e, config: map[string]any{
 		"token": testToken, "api_url": srvURL, "anthropic_url": srvURL + "/anthropic", "openai_url": srvURL + "/openai",

@@ -142,7 +142,7 @@ func (p driftingPlatform) SetAgentKey(ctx context.Context, provider, agentUUID, 
 func TestReassign_ReportsOtherFieldsThatChanged(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.b.buildClients = func(cfg *gradientConfig) (*clients, error) {
-		c, err := newClients(cfg, e.b.budget, e.b.now, e.b.tuning.retryBaseDelay, nil)
+		c, err := newClients(cfg, e.b.budget, e.b.tuning.retryBaseDelay, nil)
 		if err == nil {
 			c.platform = driftingPlatform{c.platform}
 		}

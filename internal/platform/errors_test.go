@@ -81,7 +81,7 @@ func TestPlatformErrors_ClassifiedAndRedacted(t *testing.T) {
 				_, _ = w.Write([]byte(tc.body))
 			}))
 			defer srv.Close()
-			p, err := New(srv.URL+"/", "tok", "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
+			p, err := New(srv.URL+"/", "tok", "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), testRetryBase)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -142,7 +142,7 @@ func TestGodoPlatform_RedactsTokenFromErrors(t *testing.T) {
 			w.WriteHeader(status)
 			_, _ = w.Write([]byte(`{"id":"x","message":"` + message + `","request_id":"req-` + token + `"}`))
 		}))
-		p, err := New(srv.URL+"/", token, "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
+		p, err := New(srv.URL+"/", token, "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), testRetryBase)
 		if err != nil {
 			t.Fatal(err)
 		}

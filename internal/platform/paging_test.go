@@ -96,7 +96,7 @@ func TestGodoPlatform_PagesByPageAskedAndNext(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newPagedPlatform(t)
-			p, err := New(f.srv.URL+"/", "fake-platform-token", "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
+			p, err := New(f.srv.URL+"/", "fake-platform-token", "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), testRetryBase)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -188,7 +188,7 @@ func TestGodoPlatform_ListingChangedMeanwhile(t *testing.T) {
 					changed, f.items = true, tc.change(f.items)
 				}
 			}
-			p, err := New(f.srv.URL+"/", "fake-platform-token", "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
+			p, err := New(f.srv.URL+"/", "fake-platform-token", "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), testRetryBase)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -220,7 +220,7 @@ func TestGodoPlatform_ListingPastMetaTotalStops(t *testing.T) {
 	f := &changingPlatform{items: []int{0, 1, 2, 3, 4, 5}, sticky: true}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
-	p, err := New(f.srv.URL+"/", "fake-platform-token", "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
+	p, err := New(f.srv.URL+"/", "fake-platform-token", "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), testRetryBase)
 	if err != nil {
 		t.Fatal(err)
 	}

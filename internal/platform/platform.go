@@ -1,8 +1,7 @@
 // Package platform is the plugin's client of DigitalOcean's Gradient API:
 // godo's AgentPlatform service behind the Client interface (platform.go),
 // with the retry policy of every upstream call (retry.go), the mount's rate
-// budget (rate_budget.go), the platform's clock as its answers show it
-// (platform_clock.go), and the classification of answers into typed errors
+// budget (rate_budget.go), and the classification of answers into typed errors
 // with redacted text (errors.go). It knows nothing of Vault: the backend
 // maps its errors to Vault's answers in one place.
 package platform
@@ -72,9 +71,6 @@ type Client interface {
 	// SetAgentKey points the agent at another key of the same provider and
 	// returns the agent as the platform reports it afterwards.
 	SetAgentKey(ctx context.Context, provider, agentUUID, keyUUID string) (Agent, error)
-	// ClockOffset bounds the platform's clock minus this node's, as last
-	// measured from an answer; ok is false before any answer came.
-	ClockOffset() (lo, hi time.Duration, ok bool)
 }
 
 // MaxPageSize is the platform's largest per_page: fewer round trips, fewer
@@ -83,8 +79,7 @@ const MaxPageSize = 200
 
 // GodoClient implements Client with godo's AgentPlatform service.
 type GodoClient struct {
-	api   godo.AgentPlatformService
-	clock *platformClock
+	api godo.AgentPlatformService
 	// token is kept to redact it from the platform's error text, whatever
 	// its shape: a platform message that echoes it must not reach a log or
 	// a response.
@@ -104,20 +99,19 @@ var _ Client = (*GodoClient)(nil)
 // retry POST too, and a retried create can leave a duplicate key behind);
 // retry.go decides per operation instead. Every request waits for the
 // mount's rate budget.
-func New(baseURL, token, userAgent string, timeout time.Duration, budget *Budget, now func() time.Time, retryBase time.Duration) (*GodoClient, error) {
-	clock := newPlatformClock(now)
+func New(baseURL, token, userAgent string, timeout time.Duration, budget *Budget, retryBase time.Duration) (*GodoClient, error) {
 	httpClient := &http.Client{
 		Timeout: timeout,
-		Transport: &budgetTransport{budget: budget, base: &clockTransport{clock: clock, base: &bearerTransport{
+		Transport: &budgetTransport{budget: budget, base: &bearerTransport{
 			token: token, base: UpstreamTransport(),
-		}}},
+		}},
 		CheckRedirect: RefuseRedirects("the platform"),
 	}
 	client, err := godo.New(httpClient, godo.SetBaseURL(baseURL), godo.SetUserAgent(userAgent))
 	if err != nil {
 		return nil, fmt.Errorf("building the platform client: %w", err)
 	}
-	return &GodoClient{api: client.AgentPlatform, clock: clock, token: token, httpClient: httpClient, timeout: timeout, retryBase: retryBase}, nil
+	return &GodoClient{api: client.AgentPlatform, token: token, httpClient: httpClient, timeout: timeout, retryBase: retryBase}, nil
 }
 
 // operation bounds one platform operation, retries and waits included, by
@@ -239,8 +233,6 @@ func apiFor(provider string) (*providerAPI, error) {
 	}
 	return nil, UnknownProvider(provider)
 }
-
-func (p *GodoClient) ClockOffset() (lo, hi time.Duration, ok bool) { return p.clock.offset() }
 
 func (p *GodoClient) CreateKey(ctx context.Context, provider, name, secret string) (Key, error) {
 	api, err := apiFor(provider)

@@ -83,7 +83,7 @@ func (f *fakePlatform) requests() []recordedRequest {
 
 func (f *fakePlatform) platform(t *testing.T) *GodoClient {
 	t.Helper()
-	p, err := New(f.srv.URL+"/", "fake-platform-token", "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
+	p, err := New(f.srv.URL+"/", "fake-platform-token", "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), testRetryBase)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +334,7 @@ func TestGodoPlatform_RefusesRedirects(t *testing.T) {
 		for name, call := range calls {
 			t.Run(fmt.Sprintf("%s/%d", name, status), func(t *testing.T) {
 				url, hits := platformtest.NewRedirectPair(t, status)
-				p, err := New(url+"/", "redirect-test-token", "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), time.Now, testRetryBase)
+				p, err := New(url+"/", "redirect-test-token", "test", 5*time.Second, NewBudget(6_000_000, 360_000_000, time.Now), testRetryBase)
 				if err != nil {
 					t.Fatal(err)
 				}
