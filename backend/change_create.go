@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -59,6 +60,16 @@ func provisionalName(name string) string {
 	suffix := provisionalMark + hex.EncodeToString(random)
 	base := name[:min(len(name), maxNameLength-len(suffix))]
 	return strings.TrimRight(base, ".") + suffix
+}
+
+// provisionalPattern matches a name provisionalName made.
+var provisionalPattern = regexp.MustCompile(`\.vault-[0-9a-f]{8}$`)
+
+// isProvisional reports whether a platform key's name is a provisional one:
+// the key is a create of a Vault mount in flight, or one its rollback will
+// delete.
+func isProvisional(name string) bool {
+	return provisionalPattern.MatchString(name)
 }
 
 // newCreateWAL is the entry of a create of name starting now.
@@ -268,6 +279,12 @@ func (b *gradientBackend) adoptKey(ctx context.Context, s logical.Storage, c *cl
 	}
 	if err != nil {
 		return nil, err
+	}
+	// The create that made it holds its name lock, not its uuid's: taking
+	// the key now would leave two names managing it once that create
+	// renames and stores it.
+	if isProvisional(current.Name) {
+		return nil, callerErrorf("platform key %s is named %q, a provisional name: a create of a Vault mount is in flight on it, or left it for its rollback, which deletes it; it cannot be adopted", r.adoptUUID, current.Name)
 	}
 	if err := b.refuseDuplicateName(ctx, c, r.provider, r.name, r.adoptUUID); err != nil {
 		return nil, err

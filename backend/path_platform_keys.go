@@ -138,6 +138,9 @@ func (b *gradientBackend) handlePlatformKeyRead(ctx context.Context, req *logica
 // adoptHint is the one line that brings the key under this mount. Adoption
 // sends a secret the caller supplies: the platform never gives one back.
 func adoptHint(mount string, k unmanagedKey) string {
+	if isProvisional(k.Name) {
+		return "none: its name is a provisional one, so a create of a Vault mount was in flight on it; that create renames it, or its rollback deletes it"
+	}
 	return fmt.Sprintf("to manage it here: vault write %skeys/<name> provider=%s uuid=%s api_key=@<file with the provider key> (the key is renamed to <name> and gets that secret)",
 		mount, k.Provider, k.UUID)
 }

@@ -854,6 +854,9 @@ func TestWAL_ProvisionalNameFollowsTheNameRule(t *testing.T) {
 		if !strings.HasPrefix(p, strings.TrimRight(name[:min(len(name), maxNameLength-len(provisionalMark)-8)], ".")+provisionalMark) {
 			t.Errorf("provisional name of %q is %q", name, p)
 		}
+		if !isProvisional(p) {
+			t.Errorf("provisional name %q is not recognised as one", p)
+		}
 		if provisionalName(name) == p {
 			t.Errorf("two provisional names of %q are the same", name)
 		}
@@ -862,5 +865,54 @@ func TestWAL_ProvisionalNameFollowsTheNameRule(t *testing.T) {
 	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/anthropic/keys", Mode: "drop"})
 	e.mustOK(logical.CreateOperation, "keys/"+long, map[string]any{"provider": "anthropic", "api_key": anthropicKey("long")})
 	assertNoWAL(t, e)
+	assertInvariant(t, e)
+}
+
+// A key under a provisional name is a create of this mount in flight (or
+// left for its rollback): while the create waits between its create and its
+// rename, an adoption of that uuid under another name is refused, so no two
+// names come to manage one platform key and creds/ never serves a secret the
+// platform no longer holds.
+func TestWAL_InFlightCreateCannotBeAdopted(t *testing.T) {
+	e := newTestEnv(t, nil)
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	walPuts := 0
+	e.storage.onPut(func(entry *logical.StorageEntry) error {
+		if strings.HasPrefix(entry.Key, "wal/") {
+			walPuts++
+			if walPuts == 2 { // the entry records the uuid, before the rename
+				once.Do(func() { close(held) })
+				<-release
+			}
+		}
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.send(logical.CreateOperation, "keys/inflight", map[string]any{"provider": "openai", "api_key": openAIKey("inflight")})
+		done <- err
+	}()
+	<-held
+	own := e.ownKeys(platform.OpenAI, "inflight")
+	if len(own) != 1 || !strings.Contains(own[0].Name, provisionalMark) {
+		t.Fatalf("setup: want the create's key under its provisional name, have %+v", own)
+	}
+	e.mustOK(logical.UpdateOperation, "sync", nil)
+	if hint := e.mustOK(logical.ReadOperation, "platform-keys/"+own[0].UUID, nil).Data["adopt_hint"]; !strings.HasPrefix(hint.(string), "none:") {
+		t.Errorf("platform-keys/ offers the in-flight create's key for adoption: %v", hint)
+	}
+	resp, err := e.send(logical.CreateOperation, "keys/grabber", map[string]any{"provider": "openai", "uuid": own[0].UUID, "api_key": openAIKey("grabber")})
+	close(release)
+	if cerr := <-done; cerr != nil {
+		t.Fatalf("the create failed: %v", cerr)
+	}
+	if err != nil || resp == nil || !resp.IsError() {
+		t.Fatalf("want the adoption of an in-flight create's key refused, got %#v %v", resp, err)
+	}
+	if msg := resp.Error().Error(); !strings.Contains(msg, "provisional") {
+		t.Errorf("the refusal does not say why: %s", msg)
+	}
+	e.mustOK(logical.ReadOperation, "creds/inflight", nil)
 	assertInvariant(t, e)
 }
