@@ -308,42 +308,8 @@ func TestSync_RecordsOfTheEarlierVersionAreFoldedIn(t *testing.T) {
 	r.mustOK(logical.ReadOperation, "keys/b/agents", nil) // records b's agents
 	r.createKey("late", anthropicKey("late"), nil)
 
-	// Store it as the previous version did: what was seen in a record per
-	// key, nothing in the entries, no layout in sync/state.
+	r.storeAsEarlierVersion("a", "b")
 	ctx := context.Background()
-	for _, name := range []string{"a", "b"} {
-		k, err := getKey(ctx, r.storage, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec, err := getSyncRecord(ctx, r.storage, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rec == nil {
-			rec = &keySyncRecord{}
-		}
-		rec.UUID, rec.SyncedAt, rec.Found, rec.Name, rec.UpdatedAt = k.Seen.UUID, k.Seen.SyncedAt, k.Seen.Found, k.Seen.Name, k.Seen.UpdatedAt
-		if err := putSyncRecord(ctx, r.storage, name, rec); err != nil {
-			t.Fatal(err)
-		}
-		k.Seen = nil
-		if err := putKey(ctx, r.storage, k); err != nil {
-			t.Fatal(err)
-		}
-	}
-	st, err := getSyncState(ctx, r.storage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := json.Marshal(st)
-	var m map[string]any
-	_ = json.Unmarshal(raw, &m)
-	delete(m, "layout")
-	if err := r.storage.Put(ctx, &logical.StorageEntry{Key: syncStatePath, Value: mustJSON(t, m)}); err != nil {
-		t.Fatal(err)
-	}
-	r.b.syncView.drop() // as a standby would, or the upgraded plugin at start
 
 	want := func() {
 		t.Helper()
@@ -375,6 +341,70 @@ func TestSync_RecordsOfTheEarlierVersionAreFoldedIn(t *testing.T) {
 	r.read("a")
 	if got := r.storage.takeGets(); !slices.Equal(got, []string{"keys/a"}) {
 		t.Errorf("a read after the fold read %v, want only keys/a", got)
+	}
+}
+
+// storeAsEarlierVersion stores what was seen of the named keys as the
+// previous version did: in a record per key, nothing in the entries, and no
+// layout in sync/state.
+func (r *rotEnv) storeAsEarlierVersion(names ...string) {
+	t := r.t.(*testing.T)
+	t.Helper()
+	ctx := context.Background()
+	for _, name := range names {
+		k, err := getKey(ctx, r.storage, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := getSyncRecord(ctx, r.storage, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec == nil {
+			rec = &keySyncRecord{}
+		}
+		rec.UUID, rec.SyncedAt, rec.Found, rec.Name, rec.UpdatedAt = k.Seen.UUID, k.Seen.SyncedAt, k.Seen.Found, k.Seen.Name, k.Seen.UpdatedAt
+		if err := putSyncRecord(ctx, r.storage, name, rec); err != nil {
+			t.Fatal(err)
+		}
+		k.Seen = nil
+		if err := putKey(ctx, r.storage, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := getSyncState(ctx, r.storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(mustJSON(t, st), &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "layout")
+	if err := r.storage.Put(ctx, &logical.StorageEntry{Key: syncStatePath, Value: mustJSON(t, m)}); err != nil {
+		t.Fatal(err)
+	}
+	r.b.syncView.drop() // as a standby would, or the upgraded plugin at start
+}
+
+// Before the fold (it failed at start), a sync reads the earlier version's
+// record: drift it confirmed is not fetched again, and the sync folds it.
+func TestSync_EarlierRecordsCountUntilFolded(t *testing.T) {
+	r := newSyncEnv(t, nil)
+	uuid := r.createKey("a", anthropicKey("a"), nil)
+	r.modifyOutside(uuid, anthropicKey("console"))
+	r.syncAt(t0.Add(time.Hour))
+	r.storeAsEarlierVersion("a")
+
+	calls := r.emu.Counts()["GET /v2/gen-ai/anthropic/keys/{uuid}"]
+	t2 := t0.Add(2 * time.Hour)
+	r.syncAt(t2)
+	if n := r.emu.Counts()["GET /v2/gen-ai/anthropic/keys/{uuid}"] - calls; n != 0 {
+		t.Errorf("the sync fetched drift the record had confirmed %d times, want none", n)
+	}
+	r.wantSynced("a", syncModified, t2)
+	if k, _ := getKey(context.Background(), r.storage, "a"); k.Seen == nil {
+		t.Error("the sync did not fold the record into the entry")
 	}
 }
 
