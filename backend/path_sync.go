@@ -172,7 +172,7 @@ func (b *gradientBackend) addSyncFields(ctx context.Context, s logical.Storage, 
 	data["sync_status"] = status
 	if !at.IsZero() {
 		if seen == k.Seen {
-			at = st.keySyncedAt(k.Name, at)
+			at = b.syncView.keySyncedAt(st, k.Name, at)
 		}
 		data["last_synced"] = at.Format(time.RFC3339)
 	}

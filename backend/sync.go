@@ -309,6 +309,28 @@ type syncStateView struct {
 	mu  sync.Mutex
 	st  *syncState
 	gen uint64
+	// running is how far the sync running on this node got: a read here
+	// counts the keys it compared already, as a stopped sync's.
+	running stoppedSync
+}
+
+// compared notes that the sync that started at started compared the keys
+// up to through; zero when no sync runs.
+func (v *syncStateView) compared(started time.Time, through string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.running = stoppedSync{Started: started, Through: through}
+}
+
+// keySyncedAt is syncState.keySyncedAt with the sync running on this node.
+func (v *syncStateView) keySyncedAt(st *syncState, name string, seenAt time.Time) time.Time {
+	at := st.keySyncedAt(name, seenAt)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if r := v.running; r.Through != "" && name <= r.Through && r.Started.After(at) {
+		at = r.Started
+	}
+	return at
 }
 
 func (v *syncStateView) drop() {
@@ -463,6 +485,7 @@ func (b *gradientBackend) runSync(ctx context.Context, s logical.Storage) (_ *sy
 		if err != nil && through != "" {
 			b.recordStopped(ctx, s, res.started, through)
 		}
+		b.syncView.compared(time.Time{}, "")
 	}()
 	managed := map[string]bool{}
 	for _, name := range names {
@@ -474,6 +497,7 @@ func (b *gradientBackend) runSync(ctx context.Context, s logical.Storage) (_ *sy
 			return nil, fmt.Errorf("sync of %q: %w", name, err)
 		}
 		through = name
+		b.syncView.compared(res.started, name)
 		if uuid == "" {
 			continue // deleted meanwhile
 		}

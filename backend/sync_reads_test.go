@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -135,6 +136,41 @@ func TestSync_UnchangedKeysWriteNoKeyEntry(t *testing.T) {
 		t.Errorf("a sync that found the same drift wrote %v, want only %s", fourth, syncStatePath)
 	}
 	r.wantSynced("bulk-ca", syncModified, t4)
+}
+
+// While a sync runs, a read on the node running it counts the keys it
+// compared already, as their records did when each comparison was written.
+func TestSync_ReadDuringASyncCountsTheKeysItCompared(t *testing.T) {
+	r := newSyncEnv(t, nil)
+	r.createKey("k-a", anthropicKey("a"), nil)
+	uuidB := r.createKey("k-b", anthropicKey("b"), nil)
+	r.createKey("k-c", anthropicKey("c"), nil)
+	t1, t2 := t0.Add(time.Hour), t0.Add(2*time.Hour)
+	r.syncAt(t1)
+	r.modifyOutside(uuidB, anthropicKey("console"))
+
+	// k-b changed, so the sync writes its entry: look then, after k-a and
+	// before k-c.
+	var during []any
+	r.storage.onPut(func(e *logical.StorageEntry) error {
+		if e.Key == "keys/k-b" {
+			for _, name := range []string{"k-a", "k-c"} {
+				resp, err := r.handle(logical.ReadOperation, "keys/"+name, nil)
+				if err != nil || resp == nil {
+					return fmt.Errorf("read of %s: %v", name, err)
+				}
+				during = append(during, resp.Data["last_synced"])
+			}
+		}
+		return nil
+	})
+	r.syncAt(t2)
+	r.storage.onPut(nil)
+	want := []any{t2.Format(time.RFC3339), t1.Format(time.RFC3339)}
+	if !slices.Equal(during, want) {
+		t.Errorf("last_synced of k-a, k-c during the sync: %v, want %v", during, want)
+	}
+	r.wantSynced("k-c", syncInSync, t2)
 }
 
 func countPrefix(keys []string, prefix string) int {
