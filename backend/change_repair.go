@@ -116,10 +116,10 @@ func (b *gradientBackend) repairKey(ctx context.Context, s logical.Storage, moun
 		if rec != nil && strings.EqualFold(rec.UUID, k.UUID) {
 			out.lostAgents, out.agentsSeenAt, out.known = rec.Agents, rec.AgentsSeenAt, !rec.AgentsSeenAt.IsZero()
 		}
-		out.key, _, err = b.recreateKey(ctx, s, c, k)
+		out.key, err = b.recreateKey(ctx, s, c, k)
 		out.action = "created the key again on the platform under the same name with the secret Vault holds; it has a new uuid"
 	} else {
-		out.key, _, err = b.pushStoredKey(ctx, s, c, k, seen, drift)
+		out.key, err = b.pushStoredKey(ctx, s, c, k, seen, drift)
 		out.action = "pushed the secret Vault holds to the same platform key (same uuid)"
 		if drift == syncRenamed {
 			out.action = fmt.Sprintf("renamed the platform key from %q back to %q and pushed the secret Vault holds (same uuid)", seen.Name, k.Name)
@@ -188,17 +188,16 @@ func (b *gradientBackend) refuseTakenName(ctx context.Context, c *clients, mount
 }
 
 // pushStoredKey gives the platform key the name and secret storage holds.
-func (b *gradientBackend) pushStoredKey(ctx context.Context, s logical.Storage, c *clients, k *keyEntry, rec *keySeen, drift string) (*keyEntry, platform.Key, error) {
+func (b *gradientBackend) pushStoredKey(ctx context.Context, s logical.Storage, c *clients, k *keyEntry, rec *keySeen, drift string) (*keyEntry, error) {
 	w := &repairWAL{
 		walHeader: walHeader{Provider: k.Provider, Created: b.now().UTC()},
 		UUID:      k.UUID, Name: k.Name, Drift: drift,
 	}
 	repaired := *k
-	var pk platform.Key
 	err := b.makeChange(ctx, s, pendingChange{
 		entry: w,
-		apply: func(ctx context.Context) (err error) {
-			pk, err = c.platform.UpdateKey(ctx, k.Provider, k.UUID, platform.KeyChange{Name: k.Name, Secret: k.APIKey})
+		apply: func(ctx context.Context) error {
+			pk, err := c.platform.UpdateKey(ctx, k.Provider, k.UUID, platform.KeyChange{Name: k.Name, Secret: k.APIKey})
 			if err != nil {
 				return keyGoneIfNotFound(err, k)
 			}
@@ -214,26 +213,24 @@ func (b *gradientBackend) pushStoredKey(ctx context.Context, s logical.Storage, 
 			return putKey(ctx, s, &repaired)
 		},
 	})
-	return &repaired, pk, err
+	return &repaired, err
 }
 
 // recreateKey creates the key again under its name with the stored secret
 // and stores the new uuid in the same entry: settings, version and rotation
 // state stay. It takes the road of every create (createChange).
-func (b *gradientBackend) recreateKey(ctx context.Context, s logical.Storage, c *clients, k *keyEntry) (*keyEntry, platform.Key, error) {
+func (b *gradientBackend) recreateKey(ctx context.Context, s logical.Storage, c *clients, k *keyEntry) (*keyEntry, error) {
 	w := newCreateWAL(k.Provider, k.Name, b.now().UTC())
 	recreated := *k
-	var pk platform.Key
 	err := b.createChange(ctx, s, c, w, k.APIKey,
 		func(made platform.Key) {
-			pk = made
-			recreated.UUID, recreated.CreatedAt, recreated.UpdatedAt = pk.UUID, pk.CreatedAt, pk.UpdatedAt
-			recreated.Seen = b.seenNow(pk)
+			recreated.UUID, recreated.CreatedAt, recreated.UpdatedAt = made.UUID, made.CreatedAt, made.UpdatedAt
+			recreated.Seen = b.seenNow(made)
 		},
 		func(ctx context.Context) error {
 			b.names.remove(k.Provider, k.Name, k.UUID)
-			b.names.put(k.Provider, k.Name, pk.UUID)
+			b.names.put(k.Provider, k.Name, recreated.UUID)
 			return putKey(ctx, s, &recreated)
 		})
-	return &recreated, pk, err
+	return &recreated, err
 }
