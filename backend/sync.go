@@ -250,11 +250,22 @@ func (s *keySeen) compares(k *keyEntry) bool {
 // records of earlier versions were folded in (st.Layout 0), from its
 // record.
 func seenOf(ctx context.Context, s logical.Storage, st *syncState, k *keyEntry) (*keySeen, error) {
-	if k.Seen != nil || st.Layout >= 1 {
+	if st.Layout >= 1 {
 		return k.Seen, nil
 	}
 	rec, err := getSyncRecord(ctx, s, k.Name)
-	return rec.seen(), err
+	return newerSeen(k, k.Seen, rec.seen()), err
+}
+
+// newerSeen is the later of what the entry and an earlier version's record
+// say was seen of k. Both can hold something: after a downgrade and a
+// second upgrade, the entries of keys the earlier version found unchanged
+// keep what was seen before the downgrade, and its syncs wrote the records.
+func newerSeen(k *keyEntry, inEntry, inRecord *keySeen) *keySeen {
+	if inRecord.compares(k) && (!inEntry.compares(k) || inRecord.SyncedAt.After(inEntry.SyncedAt)) {
+		return inRecord
+	}
+	return inEntry
 }
 
 // ---- storage ----
@@ -605,12 +616,12 @@ func (b *gradientBackend) syncKey(ctx context.Context, s logical.Storage, c *cli
 		return "", "", err
 	}
 	seen := k.Seen
-	if seen == nil && legacy {
+	if legacy {
 		rec, err := getSyncRecord(ctx, s, name)
 		if err != nil {
 			return "", "", err
 		}
-		seen = rec.seen()
+		seen = newerSeen(k, seen, rec.seen())
 	}
 	pk, found := listing[k.Provider][strings.ToLower(k.UUID)]
 	status := driftOf(k, found, pk)
@@ -723,10 +734,12 @@ func (b *gradientBackend) foldLegacyRecord(ctx context.Context, s logical.Storag
 	if err != nil {
 		return err
 	}
-	if k != nil && k.Seen == nil && rec.seen().compares(k) {
-		k.Seen = rec.seen()
-		if err := putKey(ctx, s, k); err != nil {
-			return err
+	if k != nil {
+		if seen := newerSeen(k, k.Seen, rec.seen()); seen != k.Seen {
+			k.Seen = seen
+			if err := putKey(ctx, s, k); err != nil {
+				return err
+			}
 		}
 	}
 	if len(rec.Agents) == 0 && rec.AgentsSeenAt.IsZero() {

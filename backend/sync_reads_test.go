@@ -452,3 +452,45 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+// A downgrade and a second upgrade: the previous version never writes the
+// entries of keys it finds unchanged, so they keep sync_seen from before
+// the downgrade, while its syncs write what they saw in the records and
+// store sync/state without the layout. The fold at the second upgrade must
+// take the record when it is newer than the entry's sync_seen, or a key the
+// previous version found missing reads in_sync as of that very sync.
+func TestSync_FoldAfterADowngradeTakesTheNewerRecord(t *testing.T) {
+	r := newSyncEnv(t, nil)
+	uuid := r.createKey("a", anthropicKey("a"), nil)
+	r.syncAt(t0.Add(time.Hour))
+	r.wantSynced("a", syncInSync, t0.Add(time.Hour))
+
+	// Downgraded: the key goes on the platform, and the previous version's
+	// sync at t2 records it in sync/keys/a and rewrites sync/state with its
+	// own fields only.
+	r.deleteOutside(uuid)
+	t2 := t0.Add(2 * time.Hour)
+	ctx := context.Background()
+	if err := putSyncRecord(ctx, r.storage, "a", &keySyncRecord{UUID: uuid, SyncedAt: t2, Found: false}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := getSyncState(ctx, r.storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.LastRun = t2
+	var m map[string]any
+	if err := json.Unmarshal(mustJSON(t, st), &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "layout")
+	delete(m, "stopped")
+	if err := r.storage.Put(ctx, &logical.StorageEntry{Key: syncStatePath, Value: mustJSON(t, m)}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Upgraded again: the active node starts and folds.
+	r.restart()
+	r.b.cleanSync(ctx)
+	r.wantSynced("a", syncMissing, t2)
+}
