@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -493,4 +494,101 @@ func TestSync_FoldAfterADowngradeTakesTheNewerRecord(t *testing.T) {
 	r.restart()
 	r.b.cleanSync(ctx)
 	r.wantSynced("a", syncMissing, t2)
+}
+
+// A fold that stops half-way (a storage write fails, or the node goes
+// down) leaves some keys folded and some not: every read stays right, and
+// the next start finishes the fold. A standby never folds: it writes
+// nothing.
+func TestSync_FoldStoppedHalfWayAndOnAStandby(t *testing.T) {
+	r := newSyncEnv(t, nil)
+	uuidA := r.createKey("a", anthropicKey("a"), nil)
+	r.createKey("b", anthropicKey("b"), nil)
+	uuidC := r.createKey("c", anthropicKey("c"), nil)
+	r.modifyOutside(uuidA, anthropicKey("console-a"))
+	r.renameOutside(uuidC, "elsewhere")
+	t1 := t0.Add(time.Hour)
+	r.syncAt(t1)
+	r.storeAsEarlierVersion("a", "b", "c")
+	ctx := context.Background()
+	want := func(when string) {
+		t.Helper()
+		for name, status := range map[string]string{"a": syncModified, "b": syncInSync, "c": syncRenamed} {
+			d := r.read(name)
+			if d["sync_status"] != status || d["last_synced"] != t1.Format(time.RFC3339) {
+				t.Errorf("%s: keys/%s reads %v %v, want %s %v", when, name, d["sync_status"], d["last_synced"], status, t1)
+			}
+		}
+	}
+
+	// A standby starting writes nothing.
+	sys := &switchableSystemView{}
+	sys.standby.Store(true)
+	standby, err := factory(ctx, &logical.BackendConfig{Logger: hclog.NewNullLogger(), System: sys, StorageView: r.storage}, testTuning())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if puts := r.putsDuring(func() {
+		if err := standby.Initialize(ctx, &logical.InitializationRequest{Storage: r.storage}); err != nil {
+			t.Fatal(err)
+		}
+	}); len(puts) != 0 {
+		t.Errorf("a standby starting wrote %v", puts)
+	}
+	want("after a standby started")
+
+	// The active node's fold fails at b's entry.
+	r.storage.onPut(func(e *logical.StorageEntry) error {
+		if e.Key == "keys/b" {
+			return fmt.Errorf("injected")
+		}
+		return nil
+	})
+	r.restart()
+	r.storage.onPut(nil)
+	want("after a fold that stopped at b")
+	if st, _ := getSyncState(ctx, r.storage); st.Layout != 0 {
+		t.Errorf("a fold that stopped half-way stored layout %d", st.Layout)
+	}
+
+	r.restart()
+	want("after the fold")
+	if st, _ := getSyncState(ctx, r.storage); st.Layout != 1 {
+		t.Errorf("the fold stored layout %d, want 1", st.Layout)
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		if rec, _ := getSyncRecord(ctx, r.storage, name); rec != nil {
+			t.Errorf("%s's record outlived the fold: %+v", name, rec)
+		}
+	}
+}
+
+// The sync writes sync_seen into the whole entry, secret included: it must
+// hold the key's name lock from its read of the entry to its write, or a
+// rotation finishing in between would be overwritten with the old secret.
+// Checked at the sync's write, where a rotation would have to slip in.
+func TestSync_WritesTheEntryUnderItsNameLock(t *testing.T) {
+	r := newSyncEnv(t, nil)
+	r.createKey("a", anthropicKey("a"), nil)
+	var writes, unlocked int
+	r.storage.onPut(func(e *logical.StorageEntry) error {
+		if e.Key != "keys/a" {
+			return nil
+		}
+		writes++
+		l := locksutil.LockForKey(r.b.nameLocks, "a")
+		if l.TryLock() {
+			unlocked++
+			l.Unlock()
+		}
+		return nil
+	})
+	r.syncAt(t0.Add(time.Hour))
+	r.storage.onPut(nil)
+	if writes == 0 {
+		t.Fatal("the first sync of the key did not write sync_seen into its entry")
+	}
+	if unlocked != 0 {
+		t.Errorf("the sync wrote keys/a %d times without holding its name lock", unlocked)
+	}
 }
