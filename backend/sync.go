@@ -786,19 +786,34 @@ type syncScheduler struct {
 
 	// runMu runs one sync at a time, periodic or requested.
 	runMu sync.Mutex
+
+	// folding is the fold of an earlier version's records started by
+	// Initialize; stopFold cancels it. It runs in the background because
+	// Vault waits for every mount's Initialize before the node serves
+	// requests: a mount with many old records must not hold up an unseal
+	// or a failover. Until it is done, reads use the records (Layout 0).
+	folding  sync.WaitGroup
+	stopFold context.CancelFunc
 }
 
 func newSyncScheduler(b *gradientBackend) *syncScheduler {
 	return &syncScheduler{b: b, tick: defaultSyncTick}
 }
 
-func (b *gradientBackend) initializeSync(ctx context.Context, req *logical.InitializationRequest) error {
-	if b.WriteSafeReplicationState() {
-		b.foldLegacyRecords(ctx, req.Storage)
-	}
+func (b *gradientBackend) initializeSync(_ context.Context, req *logical.InitializationRequest) error {
 	s := b.syncer
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if b.WriteSafeReplicationState() {
+		// Not Initialize's context: it ends when Initialize returns.
+		ctx, cancel := context.WithCancel(context.Background())
+		s.stopFold = cancel
+		s.folding.Add(1)
+		go func() {
+			defer s.folding.Done()
+			b.foldLegacyRecords(ctx, req.Storage)
+		}()
+	}
 	s.storage = req.Storage
 	s.started = s.b.now()
 	s.loop.start(s.tick, false, s.runTick)
@@ -809,8 +824,12 @@ func (b *gradientBackend) cleanSync(context.Context) {
 	s := b.syncer
 	s.mu.Lock()
 	stopAndWait := s.loop.detach()
+	if s.stopFold != nil {
+		s.stopFold()
+	}
 	s.mu.Unlock()
 	stopAndWait()
+	s.folding.Wait()
 }
 
 // runTick starts a sync when one is due. Like the rotation scheduler it acts
