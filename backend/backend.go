@@ -92,6 +92,8 @@ type gradientBackend struct {
 	retirements *retirementPlan
 	// syncer runs the periodic sync (sync.go).
 	syncer *syncScheduler
+	// syncView keeps sync/state for reads of keys/<name> (sync.go).
+	syncView *syncStateView
 
 	// secretFields are the fields refused unless they are strings
 	// (requests.go), derived from the paths' schemas.
@@ -137,6 +139,7 @@ func newBackend(t tuning) *gradientBackend {
 	}
 	b.rotation = newRotationScheduler(b)
 	b.syncer = newSyncScheduler(b)
+	b.syncView = &syncStateView{}
 	b.Backend = &framework.Backend{
 		Help:           backendHelp,
 		BackendType:    logical.TypeLogical,
@@ -182,8 +185,11 @@ func (b *gradientBackend) now() time.Time { return b.clock() }
 // invalidate runs on standbys and performance secondaries when storage they
 // cache changes under them.
 func (b *gradientBackend) invalidate(_ context.Context, key string) {
-	if key == configPath {
+	switch key {
+	case configPath:
 		b.dropClients()
+	case syncStatePath:
+		b.syncView.drop()
 	}
 }
 

@@ -383,8 +383,42 @@ type faultyStorage struct {
 	failPrefix        string
 	failDeletesPrefix string
 	failPutsPrefix    string
+	failGetsPrefix    string
 	afterList         func(prefix string)
 	beforePut         func(e *logical.StorageEntry) error
+	// gotten is every key read, in order, since the last takeGets (which
+	// starts the recording).
+	gotten    []string
+	recording bool
+}
+
+// failGetsUnder fails only reads under prefix ("" stops).
+func (s *faultyStorage) failGetsUnder(prefix string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failGetsPrefix = prefix
+}
+
+// takeGets returns the keys read since the last call, and records the
+// next ones.
+func (s *faultyStorage) takeGets() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	got := s.gotten
+	s.gotten, s.recording = nil, true
+	return got
+}
+
+func (s *faultyStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	s.mu.Lock()
+	if s.recording {
+		s.gotten = append(s.gotten, key)
+	}
+	s.mu.Unlock()
+	if s.failing(key, &s.failGetsPrefix) {
+		return nil, errors.New("injected storage failure")
+	}
+	return s.Storage.Get(ctx, key)
 }
 
 // onPut runs hook before every Put (nil stops); an error it returns fails

@@ -36,6 +36,10 @@ func (b *gradientBackend) renameKey(ctx context.Context, s logical.Storage, c *c
 	}
 	renamed := *k
 	renamed.Name = newName
+	// No sync has compared the key under its new name: it reads in_sync
+	// with no last_synced until one does, as before what was seen moved
+	// into the entry (the record stayed under the old name and was dropped).
+	renamed.Seen = nil
 	err := b.makeChange(ctx, s, pendingChange{
 		entry: w,
 		apply: func(ctx context.Context) error {

@@ -70,14 +70,18 @@ type repairOutcome struct {
 // changed again on the platform since the sync that found the drift: the
 // caller must sync and look again.
 func (b *gradientBackend) repairKey(ctx context.Context, s logical.Storage, mount string, k *keyEntry) (*repairOutcome, error) {
-	rec, err := getSyncRecord(ctx, s, k.Name)
+	st, err := b.cachedSyncState(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	if !rec.compares(k) {
+	seen, err := seenOf(ctx, s, st, k)
+	if err != nil {
+		return nil, err
+	}
+	if !seen.compares(k) {
 		return nil, callerErrorf("no sync has compared key %q with the platform yet: run vault write -f %ssync, then read %skeys/%s", k.Name, mount, mount, k.Name)
 	}
-	drift, _ := syncStatus(k, rec)
+	drift, _ := syncStatus(k, seen)
 	out := &repairOutcome{drift: drift, key: k}
 	if drift == syncInSync {
 		out.action = "nothing to repair: the last sync found the key as Vault holds it"
@@ -87,7 +91,7 @@ func (b *gradientBackend) repairKey(ctx context.Context, s logical.Storage, moun
 	if err != nil {
 		return nil, err
 	}
-	if err := b.refuseChangedSince(ctx, c, mount, k, rec, drift); err != nil {
+	if err := b.refuseChangedSince(ctx, c, mount, k, seen, drift); err != nil {
 		return nil, err
 	}
 	// The secret goes back to agents: it must still work. A key revoked at
@@ -103,40 +107,43 @@ func (b *gradientBackend) repairKey(ctx context.Context, s logical.Storage, moun
 		}
 	}
 
-	var pk platform.Key
 	if drift == syncMissing {
+		rec, recErr := getSyncRecord(ctx, s, k.Name)
+		if recErr != nil {
+			return nil, recErr
+		}
 		out.oldUUID = k.UUID
-		out.lostAgents, out.agentsSeenAt, out.known = rec.Agents, rec.AgentsSeenAt, !rec.AgentsSeenAt.IsZero()
-		out.key, pk, err = b.recreateKey(ctx, s, c, k)
+		if rec != nil && strings.EqualFold(rec.UUID, k.UUID) {
+			out.lostAgents, out.agentsSeenAt, out.known = rec.Agents, rec.AgentsSeenAt, !rec.AgentsSeenAt.IsZero()
+		}
+		out.key, err = b.recreateKey(ctx, s, c, k)
 		out.action = "created the key again on the platform under the same name with the secret Vault holds; it has a new uuid"
 	} else {
-		out.key, pk, err = b.pushStoredKey(ctx, s, c, k, rec, drift)
+		out.key, err = b.pushStoredKey(ctx, s, c, k, seen, drift)
 		out.action = "pushed the secret Vault holds to the same platform key (same uuid)"
 		if drift == syncRenamed {
-			out.action = fmt.Sprintf("renamed the platform key from %q back to %q and pushed the secret Vault holds (same uuid)", rec.Name, k.Name)
+			out.action = fmt.Sprintf("renamed the platform key from %q back to %q and pushed the secret Vault holds (same uuid)", seen.Name, k.Name)
 		}
 	}
 	if err != nil {
 		return nil, err
 	}
-	// What Vault just wrote is what the platform holds: record it, so a
-	// read shows in_sync without another sync. A failure leaves the old
-	// record, which the next sync replaces.
-	next := &keySyncRecord{UUID: pk.UUID, SyncedAt: b.now().UTC(), Found: true, Name: pk.Name, UpdatedAt: pk.UpdatedAt}
-	if drift != syncMissing {
-		next.Agents, next.AgentsSeenAt = rec.Agents, rec.AgentsSeenAt
-	}
-	if err := putSyncRecord(ctx, s, out.key.Name, next); err != nil {
-		b.Logger().Warn("the repair is done but its sync record was not stored; the next sync records it", "name", k.Name, "error", err)
-	}
 	b.Logger().Info("drift repaired", "name", k.Name, "drift", drift, "uuid", out.key.UUID, "old_uuid", out.oldUUID)
 	return out, nil
+}
+
+// seenNow is what a repair that the platform answered with pk leaves
+// seen of the key: what Vault just wrote is what the platform holds, so a
+// read shows in_sync without another sync. It is stored with the repair's
+// entry, in the same write.
+func (b *gradientBackend) seenNow(pk platform.Key) *keySeen {
+	return &keySeen{UUID: pk.UUID, SyncedAt: b.now().UTC(), Found: true, Name: pk.Name, UpdatedAt: pk.UpdatedAt}
 }
 
 // refuseChangedSince compares the platform key now with what the sync that
 // found the drift recorded. Vault's own writes since (a rotation) are not a
 // change: their updated_at is in the entry.
-func (b *gradientBackend) refuseChangedSince(ctx context.Context, c *clients, mount string, k *keyEntry, rec *keySyncRecord, drift string) error {
+func (b *gradientBackend) refuseChangedSince(ctx context.Context, c *clients, mount string, k *keyEntry, rec *keySeen, drift string) error {
 	now, err := c.platform.GetKey(ctx, k.Provider, k.UUID)
 	gone := errors.Is(err, platform.ErrNotFound)
 	if err != nil && !gone {
@@ -181,21 +188,21 @@ func (b *gradientBackend) refuseTakenName(ctx context.Context, c *clients, mount
 }
 
 // pushStoredKey gives the platform key the name and secret storage holds.
-func (b *gradientBackend) pushStoredKey(ctx context.Context, s logical.Storage, c *clients, k *keyEntry, rec *keySyncRecord, drift string) (*keyEntry, platform.Key, error) {
+func (b *gradientBackend) pushStoredKey(ctx context.Context, s logical.Storage, c *clients, k *keyEntry, rec *keySeen, drift string) (*keyEntry, error) {
 	w := &repairWAL{
 		walHeader: walHeader{Provider: k.Provider, Created: b.now().UTC()},
 		UUID:      k.UUID, Name: k.Name, Drift: drift,
 	}
 	repaired := *k
-	var pk platform.Key
 	err := b.makeChange(ctx, s, pendingChange{
 		entry: w,
-		apply: func(ctx context.Context) (err error) {
-			pk, err = c.platform.UpdateKey(ctx, k.Provider, k.UUID, platform.KeyChange{Name: k.Name, Secret: k.APIKey})
+		apply: func(ctx context.Context) error {
+			pk, err := c.platform.UpdateKey(ctx, k.Provider, k.UUID, platform.KeyChange{Name: k.Name, Secret: k.APIKey})
 			if err != nil {
 				return keyGoneIfNotFound(err, k)
 			}
 			repaired.UpdatedAt = pk.UpdatedAt
+			repaired.Seen = b.seenNow(pk)
 			return nil
 		},
 		commit: func(ctx context.Context) error {
@@ -206,25 +213,24 @@ func (b *gradientBackend) pushStoredKey(ctx context.Context, s logical.Storage, 
 			return putKey(ctx, s, &repaired)
 		},
 	})
-	return &repaired, pk, err
+	return &repaired, err
 }
 
 // recreateKey creates the key again under its name with the stored secret
 // and stores the new uuid in the same entry: settings, version and rotation
 // state stay. It takes the road of every create (createChange).
-func (b *gradientBackend) recreateKey(ctx context.Context, s logical.Storage, c *clients, k *keyEntry) (*keyEntry, platform.Key, error) {
+func (b *gradientBackend) recreateKey(ctx context.Context, s logical.Storage, c *clients, k *keyEntry) (*keyEntry, error) {
 	w := newCreateWAL(k.Provider, k.Name, b.now().UTC())
 	recreated := *k
-	var pk platform.Key
 	err := b.createChange(ctx, s, c, w, k.APIKey,
 		func(made platform.Key) {
-			pk = made
-			recreated.UUID, recreated.CreatedAt, recreated.UpdatedAt = pk.UUID, pk.CreatedAt, pk.UpdatedAt
+			recreated.UUID, recreated.CreatedAt, recreated.UpdatedAt = made.UUID, made.CreatedAt, made.UpdatedAt
+			recreated.Seen = b.seenNow(made)
 		},
 		func(ctx context.Context) error {
 			b.names.remove(k.Provider, k.Name, k.UUID)
-			b.names.put(k.Provider, k.Name, pk.UUID)
+			b.names.put(k.Provider, k.Name, recreated.UUID)
 			return putKey(ctx, s, &recreated)
 		})
-	return &recreated, pk, err
+	return &recreated, err
 }

@@ -57,6 +57,10 @@ type keyEntry struct {
 	Retiring                []retirement   `json:"retiring,omitempty"`
 	RetireStatus            string         `json:"retire_status,omitempty"`
 	RetireError             string         `json:"retire_error,omitempty"`
+
+	// Seen is what the last sync (or repair) saw of the key on the
+	// platform (sync.go); nil until one has compared it.
+	Seen *keySeen `json:"sync_seen,omitempty"`
 }
 
 func getKey(ctx context.Context, s logical.Storage, name string) (*keyEntry, error) {

@@ -200,7 +200,7 @@ func (b *gradientBackend) handleKeysList(ctx context.Context, req *logical.Reque
 
 func (b *gradientBackend) handleKeyRead(ctx context.Context, req *logical.Request, _ *framework.FieldData, k *keyEntry) (*logical.Response, error) {
 	resp := b.withRotationState(keyResponse(k), k)
-	return resp, addSyncFields(ctx, req.Storage, resp.Data, k)
+	return resp, b.addSyncFields(ctx, req.Storage, resp.Data, k)
 }
 
 // createRequest is a validated create.

@@ -155,15 +155,25 @@ func lostAgentsNote(mount string, out *repairOutcome) string {
 		out.oldUUID, who, out.key.UUID, out.key.Provider, field, out.key.UUID)
 }
 
-// addSyncFields adds sync_status and last_synced to a read of keys/<name>.
-func addSyncFields(ctx context.Context, s logical.Storage, data map[string]any, k *keyEntry) error {
-	rec, err := getSyncRecord(ctx, s, k.Name)
+// addSyncFields adds sync_status and last_synced to a read of keys/<name>:
+// from the entry and sync/state, which the backend keeps in memory, so no
+// storage read beyond the entry's (until the records of an earlier version
+// are folded in: seenOf).
+func (b *gradientBackend) addSyncFields(ctx context.Context, s logical.Storage, data map[string]any, k *keyEntry) error {
+	st, err := b.cachedSyncState(ctx, s)
 	if err != nil {
 		return err
 	}
-	status, at := syncStatus(k, rec)
+	seen, err := seenOf(ctx, s, st, k)
+	if err != nil {
+		return err
+	}
+	status, at := syncStatus(k, seen)
 	data["sync_status"] = status
 	if !at.IsZero() {
+		if seen == k.Seen {
+			at = b.syncView.keySyncedAt(st, k.Name, at)
+		}
 		data["last_synced"] = at.Format(time.RFC3339)
 	}
 	return nil

@@ -84,6 +84,7 @@ func (r *rotEnv) start(b *gradientBackend) {
 	if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: r.reads}); err != nil {
 		r.t.Fatal(err)
 	}
+	b.syncer.folding.Wait() // the fold of old sync records runs in the background
 	r.b = b
 	r.stopped = false
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,12 +22,17 @@ import (
 // providers, pages of 200) and compares them with storage; it runs every
 // sync_interval on the active node, and on request at sync.
 //
-// What a sync saw of each managed key is kept in a record of its own
-// (sync/keys/<name>), not in the key's entry: the entry is seal-wrapped and
-// written by every change, while the record is small, holds no secret, and
-// is rewritten by every sync. The status shown on a read is derived from the
-// record and the entry together, so a write Vault makes after the sync (a
-// rotation, a repair) counts at once without another sync.
+// What a sync saw of each managed key (keySeen) is kept in the key's entry,
+// so a read of keys/<name> is one storage read, and it is written only when
+// it changes: a sync of 10,000 unchanged keys writes no key entry, only the
+// mount's sync/state. The time shown on a read (last_synced) is derived
+// from the entry and sync/state together (keySyncedAt), and the status from
+// what was seen and the entry, so a write Vault makes after the sync (a
+// rotation, a repair) counts at once without another sync. The agents last
+// seen using a key stay in a record of their own (sync/keys/<name>): a read
+// of keys/<name>/agents writes them, and should not rewrite the secret's
+// entry. Versions before this one kept what was seen in that record too;
+// initializeSync folds those records into the entries once (Layout).
 //
 // Vault records the platform's updated_at from every answer to its own
 // writes (create, adopt, rotate, rename, repair): only a later updated_at
@@ -56,13 +62,36 @@ const (
 	syncModified = "modified_outside"
 )
 
-// keySyncRecord is what the last sync saw of one managed key on the
-// platform, and the agents last seen using it.
+// keySeen is what a sync (or a repair) saw of one managed key on the
+// platform, kept in the key's entry.
+type keySeen struct {
+	// UUID is the key it is about; what was seen of another uuid (the key
+	// was created again by a repair) is ignored.
+	UUID string `json:"uuid"`
+	// SyncedAt is when the sync that found Found, Name and UpdatedAt as
+	// they are started (or when a repair wrote them). Later syncs that find
+	// the same do not write it again: keySyncedAt adds them.
+	SyncedAt  time.Time `json:"synced_at"`
+	Found     bool      `json:"found"`
+	Name      string    `json:"name,omitempty"`
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
+}
+
+// same reports that s and o saw the same of the same key.
+func (s *keySeen) same(o *keySeen) bool {
+	return s != nil && o != nil && strings.EqualFold(s.UUID, o.UUID) && s.Found == o.Found &&
+		s.Name == o.Name && s.UpdatedAt.Equal(o.UpdatedAt)
+}
+
+// keySyncRecord holds the agents last seen using one managed key. Records
+// stored by earlier versions also hold what the last sync saw of the key
+// (the fields now in keySeen): they are read only until initializeSync has
+// folded them into the entries.
 type keySyncRecord struct {
 	// UUID is the key the record is about; a record about another uuid
 	// (the name was deleted and written again since) is ignored.
 	UUID string `json:"uuid"`
-	// SyncedAt is when the sync that wrote Found, Name and UpdatedAt
+	// Earlier versions: when the sync that wrote Found, Name and UpdatedAt
 	// started; zero while only agents were recorded.
 	SyncedAt  time.Time `json:"synced_at,omitzero"`
 	Found     bool      `json:"found"`
@@ -74,6 +103,15 @@ type keySyncRecord struct {
 	// already have the list in hand.
 	Agents       []agentRef `json:"agents,omitempty"`
 	AgentsSeenAt time.Time  `json:"agents_seen_at,omitzero"`
+}
+
+// seen is what an earlier version's record says the last sync saw; nil
+// when it says nothing.
+func (r *keySyncRecord) seen() *keySeen {
+	if r == nil || r.SyncedAt.IsZero() {
+		return nil
+	}
+	return &keySeen{UUID: r.UUID, SyncedAt: r.SyncedAt, Found: r.Found, Name: r.Name, UpdatedAt: r.UpdatedAt}
 }
 
 type agentRef struct {
@@ -92,6 +130,54 @@ type syncState struct {
 	// cleared by a sync that completes.
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// Stopped are the syncs that stopped half-way since the last completed
+	// one, newest first: each compared the keys up to Through (in name
+	// order). A key it found unchanged was not written, so its
+	// last_synced comes from here. An older one is kept only while it went
+	// further than every newer one.
+	Stopped []stoppedSync `json:"stopped,omitempty"`
+	// Layout 1: what each key was seen as is in its entry, and the records
+	// of earlier versions were folded into them.
+	Layout int `json:"layout,omitempty"`
+}
+
+type stoppedSync struct {
+	Started time.Time `json:"started"`
+	Through string    `json:"through"`
+}
+
+// keySyncedAt is when the last sync that compared the key named name
+// started, given that one that started at seenAt did. Every completed sync
+// compares every key stored when it lists them, and a key is stored with
+// what was seen of it only from its first comparison on (a rename drops
+// it): a completed sync later than seenAt compared it; so did a stopped
+// one that got as far as its name.
+func (st *syncState) keySyncedAt(name string, seenAt time.Time) time.Time {
+	at := seenAt
+	if st.LastRun.After(at) {
+		at = st.LastRun
+	}
+	for _, p := range st.Stopped {
+		if name <= p.Through {
+			if p.Started.After(at) {
+				at = p.Started
+			}
+			break
+		}
+	}
+	return at
+}
+
+// addStopped records a sync that started at started and compared the keys
+// up to through.
+func (st *syncState) addStopped(started time.Time, through string) {
+	kept := []stoppedSync{{Started: started, Through: through}}
+	for _, p := range st.Stopped {
+		if p.Through > through {
+			kept = append(kept, p)
+		}
+	}
+	st.Stopped = kept
 }
 
 type syncCounts struct {
@@ -147,17 +233,39 @@ func driftOf(k *keyEntry, found bool, pk platform.Key) string {
 	return syncInSync
 }
 
-// syncStatus is the key's status as of its record: in_sync, with no time,
-// when no sync has compared this key (by uuid) yet.
-func syncStatus(k *keyEntry, rec *keySyncRecord) (status string, syncedAt time.Time) {
-	if !rec.compares(k) {
+// syncStatus is the key's status as of what was seen: in_sync, with no
+// time, when no sync has compared this key (by uuid) yet.
+func syncStatus(k *keyEntry, seen *keySeen) (status string, syncedAt time.Time) {
+	if !seen.compares(k) {
 		return syncInSync, time.Time{}
 	}
-	return driftOf(k, rec.Found, platform.Key{Name: rec.Name, UpdatedAt: rec.UpdatedAt}), rec.SyncedAt
+	return driftOf(k, seen.Found, platform.Key{Name: seen.Name, UpdatedAt: seen.UpdatedAt}), seen.SyncedAt
 }
 
-func (r *keySyncRecord) compares(k *keyEntry) bool {
-	return r != nil && !r.SyncedAt.IsZero() && strings.EqualFold(r.UUID, k.UUID)
+func (s *keySeen) compares(k *keyEntry) bool {
+	return s != nil && !s.SyncedAt.IsZero() && strings.EqualFold(s.UUID, k.UUID)
+}
+
+// seenOf is what the last sync saw of k: from its entry, or, before the
+// records of earlier versions were folded in (st.Layout 0), from its
+// record.
+func seenOf(ctx context.Context, s logical.Storage, st *syncState, k *keyEntry) (*keySeen, error) {
+	if st.Layout >= 1 {
+		return k.Seen, nil
+	}
+	rec, err := getSyncRecord(ctx, s, k.Name)
+	return newerSeen(k, k.Seen, rec.seen()), err
+}
+
+// newerSeen is the later of what the entry and an earlier version's record
+// say was seen of k. Both can hold something: after a downgrade and a
+// second upgrade, the entries of keys the earlier version found unchanged
+// keep what was seen before the downgrade, and its syncs wrote the records.
+func newerSeen(k *keyEntry, inEntry, inRecord *keySeen) *keySeen {
+	if inRecord.compares(k) && (!inEntry.compares(k) || inRecord.SyncedAt.After(inEntry.SyncedAt)) {
+		return inRecord
+	}
+	return inEntry
 }
 
 // ---- storage ----
@@ -199,7 +307,79 @@ func getSyncState(ctx context.Context, s logical.Storage) (*syncState, error) {
 	return st, nil
 }
 
-func putSyncState(ctx context.Context, s logical.Storage, st *syncState) error {
+// syncStateView keeps sync/state in memory for reads of keys/<name>, which
+// need its times (keySyncedAt) at every read. It is what this node last
+// wrote, or read: a write by this node replaces it, and invalidate drops it
+// when the entry changes under a standby. Empty (a new or reloaded plugin),
+// it is read from storage.
+type syncStateView struct {
+	// writeMu orders this node's writes of sync/state, so that the one
+	// kept is the one stored last.
+	writeMu sync.Mutex
+
+	mu  sync.Mutex
+	st  *syncState
+	gen uint64
+	// running is how far the sync running on this node got: a read here
+	// counts the keys it compared already, as a stopped sync's.
+	running stoppedSync
+}
+
+// compared notes that the sync that started at started compared the keys
+// up to through; zero when no sync runs.
+func (v *syncStateView) compared(started time.Time, through string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.running = stoppedSync{Started: started, Through: through}
+}
+
+// keySyncedAt is syncState.keySyncedAt with the sync running on this node.
+func (v *syncStateView) keySyncedAt(st *syncState, name string, seenAt time.Time) time.Time {
+	at := st.keySyncedAt(name, seenAt)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if r := v.running; r.Through != "" && name <= r.Through && r.Started.After(at) {
+		at = r.Started
+	}
+	return at
+}
+
+func (v *syncStateView) drop() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.st = nil
+	v.gen++
+}
+
+// cachedSyncState returns sync/state, from memory when it holds it. The
+// caller must not change it.
+func (b *gradientBackend) cachedSyncState(ctx context.Context, s logical.Storage) (*syncState, error) {
+	v := b.syncView
+	v.mu.Lock()
+	st, gen := v.st, v.gen
+	v.mu.Unlock()
+	if st != nil {
+		return st, nil
+	}
+	st, err := getSyncState(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	// Kept only if nothing was written or invalidated during the read:
+	// the read may have returned what was there before.
+	if v.gen == gen {
+		v.st = st
+	}
+	return st, nil
+}
+
+// putSyncStateLocked stores st and keeps it in memory. The caller holds
+// writeMu, across its read of the state too.
+func (b *gradientBackend) putSyncStateLocked(ctx context.Context, s logical.Storage, st *syncState) error {
+	v := b.syncView
+	v.drop()
 	entry, err := logical.StorageEntryJSON(syncStatePath, st)
 	if err == nil {
 		err = s.Put(ctx, entry)
@@ -207,6 +387,12 @@ func putSyncState(ctx context.Context, s logical.Storage, st *syncState) error {
 	if err != nil {
 		return fmt.Errorf("storing the sync state: %w", err)
 	}
+	kept := *st
+	kept.Stopped = slices.Clone(st.Stopped)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.st = &kept
+	v.gen++
 	return nil
 }
 
@@ -272,7 +458,7 @@ type syncResult struct {
 // the budget's pace, and a request from a handler waits behind at most the
 // one page already reserved, never behind the whole sync. The periodic
 // sync's requests first wait for the background share too (runTick).
-func (b *gradientBackend) runSync(ctx context.Context, s logical.Storage) (*syncResult, error) {
+func (b *gradientBackend) runSync(ctx context.Context, s logical.Storage) (_ *syncResult, err error) {
 	b.syncer.runMu.Lock()
 	defer b.syncer.runMu.Unlock()
 
@@ -298,15 +484,31 @@ func (b *gradientBackend) runSync(ctx context.Context, s logical.Storage) (*sync
 	if err != nil {
 		return nil, fmt.Errorf("listing keys: %w", err)
 	}
+	before, err := getSyncState(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	// In name order, so that a sync that stops half-way can say which keys
+	// it compared by the last name alone (syncState.Stopped).
+	sort.Strings(names)
+	through := ""
+	defer func() {
+		if err != nil && through != "" {
+			b.recordStopped(ctx, s, res.started, through)
+		}
+		b.syncView.compared(time.Time{}, "")
+	}()
 	managed := map[string]bool{}
 	for _, name := range names {
-		if err := ctx.Err(); err != nil {
+		if err = ctx.Err(); err != nil {
 			return nil, err
 		}
-		status, uuid, err := b.syncKey(ctx, s, c, name, listing, res.started)
+		status, uuid, err := b.syncKey(ctx, s, c, name, listing, res.started, before.Layout < 1)
 		if err != nil {
 			return nil, fmt.Errorf("sync of %q: %w", name, err)
 		}
+		through = name
+		b.syncView.compared(res.started, name)
 		if uuid == "" {
 			continue // deleted meanwhile
 		}
@@ -333,21 +535,32 @@ func (b *gradientBackend) runSync(ctx context.Context, s logical.Storage) (*sync
 	sort.Slice(unmanaged, func(i, j int) bool { return unmanaged[i].UUID < unmanaged[j].UUID })
 	res.counts.Unmanaged = len(unmanaged)
 
-	st, err := getSyncState(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-	if st.Chunks, err = writeUnmanaged(ctx, s, unmanaged, st.Chunks); err != nil {
-		return nil, err
-	}
-	st.LastRun, st.Counts, st.LastError, st.LastErrorAt = res.started, res.counts, "", time.Time{}
-	if err := putSyncState(ctx, s, st); err != nil {
+	if err = b.recordCompleted(ctx, s, res, unmanaged); err != nil {
 		return nil, err
 	}
 	b.dropStaleSyncRecords(ctx, s)
 	b.Logger().Info("sync done", "in_sync", res.counts.InSync, "missing", res.counts.Missing, "renamed", res.counts.Renamed,
 		"modified_outside", res.counts.Modified, "unmanaged", res.counts.Unmanaged)
 	return res, nil
+}
+
+// recordCompleted stores the unmanaged keys and sync/state of a completed
+// sync.
+func (b *gradientBackend) recordCompleted(ctx context.Context, s logical.Storage, res *syncResult, unmanaged []unmanagedKey) error {
+	b.syncView.writeMu.Lock()
+	defer b.syncView.writeMu.Unlock()
+	st, err := getSyncState(ctx, s)
+	if err != nil {
+		return err
+	}
+	if st.Chunks, err = writeUnmanaged(ctx, s, unmanaged, st.Chunks); err != nil {
+		return err
+	}
+	st.LastRun, st.Counts, st.LastError, st.LastErrorAt = res.started, res.counts, "", time.Time{}
+	// Every stored key was compared, and what an earlier version's record
+	// said of it is folded into its entry.
+	st.Stopped, st.Layout = nil, 1
+	return b.putSyncStateLocked(ctx, s, st)
 }
 
 // addLateKeys adds to managed the uuids of keys stored under names that
@@ -381,32 +594,38 @@ func addLateKeys(ctx context.Context, s logical.Storage, seen []string, managed 
 // keys left renamed on purpose would otherwise cost 600 requests an hour).
 // A uuid once gone stays gone; a key the platform shows exactly as before
 // has not changed since.
-func (r *keySyncRecord) confirms(k *keyEntry, found bool, pk platform.Key) bool {
-	if !r.compares(k) || r.Found != found {
+func (s *keySeen) confirms(k *keyEntry, found bool, pk platform.Key) bool {
+	if !s.compares(k) || s.Found != found {
 		return false
 	}
-	return !found || (r.Name == pk.Name && r.UpdatedAt.Equal(pk.UpdatedAt))
+	return !found || (s.Name == pk.Name && s.UpdatedAt.Equal(pk.UpdatedAt))
 }
 
 // syncKey compares one stored key with the listing, under its name lock, and
-// records what it found. Drift seen in the listing is confirmed with a get of
-// the key itself, unless the last sync confirmed the same: the listing is
-// older than the entry may be (a create, a rename or a rotation by Vault
-// that finished meanwhile). It returns the
-// key's uuid, or "" when the key was deleted meanwhile.
-func (b *gradientBackend) syncKey(ctx context.Context, s logical.Storage, c *clients, name string, listing map[string]map[string]platform.Key, started time.Time) (string, string, error) {
+// records what it found in the key's entry when that differs from what is
+// there (a key found as before costs no write). Drift seen in the listing is
+// confirmed with a get of the key itself, unless the last sync confirmed the
+// same: the listing is older than the entry may be (a create, a rename or a
+// rotation by Vault that finished meanwhile). legacy says that records of
+// earlier versions may still hold what was seen. It returns the key's uuid,
+// or "" when the key was deleted meanwhile.
+func (b *gradientBackend) syncKey(ctx context.Context, s logical.Storage, c *clients, name string, listing map[string]map[string]platform.Key, started time.Time, legacy bool) (string, string, error) {
 	defer b.lockNames(name)()
 	k, err := getKey(ctx, s, name)
 	if err != nil || k == nil {
 		return "", "", err
 	}
-	rec, err := getSyncRecord(ctx, s, name)
-	if err != nil {
-		return "", "", err
+	seen := k.Seen
+	if legacy {
+		rec, err := getSyncRecord(ctx, s, name)
+		if err != nil {
+			return "", "", err
+		}
+		seen = newerSeen(k, seen, rec.seen())
 	}
 	pk, found := listing[k.Provider][strings.ToLower(k.UUID)]
 	status := driftOf(k, found, pk)
-	if status != syncInSync && !rec.confirms(k, found, pk) {
+	if status != syncInSync && !seen.confirms(k, found, pk) {
 		current, err := c.platform.GetKey(ctx, k.Provider, k.UUID)
 		switch {
 		case errors.Is(err, platform.ErrNotFound):
@@ -418,14 +637,15 @@ func (b *gradientBackend) syncKey(ctx context.Context, s logical.Storage, c *cli
 		}
 		status = driftOf(k, found, pk)
 	}
-	next := &keySyncRecord{UUID: k.UUID, SyncedAt: started, Found: found, Name: pk.Name, UpdatedAt: pk.UpdatedAt}
-	if rec != nil && strings.EqualFold(rec.UUID, k.UUID) {
-		next.Agents, next.AgentsSeenAt = rec.Agents, rec.AgentsSeenAt
-	}
-	if was, _ := syncStatus(k, rec); status != syncInSync && was != status {
+	if was, _ := syncStatus(k, seen); status != syncInSync && was != status {
 		b.Logger().Warn("drift found", "name", name, "uuid", k.UUID, "status", status, "platform_name", pk.Name)
 	}
-	return status, k.UUID, putSyncRecord(ctx, s, name, next)
+	next := &keySeen{UUID: k.UUID, SyncedAt: started, Found: found, Name: pk.Name, UpdatedAt: pk.UpdatedAt}
+	if next.same(k.Seen) {
+		return status, k.UUID, nil
+	}
+	k.Seen = next
+	return status, k.UUID, putKey(ctx, s, k)
 }
 
 // dropStaleSyncRecords deletes the records of keys that are gone (deleted or
@@ -448,6 +668,84 @@ func (b *gradientBackend) dropStaleSyncRecords(ctx context.Context, s logical.St
 			}
 		}()
 	}
+}
+
+// recordStopped records in sync/state that the sync that started at started
+// stopped after comparing the keys up to through, so that their
+// last_synced counts it. Best effort: when the write fails too (storage
+// down, or the node shutting down), their last_synced stays that of the
+// sync before, which also compared them.
+func (b *gradientBackend) recordStopped(ctx context.Context, s logical.Storage, started time.Time, through string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	b.syncView.writeMu.Lock()
+	defer b.syncView.writeMu.Unlock()
+	st, err := getSyncState(ctx, s)
+	if err == nil {
+		st.addStopped(started, through)
+		err = b.putSyncStateLocked(ctx, s, st)
+	}
+	if err != nil {
+		b.Logger().Warn("could not record how far a stopped sync got; the keys it compared show the sync before", "error", err)
+	}
+}
+
+// foldLegacyRecords moves what the records of earlier versions say the last
+// sync saw into the key entries, once, on the active node at start: after
+// it (Layout 1) a read of keys/<name> reads the entry alone. Records that
+// hold no agents are deleted. A failure is logged and leaves Layout 0:
+// reads keep reading the records, and the next completed sync folds them.
+func (b *gradientBackend) foldLegacyRecords(ctx context.Context, s logical.Storage) {
+	st, err := getSyncState(ctx, s)
+	if err != nil || st.Layout >= 1 {
+		return
+	}
+	b.syncer.runMu.Lock()
+	defer b.syncer.runMu.Unlock()
+	names, err := s.List(ctx, syncKeyPrefix)
+	if err == nil {
+		for _, name := range names {
+			if err = b.foldLegacyRecord(ctx, s, name); err != nil {
+				break
+			}
+		}
+	}
+	if err == nil {
+		b.syncView.writeMu.Lock()
+		st, err = getSyncState(ctx, s)
+		if err == nil {
+			st.Layout = 1
+			err = b.putSyncStateLocked(ctx, s, st)
+		}
+		b.syncView.writeMu.Unlock()
+	}
+	if err != nil && !errors.Is(err, logical.ErrReadOnly) {
+		b.Logger().Warn("could not fold the sync records of an earlier version into the key entries; reads keep reading both until a sync completes", "error", err)
+	}
+}
+
+func (b *gradientBackend) foldLegacyRecord(ctx context.Context, s logical.Storage, name string) error {
+	defer b.lockNames(name)()
+	rec, err := getSyncRecord(ctx, s, name)
+	if err != nil || rec == nil {
+		return err
+	}
+	k, err := getKey(ctx, s, name)
+	if err != nil {
+		return err
+	}
+	if k != nil {
+		if seen := newerSeen(k, k.Seen, rec.seen()); seen != k.Seen {
+			k.Seen = seen
+			if err := putKey(ctx, s, k); err != nil {
+				return err
+			}
+		}
+	}
+	if len(rec.Agents) == 0 && rec.AgentsSeenAt.IsZero() {
+		return s.Delete(ctx, syncKeyPrefix+name)
+	}
+	return nil
 }
 
 // noteAgents records the agents just seen using k. The caller holds k's name
@@ -488,6 +786,14 @@ type syncScheduler struct {
 
 	// runMu runs one sync at a time, periodic or requested.
 	runMu sync.Mutex
+
+	// folding is the fold of an earlier version's records started by
+	// Initialize; stopFold cancels it. It runs in the background because
+	// Vault waits for every mount's Initialize before the node serves
+	// requests: a mount with many old records must not hold up an unseal
+	// or a failover. Until it is done, reads use the records (Layout 0).
+	folding  sync.WaitGroup
+	stopFold context.CancelFunc
 }
 
 func newSyncScheduler(b *gradientBackend) *syncScheduler {
@@ -498,6 +804,16 @@ func (b *gradientBackend) initializeSync(_ context.Context, req *logical.Initial
 	s := b.syncer
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if b.WriteSafeReplicationState() {
+		// Not Initialize's context: it ends when Initialize returns.
+		ctx, cancel := context.WithCancel(context.Background())
+		s.stopFold = cancel
+		s.folding.Add(1)
+		go func() {
+			defer s.folding.Done()
+			b.foldLegacyRecords(ctx, req.Storage)
+		}()
+	}
 	s.storage = req.Storage
 	s.started = s.b.now()
 	s.loop.start(s.tick, false, s.runTick)
@@ -508,8 +824,12 @@ func (b *gradientBackend) cleanSync(context.Context) {
 	s := b.syncer
 	s.mu.Lock()
 	stopAndWait := s.loop.detach()
+	if s.stopFold != nil {
+		s.stopFold()
+	}
 	s.mu.Unlock()
 	stopAndWait()
+	s.folding.Wait()
 }
 
 // runTick starts a sync when one is due. Like the rotation scheduler it acts
@@ -563,10 +883,12 @@ func (s *syncScheduler) runTick(ctx context.Context) {
 		msg := err.Error()
 		s.b.Logger().Error("periodic sync failed; trying again after sync_interval", "error", msg)
 		// Record it for status; the key entries are untouched.
+		s.b.syncView.writeMu.Lock()
 		if st, err := getSyncState(ctx, storage); err == nil {
 			st.LastError, st.LastErrorAt = msg, now.UTC()
-			_ = putSyncState(ctx, storage, st)
+			_ = s.b.putSyncStateLocked(ctx, storage, st)
 		}
+		s.b.syncView.writeMu.Unlock()
 	}
 }
 
