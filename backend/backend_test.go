@@ -496,3 +496,16 @@ func (s *faultyStorage) List(ctx context.Context, prefix string) ([]string, erro
 	}
 	return keys, err
 }
+
+// answerError is the error a request answered with, from either of the
+// ways Vault carries one (a Go error, or an error response); false when it
+// succeeded.
+func answerError(resp *logical.Response, err error) (string, bool) {
+	switch {
+	case err != nil:
+		return err.Error(), true
+	case resp != nil && resp.IsError():
+		return resp.Error().Error(), true
+	}
+	return "", false
+}

@@ -170,13 +170,8 @@ func TestFaultMatrix(t *testing.T) {
 // no secret.
 func assertClearAnswer(t *testing.T, e *testEnv, resp *logical.Response, err error) {
 	t.Helper()
-	var msg string
-	switch {
-	case err != nil:
-		msg = err.Error()
-	case resp != nil && resp.IsError():
-		msg = resp.Error().Error()
-	default:
+	msg, failed := answerError(resp, err)
+	if !failed {
 		return
 	}
 	if len(msg) < 20 || !strings.ContainsAny(msg, " ") {

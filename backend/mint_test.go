@@ -338,13 +338,8 @@ func TestMint_FailedPlatformDeleteKeepsTheServiceAccounts(t *testing.T) {
 			r.mustOK(logical.UpdateOperation, "keys/kept/rotate", nil)
 			r.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: "/v2/gen-ai/openai/keys/", Status: status, Count: platform.MaxAttempts})
 			resp, err := r.request(logical.DeleteOperation, "keys/kept", nil)
-			var msg string
-			switch {
-			case err != nil:
-				msg = err.Error()
-			case resp != nil && resp.IsError():
-				msg = resp.Error().Error()
-			default:
+			msg, failed := answerError(resp, err)
+			if !failed {
 				t.Fatalf("the delete succeeded: %v", resp)
 			}
 			if !strings.Contains(msg, "was not deleted") {

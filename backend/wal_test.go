@@ -188,13 +188,8 @@ func TestWAL_RefusedRenameLeavesNothingOfTheCreate(t *testing.T) {
 	e := newTestEnv(t, map[string]any{"name_cache_ttl": "0s"})
 	other, resp, err := createWhileHeld(t, e, emulator.Fault{Method: "POST", Path: "/v2/gen-ai/openai/keys", Mode: "drop", Delay: time.Second}, "taken",
 		emulator.Fault{Method: "PUT", Path: "/v2/gen-ai/openai/keys/", Status: 409})
-	var msg string
-	switch {
-	case err != nil:
-		msg = err.Error()
-	case resp != nil && resp.IsError():
-		msg = resp.Error().Error()
-	default:
+	msg, failed := answerError(resp, err)
+	if !failed {
 		t.Fatalf("want the create refused, got %#v", resp)
 	}
 	e.assertSecretFree("error", msg)
