@@ -16,19 +16,8 @@ import (
 // service accounts are deleted (grace_period=0: at the next tick), so that
 // in the end exactly the account behind the platform's secret lives.
 func TestMint_ZeroTouchRotationThroughTheCLI(t *testing.T) {
-	v := rotationVault(t)
-	e := newEmulator(t)
-	mount := rotationMount(t, v, e)
+	v, e, mount, admin := mintingMount(t)
 	root := v.rootToken
-	admin := mustNotLeak("sk-admin-" + randomString(alnum, 40))
-	e.AddAdminKey(emulator.ProviderOpenAI, admin)
-	// Every key the emulated OpenAI minted counts as a secret for the
-	// suite's leak checks.
-	t.Cleanup(func() {
-		for _, a := range e.ProviderState().OpenAIServiceAccounts {
-			mustNotLeak(a.APIKey)
-		}
-	})
 
 	for path, field := range map[string]string{"config": "openai_admin_key", "keys/example": "source"} {
 		if out := v.vault(t, as(root).ok(), "path-help", mount+"/"+path).Stdout; !strings.Contains(out, "\n    "+field+" (") {
@@ -107,17 +96,8 @@ func TestMint_ZeroTouchRotationThroughTheCLI(t *testing.T) {
 // project is archived later keeps its current key when a rotation is
 // asked for, and the error says why.
 func TestMint_ArchivedProjectThroughTheCLI(t *testing.T) {
-	v := rotationVault(t)
-	e := newEmulator(t)
-	mount := rotationMount(t, v, e)
+	v, e, mount, admin := mintingMount(t)
 	root := v.rootToken
-	admin := mustNotLeak("sk-admin-" + randomString(alnum, 40))
-	e.AddAdminKey(emulator.ProviderOpenAI, admin)
-	t.Cleanup(func() {
-		for _, a := range e.ProviderState().OpenAIServiceAccounts {
-			mustNotLeak(a.APIKey)
-		}
-	})
 	v.vault(t, as(root).withStdin(admin).ok(), "write", mount+"/config", "openai_admin_key=-")
 	archived := e.AddOpenAIProject("", "archived")
 	e.ArchiveOpenAIProject(archived)
@@ -144,4 +124,22 @@ func TestMint_ArchivedProjectThroughTheCLI(t *testing.T) {
 	if n := len(e.ProviderState().OpenAIServiceAccounts); n != 1 {
 		t.Fatalf("%d service accounts, want the first one only", n)
 	}
+}
+
+// mintingMount is a rotation mount whose emulated OpenAI accepts the admin
+// key it returns (not yet written to config). Every key the emulated
+// OpenAI mints counts as a secret for the suite's leak checks.
+func mintingMount(t *testing.T) (v *vaultServer, e *emu, mount, admin string) {
+	t.Helper()
+	v = rotationVault(t)
+	e = newEmulator(t)
+	mount = rotationMount(t, v, e)
+	admin = mustNotLeak("sk-admin-" + randomString(alnum, 40))
+	e.AddAdminKey(emulator.ProviderOpenAI, admin)
+	t.Cleanup(func() {
+		for _, a := range e.ProviderState().OpenAIServiceAccounts {
+			mustNotLeak(a.APIKey)
+		}
+	})
+	return v, e, mount, admin
 }
