@@ -81,8 +81,12 @@ func newCreateWAL(provider, name string, now time.Time) *createWAL {
 	}
 }
 
-func (w *createWAL) kind() string                  { return walKindCreate }
-func (w *createWAL) lockScope() ([]string, string) { return []string{w.Name}, "" }
+func (w *createWAL) kind() string { return walKindCreate }
+
+// lockScope holds the new key's uuid too, once the entry records it: an
+// adoption of that key (which holds its uuid) and this rollback then never
+// interleave.
+func (w *createWAL) lockScope() ([]string, string) { return []string{w.Name}, w.UUID }
 func (w *createWAL) recordWith(record func(ctx context.Context) error) {
 	w.record = record
 }

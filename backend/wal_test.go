@@ -911,3 +911,65 @@ func TestWAL_InFlightCreateCannotBeAdopted(t *testing.T) {
 	e.mustOK(logical.ReadOperation, "creds/inflight", nil)
 	assertInvariant(t, e)
 }
+
+// The rollback of a create that crashed after its rename holds the new
+// key's uuid lock, as an adoption of that key does: an operator adopting it
+// meanwhile either finishes first (the rollback then finds it stored and
+// spares it) or waits and finds it gone. Never a Vault entry for a platform
+// key the rollback deleted.
+func TestWAL_CreateRollbackAndAnAdoptionOfItsKeyDoNotRace(t *testing.T) {
+	e := newTestEnv(t, nil)
+	afterRename := func(key string, _ map[string]int) (bool, bool) { return strings.HasPrefix(key, "keys/"), false }
+	c := &crashAt{at: afterRename, seen: map[string]int{}, crashed: make(chan *faultyStorage, 1), release: make(chan struct{})}
+	e.storage.onPut(c.hook(e.storage.Storage))
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.send(logical.CreateOperation, "keys/raced", map[string]any{"provider": "anthropic", "api_key": anthropicKey("raced")})
+		done <- err
+	}()
+	defer func() { close(c.release); <-done }()
+	var left *faultyStorage
+	select {
+	case left = <-c.crashed:
+	case err := <-done:
+		t.Fatalf("setup: the create never reached its store (%v)", err)
+	}
+	own := e.ownKeys(platform.Anthropic, "raced")
+	if len(own) != 1 || own[0].Name != "raced" {
+		t.Fatalf("setup: want the renamed key on the platform, have %+v", e.state().AnthropicKeys)
+	}
+	uuid := own[0].UUID
+	after := e.restartedOn(left)
+
+	// When the rollback first scans the stored keys, an operator adopts the
+	// key; an adoption the rollback does not wait for finishes meanwhile.
+	adopted := make(chan error, 1)
+	var adoptOnKeysScan func(prefix string)
+	adoptOnKeysScan = func(prefix string) {
+		if prefix != keyStoragePrefix {
+			left.onNextList(adoptOnKeysScan)
+			return
+		}
+		go func() {
+			_, err := after.send(logical.CreateOperation, "keys/adopter", map[string]any{"provider": "anthropic", "api_key": anthropicKey("adopter"), "uuid": uuid})
+			adopted <- err
+		}()
+		time.Sleep(300 * time.Millisecond)
+	}
+	left.onNextList(adoptOnKeysScan)
+	rollbackNow(t, after)
+	<-adopted
+
+	stored, err := getKey(context.Background(), left, "adopter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	onPlatform := false
+	for _, k := range after.state().AnthropicKeys {
+		onPlatform = onPlatform || k.UUID == uuid
+	}
+	if (stored != nil) != onPlatform {
+		t.Fatalf("Vault stores the adoption: %v; the key is on the platform: %v", stored != nil, onPlatform)
+	}
+	assertInvariant(t, after)
+}
