@@ -103,7 +103,8 @@ type agentAPIKeyRequest struct {
 }
 
 // decodeAgentAPIKeyRequest reads the body and refuses ids that contradict
-// the path, before the lock. It answers the caller itself and reports false
+// the path (a create's path names no key, so its body's key uuid is
+// ignored), before the lock. It answers the caller itself and reports false
 // when the request goes no further.
 func decodeAgentAPIKeyRequest(w http.ResponseWriter, r *http.Request) (agentAPIKeyRequest, bool) {
 	var body agentAPIKeyRequest
@@ -115,7 +116,7 @@ func decodeAgentAPIKeyRequest(w http.ResponseWriter, r *http.Request) (agentAPIK
 	case body.AgentUUID != "" && body.AgentUUID != r.PathValue("agent_uuid"):
 		writePlatformError(w, http.StatusBadRequest, "invalid_argument", "agent_uuid does not match the agent in the path")
 		return body, false
-	case body.APIKeyUUID != "" && body.APIKeyUUID != r.PathValue("api_key_uuid"):
+	case body.APIKeyUUID != "" && r.PathValue("api_key_uuid") != "" && body.APIKeyUUID != r.PathValue("api_key_uuid"):
 		writePlatformError(w, http.StatusBadRequest, "invalid_argument", "api_key_uuid does not match the key in the path")
 		return body, false
 	}
