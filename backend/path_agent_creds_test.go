@@ -380,3 +380,28 @@ func TestAgentKeyName_KeepsTheNameRule(t *testing.T) {
 		}
 	}
 }
+
+// The periodic sync tidies too, on the active node only.
+func TestAgentCreds_PeriodicSyncTidies(t *testing.T) {
+	r := newSyncEnv(t, map[string]any{"sync_interval": "1h"})
+	a := r.createAgent("support-bot", "", "")
+	r.mustOK(logical.CreateOperation, "agent-roles/team-a-bot", map[string]any{"agent_uuid": a.Uuid})
+	leased := r.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	mark, _ := storedAgentMountID(context.Background(), r.storage)
+	info, _, err := r.do.AgentPlatform.CreateAgentAPIKey(context.Background(), a.Uuid, &godo.AgentAPIKeyCreateRequest{AgentUuid: a.Uuid, Name: agentKeyName(mark, "team-a-bot")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.sys.standby.Store(true)
+	r.advance(2 * time.Hour)
+	r.syncTick()
+	if len(r.agentKeysOn(a.Uuid)) != 2 {
+		t.Fatal("a standby tidied")
+	}
+	r.sys.standby.Store(false)
+	r.syncTick()
+	keys := r.agentKeysOn(a.Uuid)
+	if len(keys) != 1 || keys[0].UUID != leased.Data["api_key_uuid"] || keys[0].UUID == info.Uuid {
+		t.Fatalf("after the periodic sync: %+v", keys)
+	}
+}
