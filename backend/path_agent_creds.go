@@ -74,6 +74,10 @@ func (b *gradientBackend) handleAgentCredsRead(ctx context.Context, req *logical
 		return nil, err
 	}
 	key, lease, err := b.issueAgentKey(ctx, req.Storage, c, r)
+	if errors.Is(err, platform.ErrNotFound) && !platform.IsPossiblyApplied(err) {
+		// The platform's 404 to the create: the role's agent is gone.
+		return nil, callerErrorf("agent %s of role %q no longer exists on the platform: an operator points the role at another agent (write %sagent-roles/%s agent_uuid=...) or deletes it", r.AgentUUID, name, req.MountPoint, name)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -403,5 +404,51 @@ func TestAgentCreds_PeriodicSyncTidies(t *testing.T) {
 	keys := r.agentKeysOn(a.Uuid)
 	if len(keys) != 1 || keys[0].UUID != leased.Data["api_key_uuid"] || keys[0].UUID == info.Uuid {
 		t.Fatalf("after the periodic sync: %+v", keys)
+	}
+}
+
+// A create the platform refuses made nothing: the caller's 400 with the
+// platform's message, no key, no entry left. An agent deleted since the
+// role was written is a 400 that says what to do.
+func TestAgentCreds_RefusedCreateLeavesNothing(t *testing.T) {
+	e, agent, _ := newAgentRoleEnv(t, nil)
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: agentKeysRoute, Status: 422})
+	e.mustBadRequest(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	assertNoWAL(t, e)
+	if _, _, err := e.do.AgentPlatform.DeleteAgent(context.Background(), agent); err != nil {
+		t.Fatal(err)
+	}
+	e.mustBadRequest(logical.ReadOperation, "agent-creds/team-a-bot", nil, "no longer exists", "agent-roles/team-a-bot")
+	assertNoWAL(t, e)
+	if keys := e.emu.AgentAPIKeys(); len(keys) != 0 {
+		t.Fatalf("keys made: %+v", keys)
+	}
+}
+
+// Concurrent reads never pass max_leases: the count and the create are one
+// step under the role's lock.
+func TestAgentCreds_MaxLeasesHoldsUnderConcurrentReads(t *testing.T) {
+	e, agent, _ := newAgentRoleEnv(t, map[string]any{"max_leases": 3})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok, refused := 0, 0
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := e.send(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil && resp != nil && !resp.IsError():
+				ok++
+			case err == nil && resp != nil && strings.Contains(resp.Error().Error(), "max_leases"):
+				refused++
+			}
+		}()
+	}
+	wg.Wait()
+	if ok != 3 || refused != 7 || len(e.agentKeysOn(agent)) != 3 {
+		t.Fatalf("%d issued, %d refused, %d keys; want 3, 7, 3", ok, refused, len(e.agentKeysOn(agent)))
 	}
 }
