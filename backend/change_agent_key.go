@@ -41,6 +41,24 @@ type agentLease struct {
 	KeyUUID   string    `json:"key_uuid"`
 	Name      string    `json:"name"`
 	IssuedAt  time.Time `json:"issued_at"`
+	// ExpiresBy is the issue plus the role's max_ttl at the issue: no
+	// renewal takes the lease past it (secret_agent_creds.go). A record
+	// long past it belongs to a lease Vault no longer holds (revoked with
+	// -force, or given up as irrevocable), and tidy deletes its key.
+	ExpiresBy time.Time `json:"expires_by,omitzero"`
+
+	// maxTTL is the max_ttl a lease carries from its issue; not stored.
+	maxTTL time.Duration
+}
+
+// agentLeaseGrace is how long past ExpiresBy a record is left alone: Vault
+// revokes an expired lease shortly after its end, and retries a failed
+// revocation with backoff.
+const agentLeaseGrace = time.Hour
+
+// outlived reports a record whose lease cannot exist any more.
+func (l *agentLease) outlived(now time.Time) bool {
+	return !l.ExpiresBy.IsZero() && now.After(l.ExpiresBy.Add(agentLeaseGrace))
 }
 
 func agentLeasePath(role, keyUUID string) string {
@@ -259,7 +277,7 @@ func (b *gradientBackend) issueAgentKey(ctx context.Context, s logical.Storage, 
 				return fmt.Errorf("creating agent API key %q on agent %s: %w", w.Name, r.AgentUUID, err)
 			}
 			key = k
-			lease = &agentLease{Role: r.Name, AgentUUID: r.AgentUUID, KeyUUID: strings.ToLower(k.UUID), Name: w.Name, IssuedAt: now}
+			lease = &agentLease{Role: r.Name, AgentUUID: r.AgentUUID, KeyUUID: strings.ToLower(k.UUID), Name: w.Name, IssuedAt: now, ExpiresBy: now.Add(r.MaxTTL)}
 			return nil
 		},
 		commit: func(ctx context.Context) error { return putAgentLease(ctx, s, lease) },

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -126,9 +127,10 @@ type agentTidyResult struct {
 }
 
 // tidyAgentKeys deletes the keys that carry this mount's mark and that no
-// lease record holds, on every agent a role or a lease names. A key made
-// elsewhere (another mount, the control panel) has no such mark and is
-// never touched.
+// lease record holds, on every agent a role or a lease names, and the keys
+// of records more than agentLeaseGrace past their lease's longest life. A
+// key made elsewhere (another mount, the control panel) has no such mark and
+// is never touched.
 //
 // The order of the reads is what makes it safe against an issue running at
 // the same time: the platform's keys are listed first, then the write-ahead
@@ -175,7 +177,13 @@ func (b *gradientBackend) tidyAgentKeys(ctx context.Context, s logical.Storage) 
 		return res, err
 	}
 	held := map[string]bool{}
+	var outlived []*agentLease
+	now := b.now()
 	for _, l := range leases {
+		if l.outlived(now) {
+			outlived = append(outlived, l)
+			continue
+		}
 		held[strings.ToLower(l.KeyUUID)] = true
 	}
 	res.deleted = []string{}
@@ -194,6 +202,26 @@ func (b *gradientBackend) tidyAgentKeys(ctx context.Context, s logical.Storage) 
 		}
 		b.Logger().Warn("tidy deleted an agent API key of this mount that no lease holds", "agent_uuid", k.AgentUUID, "key_uuid", k.UUID, "key_name", k.Name)
 		res.deleted = append(res.deleted, k.UUID)
+	}
+	// A record past its lease's longest life: Vault no longer holds the
+	// lease (it was revoked with -force, or given up), so nothing else
+	// will delete its key or the record.
+	for _, l := range outlived {
+		if !slices.Contains(res.deleted, l.KeyUUID) {
+			err := c.agentKeys.DeleteAgentKey(ctx, l.AgentUUID, l.KeyUUID)
+			if err != nil && !errors.Is(err, platform.ErrNotFound) {
+				failed = append(failed, fmt.Errorf("deleting agent API key %s of agent %s, whose lease ended by %s: %w", l.KeyUUID, l.AgentUUID, l.ExpiresBy.Format(time.RFC3339), err))
+				continue
+			}
+			if err == nil {
+				res.deleted = append(res.deleted, l.KeyUUID)
+			}
+		}
+		if err := s.Delete(ctx, agentLeasePath(l.Role, l.KeyUUID)); err != nil {
+			failed = append(failed, fmt.Errorf("deleting the lease record of agent API key %s: %w", l.KeyUUID, err))
+			continue
+		}
+		b.Logger().Warn("tidy deleted an agent API key whose lease outlived its max_ttl without a revocation", "role", l.Role, "agent_uuid", l.AgentUUID, "key_uuid", l.KeyUUID, "expires_by", l.ExpiresBy.Format(time.RFC3339))
 	}
 	return res, errors.Join(failed...)
 }

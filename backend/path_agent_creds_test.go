@@ -452,3 +452,32 @@ func TestAgentCreds_MaxLeasesHoldsUnderConcurrentReads(t *testing.T) {
 		t.Fatalf("%d issued, %d refused, %d keys; want 3, 7, 3", ok, refused, len(e.agentKeysOn(agent)))
 	}
 }
+
+// A lease Vault no longer holds (revoked with -force, or given up as
+// irrevocable) leaves its record; once the record is past its lease's
+// longest life, tidy deletes the key and the record. A current one stays.
+func TestAgentCreds_TidyEndsRecordsPastTheirLeasesLife(t *testing.T) {
+	e, agent, url := newAgentRoleEnv(t, map[string]any{"ttl": "1h", "max_ttl": "2h"})
+	old := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	current := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	ctx := context.Background()
+	l, err := getAgentLease(ctx, e.storage, "team-a-bot", old.Data["api_key_uuid"].(string))
+	if err != nil || l == nil || !l.ExpiresBy.Equal(l.IssuedAt.Add(2*time.Hour)) {
+		t.Fatalf("lease record: %+v %v", l, err)
+	}
+	l.IssuedAt, l.ExpiresBy = l.IssuedAt.Add(-4*time.Hour), l.ExpiresBy.Add(-4*time.Hour)
+	if err := putAgentLease(ctx, e.storage, l); err != nil {
+		t.Fatal(err)
+	}
+	resp := e.mustOK(logical.UpdateOperation, "agent-creds-tidy", nil)
+	if deleted := resp.Data["deleted"].([]string); len(deleted) != 1 || deleted[0] != l.KeyUUID {
+		t.Fatalf("tidy: %v", resp.Data)
+	}
+	keys := e.agentKeysOn(agent)
+	if len(keys) != 1 || keys[0].UUID != current.Data["api_key_uuid"] || e.callAgent(url, current.Data["api_key"].(string)) != http.StatusOK {
+		t.Fatalf("after tidy: %+v", keys)
+	}
+	if live, _ := countAgentLeases(ctx, e.storage, "team-a-bot"); live != 1 {
+		t.Fatalf("records left: %d, want 1", live)
+	}
+}

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -46,6 +47,10 @@ func (b *gradientBackend) agentCredsResponse(r *agentRole, key platform.AgentKey
 		"key_uuid":   l.KeyUUID,
 		"key_name":   l.Name,
 		"issued_at":  l.IssuedAt.Format(time.RFC3339),
+		// The max_ttl at the issue bounds every renewal, whatever the
+		// role says later: the lease record's ExpiresBy, which tidy
+		// trusts, stays true.
+		"max_ttl_seconds": int64(r.MaxTTL.Seconds()),
 	})
 	resp.Secret.TTL = r.TTL
 	resp.Secret.MaxTTL = r.MaxTTL
@@ -63,6 +68,15 @@ func leaseOf(secret *logical.Secret) (*agentLease, error) {
 		return nil, fmt.Errorf("the lease does not name an agent API key")
 	}
 	l.IssuedAt, _ = time.Parse(time.RFC3339, str("issued_at"))
+	switch v := secret.InternalData["max_ttl_seconds"].(type) {
+	case int64:
+		l.maxTTL = time.Duration(v) * time.Second
+	case float64: // after Vault's JSON round trip
+		l.maxTTL = time.Duration(v) * time.Second
+	case json.Number:
+		n, _ := v.Int64()
+		l.maxTTL = time.Duration(n) * time.Second
+	}
 	if !secret.IssueTime.IsZero() {
 		l.IssuedAt = secret.IssueTime
 	}
@@ -70,7 +84,8 @@ func leaseOf(secret *logical.Secret) (*agentLease, error) {
 }
 
 // agentCredsRenew extends a lease by the role's ttl, never past max_ttl
-// from the issue nor the mount's max lease TTL (framework.CalculateTTL).
+// from the issue (the smaller of the role's now and at the issue) nor the
+// mount's max lease TTL (framework.CalculateTTL).
 // A lease whose role was deleted is not renewed; it stays revocable.
 func (b *gradientBackend) agentCredsRenew(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	l, err := leaseOf(req.Secret)
@@ -86,7 +101,7 @@ func (b *gradientBackend) agentCredsRenew(ctx context.Context, req *logical.Requ
 	}
 	// CalculateTTL's only errors say that the lease is past its max
 	// (max_ttl, or the mount's max lease TTL): the holder's to act on.
-	ttl, warnings, err := framework.CalculateTTL(b.System(), req.Secret.Increment, r.TTL, 0, r.MaxTTL, 0, l.IssuedAt)
+	ttl, warnings, err := framework.CalculateTTL(b.System(), req.Secret.Increment, r.TTL, 0, r.MaxTTL, l.maxTTL, l.IssuedAt)
 	if err != nil || ttl <= 0 {
 		return nil, callerErrorf("this lease has reached its max_ttl (%s from its issue) or the mount's max lease TTL: read %sagent-creds/%s again for a new key", r.MaxTTL, req.MountPoint, l.Role)
 	}

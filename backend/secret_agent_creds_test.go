@@ -56,3 +56,23 @@ func TestAgentCreds_RenewCappedAtMaxTTL(t *testing.T) {
 		t.Fatalf("renew by internal issue time: %#v %v", r, err)
 	}
 }
+
+// Raising the role's max_ttl later does not lengthen leases already
+// issued: their lease records, which tidy trusts, stay true.
+func TestAgentCreds_RenewKeepsTheMaxTTLOfTheIssue(t *testing.T) {
+	e, _, _ := newAgentRoleEnv(t, map[string]any{"ttl": "1h", "max_ttl": "2h"})
+	resp := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	e.mustOK(logical.UpdateOperation, "agent-roles/team-a-bot", map[string]any{"max_ttl": "48h"})
+	s := *resp.Secret
+	s.IssueTime = time.Now().Add(-110 * time.Minute)
+	// As Vault stores it: JSON numbers come back as float64.
+	s.InternalData = map[string]any{}
+	for k, v := range resp.Secret.InternalData {
+		s.InternalData[k] = v
+	}
+	s.InternalData["max_ttl_seconds"] = float64(7200)
+	r, err := e.agentLease(logical.RenewOperation, &s)
+	if err != nil || r.IsError() || r.Secret.TTL > 10*time.Minute {
+		t.Fatalf("renewed past the max_ttl of the issue: %#v %v", r, err)
+	}
+}
