@@ -145,6 +145,17 @@ func TestAgentCreds_Lifecycle(t *testing.T) {
 		}
 	})
 
+	t.Run("a lost create answer leaves no key", func(t *testing.T) {
+		lost := uniqueName("team-a-lost")
+		f.v.vault(t, as(f.root).ok(), "write", mount+"/agent-roles/"+lost, "agent_uuid="+agent)
+		before := len(e.agentKeyUUIDs(agent))
+		e.InjectFault(emulator.Fault{Method: "POST", Path: "/v2/gen-ai/agents/{agent_uuid}/api_keys", Mode: "drop"})
+		assert5xx(t, f.v.vault(t, as(f.root), "read", mount+"/agent-creds/"+lost), "deleted again")
+		if after := len(e.agentKeyUUIDs(agent)); after != before {
+			t.Fatalf("%d keys on the agent after a lost create, want %d", after, before)
+		}
+	})
+
 	t.Run("expiry deletes the key", func(t *testing.T) {
 		short := uniqueName("team-a-short")
 		f.v.vault(t, as(f.root).ok(), "write", mount+"/agent-roles/"+short, "agent_uuid="+agent, "ttl=2s", "max_ttl=2s")
