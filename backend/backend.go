@@ -95,6 +95,12 @@ type gradientBackend struct {
 	// syncView keeps sync/state for reads of keys/<name> (sync.go).
 	syncView *syncStateView
 
+	// agentMark is this mount's mark in the names of the agent API keys
+	// it makes, once read or chosen (change_agent_key.go); agentMarkMu
+	// keeps two first issues from choosing two.
+	agentMarkMu sync.Mutex
+	agentMark   string
+
 	// secretFields are the fields refused unless they are strings
 	// (requests.go), derived from the paths' schemas.
 	secretFields []string
@@ -105,8 +111,11 @@ type gradientBackend struct {
 type clients struct {
 	config   *gradientConfig
 	platform platform.Client
-	verifier providers.Verifier
-	admin    providers.Admin
+	// agentKeys reaches agents' API keys (agent-creds/<name>); the same
+	// godo client as platform.
+	agentKeys platform.AgentKeys
+	verifier  providers.Verifier
+	admin     providers.Admin
 }
 
 // closeIdleConnections closes the idle keep-alive connections of the clients
@@ -166,8 +175,9 @@ func newBackend(t tuning) *gradientBackend {
 			pathKeysList(b), pathKey(b),
 			pathRename(b), pathCreds(b), pathSync(b),
 			pathPlatformKeysList(b), pathPlatformKey(b),
+			pathAgentRolesList(b), pathAgentRole(b), pathAgentCreds(b), pathAgentCredsTidy(b),
 		},
-		Secrets:           []*framework.Secret{secretCreds(b)},
+		Secrets:           []*framework.Secret{secretCreds(b), secretAgentCreds(b)},
 		InitializeFunc:    b.initialize,
 		Clean:             b.clean,
 		Invalidate:        b.invalidate,
@@ -265,7 +275,7 @@ func newClients(cfg *gradientConfig, budget *platform.Budget, retryBase time.Dur
 	if cfg.VerifyKeys {
 		v = providers.NewVerifier(pc)
 	}
-	return &clients{config: cfg, platform: p, verifier: v, admin: providers.NewAdmin(pc, pace)}, nil
+	return &clients{config: cfg, platform: p, agentKeys: p, verifier: v, admin: providers.NewAdmin(pc, pace)}, nil
 }
 
 // providersConfig is the part of the config the provider clients use, with

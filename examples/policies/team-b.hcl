@@ -41,3 +41,11 @@ path "gradient/creds/team-b-*" {
 path "gradient/rename/team-b-*" {
   capabilities = ["update"]
 }
+
+# Applications of the team get their own agent API key per lease here
+# (docs/agent-keys.md). Roles (agent-roles/) are written by operators:
+# nothing here grants them, so a team cannot point a role at another team's
+# agent or raise its max_leases.
+path "gradient/agent-creds/team-b-*" {
+  capabilities = ["read"]
+}
