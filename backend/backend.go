@@ -94,6 +94,9 @@ type gradientBackend struct {
 	syncer *syncScheduler
 	// syncView keeps sync/state for reads of keys/<name> (sync.go).
 	syncView *syncStateView
+	// keyCache keeps decoded entries for the reads of keys/<name> and
+	// creds/<name> (key_cache.go).
+	keyCache *keyCache
 
 	// secretFields are the fields refused unless they are strings
 	// (requests.go), derived from the paths' schemas.
@@ -131,6 +134,7 @@ func newBackend(t tuning) *gradientBackend {
 		walMaxAge:   defaultWALMaxAge,
 		adminPace:   providers.NewPace(),
 		retirements: newRetirementPlan(),
+		keyCache:    &keyCache{},
 	}
 	b.names = newNameCache(b.now)
 	b.budget = platform.NewBudget(0, 0, b.now)
@@ -190,6 +194,10 @@ func (b *gradientBackend) invalidate(_ context.Context, key string) {
 		b.dropClients()
 	case syncStatePath:
 		b.syncView.drop()
+	default:
+		if name, ok := strings.CutPrefix(key, keyStoragePrefix); ok {
+			b.keyCache.forget(name)
+		}
 	}
 }
 
@@ -249,6 +257,7 @@ func (b *gradientBackend) useClientsLocked(cfg *gradientConfig, c *clients) {
 	}
 	b.cached = c
 	b.budget.Configure(cfg.RateLimitPerMinute, cfg.RateLimitPerHour, cfg.schedulerHeadroom())
+	b.sizeKeyCache(cfg)
 }
 
 // newClients builds every client of one config, once: the platform client,
@@ -302,6 +311,9 @@ func withTrailingSlash(u string) string {
 // initialize and clean are the backend's InitializeFunc and Clean: the
 // rotation scheduler and the periodic sync.
 func (b *gradientBackend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
+	// The schedulers keep this storage: their writes keep the key cache
+	// right too.
+	req.Storage = b.keepingCache(req.Storage)
 	if err := b.initializeRotation(ctx, req); err != nil {
 		return err
 	}
