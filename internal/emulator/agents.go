@@ -10,12 +10,20 @@ import (
 
 const agentsPath = "/v2/gen-ai/agents"
 
-// agent keeps only what the plugin cares about: which provider key it uses.
-// An empty key uuid means no key of that provider.
+// agent keeps only what the plugin cares about: which provider key it uses,
+// where its endpoint is, and the API keys that endpoint accepts. An empty
+// key uuid means no key of that provider.
 type agent struct {
 	uuid, name, instruction, modelUUID, region, projectID string
 	anthropicKeyUUID, openAIKeyUUID                       string
 	createdAt, updatedAt                                  time.Time
+	// endpointHost is the first label of the deployment's host name,
+	// "<endpointHost>.agents.do-ai.run": what the emulated endpoint is
+	// found by (agent_api_keys.go).
+	endpointHost string
+	// apiKeys are the agent's API keys in creation order; they go with
+	// the agent when it is deleted.
+	apiKeys []*agentAPIKey
 }
 
 // keyRef points at the agent's key uuid for provider p.
@@ -40,6 +48,15 @@ type agentJSON struct {
 	Model           *godo.Model               `json:"model"`
 	AnthropicAPIKey *godo.AnthropicApiKeyInfo `json:"anthropic_api_key,omitempty"`
 	OpenAIAPIKey    *godo.OpenAiApiKey        `json:"openai_api_key,omitempty"`
+	Deployment      deploymentJSON            `json:"deployment"`
+}
+
+// deploymentJSON is the part of the spec's apiDeployment that clients of
+// agent API keys need: where the agent answers, and whether it does.
+type deploymentJSON struct {
+	URL        string `json:"url"`
+	Status     string `json:"status"`
+	Visibility string `json:"visibility"`
 }
 
 type agentBody struct {
@@ -59,7 +76,8 @@ func (e *Emulator) viewLocked(a *agent) agentJSON {
 		UUID: a.uuid, Name: a.name, Instruction: a.instruction,
 		Region: a.region, ProjectID: a.projectID,
 		CreatedAt: ts(a.createdAt), UpdatedAt: ts(a.updatedAt),
-		Model: &godo.Model{Uuid: a.modelUUID},
+		Model:      &godo.Model{Uuid: a.modelUUID},
+		Deployment: deploymentJSON{URL: a.deploymentURL(), Status: deploymentRunning, Visibility: deploymentPrivate},
 	}
 	if k := e.findKeyLocked(anthropic, a.anthropicKeyUUID); k != nil {
 		v.AnthropicAPIKey = k.anthropicInfo(nil)
@@ -135,7 +153,7 @@ func (e *Emulator) createAgent(w http.ResponseWriter, r *http.Request, _ string)
 			uuid: newUUID(), name: req.Name, instruction: req.Instruction, modelUUID: req.ModelUuid,
 			region: req.Region, projectID: req.ProjectId,
 			anthropicKeyUUID: req.AnthropicKeyUuid, openAIKeyUUID: req.OpenAiKeyUuid,
-			createdAt: t, updatedAt: t,
+			createdAt: t, updatedAt: t, endpointHost: newEndpointHost(),
 		}
 		e.agents = append(e.agents, a)
 		return agentBody{e.viewLocked(a)}, nil

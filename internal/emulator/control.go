@@ -219,6 +219,10 @@ func (e *Emulator) serveControl(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, e.SecretChanges())
 			return nil
 		}},
+		"agent-api-keys": {http.MethodGet, func(w http.ResponseWriter, _ *http.Request) error {
+			writeJSON(w, http.StatusOK, e.AgentAPIKeys())
+			return nil
+		}},
 		"revoke":      {http.MethodPost, e.controlRevoke},
 		"faults":      {http.MethodPost, e.controlFault},
 		"latency":     {http.MethodPost, e.controlLatency},

@@ -2,7 +2,7 @@
 // Gradient AI platform (partner provider keys and agents) and of the
 // Anthropic and OpenAI key-check and Admin API endpoints that the Vault
 // plugin talks to. The real services cannot be reached from tests, so one
-// http.Handler serves all three by path prefix:
+// http.Handler serves them all by path prefix:
 //
 //	/v2/gen-ai/...        the platform (base URL = server URL)
 //	/anthropic/v1/models  Anthropic's cheap key check (anthropic_url = <server>/anthropic)
@@ -15,12 +15,17 @@
 //	                      project (ArchiveOpenAIProject) answers status
 //	                      "archived", and 400 to creating or listing its
 //	                      service accounts
+//	/agent-endpoints/{host}/api/v1/chat/completions
+//	                      the endpoint of the agent deployed at
+//	                      https://{host}.agents.do-ai.run (AgentEndpointURL):
+//	                      200 for a live agent API key, 401 otherwise
 //	/_emulator/...        test control: state, revocation, faults, latency, limits,
 //	                      admin keys, provider state, request log, OpenAI
 //	                      projects (add, archive), list links on single pages
 //	                      (GET requests: method, path, status, User-Agent of
 //	                      each request; GET secret-changes: secret changes by
-//	                      key uuid)
+//	                      key uuid; GET agent-api-keys: agent API keys,
+//	                      without secrets)
 //
 // # Faithful to the public API
 //
@@ -28,7 +33,10 @@
 // specification and godo v1.239.0, so the real godo client works against it:
 // {"api_key_info": ...} for create, get, update and delete (HTTP 200, delete
 // adds deleted_at); {"api_key_infos": [...], "links", "meta"} for lists;
-// {"agent": ...} and {"agents": [...]} for agents; error bodies
+// {"agent": ...} and {"agents": [...]} for agents, each with its deployment
+// {url, status, visibility}; the agent API keys of
+// /v2/gen-ai/agents/{agent_uuid}/api_keys, whose secret_key is in the answers
+// to create and regenerate only; error bodies
 // {"id","message","request_id"} with the request id, a uuid, repeated in
 // x-request-id; page/per_page pagination (default 20, at most 200) whose
 // links.pages are absolute URLs named as the reference's schema names them
@@ -147,6 +155,13 @@
 //     (an Anthropic key stays "active" in the list).
 //   - The providers' timestamps follow this machine's clock, not the
 //     platform's skew.
+//   - Agent API keys: an empty name on create is 400 invalid_argument, an
+//     empty name on rename changes nothing; names need not be unique; a
+//     regenerate reads no body. Secrets are 32 letters and digits (the
+//     reference says only "alphanumeric"). Every agent is deployed, running
+//     and private; its endpoint answers 401 with the platform's error body
+//     (the endpoint's own error shape is not documented) and takes no
+//     platform token.
 //
 // Reset clears all state and test settings (keys, agents, revocations, faults,
 // clock skew, latency, counts, rate windows and rate limits set at run time,

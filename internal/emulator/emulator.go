@@ -109,7 +109,8 @@ func (e *Emulator) resetLocked() {
 	e.release = make(chan struct{})
 }
 
-// ServeHTTP routes by path prefix to the control API, a provider or the platform.
+// ServeHTTP routes by path prefix to the control API, a provider, an agent
+// endpoint or the platform.
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, controlPrefix) {
 		e.serveControl(w, r)
@@ -124,6 +125,8 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.serveProvider(rec, r, anthropicHost)
 	case underPrefix(r.URL.Path, openAIPrefix):
 		e.serveProvider(rec, r, openAIHost)
+	case underPrefix(r.URL.Path, agentEndpointPrefix):
+		e.serveAgentEndpoint(rec, r)
 	default:
 		e.servePlatform(rec, r)
 		e.mu.Lock()

@@ -13,9 +13,16 @@ import (
 
 // Fault makes the next Count requests that match Method and Path prefix
 // misbehave. Faults are consumed in FIFO order.
+//
+// A Path with a segment in braces, such as
+// "/v2/gen-ai/agents/{agent_uuid}/api_keys", is a route pattern: it matches
+// segment by segment, a braced segment matching any one, and like a plain
+// prefix it also matches the paths below it (rename, delete and regenerate
+// of any agent's keys, here). This is how a fault targets a route whose path
+// holds an id the test does not know in advance.
 type Fault struct {
 	Method string        `json:"method"` // "" = any method
-	Path   string        `json:"path"`   // URL path prefix to match, "" = any
+	Path   string        `json:"path"`   // URL path prefix or route pattern to match, "" = any
 	Count  int           `json:"count"`  // matching requests it applies to; 0 -> 1
 	Mode   string        `json:"mode"`   // "status" (default), "hang", "drop", "late" or "short"
 	Status int           `json:"status"` // for mode status; default 500
@@ -127,7 +134,24 @@ func (f Fault) normalized() (Fault, error) {
 }
 
 func (f *Fault) matches(method, path string) bool {
-	return (f.Method == "" || f.Method == method) && strings.HasPrefix(path, f.Path)
+	return (f.Method == "" || f.Method == method) && faultPathMatches(f.Path, path)
+}
+
+// faultPathMatches: a plain Path is a string prefix, as it always was; one
+// with a braced segment is a route pattern matched segment by segment (a
+// trailing slash then asks for at least one more segment).
+func faultPathMatches(pattern, path string) bool {
+	if !strings.Contains(pattern, "{") {
+		return strings.HasPrefix(path, pattern)
+	}
+	below := strings.HasSuffix(pattern, "/")
+	want := strings.Split(strings.Trim(pattern, "/"), "/")
+	got := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	if len(got) < len(want) || (below && len(got) == len(want)) {
+		return false
+	}
+	_, ok := matchSegments(want, got[:len(want)])
+	return ok
 }
 
 // takeFault consumes one use of the oldest fault that matches.

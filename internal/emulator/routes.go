@@ -103,6 +103,13 @@ func (e *Emulator) buildRoutes() *router {
 	rt.add(http.MethodGet, agentsPath+"/{uuid}", e.getAgent)
 	rt.add(http.MethodPut, agentsPath+"/{uuid}", e.updateAgent)
 	rt.add(http.MethodDelete, agentsPath+"/{uuid}", e.deleteAgent)
+	agentKeys := agentsPath + "/{agent_uuid}/api_keys"
+	rt.add(http.MethodGet, agentKeys, e.listAgentAPIKeys)
+	rt.add(http.MethodPost, agentKeys, e.createAgentAPIKey)
+	rt.add(http.MethodPut, agentKeys+"/{api_key_uuid}", e.renameAgentAPIKey)
+	rt.add(http.MethodDelete, agentKeys+"/{api_key_uuid}", e.deleteAgentAPIKey)
+	rt.add(http.MethodPut, agentKeys+"/{api_key_uuid}/regenerate", e.regenerateAgentAPIKey)
+	rt.add(http.MethodPost, agentEndpointPrefix+"/{endpoint_host}/api/v1/chat/completions", e.agentChatCompletion)
 
 	rt.add(http.MethodGet, anthropicPrefix+"/v1/models", e.anthropicModels)
 	rt.add(http.MethodGet, openAIPrefix+"/v1/models", e.openAIModels)

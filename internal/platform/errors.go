@@ -159,6 +159,13 @@ func IsTimeout(err error) bool {
 // and refresh (dor_v1_), with room for prefixes DigitalOcean adds later.
 var keyLike = regexp.MustCompile(`(?i)(sk|do[a-z]_v1)[-_][A-Za-z0-9_*.\-]*`)
 
+// secretKeyField matches a secret_key field and its value, in JSON (quoted
+// or escaped) or in key=value text. An agent API key's secret is an
+// alphanumeric string with no prefix, so unlike a provider key it has no
+// shape to be found by: an upstream text that quotes an answer is caught by
+// the field's name.
+var secretKeyField = regexp.MustCompile(`(?i)(secret_?key\\?"?\s*[:=]\s*\\?"?)[^"\\\s,;&}]+`)
+
 // maxUpstreamText bounds how much upstream text reaches a response.
 const maxUpstreamText = 300
 
@@ -176,6 +183,7 @@ func Redact(text string, secrets ...string) string {
 		}
 	}
 	text = keyLike.ReplaceAllString(text, "[redacted]")
+	text = secretKeyField.ReplaceAllString(text, "${1}[redacted]")
 	text = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return ' '

@@ -20,6 +20,11 @@ func TestRedact(t *testing.T) {
 		"refresh dor_v1_0123456789abcdef revoked":    "dor_v1_0123",
 		"upper DOP_V1_0123456789ABCDEF":              "0123456789",
 		"line\nbreak\x00":                            "\n",
+		// Agent API key secrets have no prefix: found by the field's name.
+		`answer {"secret_key":"Abc1Def2Ghi3Jkl4"}`:   "Abc1Def2",
+		`escaped {\"secret_key\": \"Abc1Def2Ghi3\"}`: "Abc1Def2",
+		"form secret_key=Abc1Def2Ghi3&name=n":        "Abc1Def2",
+		"prose secretKey: Abc1Def2Ghi3":              "Abc1Def2",
 	}
 	for in, leaked := range cases {
 		out := Redact(in, secret)
@@ -134,6 +139,27 @@ func TestGodoPlatform_RedactsTokenFromErrors(t *testing.T) {
 			return err
 		},
 		"check token": func(p *GodoClient) error { return p.CheckToken(ctx) },
+		"get agent": func(p *GodoClient) error {
+			_, err := p.GetAgent(ctx, testAgentUUID)
+			return err
+		},
+		"create agent key": func(p *GodoClient) error {
+			_, err := p.CreateAgentKey(ctx, testAgentUUID, "n")
+			return err
+		},
+		"list agent keys": func(p *GodoClient) error {
+			_, err := p.ListAgentKeys(ctx, testAgentUUID)
+			return err
+		},
+		"rename agent key": func(p *GodoClient) error {
+			_, err := p.RenameAgentKey(ctx, testAgentUUID, testKeyUUID, "n")
+			return err
+		},
+		"delete agent key": func(p *GodoClient) error { return p.DeleteAgentKey(ctx, testAgentUUID, testKeyUUID) },
+		"regenerate agent key": func(p *GodoClient) error {
+			_, err := p.RegenerateAgentKey(ctx, testAgentUUID, testKeyUUID)
+			return err
+		},
 	}
 	for _, status := range []int{http.StatusBadRequest, http.StatusUnprocessableEntity, http.StatusInternalServerError, http.StatusTooManyRequests} {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

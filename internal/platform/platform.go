@@ -1,6 +1,7 @@
 // Package platform is the plugin's client of DigitalOcean's Gradient API:
-// godo's AgentPlatform service behind the Client interface (platform.go),
-// with the retry policy of every upstream call (retry.go), the mount's rate
+// godo's AgentPlatform service behind the Client interface (platform.go) and
+// the AgentKeys interface (agent_keys.go: agents' API keys), with the retry
+// policy of every upstream call (retry.go), the mount's rate
 // budget (rate_budget.go), and the classification of answers into typed errors
 // with redacted text (errors.go). It knows nothing of Vault: the backend
 // maps its errors to Vault's answers in one place.
@@ -43,6 +44,9 @@ type Agent struct {
 	Instruction string
 	ModelUUID   string
 	Region      string
+	// DeploymentURL is where applications call the agent, with one of its
+	// API keys (agent_keys.go); empty while the agent is not deployed.
+	DeploymentURL string
 }
 
 // KeyChange is a partial update of a platform key: empty fields are left as
@@ -80,6 +84,9 @@ const MaxPageSize = 200
 // GodoClient implements Client with godo's AgentPlatform service.
 type GodoClient struct {
 	api godo.AgentPlatformService
+	// rest is the same godo client, for a request its service method builds
+	// wrong: ListAgentAPIKeys drops its paging options (agent_keys.go).
+	rest *godo.Client
 	// token is kept to redact it from the platform's error text, whatever
 	// its shape: a platform message that echoes it must not reach a log or
 	// a response.
@@ -111,7 +118,7 @@ func New(baseURL, token, userAgent string, timeout time.Duration, budget *Budget
 	if err != nil {
 		return nil, fmt.Errorf("building the platform client: %w", err)
 	}
-	return &GodoClient{api: client.AgentPlatform, token: token, httpClient: httpClient, timeout: timeout, retryBase: retryBase}, nil
+	return &GodoClient{api: client.AgentPlatform, rest: client, token: token, httpClient: httpClient, timeout: timeout, retryBase: retryBase}, nil
 }
 
 // operation bounds one platform operation, retries and waits included, by
@@ -554,6 +561,9 @@ func fromAgent(a *godo.Agent) Agent {
 	agent := Agent{UUID: a.Uuid, Name: a.Name, Instruction: a.Instruction, Region: a.Region}
 	if a.Model != nil {
 		agent.ModelUUID = a.Model.Uuid
+	}
+	if a.Deployment != nil {
+		agent.DeploymentURL = a.Deployment.Url
 	}
 	return agent
 }

@@ -33,6 +33,16 @@ var retriedPlatformOps = map[platformOp]bool{
 	opDeleteKey:   true,
 	opUpdateAgent: true,
 	opCreateKey:   false,
+
+	opGetAgent:       true,
+	opRenameAgentKey: true,
+	opDeleteAgentKey: true,
+	// A regenerate is a PUT but not idempotent: each one makes a new
+	// secret and kills the last, so a second after a lost answer would
+	// kill the secret the first handed out unseen. Like a create, the
+	// caller learns the outcome is unknown (not a refusal) and decides.
+	opCreateAgentKey:     false,
+	opRegenerateAgentKey: false,
 }
 
 // platformOp names a kind of platform call, in the retry policy and in
@@ -48,6 +58,12 @@ const (
 	opListAgents  platformOp = "list agents"
 	opCheckToken  platformOp = "check token"
 	opUpdateAgent platformOp = "update agent"
+
+	opGetAgent           platformOp = "get agent"
+	opCreateAgentKey     platformOp = "create agent key"
+	opRenameAgentKey     platformOp = "rename agent key"
+	opDeleteAgentKey     platformOp = "delete agent key"
+	opRegenerateAgentKey platformOp = "regenerate agent key"
 )
 
 const (
