@@ -49,11 +49,11 @@ type keyCache struct {
 }
 
 // defaultKeyCacheSize is how many decoded entries a mount keeps when config
-// sets no key_cache_size: every key of a mount of 10,000, about 20 MiB
+// sets no key_cache_size: every key of a mount of 10,000, about 10 MiB
 // (BenchmarkKeyCache_Memory).
 const defaultKeyCacheSize = 10_000
 
-// maxKeyCacheSize bounds key_cache_size: about 200 MiB of entries.
+// maxKeyCacheSize bounds key_cache_size: about 100 MiB of entries.
 const maxKeyCacheSize = 100_000
 
 // get returns the entry stored under name, from memory when the cache

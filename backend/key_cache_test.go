@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"runtime"
 	"slices"
@@ -394,5 +395,57 @@ func TestKeyCache_ReadsDoNotChangeTheEntry(t *testing.T) {
 	after, _ := json.Marshal(cached)
 	if string(before) != string(after) {
 		t.Errorf("reads changed the cached entry:\n%s\n%s", before, after)
+	}
+}
+
+// BenchmarkKeyCache_Memory reports what the cache holds in memory after
+// every key of a mount of 10,000 and 100,000 keys was read, at the default
+// size and at the largest: entries like a rotating key's, with what the
+// sync saw.
+//
+//	go test -run '^$' -bench KeyCache_Memory -benchtime 1x ./backend/
+func BenchmarkKeyCache_Memory(b *testing.B) {
+	for _, tc := range []struct{ keys, size int }{
+		{10_000, defaultKeyCacheSize}, {100_000, defaultKeyCacheSize}, {100_000, maxKeyCacheSize},
+	} {
+		b.Run(fmt.Sprintf("keys=%d/size=%d", tc.keys, tc.size), func(b *testing.B) {
+			ctx := context.Background()
+			s := &logical.InmemStorage{}
+			now := time.Now().UTC()
+			for i := range tc.keys {
+				name := fmt.Sprintf("team-a-service-%06d", i)
+				period := 30 * 24 * time.Hour
+				k := &keyEntry{
+					Name: name, Provider: "anthropic", UUID: fmt.Sprintf("3f5b2c1e-8d4a-4b6f-9e2d-%012d", i),
+					Description: "the key of one service of team A", APIKey: anthropicKey(name), Version: 3,
+					CreatedAt: now, UpdatedAt: now, RotationPeriod: period, RotationSetAt: now,
+					LastVaultRotation: now, NextVaultRotation: now.Add(period), PreviousKeyHint: "sk-ant-...abcd",
+					Seen: &keySeen{UUID: fmt.Sprintf("3f5b2c1e-8d4a-4b6f-9e2d-%012d", i), Found: true, Name: name, UpdatedAt: now, SyncedAt: now},
+				}
+				if err := putKey(ctx, s, k); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for range b.N {
+				c := &keyCache{}
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				c.resize(tc.size)
+				for i := range tc.keys {
+					if _, err := c.get(ctx, s, fmt.Sprintf("team-a-service-%06d", i)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				if c.len() != min(tc.keys, tc.size) {
+					b.Fatalf("the cache holds %d entries, want %d", c.len(), min(tc.keys, tc.size))
+				}
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB")
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(c.len()), "B/entry")
+				runtime.KeepAlive(c)
+			}
+		})
 	}
 }
