@@ -94,6 +94,9 @@ type gradientBackend struct {
 	syncer *syncScheduler
 	// syncView keeps sync/state for reads of keys/<name> (sync.go).
 	syncView *syncStateView
+	// keyCache keeps decoded entries for the reads of keys/<name> and
+	// creds/<name> (key_cache.go).
+	keyCache *keyCache
 
 	// agentMark is this mount's mark in the names of the agent API keys
 	// it makes, once read or chosen (change_agent_key.go); agentMarkMu
@@ -140,6 +143,7 @@ func newBackend(t tuning) *gradientBackend {
 		walMaxAge:   defaultWALMaxAge,
 		adminPace:   providers.NewPace(),
 		retirements: newRetirementPlan(),
+		keyCache:    &keyCache{},
 	}
 	b.names = newNameCache(b.now)
 	b.budget = platform.NewBudget(0, 0, b.now)
@@ -200,6 +204,10 @@ func (b *gradientBackend) invalidate(_ context.Context, key string) {
 		b.dropClients()
 	case syncStatePath:
 		b.syncView.drop()
+	default:
+		if name, ok := strings.CutPrefix(key, keyStoragePrefix); ok {
+			b.keyCache.forget(name)
+		}
 	}
 }
 
@@ -259,6 +267,7 @@ func (b *gradientBackend) useClientsLocked(cfg *gradientConfig, c *clients) {
 	}
 	b.cached = c
 	b.budget.Configure(cfg.RateLimitPerMinute, cfg.RateLimitPerHour, cfg.schedulerHeadroom())
+	b.sizeKeyCache(cfg)
 }
 
 // newClients builds every client of one config, once: the platform client,
@@ -312,6 +321,9 @@ func withTrailingSlash(u string) string {
 // initialize and clean are the backend's InitializeFunc and Clean: the
 // rotation scheduler and the periodic sync.
 func (b *gradientBackend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
+	// The schedulers keep this storage: their writes keep the key cache
+	// right too.
+	req.Storage = b.keepingCache(req.Storage)
 	if err := b.initializeRotation(ctx, req); err != nil {
 		return err
 	}

@@ -62,6 +62,8 @@ func TestDocs_NumbersMatchTheCode(t *testing.T) {
 		{"keys.md", "at most " + thousands(maxKeyLength) + " characters"},
 		// configuration.md
 		{"configuration.md", "(up to " + strconv.Itoa(platform.MaxAttempts) + " attempts"},
+		{"configuration.md", "about 10 MiB at the default " + thousands(defaultKeyCacheSize) + ", whether the mount has " + thousands(defaultKeyCacheSize) + " keys or " + thousands(maxKeyCacheSize)},
+		{"configuration.md", "largest size, " + thousands(maxKeyCacheSize) + " ("},
 		{"configuration.md", "at most at " + strconv.Itoa(100-platform.DefaultSchedulerHeadroomPercent) + "% of the budget"},
 		// agent-keys.md
 		{"agent-keys.md", "| `ttl` | `" + hours(defaultAgentRoleTTL) + "h` |"},
