@@ -49,7 +49,10 @@ func pathAgentCreds(b *gradientBackend) *framework.Path {
 
 // handleAgentCredsRead: parse, lock the role, count its live keys, create
 // one, answer it under a lease. The role's lock makes the count and the
-// create one step, so max_leases holds under concurrent reads.
+// create one step, so max_leases holds under concurrent reads. The count
+// takes in the role's creates whose write-ahead log entries remain (an
+// answer lost, a late landing possible): their keys may be alive on the
+// agent until the rollback, which holds the same lock, deletes them.
 func (b *gradientBackend) handleAgentCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	if err := validateName(name); err != nil {
@@ -67,8 +70,16 @@ func (b *gradientBackend) handleAgentCredsRead(ctx context.Context, req *logical
 	if err != nil {
 		return nil, err
 	}
-	if live >= r.MaxLeases {
+	failed, err := b.agentCreatesOfRole(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case live+failed < r.MaxLeases:
+	case failed == 0:
 		return nil, callerErrorf("agent role %q has %d live leases, its max_leases: revoke a lease (or let one expire), or ask an operator to raise max_leases", name, live)
+	default:
+		return nil, callerErrorf("agent role %q has %d live leases and %d failed issues whose key may exist on the platform, together its max_leases of %d: the keys of failed issues count until Vault's periodic rollback removes them (entries older than %d minutes); retry later, revoke a lease, or ask an operator to raise max_leases", name, live, failed, r.MaxLeases, int(walRollbackMinAge.Minutes()))
 	}
 	c, err := b.clients(ctx, req.Storage)
 	if err != nil {
@@ -260,11 +271,43 @@ func tidyAgents(ctx context.Context, s logical.Storage) ([]string, error) {
 // agentKeysInFlight are the key names of the agent key creates whose
 // write-ahead log entries remain.
 func (b *gradientBackend) agentKeysInFlight(ctx context.Context, s logical.Storage) (map[string]bool, error) {
+	creates, err := agentKeyCreatesInFlight(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]bool{}
+	for _, w := range creates {
+		names[w.Name] = true
+	}
+	return names, nil
+}
+
+// agentCreatesOfRole is the number of role's creates whose write-ahead log
+// entries remain. Called under the role's lock, no create of the role is
+// between its entry and its lease record: each is a failed issue.
+func (b *gradientBackend) agentCreatesOfRole(ctx context.Context, s logical.Storage, role string) (int, error) {
+	creates, err := agentKeyCreatesInFlight(ctx, s)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, w := range creates {
+		if w.Role == role {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// agentKeyCreatesInFlight are the agent key creates whose write-ahead log
+// entries remain. An entry that cannot be decoded is skipped: the
+// rollback drops it too.
+func agentKeyCreatesInFlight(ctx context.Context, s logical.Storage) ([]*agentKeyWAL, error) {
 	ids, err := framework.ListWAL(ctx, s)
 	if err != nil {
 		return nil, fmt.Errorf("listing the write-ahead log: %w", err)
 	}
-	names := map[string]bool{}
+	var out []*agentKeyWAL
 	for _, id := range ids {
 		entry, err := framework.GetWAL(ctx, s, id)
 		if err != nil {
@@ -277,9 +320,9 @@ func (b *gradientBackend) agentKeysInFlight(ctx context.Context, s logical.Stora
 		if err != nil {
 			continue
 		}
-		names[w.(*agentKeyWAL).Name] = true
+		out = append(out, w.(*agentKeyWAL))
 	}
-	return names, nil
+	return out, nil
 }
 
 const agentCredsHelpSynopsis = "Create an agent API key under a lease."

@@ -481,3 +481,41 @@ func TestAgentCreds_TidyEndsRecordsPastTheirLeasesLife(t *testing.T) {
 		t.Fatalf("records left: %d, want 1", live)
 	}
 }
+
+// max_leases bounds the keys of the role alive at once, and a key whose
+// create's answer was lost may be alive on the agent until the periodic
+// rollback deletes it: such a failed issue counts toward max_leases while
+// its write-ahead log entry remains, and the cap recovers when the rollback
+// clears it. (Without it, a holder retrying through a fault window passed
+// max_leases: three timed-out reads, three keys, then a fourth answered.)
+func TestAgentCreds_MaxLeasesCountsCreatesInFlight(t *testing.T) {
+	e, agent, _ := newAgentRoleEnv(t, map[string]any{"max_leases": 2})
+	e.mustOK(logical.UpdateOperation, "config", map[string]any{"request_timeout": "1s"})
+	e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: agentKeysRoute, Mode: "late", Delay: 1500 * time.Millisecond, Count: 1})
+	if resp, err := e.request(logical.ReadOperation, "agent-creds/team-a-bot", nil); err == nil && (resp == nil || !resp.IsError()) {
+		t.Fatalf("a read whose create timed out succeeded")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(e.agentKeysOn(agent)) < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := len(e.agentKeysOn(agent)); n != 2 {
+		t.Fatalf("want the leased key and the late one on the agent, have %d", n)
+	}
+	e.mustBadRequest(logical.ReadOperation, "agent-creds/team-a-bot", nil,
+		"1 live leases and 1 failed issues", "max_leases of 2", "count until Vault's periodic rollback removes them")
+	if n := len(e.agentKeysOn(agent)); n != 2 {
+		t.Fatalf("keys = %d after the refusal, want 2", n)
+	}
+	// Another role of the same agent is not held back by it.
+	e.mustOK(logical.CreateOperation, "agent-roles/team-a-other", map[string]any{"agent_uuid": agent, "max_leases": 1})
+	e.mustOK(logical.ReadOperation, "agent-creds/team-a-other", nil)
+	// The rollback deletes the late key and its entry: the cap recovers.
+	rollbackNow(t, e)
+	assertNoWAL(t, e)
+	e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	if n := len(e.agentKeysOn(agent)); n != 3 {
+		t.Fatalf("keys = %d, want 2 of team-a-bot and 1 of team-a-other", n)
+	}
+}
