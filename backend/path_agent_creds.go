@@ -101,6 +101,12 @@ func pathAgentCredsTidy(b *gradientBackend) *framework.Path {
 	return &framework.Path{
 		Pattern:      "agent-creds-tidy$",
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "agent-credentials"},
+		Fields: map[string]*framework.FieldSchema{
+			"new_mark": {
+				Type:        framework.TypeBool,
+				Description: "Choose a new mark for this mount before tidying: for a copy of the mount restored from a snapshot into another cluster with the same token, which would otherwise take the original's new keys for its own orphans. Keys under the old mark are then deleted only by their lease records and write-ahead log entries.",
+			},
+		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
 				Callback:     answered(b.handleAgentCredsTidy),
@@ -110,6 +116,8 @@ func pathAgentCredsTidy(b *gradientBackend) *framework.Path {
 					"agents_checked": {Type: framework.TypeInt, Description: "Agents whose keys were listed: those of every role and every live lease.", Required: true},
 					"deleted":        {Type: framework.TypeStringSlice, Description: "UUIDs of the keys deleted.", Required: true},
 					"in_flight":      {Type: framework.TypeInt, Description: "Keys spared because their create is still in its write-ahead log entry (the rollback decides).", Required: true},
+					"mark":           {Type: framework.TypeString, Description: "This mount's mark (vault-<mark>- in its key names); empty if it never issued a key.", Required: true},
+					"previous_mark":  {Type: framework.TypeString, Description: "With new_mark: the mark replaced (empty if there was none)."},
 				}}}},
 				ForwardPerformanceStandby:   true,
 				ForwardPerformanceSecondary: true,
@@ -120,16 +128,29 @@ func pathAgentCredsTidy(b *gradientBackend) *framework.Path {
 	}
 }
 
-func (b *gradientBackend) handleAgentCredsTidy(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handleAgentCredsTidy(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	data := map[string]any{}
+	if d.Get("new_mark").(bool) {
+		previous, mark, err := b.newAgentMountID(ctx, req.Storage)
+		if err != nil {
+			return nil, err
+		}
+		b.Logger().Warn("this mount's agent key mark was replaced: tidy no longer sweeps keys under the previous mark", "previous_mark", previous, "mark", mark)
+		data["previous_mark"] = previous
+	}
 	res, err := b.tidyAgentKeys(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
-	return &logical.Response{Data: map[string]any{
-		"agents_checked": res.agents,
-		"deleted":        res.deleted,
-		"in_flight":      res.inFlight,
-	}}, nil
+	mark, err := storedAgentMountID(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	data["agents_checked"] = res.agents
+	data["deleted"] = res.deleted
+	data["in_flight"] = res.inFlight
+	data["mark"] = mark
+	return &logical.Response{Data: data}, nil
 }
 
 type agentTidyResult struct {
@@ -142,6 +163,15 @@ type agentTidyResult struct {
 // of records more than agentLeaseGrace past their lease's longest life. A
 // key made elsewhere (another mount, the control panel) has no such mark and
 // is never touched.
+//
+// The sweep goes by the mark, not only by the names this mount recorded,
+// because some orphans have no record left anywhere: the keys issued after
+// a snapshot that storage was then restored to (Vault lost their leases
+// too), a create that landed after its rollback had given up or looked. The
+// price is that a copy of the mount holding the same mark (that snapshot
+// restored into another cluster, with the same token) takes the original's
+// newer keys for orphans: agent-creds-tidy new_mark=true gives the copy a
+// mark of its own (docs/agent-keys.md).
 //
 // The order of the reads is what makes it safe against an issue running at
 // the same time: the platform's keys are listed first, then the write-ahead
@@ -331,4 +361,4 @@ const agentCredsHelpDescription = "Each read creates a new API key on the role's
 
 const agentTidyHelpSynopsis = "Delete this mount's agent API keys that no lease holds."
 
-const agentTidyHelpDescription = "Lists the API keys of every agent that a role or a live lease names and deletes those whose name carries this mount's mark (vault-<mount mark>-) and that no lease holds: keys left by a failure that its rollback could not finish. Keys made elsewhere carry no such mark and are never touched; a key whose create is still in flight (its write-ahead log entry remains) is left to the rollback."
+const agentTidyHelpDescription = "Lists the API keys of every agent that a role or a live lease names and deletes those whose name carries this mount's mark (vault-<mount mark>-) and that no lease holds: keys left by a failure that its rollback could not finish. Keys made elsewhere carry no such mark and are never touched; a key whose create is still in flight (its write-ahead log entry remains) is left to the rollback. Lease records more than an hour past their lease's max_ttl are ended and their keys deleted. new_mark=true first gives the mount a new mark: for a copy restored from a snapshot into another cluster with the same token, whose tidy would otherwise delete the original mount's newer keys."

@@ -519,3 +519,95 @@ func TestAgentCreds_MaxLeasesCountsCreatesInFlight(t *testing.T) {
 		t.Fatalf("keys = %d, want 2 of team-a-bot and 1 of team-a-other", n)
 	}
 }
+
+// copyStorage is a snapshot of e's storage: what a Raft snapshot holds.
+func copyStorage(t *testing.T, e *testEnv) *faultyStorage {
+	t.Helper()
+	ctx := context.Background()
+	c := &faultyStorage{Storage: &logical.InmemStorage{}}
+	keys, err := logical.CollectKeys(ctx, e.storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		en, err := e.storage.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Put(ctx, en); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+func hasKey(keys []emulator.AgentAPIKeyState, uuid any) bool {
+	for _, k := range keys {
+		if k.UUID == uuid {
+			return true
+		}
+	}
+	return false
+}
+
+// Why tidy sweeps by the mark and not only by what this mount recorded:
+// storage restored to a snapshot (in place) has no record of the keys
+// issued since, and Vault lost their leases with it. Nothing else would
+// ever delete them.
+func TestAgentCreds_TidyAfterARestoreDeletesKeysIssuedSinceTheSnapshot(t *testing.T) {
+	e, agent, _ := newAgentRoleEnv(t, nil)
+	before := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	snapshot := copyStorage(t, e)
+	since := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	restored := e.restartedOn(snapshot)
+	deleted := restored.mustOK(logical.UpdateOperation, "agent-creds-tidy", nil).Data["deleted"].([]string)
+	if len(deleted) != 1 || deleted[0] != since.Data["api_key_uuid"] {
+		t.Fatalf("tidy after the restore deleted %v, want the key issued since the snapshot", deleted)
+	}
+	if keys := e.agentKeysOn(agent); len(keys) != 1 || !hasKey(keys, before.Data["api_key_uuid"]) {
+		t.Fatalf("keys left: %+v", keys)
+	}
+}
+
+// A copy of the mount restored into another cluster with the same token
+// holds the same mark, and its tidy cannot tell the original's newer keys
+// from the orphans of an in-place restore (above). agent-creds-tidy
+// new_mark=true gives the copy a mark of its own: the original's keys are
+// then never swept by it, the copy's own keys carry the new mark, and the
+// original's tidy leaves those alone in turn.
+func TestAgentCreds_TidyOfARestoredCopyWithANewMarkSparesTheOriginalsKeys(t *testing.T) {
+	e, agent, _ := newAgentRoleEnv(t, nil)
+	first := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	oldMark, _ := storedAgentMountID(context.Background(), e.storage)
+	c := e.restartedOn(copyStorage(t, e))
+	resp := c.mustOK(logical.UpdateOperation, "agent-creds-tidy", map[string]any{"new_mark": true})
+	newMark := resp.Data["mark"].(string)
+	if resp.Data["previous_mark"] != oldMark || !agentMarkPattern.MatchString(newMark) || newMark == oldMark {
+		t.Fatalf("new_mark: %v (old mark %s)", resp.Data, oldMark)
+	}
+	later := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	copys := c.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	if name := copys.Secret.InternalData["key_name"].(string); !isMountAgentKey(newMark, name) {
+		t.Fatalf("the copy's key %q does not carry its new mark %s", name, newMark)
+	}
+	if deleted := c.mustOK(logical.UpdateOperation, "agent-creds-tidy", nil).Data["deleted"].([]string); len(deleted) != 0 {
+		t.Fatalf("the copy's tidy deleted %v", deleted)
+	}
+	if deleted := e.mustOK(logical.UpdateOperation, "agent-creds-tidy", nil).Data["deleted"].([]string); len(deleted) != 0 {
+		t.Fatalf("the original's tidy deleted %v", deleted)
+	}
+	keys := e.agentKeysOn(agent)
+	for _, r := range []*logical.Response{first, later, copys} {
+		if !hasKey(keys, r.Data["api_key_uuid"]) {
+			t.Errorf("key %v is gone", r.Data["api_key_uuid"])
+		}
+	}
+	// A node that read the old mark forgets it when storage changes under
+	// it (a performance standby, a node that was active before).
+	stale := e.restartedOn(c.storage)
+	stale.b.agentMark = oldMark
+	stale.b.invalidate(context.Background(), agentMountIDPath)
+	if mark, _ := stale.b.agentMountID(context.Background(), stale.storage); mark != newMark {
+		t.Fatalf("after invalidate the node uses mark %s, want %s", mark, newMark)
+	}
+}
