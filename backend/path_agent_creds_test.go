@@ -611,3 +611,127 @@ func TestAgentCreds_TidyOfARestoredCopyWithANewMarkSparesTheOriginalsKeys(t *tes
 		t.Fatalf("after invalidate the node uses mark %s, want %s", mark, newMark)
 	}
 }
+
+// A role pointed at another agent after an issue: revoking the lease
+// deletes the key on the agent of the issue (the lease carries it), not on
+// the role's agent now.
+func TestAgentCreds_RevokeDeletesOnTheAgentOfTheIssueAfterTheRoleMoved(t *testing.T) {
+	e, agent, _ := newAgentRoleEnv(t, nil)
+	resp := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	other := e.createAgent("team-b-bot", "", "")
+	e.mustOK(logical.UpdateOperation, "agent-roles/team-a-bot", map[string]any{"agent_uuid": other.Uuid})
+	second := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	if second.Data["agent_uuid"] != other.Uuid {
+		t.Fatalf("second key on %v", second.Data["agent_uuid"])
+	}
+	e.revokeAgentLease(resp.Secret)
+	if len(e.agentKeysOn(agent)) != 0 || len(e.agentKeysOn(other.Uuid)) != 1 {
+		t.Fatalf("after revoke: %d on the first agent, %d on the second", len(e.agentKeysOn(agent)), len(e.agentKeysOn(other.Uuid)))
+	}
+	// Tidy spares the key the role's new agent holds under a lease.
+	e.mustOK(logical.UpdateOperation, "agent-creds-tidy", nil)
+	if len(e.agentKeysOn(other.Uuid)) != 1 {
+		t.Fatal("tidy deleted a leased key")
+	}
+}
+
+// The answer to the delete is lost: the revocation fails, Vault retries it,
+// the key is gone (a 404), and that ends the lease and its record.
+func TestAgentCreds_RevokeRetriedAfterALostDeleteAnswerEnds(t *testing.T) {
+	e, agent, _ := newAgentRoleEnv(t, nil)
+	resp := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	e.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: agentKeysRoute, Mode: "drop"})
+	_, _ = e.agentLease(logical.RevokeOperation, resp.Secret)
+	e.revokeAgentLease(resp.Secret)
+	if n, _ := countAgentLeases(context.Background(), e.storage, "team-a-bot"); n != 0 || len(e.agentKeysOn(agent)) != 0 {
+		t.Fatalf("records %d keys %d", n, len(e.agentKeysOn(agent)))
+	}
+}
+
+// Odd names under agent-creds/ (traversal, case, slashes, escapes, white
+// space, NUL) make no key: each is a 400, never another role's key.
+func TestAgentCreds_OddNamesMakeNoKey(t *testing.T) {
+	e, agent, _ := newAgentRoleEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "agent-roles/team-b-y", map[string]any{"agent_uuid": agent})
+	for _, p := range []string{
+		"agent-creds/team-a-x/../team-b-y", "agent-creds/team-a-bot/../team-b-y", "agent-creds/TEAM-B-Y",
+		"agent-creds/team-b-y/", "agent-creds/team-a-bot/x", "agent-creds/ team-b-y", "agent-creds/team-b-y%2f",
+		"agent-creds/team-a-..", "agent-creds/team-b-y\x00",
+	} {
+		resp, err := e.request(logical.ReadOperation, p, nil)
+		if err == nil && (resp == nil || !resp.IsError()) {
+			t.Errorf("%q answered a key", p)
+		}
+	}
+	if n := len(e.emu.AgentAPIKeys()); n != 0 {
+		t.Fatalf("%d keys made", n)
+	}
+}
+
+// A tidy that runs between an issue's create and its lease record spares
+// the key: the write-ahead log entry still names it.
+func TestAgentCreds_TidyDuringAnIssueSparesItsKey(t *testing.T) {
+	e, agent, _ := newAgentRoleEnv(t, nil)
+	e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil) // the mark
+	var tidyErr error
+	var deleted []string
+	e.storage.onPut(func(en *logical.StorageEntry) error {
+		if strings.HasPrefix(en.Key, agentLeasePrefix) {
+			res, err := e.b.tidyAgentKeys(context.Background(), e.storage)
+			tidyErr, deleted = err, res.deleted
+		}
+		return nil
+	})
+	resp := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	e.storage.onPut(nil)
+	if tidyErr != nil || len(deleted) != 0 {
+		t.Fatalf("tidy during the issue: %v %v", deleted, tidyErr)
+	}
+	found := false
+	for _, k := range e.agentKeysOn(agent) {
+		found = found || k.UUID == resp.Data["api_key_uuid"]
+	}
+	if !found {
+		t.Fatal("the issued key is gone")
+	}
+}
+
+// The create's answer is lost and the immediate undo cannot list the keys;
+// the node restarts: the new backend's rollback deletes the key.
+func TestAgentCreds_RollbackAfterARestartDeletesALostCreatesKey(t *testing.T) {
+	e, agent, _ := newAgentRoleEnv(t, nil)
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: agentKeysRoute, Mode: "drop"})
+	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: agentKeysRoute, Status: 503, Count: 20})
+	_, _ = e.request(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	e.emu.ClearFaults()
+	if len(e.agentKeysOn(agent)) != 1 {
+		t.Fatalf("want the orphan before the rollback, have %d", len(e.agentKeysOn(agent)))
+	}
+	r := e.restarted()
+	rollbackNow(t, r)
+	assertNoWAL(t, r)
+	if len(e.agentKeysOn(agent)) != 0 {
+		t.Fatal("orphan left after restart and rollback")
+	}
+}
+
+// The key's secret is in the answer only: neither the mount's storage nor
+// the lease's internal data holds it.
+func TestAgentCreds_SecretIsStoredNowhere(t *testing.T) {
+	e, _, _ := newAgentRoleEnv(t, nil)
+	resp := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	secret := resp.Data["api_key"].(string)
+	ctx := context.Background()
+	keys, _ := logical.CollectKeys(ctx, e.storage)
+	for _, k := range keys {
+		en, _ := e.storage.Get(ctx, k)
+		if en != nil && strings.Contains(string(en.Value), secret) {
+			t.Errorf("storage %s holds the secret", k)
+		}
+	}
+	for k, v := range resp.Secret.InternalData {
+		if s, ok := v.(string); ok && strings.Contains(s, secret) {
+			t.Errorf("internal data %s holds the secret", k)
+		}
+	}
+}
