@@ -204,6 +204,8 @@ func (b *gradientBackend) invalidate(_ context.Context, key string) {
 		b.dropClients()
 	case syncStatePath:
 		b.syncView.drop()
+	case agentMountIDPath:
+		b.forgetAgentMountID()
 	default:
 		if name, ok := strings.CutPrefix(key, keyStoragePrefix); ok {
 			b.keyCache.forget(name)

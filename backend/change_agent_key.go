@@ -149,6 +149,35 @@ func (b *gradientBackend) agentMountID(ctx context.Context, s logical.Storage) (
 	return mark, nil
 }
 
+// newAgentMountID replaces the mount's mark with a new one and answers both.
+// Keys under the previous mark are no longer swept by it: those this mount
+// still leases are revoked by their uuid, an outlived record ends its key,
+// and a failed create is rolled back by its exact name, all whatever the
+// mark.
+func (b *gradientBackend) newAgentMountID(ctx context.Context, s logical.Storage) (previous, mark string, err error) {
+	b.agentMarkMu.Lock()
+	defer b.agentMarkMu.Unlock()
+	previous, err = storedAgentMountID(ctx, s)
+	if err != nil {
+		return "", "", err
+	}
+	for mark = randomHex(4); mark == previous; mark = randomHex(4) {
+	}
+	if err := s.Put(ctx, &logical.StorageEntry{Key: agentMountIDPath, Value: []byte(mark)}); err != nil {
+		return "", "", fmt.Errorf("storing the mount's new agent key mark: %w", err)
+	}
+	b.agentMark = mark
+	return previous, mark, nil
+}
+
+// forgetAgentMountID drops the mark this node read, after another node
+// changed it.
+func (b *gradientBackend) forgetAgentMountID() {
+	b.agentMarkMu.Lock()
+	defer b.agentMarkMu.Unlock()
+	b.agentMark = ""
+}
+
 // storedAgentMountID is the mark if one was ever chosen, without choosing
 // one: tidy on a mount that never issued a key has nothing to look for.
 func storedAgentMountID(ctx context.Context, s logical.Storage) (string, error) {

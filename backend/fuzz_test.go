@@ -39,10 +39,10 @@ func FuzzValidateName(f *testing.F) {
 		f.Add(s)
 	}
 	known := refusalTexts(func(s string) error { return validateName(s) },
-		"", strings.Repeat("a", 70), "A", "a/b", "a_b", "a b", "é", "a\x00", "sk-x", "a..b")
+		"", strings.Repeat("a", 70), "A", "a/b", "a_b", "a b", "é", "a\x00", "sk-x", "a..b", ".")
 	f.Fuzz(func(t *testing.T, name string) {
 		err := validateName(name)
-		want := acceptedName.MatchString(name) && !strings.HasPrefix(name, "sk-") && !strings.Contains(name, "..")
+		want := acceptedName.MatchString(name) && !strings.HasPrefix(name, "sk-") && !strings.Contains(name, "..") && name != "."
 		if (err == nil) != want {
 			t.Fatalf("validateName(%q) = %v; the rule says accepted=%v", name, err, want)
 		}

@@ -49,7 +49,10 @@ func pathAgentCreds(b *gradientBackend) *framework.Path {
 
 // handleAgentCredsRead: parse, lock the role, count its live keys, create
 // one, answer it under a lease. The role's lock makes the count and the
-// create one step, so max_leases holds under concurrent reads.
+// create one step, so max_leases holds under concurrent reads. The count
+// takes in the role's creates whose write-ahead log entries remain (an
+// answer lost, a late landing possible): their keys may be alive on the
+// agent until the rollback, which holds the same lock, deletes them.
 func (b *gradientBackend) handleAgentCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	if err := validateName(name); err != nil {
@@ -67,8 +70,16 @@ func (b *gradientBackend) handleAgentCredsRead(ctx context.Context, req *logical
 	if err != nil {
 		return nil, err
 	}
-	if live >= r.MaxLeases {
+	failed, err := b.agentCreatesOfRole(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case live+failed < r.MaxLeases:
+	case failed == 0:
 		return nil, callerErrorf("agent role %q has %d live leases, its max_leases: revoke a lease (or let one expire), or ask an operator to raise max_leases", name, live)
+	default:
+		return nil, callerErrorf("agent role %q has %d live leases and %d failed issues whose key may exist on the platform, together its max_leases of %d: the keys of failed issues count until Vault's periodic rollback removes them (entries older than %d minutes); retry later, revoke a lease, or ask an operator to raise max_leases", name, live, failed, r.MaxLeases, int(walRollbackMinAge.Minutes()))
 	}
 	c, err := b.clients(ctx, req.Storage)
 	if err != nil {
@@ -90,6 +101,12 @@ func pathAgentCredsTidy(b *gradientBackend) *framework.Path {
 	return &framework.Path{
 		Pattern:      "agent-creds-tidy$",
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "agent-credentials"},
+		Fields: map[string]*framework.FieldSchema{
+			"new_mark": {
+				Type:        framework.TypeBool,
+				Description: "Choose a new mark for this mount before tidying: for a copy of the mount restored from a snapshot into another cluster with the same token, which would otherwise take the original's new keys for its own orphans. Keys under the old mark are then deleted only by their lease records and write-ahead log entries.",
+			},
+		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
 				Callback:     answered(b.handleAgentCredsTidy),
@@ -99,6 +116,8 @@ func pathAgentCredsTidy(b *gradientBackend) *framework.Path {
 					"agents_checked": {Type: framework.TypeInt, Description: "Agents whose keys were listed: those of every role and every live lease.", Required: true},
 					"deleted":        {Type: framework.TypeStringSlice, Description: "UUIDs of the keys deleted.", Required: true},
 					"in_flight":      {Type: framework.TypeInt, Description: "Keys spared because their create is still in its write-ahead log entry (the rollback decides).", Required: true},
+					"mark":           {Type: framework.TypeString, Description: "This mount's mark (vault-<mark>- in its key names); empty if it never issued a key.", Required: true},
+					"previous_mark":  {Type: framework.TypeString, Description: "With new_mark: the mark replaced (empty if there was none)."},
 				}}}},
 				ForwardPerformanceStandby:   true,
 				ForwardPerformanceSecondary: true,
@@ -109,16 +128,29 @@ func pathAgentCredsTidy(b *gradientBackend) *framework.Path {
 	}
 }
 
-func (b *gradientBackend) handleAgentCredsTidy(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *gradientBackend) handleAgentCredsTidy(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	data := map[string]any{}
+	if d.Get("new_mark").(bool) {
+		previous, mark, err := b.newAgentMountID(ctx, req.Storage)
+		if err != nil {
+			return nil, err
+		}
+		b.Logger().Warn("this mount's agent key mark was replaced: tidy no longer sweeps keys under the previous mark", "previous_mark", previous, "mark", mark)
+		data["previous_mark"] = previous
+	}
 	res, err := b.tidyAgentKeys(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
-	return &logical.Response{Data: map[string]any{
-		"agents_checked": res.agents,
-		"deleted":        res.deleted,
-		"in_flight":      res.inFlight,
-	}}, nil
+	mark, err := storedAgentMountID(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	data["agents_checked"] = res.agents
+	data["deleted"] = res.deleted
+	data["in_flight"] = res.inFlight
+	data["mark"] = mark
+	return &logical.Response{Data: data}, nil
 }
 
 type agentTidyResult struct {
@@ -131,6 +163,15 @@ type agentTidyResult struct {
 // of records more than agentLeaseGrace past their lease's longest life. A
 // key made elsewhere (another mount, the control panel) has no such mark and
 // is never touched.
+//
+// The sweep goes by the mark, not only by the names this mount recorded,
+// because some orphans have no record left anywhere: the keys issued after
+// a snapshot that storage was then restored to (Vault lost their leases
+// too), a create that landed after its rollback had given up or looked. The
+// price is that a copy of the mount holding the same mark (that snapshot
+// restored into another cluster, with the same token) takes the original's
+// newer keys for orphans: agent-creds-tidy new_mark=true gives the copy a
+// mark of its own (docs/agent-keys.md).
 //
 // The order of the reads is what makes it safe against an issue running at
 // the same time: the platform's keys are listed first, then the write-ahead
@@ -260,11 +301,43 @@ func tidyAgents(ctx context.Context, s logical.Storage) ([]string, error) {
 // agentKeysInFlight are the key names of the agent key creates whose
 // write-ahead log entries remain.
 func (b *gradientBackend) agentKeysInFlight(ctx context.Context, s logical.Storage) (map[string]bool, error) {
+	creates, err := agentKeyCreatesInFlight(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]bool{}
+	for _, w := range creates {
+		names[w.Name] = true
+	}
+	return names, nil
+}
+
+// agentCreatesOfRole is the number of role's creates whose write-ahead log
+// entries remain. Called under the role's lock, no create of the role is
+// between its entry and its lease record: each is a failed issue.
+func (b *gradientBackend) agentCreatesOfRole(ctx context.Context, s logical.Storage, role string) (int, error) {
+	creates, err := agentKeyCreatesInFlight(ctx, s)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, w := range creates {
+		if w.Role == role {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// agentKeyCreatesInFlight are the agent key creates whose write-ahead log
+// entries remain. An entry that cannot be decoded is skipped: the
+// rollback drops it too.
+func agentKeyCreatesInFlight(ctx context.Context, s logical.Storage) ([]*agentKeyWAL, error) {
 	ids, err := framework.ListWAL(ctx, s)
 	if err != nil {
 		return nil, fmt.Errorf("listing the write-ahead log: %w", err)
 	}
-	names := map[string]bool{}
+	var out []*agentKeyWAL
 	for _, id := range ids {
 		entry, err := framework.GetWAL(ctx, s, id)
 		if err != nil {
@@ -277,9 +350,9 @@ func (b *gradientBackend) agentKeysInFlight(ctx context.Context, s logical.Stora
 		if err != nil {
 			continue
 		}
-		names[w.(*agentKeyWAL).Name] = true
+		out = append(out, w.(*agentKeyWAL))
 	}
-	return names, nil
+	return out, nil
 }
 
 const agentCredsHelpSynopsis = "Create an agent API key under a lease."
@@ -288,4 +361,4 @@ const agentCredsHelpDescription = "Each read creates a new API key on the role's
 
 const agentTidyHelpSynopsis = "Delete this mount's agent API keys that no lease holds."
 
-const agentTidyHelpDescription = "Lists the API keys of every agent that a role or a live lease names and deletes those whose name carries this mount's mark (vault-<mount mark>-) and that no lease holds: keys left by a failure that its rollback could not finish. Keys made elsewhere carry no such mark and are never touched; a key whose create is still in flight (its write-ahead log entry remains) is left to the rollback."
+const agentTidyHelpDescription = "Lists the API keys of every agent that a role or a live lease names and deletes those whose name carries this mount's mark (vault-<mount mark>-) and that no lease holds: keys left by a failure that its rollback could not finish. Keys made elsewhere carry no such mark and are never touched; a key whose create is still in flight (its write-ahead log entry remains) is left to the rollback. Lease records more than an hour past their lease's max_ttl are ended and their keys deleted. new_mark=true first gives the mount a new mark: for a copy restored from a snapshot into another cluster with the same token, whose tidy would otherwise delete the original mount's newer keys."

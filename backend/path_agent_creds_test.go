@@ -481,3 +481,257 @@ func TestAgentCreds_TidyEndsRecordsPastTheirLeasesLife(t *testing.T) {
 		t.Fatalf("records left: %d, want 1", live)
 	}
 }
+
+// max_leases bounds the keys of the role alive at once, and a key whose
+// create's answer was lost may be alive on the agent until the periodic
+// rollback deletes it: such a failed issue counts toward max_leases while
+// its write-ahead log entry remains, and the cap recovers when the rollback
+// clears it. (Without it, a holder retrying through a fault window passed
+// max_leases: three timed-out reads, three keys, then a fourth answered.)
+func TestAgentCreds_MaxLeasesCountsCreatesInFlight(t *testing.T) {
+	e, agent, _ := newAgentRoleEnv(t, map[string]any{"max_leases": 2})
+	e.mustOK(logical.UpdateOperation, "config", map[string]any{"request_timeout": "1s"})
+	e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: agentKeysRoute, Mode: "late", Delay: 1500 * time.Millisecond, Count: 1})
+	if resp, err := e.request(logical.ReadOperation, "agent-creds/team-a-bot", nil); err == nil && (resp == nil || !resp.IsError()) {
+		t.Fatalf("a read whose create timed out succeeded")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(e.agentKeysOn(agent)) < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := len(e.agentKeysOn(agent)); n != 2 {
+		t.Fatalf("want the leased key and the late one on the agent, have %d", n)
+	}
+	e.mustBadRequest(logical.ReadOperation, "agent-creds/team-a-bot", nil,
+		"1 live leases and 1 failed issues", "max_leases of 2", "count until Vault's periodic rollback removes them")
+	if n := len(e.agentKeysOn(agent)); n != 2 {
+		t.Fatalf("keys = %d after the refusal, want 2", n)
+	}
+	// Another role of the same agent is not held back by it.
+	e.mustOK(logical.CreateOperation, "agent-roles/team-a-other", map[string]any{"agent_uuid": agent, "max_leases": 1})
+	e.mustOK(logical.ReadOperation, "agent-creds/team-a-other", nil)
+	// The rollback deletes the late key and its entry: the cap recovers.
+	rollbackNow(t, e)
+	assertNoWAL(t, e)
+	e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	if n := len(e.agentKeysOn(agent)); n != 3 {
+		t.Fatalf("keys = %d, want 2 of team-a-bot and 1 of team-a-other", n)
+	}
+}
+
+// copyStorage is a snapshot of e's storage: what a Raft snapshot holds.
+func copyStorage(t *testing.T, e *testEnv) *faultyStorage {
+	t.Helper()
+	ctx := context.Background()
+	c := &faultyStorage{Storage: &logical.InmemStorage{}}
+	keys, err := logical.CollectKeys(ctx, e.storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		en, err := e.storage.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Put(ctx, en); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+func hasKey(keys []emulator.AgentAPIKeyState, uuid any) bool {
+	for _, k := range keys {
+		if k.UUID == uuid {
+			return true
+		}
+	}
+	return false
+}
+
+// Why tidy sweeps by the mark and not only by what this mount recorded:
+// storage restored to a snapshot (in place) has no record of the keys
+// issued since, and Vault lost their leases with it. Nothing else would
+// ever delete them.
+func TestAgentCreds_TidyAfterARestoreDeletesKeysIssuedSinceTheSnapshot(t *testing.T) {
+	e, agent, _ := newAgentRoleEnv(t, nil)
+	before := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	snapshot := copyStorage(t, e)
+	since := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	restored := e.restartedOn(snapshot)
+	deleted := restored.mustOK(logical.UpdateOperation, "agent-creds-tidy", nil).Data["deleted"].([]string)
+	if len(deleted) != 1 || deleted[0] != since.Data["api_key_uuid"] {
+		t.Fatalf("tidy after the restore deleted %v, want the key issued since the snapshot", deleted)
+	}
+	if keys := e.agentKeysOn(agent); len(keys) != 1 || !hasKey(keys, before.Data["api_key_uuid"]) {
+		t.Fatalf("keys left: %+v", keys)
+	}
+}
+
+// A copy of the mount restored into another cluster with the same token
+// holds the same mark, and its tidy cannot tell the original's newer keys
+// from the orphans of an in-place restore (above). agent-creds-tidy
+// new_mark=true gives the copy a mark of its own: the original's keys are
+// then never swept by it, the copy's own keys carry the new mark, and the
+// original's tidy leaves those alone in turn.
+func TestAgentCreds_TidyOfARestoredCopyWithANewMarkSparesTheOriginalsKeys(t *testing.T) {
+	e, agent, _ := newAgentRoleEnv(t, nil)
+	first := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	oldMark, _ := storedAgentMountID(context.Background(), e.storage)
+	c := e.restartedOn(copyStorage(t, e))
+	resp := c.mustOK(logical.UpdateOperation, "agent-creds-tidy", map[string]any{"new_mark": true})
+	newMark := resp.Data["mark"].(string)
+	if resp.Data["previous_mark"] != oldMark || !agentMarkPattern.MatchString(newMark) || newMark == oldMark {
+		t.Fatalf("new_mark: %v (old mark %s)", resp.Data, oldMark)
+	}
+	later := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	copys := c.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	if name := copys.Secret.InternalData["key_name"].(string); !isMountAgentKey(newMark, name) {
+		t.Fatalf("the copy's key %q does not carry its new mark %s", name, newMark)
+	}
+	if deleted := c.mustOK(logical.UpdateOperation, "agent-creds-tidy", nil).Data["deleted"].([]string); len(deleted) != 0 {
+		t.Fatalf("the copy's tidy deleted %v", deleted)
+	}
+	if deleted := e.mustOK(logical.UpdateOperation, "agent-creds-tidy", nil).Data["deleted"].([]string); len(deleted) != 0 {
+		t.Fatalf("the original's tidy deleted %v", deleted)
+	}
+	keys := e.agentKeysOn(agent)
+	for _, r := range []*logical.Response{first, later, copys} {
+		if !hasKey(keys, r.Data["api_key_uuid"]) {
+			t.Errorf("key %v is gone", r.Data["api_key_uuid"])
+		}
+	}
+	// A node that read the old mark forgets it when storage changes under
+	// it (a performance standby, a node that was active before).
+	stale := e.restartedOn(c.storage)
+	stale.b.agentMark = oldMark
+	stale.b.invalidate(context.Background(), agentMountIDPath)
+	if mark, _ := stale.b.agentMountID(context.Background(), stale.storage); mark != newMark {
+		t.Fatalf("after invalidate the node uses mark %s, want %s", mark, newMark)
+	}
+}
+
+// A role pointed at another agent after an issue: revoking the lease
+// deletes the key on the agent of the issue (the lease carries it), not on
+// the role's agent now.
+func TestAgentCreds_RevokeDeletesOnTheAgentOfTheIssueAfterTheRoleMoved(t *testing.T) {
+	e, agent, _ := newAgentRoleEnv(t, nil)
+	resp := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	other := e.createAgent("team-b-bot", "", "")
+	e.mustOK(logical.UpdateOperation, "agent-roles/team-a-bot", map[string]any{"agent_uuid": other.Uuid})
+	second := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	if second.Data["agent_uuid"] != other.Uuid {
+		t.Fatalf("second key on %v", second.Data["agent_uuid"])
+	}
+	e.revokeAgentLease(resp.Secret)
+	if len(e.agentKeysOn(agent)) != 0 || len(e.agentKeysOn(other.Uuid)) != 1 {
+		t.Fatalf("after revoke: %d on the first agent, %d on the second", len(e.agentKeysOn(agent)), len(e.agentKeysOn(other.Uuid)))
+	}
+	// Tidy spares the key the role's new agent holds under a lease.
+	e.mustOK(logical.UpdateOperation, "agent-creds-tidy", nil)
+	if len(e.agentKeysOn(other.Uuid)) != 1 {
+		t.Fatal("tidy deleted a leased key")
+	}
+}
+
+// The answer to the delete is lost: the revocation fails, Vault retries it,
+// the key is gone (a 404), and that ends the lease and its record.
+func TestAgentCreds_RevokeRetriedAfterALostDeleteAnswerEnds(t *testing.T) {
+	e, agent, _ := newAgentRoleEnv(t, nil)
+	resp := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	e.emu.InjectFault(emulator.Fault{Method: "DELETE", Path: agentKeysRoute, Mode: "drop"})
+	_, _ = e.agentLease(logical.RevokeOperation, resp.Secret)
+	e.revokeAgentLease(resp.Secret)
+	if n, _ := countAgentLeases(context.Background(), e.storage, "team-a-bot"); n != 0 || len(e.agentKeysOn(agent)) != 0 {
+		t.Fatalf("records %d keys %d", n, len(e.agentKeysOn(agent)))
+	}
+}
+
+// Odd names under agent-creds/ (traversal, case, slashes, escapes, white
+// space, NUL) make no key: each is a 400, never another role's key.
+func TestAgentCreds_OddNamesMakeNoKey(t *testing.T) {
+	e, agent, _ := newAgentRoleEnv(t, nil)
+	e.mustOK(logical.CreateOperation, "agent-roles/team-b-y", map[string]any{"agent_uuid": agent})
+	for _, p := range []string{
+		"agent-creds/team-a-x/../team-b-y", "agent-creds/team-a-bot/../team-b-y", "agent-creds/TEAM-B-Y",
+		"agent-creds/team-b-y/", "agent-creds/team-a-bot/x", "agent-creds/ team-b-y", "agent-creds/team-b-y%2f",
+		"agent-creds/team-a-..", "agent-creds/team-b-y\x00",
+	} {
+		resp, err := e.request(logical.ReadOperation, p, nil)
+		if err == nil && (resp == nil || !resp.IsError()) {
+			t.Errorf("%q answered a key", p)
+		}
+	}
+	if n := len(e.emu.AgentAPIKeys()); n != 0 {
+		t.Fatalf("%d keys made", n)
+	}
+}
+
+// A tidy that runs between an issue's create and its lease record spares
+// the key: the write-ahead log entry still names it.
+func TestAgentCreds_TidyDuringAnIssueSparesItsKey(t *testing.T) {
+	e, agent, _ := newAgentRoleEnv(t, nil)
+	e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil) // the mark
+	var tidyErr error
+	var deleted []string
+	e.storage.onPut(func(en *logical.StorageEntry) error {
+		if strings.HasPrefix(en.Key, agentLeasePrefix) {
+			res, err := e.b.tidyAgentKeys(context.Background(), e.storage)
+			tidyErr, deleted = err, res.deleted
+		}
+		return nil
+	})
+	resp := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	e.storage.onPut(nil)
+	if tidyErr != nil || len(deleted) != 0 {
+		t.Fatalf("tidy during the issue: %v %v", deleted, tidyErr)
+	}
+	found := false
+	for _, k := range e.agentKeysOn(agent) {
+		found = found || k.UUID == resp.Data["api_key_uuid"]
+	}
+	if !found {
+		t.Fatal("the issued key is gone")
+	}
+}
+
+// The create's answer is lost and the immediate undo cannot list the keys;
+// the node restarts: the new backend's rollback deletes the key.
+func TestAgentCreds_RollbackAfterARestartDeletesALostCreatesKey(t *testing.T) {
+	e, agent, _ := newAgentRoleEnv(t, nil)
+	e.emu.InjectFault(emulator.Fault{Method: "POST", Path: agentKeysRoute, Mode: "drop"})
+	e.emu.InjectFault(emulator.Fault{Method: "GET", Path: agentKeysRoute, Status: 503, Count: 20})
+	_, _ = e.request(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	e.emu.ClearFaults()
+	if len(e.agentKeysOn(agent)) != 1 {
+		t.Fatalf("want the orphan before the rollback, have %d", len(e.agentKeysOn(agent)))
+	}
+	r := e.restarted()
+	rollbackNow(t, r)
+	assertNoWAL(t, r)
+	if len(e.agentKeysOn(agent)) != 0 {
+		t.Fatal("orphan left after restart and rollback")
+	}
+}
+
+// The key's secret is in the answer only: neither the mount's storage nor
+// the lease's internal data holds it.
+func TestAgentCreds_SecretIsStoredNowhere(t *testing.T) {
+	e, _, _ := newAgentRoleEnv(t, nil)
+	resp := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	secret := resp.Data["api_key"].(string)
+	ctx := context.Background()
+	keys, _ := logical.CollectKeys(ctx, e.storage)
+	for _, k := range keys {
+		en, _ := e.storage.Get(ctx, k)
+		if en != nil && strings.Contains(string(en.Value), secret) {
+			t.Errorf("storage %s holds the secret", k)
+		}
+	}
+	for k, v := range resp.Secret.InternalData {
+		if s, ok := v.(string); ok && strings.Contains(s, secret) {
+			t.Errorf("internal data %s holds the secret", k)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -71,4 +72,21 @@ func TestAgentRoles_Refusals(t *testing.T) {
 	if keys, _ := e.storage.List(context.Background(), agentRolePrefix); len(keys) != 0 {
 		t.Fatalf("a refused write stored a role: %v", keys)
 	}
+}
+
+// "." alone would store under agent-roles/. and agent-leases/./, paths
+// Vault's HTTP layer and clients normalize away; ".." is Vault storage's
+// parent reference. Both are refused with the rule, for roles and keys; a
+// period anywhere else is kept (TestValidateName).
+func TestAgentRoles_RefuseDotNames(t *testing.T) {
+	e, agent, _ := newAgentEnv(t)
+	for _, name := range []string{".", ".."} {
+		e.mustBadRequest(logical.CreateOperation, "agent-roles/"+name, map[string]any{"agent_uuid": agent}, `is not "." alone`)
+		e.mustBadRequest(logical.ReadOperation, "agent-creds/"+name, nil, "invalid key name")
+		e.mustBadRequest(logical.CreateOperation, "keys/"+name, map[string]any{"provider": "anthropic", "api_key": "sk-ant-api03-" + strings.Repeat("x", 40)}, "invalid key name")
+	}
+	if keys, _ := e.storage.List(context.Background(), agentRolePrefix); len(keys) != 0 {
+		t.Fatalf("a refused write stored a role: %v", keys)
+	}
+	e.mustOK(logical.CreateOperation, "agent-roles/.team-a.bot.", map[string]any{"agent_uuid": agent})
 }

@@ -76,3 +76,26 @@ func TestAgentCreds_RenewKeepsTheMaxTTLOfTheIssue(t *testing.T) {
 		t.Fatalf("renewed past the max_ttl of the issue: %#v %v", r, err)
 	}
 }
+
+// An increment past max_ttl is capped to what is left of it; a role whose
+// max_ttl is lowered later caps its leases' renewals to the new value.
+func TestAgentCreds_RenewCapsAnIncrementAndFollowsALoweredMaxTTL(t *testing.T) {
+	e, _, _ := newAgentRoleEnv(t, map[string]any{"ttl": "1h", "max_ttl": "3h"})
+	resp := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	s := *resp.Secret
+	s.IssueTime = time.Now().Add(-time.Hour)
+	s.Increment = 10 * time.Hour
+	r, err := e.agentLease(logical.RenewOperation, &s)
+	if err != nil || r.IsError() || r.Secret.TTL > 2*time.Hour || r.Secret.TTL < 2*time.Hour-2*time.Second {
+		t.Fatalf("increment 10h at 1h of 3h: %#v %v", r, err)
+	}
+	e.mustOK(logical.UpdateOperation, "agent-roles/team-a-bot", map[string]any{"max_ttl": "90m"})
+	r, err = e.agentLease(logical.RenewOperation, &s)
+	if err != nil || r.IsError() || r.Secret.TTL > 30*time.Minute {
+		t.Fatalf("after lowering max_ttl: %#v %v", r, err)
+	}
+	s.IssueTime = time.Now().Add(-2 * time.Hour)
+	if r, _ := e.agentLease(logical.RenewOperation, &s); r == nil || !r.IsError() {
+		t.Fatalf("renewed past the lowered max_ttl: %#v", r)
+	}
+}

@@ -13,7 +13,7 @@ import (
 
 // nameRule is quoted in every refusal of a name, so the caller can fix it
 // without reading the docs.
-const nameRule = `a key name is 1 to 64 characters of lowercase letters, digits, hyphens and periods, with no two periods in a row, does not start with "sk-", and never contains the API key`
+const nameRule = `a key name is 1 to 64 characters of lowercase letters, digits, hyphens and periods, with no two periods in a row, is not "." alone, does not start with "sk-", and never contains the API key`
 
 const (
 	maxNameLength        = 64
@@ -48,6 +48,12 @@ func validateName(name string) error {
 	// reference; so does this rule, before storage is reached.
 	if strings.Contains(name, "..") {
 		return callerErrorf(`invalid key name: it contains "..": %s`, nameRule)
+	}
+	// "." alone is a path's "this folder": Vault's HTTP layer and clients
+	// normalize agent-roles/. to agent-roles, and storage would hold it
+	// as agent-leases/./. A period anywhere else is a name like any other.
+	if name == "." {
+		return callerErrorf(`invalid key name: it is "." alone: %s`, nameRule)
 	}
 	return nil
 }
