@@ -105,8 +105,11 @@ type gradientBackend struct {
 type clients struct {
 	config   *gradientConfig
 	platform platform.Client
-	verifier providers.Verifier
-	admin    providers.Admin
+	// agentKeys reaches agents' API keys (agent-static-roles/<name>); the
+	// same godo client as platform.
+	agentKeys platform.AgentKeys
+	verifier  providers.Verifier
+	admin     providers.Admin
 }
 
 // closeIdleConnections closes the idle keep-alive connections of the clients
@@ -145,9 +148,9 @@ func newBackend(t tuning) *gradientBackend {
 		BackendType:    logical.TypeLogical,
 		RunningVersion: Version,
 		PathsSpecial: &logical.Paths{
-			// Key material lives under config and keys/: seal-wrapped where
+			// Key material lives under config, keys/ and agent-static/: seal-wrapped where
 			// the seal supports it.
-			SealWrapStorage: []string{configPath, keyStoragePrefix},
+			SealWrapStorage: []string{configPath, keyStoragePrefix, agentStaticStoragePrefix},
 			// A WAL entry describes a platform change made by this cluster
 			// and is rolled back by its active node: it is not sent to
 			// performance secondaries. The nodes of one cluster share it, so
@@ -166,8 +169,9 @@ func newBackend(t tuning) *gradientBackend {
 			pathKeysList(b), pathKey(b),
 			pathRename(b), pathCreds(b), pathSync(b),
 			pathPlatformKeysList(b), pathPlatformKey(b),
+			pathAgentStaticRolesList(b), pathAgentStaticRoleRotate(b), pathAgentStaticRole(b), pathAgentStaticCreds(b),
 		},
-		Secrets:           []*framework.Secret{secretCreds(b)},
+		Secrets:           []*framework.Secret{secretCreds(b), secretAgentStaticCreds(b)},
 		InitializeFunc:    b.initialize,
 		Clean:             b.clean,
 		Invalidate:        b.invalidate,
@@ -265,7 +269,7 @@ func newClients(cfg *gradientConfig, budget *platform.Budget, retryBase time.Dur
 	if cfg.VerifyKeys {
 		v = providers.NewVerifier(pc)
 	}
-	return &clients{config: cfg, platform: p, verifier: v, admin: providers.NewAdmin(pc, pace)}, nil
+	return &clients{config: cfg, platform: p, agentKeys: p, verifier: v, admin: providers.NewAdmin(pc, pace)}, nil
 }
 
 // providersConfig is the part of the config the provider clients use, with

@@ -52,6 +52,10 @@ var walKinds = map[string]func() walEntry{
 	walKindDelete:   func() walEntry { return &deleteKeyWAL{} },
 	walKindMint:     func() walEntry { return &mintWAL{} },
 	walKindRepair:   func() walEntry { return &repairWAL{} },
+
+	walKindAgentStaticCreate:     func() walEntry { return &agentStaticCreateWAL{} },
+	walKindAgentStaticRegenerate: func() walEntry { return &agentStaticRegenerateWAL{} },
+	walKindAgentStaticDelete:     func() walEntry { return &agentStaticDeleteWAL{} },
 }
 
 const (
