@@ -41,3 +41,10 @@ path "gradient/creds/team-b-*" {
 path "gradient/rename/team-b-*" {
   capabilities = ["update"]
 }
+
+# Services of the team read the secret of the team's static agent API keys
+# here, and nothing else about them: static roles (agent-static-roles/) are
+# written, rotated and deleted by operators (gradient-admin.hcl).
+path "gradient/agent-static-creds/team-b-*" {
+  capabilities = ["read"]
+}
