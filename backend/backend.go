@@ -105,7 +105,7 @@ type gradientBackend struct {
 type clients struct {
 	config   *gradientConfig
 	platform platform.Client
-	// agentKeys reaches agents' API keys (agent-static-roles/<name>); the
+	// agentKeys reaches agents' API keys (agent-creds/<name>); the
 	// same godo client as platform.
 	agentKeys platform.AgentKeys
 	verifier  providers.Verifier
