@@ -441,7 +441,76 @@ func TestCluster(t *testing.T) {
 			t.Logf("%s (never active) ran plugin processes %v; none called the platform", s.name, c.pids.byNode(s.name))
 		}
 	}
+	cachedReadsFollowStorage(t, c, root, mount)
 	t.Logf("TestCluster wall time %s", since(began))
+}
+
+// cachedReadsFollowStorage: reads of keys/<name> and creds/<name> come from
+// the active node's key cache. A node that steps down drops its mounts, and
+// a Raft snapshot restore changes storage behind the plugin: after each, a
+// read returns what storage holds, not what the cache held.
+func cachedReadsFollowStorage(t *testing.T, c *cluster, root, mount string) {
+	name := uniqueName("ha-cache")
+	secrets := []string{newAnthropicKey(), newAnthropicKey(), newAnthropicKey()}
+	path := mount + "/keys/" + name
+	wantRead := func(s *vaultServer, secret string, version int, when string) {
+		t.Helper()
+		creds, key := readVia(t, s, root, mount+"/creds/"+name), readVia(t, s, root, path)
+		if str(creds, "api_key") != secret || num(key, "version") != version {
+			t.Fatalf("%s, %s reads version %d (want %d); creds hold the expected secret: %v", when, s.name, num(key, "version"), version, str(creds, "api_key") == secret)
+		}
+	}
+	first, _ := c.waitActive(t, 30*time.Second)
+	first.cli(t, as(root).ok(), "write", path, "provider=anthropic", "api_key="+secrets[0])
+	wantRead(first, secrets[0], 1, "before the step-down") // in first's cache now
+
+	// first steps down; another node takes over and changes the key. With
+	// the third node stopped, the next step-down can only hand the cluster
+	// back to first (a node that steps down waits before it competes
+	// again, so first is the one left to take over).
+	stepDown := func(s *vaultServer) *vaultServer {
+		t.Helper()
+		s.cli(t, as(root).ok(), "operator", "step-down")
+		var next *vaultServer
+		waitFor(t, 90*time.Second, s.name+" to hand over", func() bool {
+			next, _ = c.active()
+			return next != nil && next != s
+		})
+		return next
+	}
+	act := stepDown(first)
+	act.cli(t, as(root).ok(), "write", path, "api_key="+secrets[1])
+	var third *vaultServer
+	for _, s := range c.nodes {
+		if s != first && s != act {
+			third = s
+		}
+	}
+	c.crash(t, third)
+	if act = stepDown(act); act != first {
+		t.Fatalf("%s took over, want %s (the only other node running)", act.name, first.name)
+	}
+	wantRead(first, secrets[1], 2, "active again after stepping down")
+	t.Logf("cached reads: %s, active again after a step-down, reads the change another node made", first.name)
+	c.rejoin(t, third)
+	act, _ = c.waitActive(t, 60*time.Second)
+	c.waitVoters(t, third, 3)
+
+	// A snapshot of version 2; version 3 read (and cached); the snapshot
+	// restored: reads answer version 2, which storage holds again.
+	snap := filepath.Join(t.TempDir(), "raft.snap")
+	act.cli(t, as(root).ok(), "operator", "raft", "snapshot", "save", snap)
+	act.cli(t, as(root).ok(), "write", path, "api_key="+secrets[2])
+	wantRead(act, secrets[2], 3, "before the restore")
+	act.cli(t, as(root).ok(), "operator", "raft", "snapshot", "restore", "-force", snap)
+	var after *vaultServer
+	waitFor(t, 60*time.Second, "the cluster to serve the key after the restore", func() bool {
+		after, _ = c.active()
+		return after != nil && after.cli(nil, as(root), "read", "-format=json", path).Code == 0 &&
+			after.cli(nil, as(root), "read", "-format=json", mount+"/creds/"+name).Code == 0
+	})
+	wantRead(after, secrets[1], 2, "after the snapshot restore")
+	t.Logf("cached reads: after a Raft snapshot restore %s reads what the snapshot holds", after.name)
 }
 
 // readVia reads path on node s with redirects off, so the answer comes from

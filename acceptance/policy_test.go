@@ -104,6 +104,22 @@ func TestTeamPolicies(t *testing.T) {
 		t.Errorf("consumer creds do not return team A's key")
 	}
 
+	// Agent API keys: an operator writes the roles, the team reads its own
+	// keys (docs/agent-keys.md).
+	agentUUID := f.emu.createAgent(t, uniqueName("team-a-support"), "anthropic", "")
+	aRole, bRole := uniqueName("team-a-bot"), uniqueName("team-b-bot")
+	f.v.vault(t, as(admin).ok(), "write", f.mount+"/agent-roles/"+aRole, "agent_uuid="+agentUUID)
+	f.v.vault(t, as(admin).ok(), "write", f.mount+"/agent-roles/"+bRole, "agent_uuid="+agentUUID)
+	aCreds := f.readAgentCreds(t, teamA, f.mount+"/agent-creds/"+aRole)
+	t.Cleanup(func() {
+		f.v.vault(t, as(f.root).ok(), "lease", "revoke", "-prefix", f.mount+"/agent-creds/"+aRole)
+		f.v.vault(t, as(admin).ok(), "delete", f.mount+"/agent-roles/"+aRole)
+		f.v.vault(t, as(admin).ok(), "delete", f.mount+"/agent-roles/"+bRole)
+	})
+	if aCreds.Data.AgentUUID != agentUUID {
+		t.Errorf("team A's agent creds: agent %s", aCreds.Data.AgentUUID)
+	}
+
 	t.Run("denied", func(t *testing.T) {
 		before := f.snapshot(t, f.mount, f.emu)
 		other := newAnthropicKey()
@@ -136,6 +152,15 @@ func TestTeamPolicies(t *testing.T) {
 			"consumer reassigns":                 {consumer, []string{"write", keys + a2 + "/reassign", "to=" + a2}},
 			"consumer reads team B creds":        {consumer, []string{"read", f.mount + "/creds/" + b1}},
 			"consumer reads config":              {consumer, []string{"read", f.mount + "/config"}},
+			"A reads team B agent creds":         {teamA, []string{"read", f.mount + "/agent-creds/" + bRole}},
+			"A reads agent creds team-b-x":       {teamA, []string{"read", f.mount + "/agent-creds/team-b-x"}},
+			"A reads an unprefixed agent creds":  {teamA, []string{"read", f.mount + "/agent-creds/x"}},
+			"A writes its own agent role":        {teamA, []string{"write", f.mount + "/agent-roles/" + aRole, "max_leases=10000"}},
+			"A creates an agent role":            {teamA, []string{"write", f.mount + "/agent-roles/" + uniqueName("team-a-new"), "agent_uuid=" + agentUUID}},
+			"A deletes an agent role":            {teamA, []string{"delete", f.mount + "/agent-roles/" + aRole}},
+			"A lists agent roles":                {teamA, []string{"list", f.mount + "/agent-roles"}},
+			"A tidies agent keys":                {teamA, []string{"write", "-f", f.mount + "/agent-creds-tidy"}},
+			"B reads team A agent creds":         {teamB, []string{"read", f.mount + "/agent-creds/" + aRole}},
 		}
 		for label, c := range denied {
 			t.Run(label, func(t *testing.T) {

@@ -94,6 +94,15 @@ type gradientBackend struct {
 	syncer *syncScheduler
 	// syncView keeps sync/state for reads of keys/<name> (sync.go).
 	syncView *syncStateView
+	// keyCache keeps decoded entries for the reads of keys/<name> and
+	// creds/<name> (key_cache.go).
+	keyCache *keyCache
+
+	// agentMark is this mount's mark in the names of the agent API keys
+	// it makes, once read or chosen (change_agent_key.go); agentMarkMu
+	// keeps two first issues from choosing two.
+	agentMarkMu sync.Mutex
+	agentMark   string
 
 	// secretFields are the fields refused unless they are strings
 	// (requests.go), derived from the paths' schemas.
@@ -105,8 +114,8 @@ type gradientBackend struct {
 type clients struct {
 	config   *gradientConfig
 	platform platform.Client
-	// agentKeys reaches agents' API keys (agent-creds/<name>); the
-	// same godo client as platform.
+	// agentKeys reaches agents' API keys (agent-creds/<name>); the same
+	// godo client as platform.
 	agentKeys platform.AgentKeys
 	verifier  providers.Verifier
 	admin     providers.Admin
@@ -134,6 +143,7 @@ func newBackend(t tuning) *gradientBackend {
 		walMaxAge:   defaultWALMaxAge,
 		adminPace:   providers.NewPace(),
 		retirements: newRetirementPlan(),
+		keyCache:    &keyCache{},
 	}
 	b.names = newNameCache(b.now)
 	b.budget = platform.NewBudget(0, 0, b.now)
@@ -169,9 +179,10 @@ func newBackend(t tuning) *gradientBackend {
 			pathKeysList(b), pathKey(b),
 			pathRename(b), pathCreds(b), pathSync(b),
 			pathPlatformKeysList(b), pathPlatformKey(b),
+			pathAgentRolesList(b), pathAgentRole(b), pathAgentCreds(b), pathAgentCredsTidy(b),
 			pathAgentStaticRolesList(b), pathAgentStaticRoleRotate(b), pathAgentStaticRole(b), pathAgentStaticCreds(b),
 		},
-		Secrets:           []*framework.Secret{secretCreds(b), secretAgentStaticCreds(b)},
+		Secrets:           []*framework.Secret{secretCreds(b), secretAgentCreds(b), secretAgentStaticCreds(b)},
 		InitializeFunc:    b.initialize,
 		Clean:             b.clean,
 		Invalidate:        b.invalidate,
@@ -194,6 +205,10 @@ func (b *gradientBackend) invalidate(_ context.Context, key string) {
 		b.dropClients()
 	case syncStatePath:
 		b.syncView.drop()
+	default:
+		if name, ok := strings.CutPrefix(key, keyStoragePrefix); ok {
+			b.keyCache.forget(name)
+		}
 	}
 }
 
@@ -253,6 +268,7 @@ func (b *gradientBackend) useClientsLocked(cfg *gradientConfig, c *clients) {
 	}
 	b.cached = c
 	b.budget.Configure(cfg.RateLimitPerMinute, cfg.RateLimitPerHour, cfg.schedulerHeadroom())
+	b.sizeKeyCache(cfg)
 }
 
 // newClients builds every client of one config, once: the platform client,
@@ -306,6 +322,9 @@ func withTrailingSlash(u string) string {
 // initialize and clean are the backend's InitializeFunc and Clean: the
 // rotation scheduler and the periodic sync.
 func (b *gradientBackend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
+	// The schedulers keep this storage: their writes keep the key cache
+	// right too.
+	req.Storage = b.keepingCache(req.Storage)
 	if err := b.initializeRotation(ctx, req); err != nil {
 		return err
 	}

@@ -116,6 +116,7 @@ func newUnconfiguredEnv(t testing.TB, emu *emulator.Emulator, srv *httptest.Serv
 	e := &testEnv{t: t, b: b, storage: storage, emu: emu, srv: srv, logs: logs, do: do}
 	t.Cleanup(e.assertNoSecretsLogged)
 	t.Cleanup(e.checkCollectedSchemas)
+	t.Cleanup(e.assertCacheHoldsWhatStorageHolds)
 	return e
 }
 
@@ -390,6 +391,9 @@ type faultyStorage struct {
 	// starts the recording).
 	gotten    []string
 	recording bool
+	// bypassed are key writes that did not pass through the key cache's
+	// storage (key_cache_test.go).
+	bypassed []string
 }
 
 // failGetsUnder fails only reads under prefix ("" stops).
@@ -475,6 +479,7 @@ func (s *faultyStorage) Put(ctx context.Context, e *logical.StorageEntry) error 
 	if s.failing(e.Key, &s.failPrefix) || s.failing(e.Key, &s.failPutsPrefix) {
 		return errors.New("injected storage failure")
 	}
+	s.checkKeyWriteKeepsTheCache(e.Key)
 	return s.Storage.Put(ctx, e)
 }
 
@@ -482,6 +487,7 @@ func (s *faultyStorage) Delete(ctx context.Context, key string) error {
 	if s.failing(key, &s.failPrefix) || s.failing(key, &s.failDeletesPrefix) {
 		return errors.New("injected storage failure")
 	}
+	s.checkKeyWriteKeepsTheCache(key)
 	return s.Storage.Delete(ctx, key)
 }
 

@@ -62,7 +62,18 @@ func TestDocs_NumbersMatchTheCode(t *testing.T) {
 		{"keys.md", "at most " + thousands(maxKeyLength) + " characters"},
 		// configuration.md
 		{"configuration.md", "(up to " + strconv.Itoa(platform.MaxAttempts) + " attempts"},
+		{"configuration.md", "about 10 MiB at the default " + thousands(defaultKeyCacheSize) + ", whether the mount has " + thousands(defaultKeyCacheSize) + " keys or " + thousands(maxKeyCacheSize)},
+		{"configuration.md", "largest size, " + thousands(maxKeyCacheSize) + " ("},
 		{"configuration.md", "at most at " + strconv.Itoa(100-platform.DefaultSchedulerHeadroomPercent) + "% of the budget"},
+		// agent-keys.md
+		{"agent-keys.md", "| `ttl` | `" + hours(defaultAgentRoleTTL) + "h` |"},
+		{"agent-keys.md", "| `max_ttl` | `" + hours(defaultAgentRoleMaxTTL) + "h` |"},
+		{"agent-keys.md", "| `max_leases` | `" + strconv.Itoa(defaultAgentRoleMaxLeases) + "` |"},
+		{"agent-keys.md", "(between 1 and " + thousands(maxAgentRoleMaxLeases) + ")"},
+		{"agent-keys.md", "per agent (per " + strconv.Itoa(platform.MaxPageSize) + " keys)"},
+		{"agent-keys.md", "200 for the defaults (`max_leases=" + strconv.Itoa(defaultAgentRoleMaxLeases) + "`, `ttl=" + hours(defaultAgentRoleTTL) + "h`)"},
+		// (the page says it in words: any other value than an hour fails)
+		{"agent-keys.md", "more than " + map[time.Duration]string{time.Hour: "an hour"}[agentLeaseGrace] + " past their lease's longest life"},
 		// drift.md
 		{"drift.md", "every `sync_interval` (default " + minutes(defaultSyncInterval) + " minutes)"},
 		{"drift.md", strconv.Itoa(10000/platform.MaxPageSize) + " pages of " + strconv.Itoa(platform.MaxPageSize) + " per provider"},

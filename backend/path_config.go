@@ -55,6 +55,10 @@ type gradientConfig struct {
 	// OpenAIProjectIDs are the only projects keys may mint into (zero_touch.go);
 	// empty: any project the admin key reaches.
 	OpenAIProjectIDs []string `json:"openai_project_ids,omitempty"`
+	// KeyCacheSize is how many decoded key entries reads keep in memory
+	// (key_cache.go); 0 turns the cache off, nil (configs written before it
+	// existed) means the default.
+	KeyCacheSize *int `json:"key_cache_size,omitempty"`
 	// SyncInterval is how often the active node compares the platform's
 	// keys with the mount (sync.go); 0 turns it off, nil (configs written
 	// before it existed) means the default.
@@ -108,6 +112,11 @@ func pathConfig(b *gradientBackend) *framework.Path {
 				Type:        framework.TypeDurationSecond,
 				Description: "How long the platform's key names may be reused for the duplicate-name check on create; 0 looks them up on every create.",
 				Default:     int(defaultNameCacheTTL.Seconds()),
+			},
+			"key_cache_size": {
+				Type:        framework.TypeInt,
+				Description: "How many decoded key entries the active node keeps in memory for reads of keys/<name> and creds/<name> (0 to 100000); 0 turns the cache off.",
+				Default:     defaultKeyCacheSize,
 			},
 			"rate_limit_per_minute": {
 				Type:        framework.TypeInt,
@@ -183,6 +192,7 @@ var configResponseFields = map[string]*framework.FieldSchema{
 	"openai_admin_key_set":       {Type: framework.TypeBool, Description: "Whether an OpenAI admin key is stored (minting and retiring service-account keys).", Required: true},
 	"anthropic_admin_key_set":    {Type: framework.TypeBool, Description: "Whether an Anthropic admin key is stored (retiring replaced keys).", Required: true},
 	"sync_interval":              {Type: framework.TypeDurationSecond, Description: "Seconds between periodic syncs; 0 when off.", Required: true},
+	"key_cache_size":             {Type: framework.TypeInt, Description: "How many decoded key entries reads keep in memory; 0 when off.", Required: true},
 	"openai_project_ids":         {Type: framework.TypeCommaStringSlice, Description: "The only OpenAI projects keys may mint into; empty when any project is allowed.", Required: true},
 }
 
@@ -211,6 +221,7 @@ func (b *gradientBackend) handleConfigRead(ctx context.Context, req *logical.Req
 		"openai_admin_key_set":       cfg.OpenAIAdminKey != "",
 		"anthropic_admin_key_set":    cfg.AnthropicAdminKey != "",
 		"sync_interval":              int64(cfg.syncInterval().Seconds()),
+		"key_cache_size":             cfg.keyCacheSize(),
 		"openai_project_ids":         append([]string{}, cfg.OpenAIProjectIDs...),
 	}}, nil
 }
@@ -350,6 +361,13 @@ func mergeConfig(stored *gradientConfig, d *framework.FieldData) (*gradientConfi
 			return nil, callerErrorf("name_cache_ttl must be 0 or more, e.g. 10s")
 		}
 	}
+	if v, ok := d.GetOk("key_cache_size"); ok {
+		size := v.(int)
+		if size < 0 || size > maxKeyCacheSize {
+			return nil, callerErrorf("key_cache_size must be between 0 (off) and %d, e.g. %d", maxKeyCacheSize, defaultKeyCacheSize)
+		}
+		cfg.KeyCacheSize = &size
+	}
 	if v, ok := d.GetOk("sync_interval"); ok {
 		interval := time.Duration(v.(int)) * time.Second
 		if interval < 0 {
@@ -429,6 +447,7 @@ func (b *gradientBackend) handleConfigDelete(ctx context.Context, req *logical.R
 		return nil, fmt.Errorf("deleting the configuration: %w", err)
 	}
 	b.dropClients()
+	b.keyCache.resize(0)
 	return nil, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -43,6 +44,8 @@ func pathStatus(b *gradientBackend) *framework.Path {
 					"retirements_pending":    {Type: framework.TypeInt, Description: "Replaced keys waiting to be retired at their provider (grace period or retry).", Required: true},
 					"retirements_retrying":   {Type: framework.TypeInt, Description: "Keys whose last retirement attempt failed and is retried with backoff (see retire_error).", Required: true},
 					"retirements_attention":  {Type: framework.TypeInt, Description: "Keys with a replaced key that was not retired because it could not be singled out safely (see retire_error).", Required: true},
+					"agent_roles":            {Type: framework.TypeInt, Description: "Agent roles (agent-roles/).", Required: true},
+					"agent_leased_keys":      {Type: framework.TypeInt, Description: "Agent API keys alive under a lease of agent-creds/ (of every role, deleted ones included).", Required: true},
 					"agent_static_keys":      {Type: framework.TypeInt, Description: "Agent API keys managed by static roles (agent-static-roles/).", Required: true},
 					"sync_interval_seconds":  syncStatusFields["sync_interval_seconds"],
 					"sync_last_run":          syncStatusFields["sync_last_run"],
@@ -96,6 +99,10 @@ func (b *gradientBackend) handleStatusRead(ctx context.Context, req *logical.Req
 		}
 	}
 
+	agentRoles, agentLeased, err := countAgentRolesAndLeases(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
 	staticRoles, err := req.Storage.List(ctx, agentStaticStoragePrefix)
 	if err != nil {
 		return nil, fmt.Errorf("listing static roles: %w", err)
@@ -116,6 +123,8 @@ func (b *gradientBackend) handleStatusRead(ctx context.Context, req *logical.Req
 		"retirements_pending":    retiring.pending,
 		"retirements_retrying":   retiring.retrying,
 		"retirements_attention":  retiring.attention,
+		"agent_roles":            agentRoles,
+		"agent_leased_keys":      agentLeased,
 		"agent_static_keys":      len(staticRoles),
 	}
 	if seen := b.budget.LastSeen(); seen.At.IsZero() {
@@ -136,6 +145,27 @@ func (b *gradientBackend) handleStatusRead(ctx context.Context, req *logical.Req
 	return &logical.Response{Data: data}, b.addSyncStatus(ctx, req.Storage, data)
 }
 
+// countAgentRolesAndLeases counts with storage Lists only: the roles, and
+// the lease records of every role folder (a deleted role's included).
+func countAgentRolesAndLeases(ctx context.Context, s logical.Storage) (roles, leased int, err error) {
+	names, err := s.List(ctx, agentRolePrefix)
+	if err != nil {
+		return 0, 0, fmt.Errorf("listing agent roles: %w", err)
+	}
+	folders, err := s.List(ctx, agentLeasePrefix)
+	if err != nil {
+		return 0, 0, fmt.Errorf("listing agent leases: %w", err)
+	}
+	for _, folder := range folders {
+		n, err := countAgentLeases(ctx, s, strings.TrimSuffix(folder, "/"))
+		if err != nil {
+			return 0, 0, err
+		}
+		leased += n
+	}
+	return len(names), leased, nil
+}
+
 const statusHelpSynopsis = "The mount's operations view: keys, rotations coming up, overdue and failed, scheduler state."
 
-const statusHelpDescription = "Counts the managed keys per provider, the keys with rotation on, those rotating in the next 24 hours, those due, overdue (due with no staged next_api_key) or failed (see rotation_error on keys/<name>), and reports when the scheduler last ran on the active node. rate_limit is the platform's rate-limit budget for the token as its last answer that counted the hour reported it (limit, remaining, reset; a burst 429 does not count the hour); until a first answer, rate_limit_note says so. retirements_pending, retirements_retrying and retirements_attention count the replaced keys waiting to be retired at their provider, the keys whose last retirement attempt failed (retried with backoff), and those with a replaced key that was not touched because it could not be singled out (see retire_error on keys/<name>). agent_static_keys counts the agent API keys managed by static roles (agent-static-roles/); scheduler_queued counts them with the keys."
+const statusHelpDescription = "Counts the managed keys per provider, the keys with rotation on, those rotating in the next 24 hours, those due, overdue (due with no staged next_api_key) or failed (see rotation_error on keys/<name>), and reports when the scheduler last ran on the active node. rate_limit is the platform's rate-limit budget for the token as its last answer that counted the hour reported it (limit, remaining, reset; a burst 429 does not count the hour); until a first answer, rate_limit_note says so. retirements_pending, retirements_retrying and retirements_attention count the replaced keys waiting to be retired at their provider, the keys whose last retirement attempt failed (retried with backoff), and those with a replaced key that was not touched because it could not be singled out (see retire_error on keys/<name>). agent_roles counts the agent roles and agent_leased_keys the agent API keys alive under an agent-creds/ lease; agent_static_keys counts the agent API keys managed by static roles (agent-static-roles/), which scheduler_queued counts with the keys."

@@ -119,7 +119,13 @@ func (b *gradientBackend) onKey(lock bool, h keyHandler) framework.OperationFunc
 		if lock {
 			defer b.lockNames(name)()
 		}
-		k, err := getKey(ctx, req.Storage, name)
+		read := b.readKey
+		if lock {
+			// A change reads storage itself, under the name's lock: it
+			// changes its copy, never the cache's.
+			read = getKey
+		}
+		k, err := read(ctx, req.Storage, name)
 		switch {
 		case err != nil:
 			return nil, err
@@ -197,6 +203,7 @@ func (b *gradientBackend) HandleRequest(ctx context.Context, req *logical.Reques
 	if err := b.nonStringSecret(req); err != nil {
 		return respond(req, err)
 	}
+	defer b.withCacheKeepingStorage(req)()
 	return b.Backend.HandleRequest(ctx, req)
 }
 
@@ -204,7 +211,17 @@ func (b *gradientBackend) HandleExistenceCheck(ctx context.Context, req *logical
 	if err := b.nonStringSecret(req); err != nil {
 		return false, false, errutil.UserError{Err: err.Error()}
 	}
+	defer b.withCacheKeepingStorage(req)()
 	return b.Backend.HandleExistenceCheck(ctx, req)
+}
+
+// withCacheKeepingStorage hands the request's handlers the storage that
+// keeps the key cache right, and returns what gives the caller its request
+// back as it was.
+func (b *gradientBackend) withCacheKeepingStorage(req *logical.Request) func() {
+	s := req.Storage
+	req.Storage = b.keepingCache(s)
+	return func() { req.Storage = s }
 }
 
 // nonStringSecret is a caller error naming the secret field of the request

@@ -879,7 +879,18 @@ func (s *syncScheduler) runTick(ctx context.Context) {
 	// Scheduled work: every platform request of the periodic sync first
 	// waits for the background share of the budget, as rotations do, so
 	// scheduler_headroom_percent of it stays free for requests.
-	if _, err := s.b.runSync(platform.WithBudgetClass(ctx, platform.ClassBackground), storage); err != nil {
+	background := platform.WithBudgetClass(ctx, platform.ClassBackground)
+	// The tidy of agent API keys rides on the sync's pace: one listing per
+	// agent that a role or a lease names, nothing on a mount that never
+	// issued one (path_agent_creds.go).
+	defer func() {
+		if res, err := s.b.tidyAgentKeys(background, storage); err != nil {
+			s.b.Logger().Error("periodic tidy of agent API keys failed; trying again after sync_interval", "error", err)
+		} else if len(res.deleted) > 0 {
+			s.b.Logger().Warn("periodic tidy deleted agent API keys of this mount that no lease held", "count", len(res.deleted))
+		}
+	}()
+	if _, err := s.b.runSync(background, storage); err != nil {
 		msg := err.Error()
 		s.b.Logger().Error("periodic sync failed; trying again after sync_interval", "error", msg)
 		// Record it for status; the key entries are untouched.

@@ -39,6 +39,7 @@ const (
 	walKindDelete   = "delete-key"
 	walKindMint     = "mint-key"
 	walKindRepair   = "repair-key"
+	walKindAgentKey = "create-agent-key"
 )
 
 // walKinds makes the empty entry of each kind, for decodeWAL to fill from
@@ -52,6 +53,7 @@ var walKinds = map[string]func() walEntry{
 	walKindDelete:   func() walEntry { return &deleteKeyWAL{} },
 	walKindMint:     func() walEntry { return &mintWAL{} },
 	walKindRepair:   func() walEntry { return &repairWAL{} },
+	walKindAgentKey: func() walEntry { return &agentKeyWAL{} },
 
 	walKindAgentStaticCreate:     func() walEntry { return &agentStaticCreateWAL{} },
 	walKindAgentStaticRegenerate: func() walEntry { return &agentStaticRegenerateWAL{} },

@@ -18,6 +18,21 @@ path "gradient/rename/*" {
   capabilities = ["update", "sudo"]
 }
 
+# Agent roles: which agent a dynamic agent API key is made for, its ttl,
+# max_ttl and max_leases (docs/agent-keys.md). Operators write them, and
+# tidy this mount's agent keys that no lease holds.
+path "gradient/agent-roles/*" {
+  capabilities = ["create", "read", "update", "delete", "list"]
+}
+
+path "gradient/agent-creds/*" {
+  capabilities = ["read"]
+}
+
+path "gradient/agent-creds-tidy" {
+  capabilities = ["update"]
+}
+
 # The operations view: key counts, overdue and failed rotations.
 path "gradient/status" {
   capabilities = ["read"]

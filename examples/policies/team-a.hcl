@@ -42,6 +42,14 @@ path "gradient/rename/team-a-*" {
   capabilities = ["update"]
 }
 
+# Applications of the team get their own agent API key per lease here
+# (docs/agent-keys.md). Roles (agent-roles/) are written by operators:
+# nothing here grants them, so a team cannot point a role at another team's
+# agent or raise its max_leases.
+path "gradient/agent-creds/team-a-*" {
+  capabilities = ["read"]
+}
+
 # Services of the team read the secret of the team's static agent API keys
 # here, and nothing else about them: static roles (agent-static-roles/) are
 # written, rotated and deleted by operators (gradient-admin.hcl).

@@ -1,0 +1,314 @@
+package backend
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
+)
+
+// The create of a dynamic agent API key (agent-creds/<name>) takes
+// makeChange's road like every platform change: the entry, with the key's
+// name chosen in advance, is written before the create; the lease record
+// is the commit. The name is unique to the call, so the undo finds this
+// create's key by it after a lost answer or a crash, and nothing else can
+// carry it.
+
+// agentLeasePrefix holds one record per issued key that is still alive:
+// agent-leases/<role>/<key uuid>. A List of a role's folder counts its live
+// keys for max_leases; tidy spares exactly the keys recorded here. The
+// record holds no secret: the platform never shows the secret again, and
+// Vault keeps it only in the lease it answered.
+const agentLeasePrefix = "agent-leases/"
+
+// agentMountIDPath holds this mount's mark, chosen once: every key name the
+// mount makes starts with vault-<mark>-, which is how tidy tells its keys
+// from anyone else's on the same agent.
+const agentMountIDPath = "agent-keys/mount-id"
+
+// agentLease is one issued key, stored from its create to its revocation.
+type agentLease struct {
+	Role      string    `json:"role"`
+	AgentUUID string    `json:"agent_uuid"`
+	KeyUUID   string    `json:"key_uuid"`
+	Name      string    `json:"name"`
+	IssuedAt  time.Time `json:"issued_at"`
+	// ExpiresBy is the issue plus the role's max_ttl at the issue: no
+	// renewal takes the lease past it (secret_agent_creds.go). A record
+	// long past it belongs to a lease Vault no longer holds (revoked with
+	// -force, or given up as irrevocable), and tidy deletes its key.
+	ExpiresBy time.Time `json:"expires_by,omitzero"`
+
+	// maxTTL is the max_ttl a lease carries from its issue; not stored.
+	maxTTL time.Duration
+}
+
+// agentLeaseGrace is how long past ExpiresBy a record is left alone: Vault
+// revokes an expired lease shortly after its end, and retries a failed
+// revocation with backoff.
+const agentLeaseGrace = time.Hour
+
+// outlived reports a record whose lease cannot exist any more.
+func (l *agentLease) outlived(now time.Time) bool {
+	return !l.ExpiresBy.IsZero() && now.After(l.ExpiresBy.Add(agentLeaseGrace))
+}
+
+func agentLeasePath(role, keyUUID string) string {
+	return agentLeasePrefix + role + "/" + strings.ToLower(keyUUID)
+}
+
+func putAgentLease(ctx context.Context, s logical.Storage, l *agentLease) error {
+	entry, err := logical.StorageEntryJSON(agentLeasePath(l.Role, l.KeyUUID), l)
+	if err == nil {
+		err = s.Put(ctx, entry)
+	}
+	if err != nil {
+		return fmt.Errorf("recording the lease of agent API key %s: %w", l.KeyUUID, err)
+	}
+	return nil
+}
+
+func getAgentLease(ctx context.Context, s logical.Storage, role, keyUUID string) (*agentLease, error) {
+	entry, err := s.Get(ctx, agentLeasePath(role, keyUUID))
+	if err != nil || entry == nil {
+		return nil, err
+	}
+	l := &agentLease{}
+	if err := entry.DecodeJSON(l); err != nil {
+		return nil, fmt.Errorf("decoding the lease record of agent API key %s: %w", keyUUID, err)
+	}
+	return l, nil
+}
+
+// countAgentLeases is the number of live keys of one role.
+func countAgentLeases(ctx context.Context, s logical.Storage, role string) (int, error) {
+	keys, err := s.List(ctx, agentLeasePrefix+role+"/")
+	if err != nil {
+		return 0, fmt.Errorf("listing the leases of agent role %q: %w", role, err)
+	}
+	return len(keys), nil
+}
+
+// allAgentLeases reads every lease record, of every role, deleted roles
+// included.
+func allAgentLeases(ctx context.Context, s logical.Storage) ([]*agentLease, error) {
+	roles, err := s.List(ctx, agentLeasePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing agent leases: %w", err)
+	}
+	var out []*agentLease
+	for _, folder := range roles {
+		role := strings.TrimSuffix(folder, "/")
+		uuids, err := s.List(ctx, agentLeasePrefix+role+"/")
+		if err != nil {
+			return nil, fmt.Errorf("listing the leases of agent role %q: %w", role, err)
+		}
+		for _, u := range uuids {
+			l, err := getAgentLease(ctx, s, role, u)
+			if err != nil {
+				return nil, err
+			}
+			if l != nil {
+				out = append(out, l)
+			}
+		}
+	}
+	return out, nil
+}
+
+// agentMountID returns the mount's mark, choosing and storing it the first
+// time. The mutex keeps two first issues on this node from choosing two
+// marks; only the active node writes, so no other node races it.
+func (b *gradientBackend) agentMountID(ctx context.Context, s logical.Storage) (string, error) {
+	b.agentMarkMu.Lock()
+	defer b.agentMarkMu.Unlock()
+	if b.agentMark != "" {
+		return b.agentMark, nil
+	}
+	entry, err := s.Get(ctx, agentMountIDPath)
+	if err != nil {
+		return "", fmt.Errorf("reading the mount's agent key mark: %w", err)
+	}
+	if entry != nil && agentMarkPattern.Match(entry.Value) {
+		b.agentMark = string(entry.Value)
+		return b.agentMark, nil
+	}
+	mark := randomHex(4)
+	if err := s.Put(ctx, &logical.StorageEntry{Key: agentMountIDPath, Value: []byte(mark)}); err != nil {
+		return "", fmt.Errorf("storing the mount's agent key mark: %w", err)
+	}
+	b.agentMark = mark
+	return mark, nil
+}
+
+// storedAgentMountID is the mark if one was ever chosen, without choosing
+// one: tidy on a mount that never issued a key has nothing to look for.
+func storedAgentMountID(ctx context.Context, s logical.Storage) (string, error) {
+	entry, err := s.Get(ctx, agentMountIDPath)
+	if err != nil {
+		return "", fmt.Errorf("reading the mount's agent key mark: %w", err)
+	}
+	if entry == nil || !agentMarkPattern.Match(entry.Value) {
+		return "", nil
+	}
+	return string(entry.Value), nil
+}
+
+var agentMarkPattern = regexp.MustCompile(`^[0-9a-f]{8}$`)
+
+func randomHex(n int) string {
+	buf := make([]byte, n)
+	_, _ = rand.Read(buf) // crypto/rand.Read never fails
+	return hex.EncodeToString(buf)
+}
+
+// agentKeyName is the name of a new key of role: vault-<mark>-<role>-<8 hex>,
+// so that an operator in the control panel sees which Vault mount and role
+// made it, and tidy recognizes it. It keeps to the name rule (lowercase
+// letters, digits, hyphens, periods; at most 64): a long role name is
+// shortened; the random part alone makes the name unique.
+func agentKeyName(mark, role string) string {
+	prefix := "vault-" + mark + "-"
+	suffix := "-" + randomHex(4)
+	base := role[:min(len(role), maxNameLength-len(prefix)-len(suffix))]
+	return prefix + strings.TrimRight(base, ".") + suffix
+}
+
+// isMountAgentKey reports whether name was made by agentKeyName with mark.
+func isMountAgentKey(mark, name string) bool {
+	rest, ok := strings.CutPrefix(name, "vault-"+mark+"-")
+	return ok && agentKeySuffix.MatchString(rest)
+}
+
+var agentKeySuffix = regexp.MustCompile(`^.+-[0-9a-f]{8}$`)
+
+// agentKeyWAL is the entry of one create of an agent API key: the name is
+// chosen before the call, so the undo finds the key by it whatever became
+// of the answer.
+type agentKeyWAL struct {
+	walHeader
+	Role      string `json:"role"`
+	AgentUUID string `json:"agent_uuid"`
+	Name      string `json:"name"`
+}
+
+func (w *agentKeyWAL) kind() string { return walKindAgentKey }
+
+// lockScope is the role's lock: issues of the role hold it, so the undo
+// never runs while a create of the role is between its call and its lease
+// record.
+func (w *agentKeyWAL) lockScope() ([]string, string) { return []string{roleLock(w.Role)}, "" }
+func (w *agentKeyWAL) undone() string {
+	return w.said("if the platform created the agent API key, it was deleted again")
+}
+func (w *agentKeyWAL) describe() []any {
+	return []any{"role", w.Role, "agent_uuid", w.AgentUUID, "key_name", w.Name}
+}
+
+// undo deletes every key of the agent under the entry's name that no lease
+// record holds: the create's key when its answer was lost, when the lease
+// record could not be written, or when the node died in between, and a
+// create that landed late. No other key can carry that name.
+func (w *agentKeyWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storage) error {
+	c, err := b.clients(ctx, s)
+	if err != nil {
+		return fmt.Errorf("rolling back the create of agent API key %q: %w", w.Name, err)
+	}
+	keys, err := c.agentKeys.ListAgentKeys(ctx, w.AgentUUID)
+	if errors.Is(err, platform.ErrNotFound) {
+		// The agent is gone, and its keys with it.
+		w.outcome = fmt.Sprintf("agent %s no longer exists, and its keys went with it", w.AgentUUID)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("rolling back the create of agent API key %q: %w", w.Name, err)
+	}
+	deleted := 0
+	for _, k := range keys {
+		if k.Name != w.Name {
+			continue
+		}
+		if held, err := getAgentLease(ctx, s, w.Role, k.UUID); err != nil {
+			return err
+		} else if held != nil {
+			continue
+		}
+		if err := c.agentKeys.DeleteAgentKey(ctx, w.AgentUUID, k.UUID); err != nil && !errors.Is(err, platform.ErrNotFound) {
+			return fmt.Errorf("rolling back the create of agent API key %q: deleting orphan %s: %w", w.Name, k.UUID, err)
+		}
+		b.Logger().Warn("deleted an orphaned agent API key", "role", w.Role, "agent_uuid", w.AgentUUID, "key_uuid", k.UUID, "key_name", w.Name)
+		deleted++
+	}
+	if deleted == 0 {
+		w.outcome = "the agent has no key from this create that a lease does not hold"
+	}
+	return nil
+}
+
+// issueAgentKey creates one key of role r under a new name and records its
+// lease. The caller holds the role's lock. A failure leaves no key behind:
+// a refusal made none; any other failure is undone at once, and the entry
+// stays for the periodic rollback, in case the create lands late.
+func (b *gradientBackend) issueAgentKey(ctx context.Context, s logical.Storage, c *clients, r *agentRole) (platform.AgentKey, *agentLease, error) {
+	mark, err := b.agentMountID(ctx, s)
+	if err != nil {
+		return platform.AgentKey{}, nil, err
+	}
+	now := b.now().UTC()
+	w := &agentKeyWAL{
+		walHeader: walHeader{Created: now},
+		Role:      r.Name, AgentUUID: r.AgentUUID, Name: agentKeyName(mark, r.Name),
+	}
+	var key platform.AgentKey
+	var lease *agentLease
+	err = b.makeChange(ctx, s, pendingChange{
+		entry: w,
+		apply: func(ctx context.Context) error {
+			k, err := c.agentKeys.CreateAgentKey(ctx, r.AgentUUID, w.Name)
+			if err != nil {
+				return fmt.Errorf("creating agent API key %q on agent %s: %w", w.Name, r.AgentUUID, err)
+			}
+			key = k
+			lease = &agentLease{Role: r.Name, AgentUUID: r.AgentUUID, KeyUUID: strings.ToLower(k.UUID), Name: w.Name, IssuedAt: now, ExpiresBy: now.Add(r.MaxTTL)}
+			return nil
+		},
+		commit: func(ctx context.Context) error { return putAgentLease(ctx, s, lease) },
+	})
+	if err != nil {
+		return platform.AgentKey{}, nil, err
+	}
+	return key, lease, nil
+}
+
+// revokeAgentKey deletes an issued key on the platform, then its lease
+// record. A key already gone counts as deleted. On a failure the record
+// stays (the key still counts and tidy spares it) and Vault retries the
+// revocation.
+func (b *gradientBackend) revokeAgentKey(ctx context.Context, s logical.Storage, l *agentLease) error {
+	c, err := b.clients(ctx, s)
+	if err != nil {
+		return fmt.Errorf("revoking agent API key %s of agent %s: %w", l.KeyUUID, l.AgentUUID, err)
+	}
+	err = c.agentKeys.DeleteAgentKey(ctx, l.AgentUUID, l.KeyUUID)
+	switch {
+	case errors.Is(err, platform.ErrNotFound):
+		b.Logger().Info("agent API key was already gone at revocation", "role", l.Role, "agent_uuid", l.AgentUUID, "key_uuid", l.KeyUUID)
+	case err != nil:
+		b.Logger().Error("deleting a revoked agent API key failed; Vault retries the revocation", "role", l.Role, "agent_uuid", l.AgentUUID, "key_uuid", l.KeyUUID, "error", err)
+		return fmt.Errorf("revoking agent API key %s of agent %s: %w", l.KeyUUID, l.AgentUUID, err)
+	default:
+		b.Logger().Info("agent API key revoked", "role", l.Role, "agent_uuid", l.AgentUUID, "key_uuid", l.KeyUUID)
+	}
+	if err := s.Delete(ctx, agentLeasePath(l.Role, l.KeyUUID)); err != nil {
+		return fmt.Errorf("agent API key %s was deleted, but its lease record was not: %w", l.KeyUUID, err)
+	}
+	return nil
+}
