@@ -156,6 +156,15 @@ func (b *gradientBackend) adoptAgentStatic(ctx context.Context, s logical.Storag
 	if found == nil {
 		return callerErrorf("api_key_uuid: agent %s has no API key %s; nothing was changed", r.AgentUUID, keyUUID)
 	}
+	// A key this mount made for an agent-creds/ lease belongs to that
+	// lease: its end, or the tidy, deletes it whatever a role says.
+	mark, err := storedAgentMountID(ctx, s)
+	if err != nil {
+		return err
+	}
+	if mark != "" && isMountAgentKey(mark, found.Name) {
+		return callerErrorf("api_key_uuid: key %s was made by this mount for an agent-creds/ lease, which deletes it when the lease ends; nothing was changed. Write the role without api_key_uuid for a key of its own", keyUUID)
+	}
 	r.KeyUUID, r.KeyName, r.Adopted = found.UUID, found.Name, true
 	w := &agentStaticCreateWAL{
 		walHeader: walHeader{Created: b.now().UTC()},

@@ -513,3 +513,20 @@ func TestAgentStatic_StandbyTickMakesNoPlatformCall(t *testing.T) {
 		t.Fatalf("the active node's tick: %d regenerates, want 1", n)
 	}
 }
+
+// Static keys live beside the dynamic ones: the tidy of agent-creds/ never
+// deletes a static role's key, and a key made for a lease cannot be adopted.
+func TestAgentStatic_BesideDynamicKeys(t *testing.T) {
+	e := newTestEnv(t, nil)
+	agent := e.staticAgent("both")
+	e.mustOK(logical.CreateOperation, "agent-static-roles/both", map[string]any{"agent_uuid": agent})
+	e.mustOK(logical.CreateOperation, "agent-roles/both", map[string]any{"agent_uuid": agent})
+	leased := e.mustOK(logical.ReadOperation, "agent-creds/both", nil).Data["api_key_uuid"].(string)
+
+	e.mustBadRequest(logical.CreateOperation, "agent-static-roles/taken", map[string]any{"agent_uuid": agent, "api_key_uuid": leased}, "made by this mount for an agent-creds/ lease")
+	e.mustOK(logical.UpdateOperation, "agent-creds-tidy", nil)
+	e.assertStaticSecretLive("both")
+	if n := len(e.agentKeysOnPlatform()); n != 2 {
+		t.Errorf("agent keys after tidy: %d, want the static and the leased one", n)
+	}
+}
