@@ -131,8 +131,23 @@ func (s *rotationScheduler) processAgentStatic(ctx context.Context, storage logi
 		return
 	}
 
-	// Nothing was stored by the failed rotation: record the failure on
-	// what storage holds, with the keys' backoff and budget of attempts.
+	// Record the failure on what storage holds now, with the keys' backoff
+	// and budget of attempts. It is read again because the failed
+	// rotation's undo may have stored a repaired secret: writing the copy
+	// read before would put a dead secret back.
+	current, getErr := getAgentStatic(ctx, storage, name)
+	switch {
+	case getErr != nil:
+		log.Error("reading a static role after a failed rotation failed; retrying next tick", "error", getErr)
+		s.schedule(agentStaticLock(name), now.Add(s.tickOrSecond()))
+		return
+	case current == nil:
+		return
+	case current.Version != r.Version || !strings.EqualFold(current.KeyUUID, r.KeyUUID):
+		s.trackAgentStatic(current)
+		return
+	}
+	r = current
 	v = r.rotationView()
 	v.RotationAttempts++
 	v.RotationError = fmt.Sprintf("scheduled rotation attempt %d failed at %s: %s", v.RotationAttempts, now.Format(time.RFC3339), err.Error())
