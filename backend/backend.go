@@ -158,9 +158,9 @@ func newBackend(t tuning) *gradientBackend {
 		BackendType:    logical.TypeLogical,
 		RunningVersion: Version,
 		PathsSpecial: &logical.Paths{
-			// Key material lives under config and keys/: seal-wrapped where
+			// Key material lives under config, keys/ and agent-static/: seal-wrapped where
 			// the seal supports it.
-			SealWrapStorage: []string{configPath, keyStoragePrefix},
+			SealWrapStorage: []string{configPath, keyStoragePrefix, agentStaticStoragePrefix},
 			// A WAL entry describes a platform change made by this cluster
 			// and is rolled back by its active node: it is not sent to
 			// performance secondaries. The nodes of one cluster share it, so
@@ -180,8 +180,9 @@ func newBackend(t tuning) *gradientBackend {
 			pathRename(b), pathCreds(b), pathSync(b),
 			pathPlatformKeysList(b), pathPlatformKey(b),
 			pathAgentRolesList(b), pathAgentRole(b), pathAgentCreds(b), pathAgentCredsTidy(b),
+			pathAgentStaticRolesList(b), pathAgentStaticRoleRotate(b), pathAgentStaticRole(b), pathAgentStaticCreds(b),
 		},
-		Secrets:           []*framework.Secret{secretCreds(b), secretAgentCreds(b)},
+		Secrets:           []*framework.Secret{secretCreds(b), secretAgentCreds(b), secretAgentStaticCreds(b)},
 		InitializeFunc:    b.initialize,
 		Clean:             b.clean,
 		Invalidate:        b.invalidate,

@@ -46,6 +46,7 @@ func pathStatus(b *gradientBackend) *framework.Path {
 					"retirements_attention":  {Type: framework.TypeInt, Description: "Keys with a replaced key that was not retired because it could not be singled out safely (see retire_error).", Required: true},
 					"agent_roles":            {Type: framework.TypeInt, Description: "Agent roles (agent-roles/).", Required: true},
 					"agent_leased_keys":      {Type: framework.TypeInt, Description: "Agent API keys alive under a lease of agent-creds/ (of every role, deleted ones included).", Required: true},
+					"agent_static_keys":      {Type: framework.TypeInt, Description: "Agent API keys managed by static roles (agent-static-roles/).", Required: true},
 					"sync_interval_seconds":  syncStatusFields["sync_interval_seconds"],
 					"sync_last_run":          syncStatusFields["sync_last_run"],
 					"sync_counts":            syncStatusFields["sync_counts"],
@@ -102,6 +103,10 @@ func (b *gradientBackend) handleStatusRead(ctx context.Context, req *logical.Req
 	if err != nil {
 		return nil, err
 	}
+	staticRoles, err := req.Storage.List(ctx, agentStaticStoragePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing static roles: %w", err)
+	}
 
 	state, lastRun, queued := b.rotation.status()
 	data := map[string]any{
@@ -120,6 +125,7 @@ func (b *gradientBackend) handleStatusRead(ctx context.Context, req *logical.Req
 		"retirements_attention":  retiring.attention,
 		"agent_roles":            agentRoles,
 		"agent_leased_keys":      agentLeased,
+		"agent_static_keys":      len(staticRoles),
 	}
 	if seen := b.budget.LastSeen(); seen.At.IsZero() {
 		data["rate_limit_note"] = rateLimitNote
@@ -162,4 +168,4 @@ func countAgentRolesAndLeases(ctx context.Context, s logical.Storage) (roles, le
 
 const statusHelpSynopsis = "The mount's operations view: keys, rotations coming up, overdue and failed, scheduler state."
 
-const statusHelpDescription = "Counts the managed keys per provider, the keys with rotation on, those rotating in the next 24 hours, those due, overdue (due with no staged next_api_key) or failed (see rotation_error on keys/<name>), and reports when the scheduler last ran on the active node. rate_limit is the platform's rate-limit budget for the token as its last answer that counted the hour reported it (limit, remaining, reset; a burst 429 does not count the hour); until a first answer, rate_limit_note says so. retirements_pending, retirements_retrying and retirements_attention count the replaced keys waiting to be retired at their provider, the keys whose last retirement attempt failed (retried with backoff), and those with a replaced key that was not touched because it could not be singled out (see retire_error on keys/<name>). agent_roles counts the agent roles and agent_leased_keys the agent API keys alive under an agent-creds/ lease."
+const statusHelpDescription = "Counts the managed keys per provider, the keys with rotation on, those rotating in the next 24 hours, those due, overdue (due with no staged next_api_key) or failed (see rotation_error on keys/<name>), and reports when the scheduler last ran on the active node. rate_limit is the platform's rate-limit budget for the token as its last answer that counted the hour reported it (limit, remaining, reset; a burst 429 does not count the hour); until a first answer, rate_limit_note says so. retirements_pending, retirements_retrying and retirements_attention count the replaced keys waiting to be retired at their provider, the keys whose last retirement attempt failed (retried with backoff), and those with a replaced key that was not touched because it could not be singled out (see retire_error on keys/<name>). agent_roles counts the agent roles and agent_leased_keys the agent API keys alive under an agent-creds/ lease; agent_static_keys counts the agent API keys managed by static roles (agent-static-roles/), which scheduler_queued counts with the keys."

@@ -146,7 +146,7 @@ func (s *rotationScheduler) runTick(ctx context.Context) {
 			s.schedule(item.Key, now)
 			return
 		}
-		s.process(ctx, storage, item.Key, now)
+		s.dispatch(ctx, storage, item.Key, now) // a key's or a static role's
 	}
 	s.retireDue(ctx, storage, now)
 }
@@ -273,10 +273,14 @@ feed:
 	if err := context.Cause(ctx); err != nil {
 		return err
 	}
+	roles, err := s.rebuildAgentStatic(ctx, storage)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	s.built = true
 	s.mu.Unlock()
-	s.b.Logger().Info("rotation queue built from storage", "keys", len(names), "scheduled", queued.Load())
+	s.b.Logger().Info("rotation queue built from storage", "keys", len(names), "scheduled", queued.Load(), "static_roles_scheduled", roles)
 	return nil
 }
 

@@ -54,6 +54,10 @@ var walKinds = map[string]func() walEntry{
 	walKindMint:     func() walEntry { return &mintWAL{} },
 	walKindRepair:   func() walEntry { return &repairWAL{} },
 	walKindAgentKey: func() walEntry { return &agentKeyWAL{} },
+
+	walKindAgentStaticCreate:     func() walEntry { return &agentStaticCreateWAL{} },
+	walKindAgentStaticRegenerate: func() walEntry { return &agentStaticRegenerateWAL{} },
+	walKindAgentStaticDelete:     func() walEntry { return &agentStaticDeleteWAL{} },
 }
 
 const (

@@ -14,3 +14,9 @@ path "gradient/config" {
 path "gradient/status" {
   capabilities = ["read"]
 }
+
+# Static agent API key roles: the agent, the key's uuid, the rotation state.
+# Never the secret, which only agent-static-creds/ returns.
+path "gradient/agent-static-roles/*" {
+  capabilities = ["read", "list"]
+}

@@ -3,3 +3,9 @@
 path "gradient/creds/team-a-*" {
   capabilities = ["read"]
 }
+
+# ... and the secret of team A's static agent API keys, for the agents it
+# calls.
+path "gradient/agent-static-creds/team-a-*" {
+  capabilities = ["read"]
+}

@@ -37,3 +37,14 @@ path "gradient/agent-creds-tidy" {
 path "gradient/status" {
   capabilities = ["read"]
 }
+
+# Static agent API keys: operators write the roles (which agent; adopting an
+# existing key with api_key_uuid), rotate them now (agent-static-roles/<name>/rotate)
+# and delete them; they can read every role's secret.
+path "gradient/agent-static-roles/*" {
+  capabilities = ["create", "read", "update", "delete", "list"]
+}
+
+path "gradient/agent-static-creds/*" {
+  capabilities = ["read"]
+}

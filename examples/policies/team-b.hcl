@@ -49,3 +49,10 @@ path "gradient/rename/team-b-*" {
 path "gradient/agent-creds/team-b-*" {
   capabilities = ["read"]
 }
+
+# Services of the team read the secret of the team's static agent API keys
+# here, and nothing else about them: static roles (agent-static-roles/) are
+# written, rotated and deleted by operators (gradient-admin.hcl).
+path "gradient/agent-static-creds/team-b-*" {
+  capabilities = ["read"]
+}
