@@ -509,6 +509,11 @@ func cachedReadsFollowStorage(t *testing.T, c *cluster, root, mount string) {
 		return after != nil && after.cli(nil, as(root), "read", "-format=json", path).Code == 0 &&
 			after.cli(nil, as(root), "read", "-format=json", mount+"/creds/"+name).Code == 0
 	})
+	// The restore ran on the active node, which stays active: its own
+	// cache is the one that held version 3.
+	if after != act {
+		t.Fatalf("after the restore %s is active, not %s, which restored it", after.name, act.name)
+	}
 	wantRead(after, secrets[1], 2, "after the snapshot restore")
 	t.Logf("cached reads: after a Raft snapshot restore %s reads what the snapshot holds", after.name)
 }

@@ -63,7 +63,11 @@ func TestDocs_NumbersMatchTheCode(t *testing.T) {
 		// configuration.md
 		{"configuration.md", "(up to " + strconv.Itoa(platform.MaxAttempts) + " attempts"},
 		{"configuration.md", "about 10 MiB at the default " + thousands(defaultKeyCacheSize) + ", whether the mount has " + thousands(defaultKeyCacheSize) + " keys or " + thousands(maxKeyCacheSize)},
-		{"configuration.md", "largest size, " + thousands(maxKeyCacheSize) + " ("},
+		{"configuration.md", "the largest size, " + thousands(maxKeyCacheSize) + " ("},
+		{"configuration.md", "at most " + strconv.Itoa(keyCacheMaxBytes>>20) + " MiB, whichever comes first"},
+		{"configuration.md", "twice its stored size plus " + strconv.Itoa(entryOverhead) + " bytes"},
+		{"configuration.md", "after more than " + thousands(maxDoubtfulNames) + " such keys"},
+		{"configuration.md", "(a long description and " + strconv.Itoa(maxPendingRetirements) + " waiting retirements)"},
 		{"configuration.md", "at most at " + strconv.Itoa(100-platform.DefaultSchedulerHeadroomPercent) + "% of the budget"},
 		// agent-keys.md
 		{"agent-keys.md", "| `ttl` | `" + hours(defaultAgentRoleTTL) + "h` |"},

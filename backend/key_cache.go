@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 
@@ -20,8 +21,9 @@ import (
 //     and the periodic function) and Initialize (the schedulers) hand it to
 //     everything below them, and nothing else in the plugin reaches storage
 //     (TestKeyCache_EveryStorageComesThroughTheWrapper). A write or delete
-//     of keys/<name> forgets the name before and after it is made, even when
-//     it fails: a failed write may still have landed.
+//     of keys/<name> forgets the name before and after it is made. A write
+//     that fails may still land later (a Raft entry committed after the call
+//     gave up): its name is never cached again by this backend.
 //   - A read that misses fills the cache only if no key write began or
 //     ended while it read storage (the write count), so a slow read can
 //     never put back what a write replaced meanwhile.
@@ -42,45 +44,96 @@ import (
 type keyCache struct {
 	mu sync.Mutex
 	// entries is nil while the cache is off.
-	entries *simplelru.LRU[string, *keyEntry]
+	entries *simplelru.LRU[string, cachedKey]
+	// bytes is what the entries held are estimated to take in memory; it
+	// never exceeds keyCacheMaxBytes.
+	bytes int
 	// writes counts the key writes begun and ended and the invalidations;
 	// a fill compares it before and after its storage read.
 	writes uint64
+	// doubtful are the names whose write failed: a failed write may still
+	// land later (a Raft entry committed after the call gave up), after
+	// any fill could be checked against it, so these names are never
+	// cached again by this backend. Past maxDoubtfulNames the cache turns
+	// itself off until the plugin restarts (off).
+	doubtful map[string]struct{}
+	off      bool
+	// maxBytes is keyCacheMaxBytes unless a test sets it.
+	maxBytes int
 }
 
-// defaultKeyCacheSize is how many decoded entries a mount keeps when config
-// sets no key_cache_size: every key of a mount of 10,000, about 10 MiB
-// (BenchmarkKeyCache_Memory).
-const defaultKeyCacheSize = 10_000
+// cachedKey is an entry with what it is estimated to take in memory.
+type cachedKey struct {
+	k    *keyEntry
+	cost int
+}
 
-// maxKeyCacheSize bounds key_cache_size: about 100 MiB of entries.
-const maxKeyCacheSize = 100_000
+const (
+	// defaultKeyCacheSize is how many decoded entries a mount keeps when
+	// config sets no key_cache_size: every key of a mount of 10,000, about
+	// 10 MiB of typical entries (BenchmarkKeyCache_Memory).
+	defaultKeyCacheSize = 10_000
+	// maxKeyCacheSize bounds key_cache_size.
+	maxKeyCacheSize = 100_000
+	// keyCacheMaxBytes bounds the memory the entries take, whatever their
+	// number and size: a key with a long description and a hundred
+	// waiting retirements takes seven times a typical one.
+	keyCacheMaxBytes = 128 << 20
+	// entryOverhead is added to twice an entry's stored size to estimate
+	// what its decoded form takes (a typical entry takes about 1.6 times
+	// its JSON, the largest about 1.4 times); the estimate is never below
+	// what was measured (TestKeyCache_CostIsNeverBelowTheMemoryTaken).
+	entryOverhead = 512
+	// maxDoubtfulNames bounds the names remembered after failed writes.
+	maxDoubtfulNames = 1_000
+)
 
 // get returns the entry stored under name, from memory when the cache
 // holds it, or nil when there is none.
 func (c *keyCache) get(ctx context.Context, s logical.Storage, name string) (*keyEntry, error) {
 	c.mu.Lock()
 	if c.entries != nil {
-		if k, ok := c.entries.Get(name); ok {
+		if v, ok := c.entries.Get(name); ok {
 			c.mu.Unlock()
-			return k, nil
+			return v.k, nil
 		}
 	}
 	before := c.writes
 	c.mu.Unlock()
 
-	k, err := getKey(ctx, s, name)
+	entry, err := s.Get(ctx, keyStoragePrefix+name)
+	if err != nil {
+		return nil, fmt.Errorf("reading key %q: %w", name, err)
+	}
+	k, err := decodeKey(name, entry)
 	if err != nil || k == nil {
 		// A missing name is not remembered: a 404 is rare, and a create
 		// would have to forget it.
 		return k, err
 	}
 	c.mu.Lock()
-	if c.entries != nil && c.writes == before {
-		c.entries.Add(name, k)
+	defer c.mu.Unlock()
+	cost := entryCost(entry)
+	_, doubtful := c.doubtful[name]
+	if c.entries == nil || c.writes != before || doubtful || cost > c.byteBound() {
+		return k, nil
 	}
-	c.mu.Unlock()
+	c.entries.Add(name, cachedKey{k: k, cost: cost})
+	c.bytes += cost
+	for c.bytes > c.byteBound() {
+		c.entries.RemoveOldest()
+	}
 	return k, nil
+}
+
+// entryCost estimates what the decoded form of a stored entry takes.
+func entryCost(e *logical.StorageEntry) int { return 2*len(e.Value) + entryOverhead }
+
+func (c *keyCache) byteBound() int {
+	if c.maxBytes > 0 {
+		return c.maxBytes
+	}
+	return keyCacheMaxBytes
 }
 
 // forget drops name and tells fills in flight that a write happened.
@@ -93,6 +146,23 @@ func (c *keyCache) forget(name string) {
 	}
 }
 
+// distrust forgets name for good: a write of it failed.
+func (c *keyCache) distrust(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writes++
+	if c.doubtful == nil {
+		c.doubtful = map[string]struct{}{}
+	}
+	c.doubtful[name] = struct{}{}
+	if c.entries != nil {
+		c.entries.Remove(name)
+	}
+	if len(c.doubtful) > maxDoubtfulNames {
+		c.off, c.entries, c.bytes = true, nil, 0
+	}
+}
+
 // resize keeps at most size entries, the least recently read going first;
 // 0 turns the cache off and empties it.
 func (c *keyCache) resize(size int) {
@@ -100,11 +170,11 @@ func (c *keyCache) resize(size int) {
 	defer c.mu.Unlock()
 	c.writes++
 	switch {
-	case size <= 0:
-		c.entries = nil
+	case size <= 0 || c.off:
+		c.entries, c.bytes = nil, 0
 	case c.entries == nil:
 		// NewLRU fails only for a size below 1.
-		c.entries, _ = simplelru.NewLRU[string, *keyEntry](size, nil)
+		c.entries, _ = simplelru.NewLRU(size, func(_ string, v cachedKey) { c.bytes -= v.cost })
 	default:
 		c.entries.Resize(size)
 	}
@@ -128,19 +198,28 @@ type cacheKeepingStorage struct {
 }
 
 func (s cacheKeepingStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
-	if name, ok := strings.CutPrefix(e.Key, keyStoragePrefix); ok {
-		s.cache.forget(name)
-		defer s.cache.forget(name)
-	}
-	return s.Storage.Put(ctx, e)
+	return s.write(e.Key, func() error { return s.Storage.Put(ctx, e) })
 }
 
 func (s cacheKeepingStorage) Delete(ctx context.Context, key string) error {
-	if name, ok := strings.CutPrefix(key, keyStoragePrefix); ok {
-		s.cache.forget(name)
-		defer s.cache.forget(name)
+	return s.write(key, func() error { return s.Storage.Delete(ctx, key) })
+}
+
+// write forgets a key entry before and after it is written; a failed write
+// makes the name doubtful for good.
+func (s cacheKeepingStorage) write(key string, write func() error) error {
+	name, isKey := strings.CutPrefix(key, keyStoragePrefix)
+	if !isKey {
+		return write()
 	}
-	return s.Storage.Delete(ctx, key)
+	s.cache.forget(name)
+	err := write()
+	if err != nil {
+		s.cache.distrust(name)
+	} else {
+		s.cache.forget(name)
+	}
+	return err
 }
 
 // keepingCache wraps s, once.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"slices"
@@ -30,11 +32,14 @@ func (s *faultyStorage) checkKeyWriteKeepsTheCache(key string) {
 	for {
 		f, more := frames.Next()
 		switch {
-		case strings.Contains(f.Function, "cacheKeepingStorage"):
+		case strings.Contains(f.Function, "cacheKeepingStorage."):
 			return
-		case strings.HasSuffix(f.File, "_test.go") && !strings.Contains(f.Function, "faultyStorage"):
-			return
-		case !strings.HasSuffix(f.File, "_test.go") && !strings.HasSuffix(f.File, "keys_storage.go") && strings.Contains(f.Function, "vault-plugin-secrets-gradient/backend."):
+		case strings.HasSuffix(f.Function, "backend.putKey") || strings.HasSuffix(f.Function, "backend.deleteKey") || strings.Contains(f.Function, "faultyStorage"):
+			// The one writer of key entries, and the test storage: look
+			// at who called them.
+		case strings.HasSuffix(f.File, "_test.go"):
+			return // a test writing storage as another node would
+		case strings.Contains(f.Function, "vault-plugin-secrets-gradient/backend."):
 			s.mu.Lock()
 			s.bypassed = append(s.bypassed, key+" from "+f.Function)
 			s.mu.Unlock()
@@ -76,8 +81,8 @@ func (c *keyCache) snapshot() map[string]*keyEntry {
 	got := map[string]*keyEntry{}
 	if c.entries != nil {
 		for _, name := range c.entries.Keys() {
-			k, _ := c.entries.Peek(name)
-			got[name] = k
+			v, _ := c.entries.Peek(name)
+			got[name] = v.k
 		}
 	}
 	return got
@@ -439,13 +444,209 @@ func BenchmarkKeyCache_Memory(b *testing.B) {
 				}
 				runtime.GC()
 				runtime.ReadMemStats(&after)
-				if c.len() != min(tc.keys, tc.size) {
-					b.Fatalf("the cache holds %d entries, want %d", c.len(), min(tc.keys, tc.size))
+				if c.len() > min(tc.keys, tc.size) || c.bytes > keyCacheMaxBytes {
+					b.Fatalf("the cache holds %d entries, estimated at %d B, over its bounds", c.len(), c.bytes)
 				}
+				b.ReportMetric(float64(c.len()), "entries")
 				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB")
 				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(c.len()), "B/entry")
 				runtime.KeepAlive(c)
+				runtime.KeepAlive(s)
 			}
 		})
 	}
+}
+
+// bigEntry is the largest entry the plugin stores, or near it: the longest
+// description, long errors, a staged key and every waiting retirement.
+func bigEntry(i int) *keyEntry {
+	k := typicalEntry(i)
+	k.Description = strings.Repeat("d", maxDescriptionLength)
+	k.NextAPIKey = anthropicKey(k.Name + "-next")
+	k.RotationError, k.RetireError = strings.Repeat("e", 300), strings.Repeat("r", 300)
+	for v := range maxPendingRetirements {
+		k.Retiring = append(k.Retiring, retirement{Version: v, KeyHint: "sk-ant-...abcd", PartialKeyHint: "sk-ant-api03-AAAA",
+			KeySHA256: strings.Repeat("f", 64), DueAt: t0, NextTry: t0})
+	}
+	return k
+}
+
+// typicalEntry is a rotating key with what the sync saw of it.
+func typicalEntry(i int) *keyEntry {
+	name := fmt.Sprintf("team-a-service-%06d", i)
+	uuid := fmt.Sprintf("3f5b2c1e-8d4a-4b6f-9e2d-%012d", i)
+	period := 30 * 24 * time.Hour
+	return &keyEntry{
+		Name: name, Provider: "anthropic", UUID: uuid,
+		Description: "the key of one service of team A", APIKey: anthropicKey(name), Version: 3,
+		CreatedAt: t0, UpdatedAt: t0, RotationPeriod: period, RotationSetAt: t0,
+		LastVaultRotation: t0, NextVaultRotation: t0.Add(period), PreviousKeyHint: "sk-ant-...abcd",
+		Seen: &keySeen{UUID: uuid, Found: true, Name: name, UpdatedAt: t0, SyncedAt: t0},
+	}
+}
+
+// The memory bound rests on the estimate of each entry (its stored size
+// plus entryOverhead): it must never be below what a decoded entry takes,
+// for a typical entry and for the largest.
+func TestKeyCache_CostIsNeverBelowTheMemoryTaken(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		entry func(int) *keyEntry
+	}{{"typical", typicalEntry}, {"largest", bigEntry}} {
+		ctx := context.Background()
+		s := &logical.InmemStorage{}
+		const n = 300
+		for i := range n {
+			if err := putKey(ctx, s, tc.entry(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c := &keyCache{}
+		c.resize(n)
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for i := range n {
+			if _, err := c.get(ctx, s, tc.entry(i).Name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		taken := int(after.HeapAlloc-before.HeapAlloc) / n
+		estimated := c.bytes / n
+		t.Logf("%s entry: %d B in memory, estimated %d B", tc.name, taken, estimated)
+		if estimated < taken {
+			t.Errorf("a %s entry takes %d B and is estimated at %d B: the memory bound does not hold", tc.name, taken, estimated)
+		}
+		// The storage must outlive the measure: were it collected, its
+		// bytes would hide the entries'.
+		runtime.KeepAlive(s)
+		runtime.KeepAlive(c)
+	}
+}
+
+// The cache holds at most key_cache_size entries and at most its byte
+// bound, whichever comes first, and reads beyond either stay right.
+func TestKeyCache_MemoryIsBounded(t *testing.T) {
+	ctx := context.Background()
+	s := &logical.InmemStorage{}
+	const n = 50
+	for i := range n {
+		if err := putKey(ctx, s, bigEntry(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &keyCache{}
+	c.resize(n)
+	c.maxBytes = 10 * bigEntry(0).cost(t) // room for 10
+	for i := range n {
+		k, err := c.get(ctx, s, bigEntry(i).Name)
+		if err != nil || k == nil || k.Name != bigEntry(i).Name {
+			t.Fatalf("read %d: %v, %v", i, k, err)
+		}
+		if c.bytes > c.maxBytes {
+			t.Fatalf("the cache holds %d B, over its bound of %d", c.bytes, c.maxBytes)
+		}
+	}
+	if got := c.len(); got != 10 {
+		t.Errorf("the cache holds %d big entries, want the 10 its bytes allow", got)
+	}
+	c.forget(bigEntry(n - 1).Name)
+	c.resize(3)
+	if c.len() != 3 || c.bytes != 3*bigEntry(0).cost(t) {
+		t.Errorf("after a resize to 3: %d entries, %d B", c.len(), c.bytes)
+	}
+}
+
+func (k *keyEntry) cost(t *testing.T) int {
+	e, err := logical.StorageEntryJSON(keyStoragePrefix+k.Name, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return entryCost(e)
+}
+
+// Names whose write failed are never cached again; past maxDoubtfulNames
+// of them the cache turns itself off for the backend's life.
+func TestKeyCache_FailedWritesTurnItOff(t *testing.T) {
+	ctx := context.Background()
+	inner := &logical.InmemStorage{}
+	c := &keyCache{}
+	c.resize(10_000)
+	broken := cacheKeepingStorage{Storage: &failingPuts{inner}, cache: c}
+	working := cacheKeepingStorage{Storage: inner, cache: c}
+	for i := range maxDoubtfulNames + 1 {
+		k := &keyEntry{Name: fmt.Sprintf("k%d", i), APIKey: "x"}
+		_ = putKey(ctx, broken, k)
+		if err := putKey(ctx, working, k); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if _, err := c.get(ctx, working, "k0"); err != nil {
+				t.Fatal(err)
+			}
+			if c.len() != 0 {
+				t.Fatal("a name whose write failed was cached")
+			}
+		}
+	}
+	if _, err := c.get(ctx, working, "k5"); err != nil {
+		t.Fatal(err)
+	}
+	c.resize(10_000)
+	if c.len() != 0 || !c.off {
+		t.Errorf("after %d failed writes the cache holds %d entries (off: %v)", maxDoubtfulNames+1, c.len(), c.off)
+	}
+}
+
+// Every storage the plugin reaches is the wrapper's: the requests'
+// (HandleRequest, HandleExistenceCheck) and the one Initialize hands the
+// schedulers; and no code reaches the mount's storage another way.
+func TestKeyCache_EveryStorageComesThroughTheWrapper(t *testing.T) {
+	r := newSyncEnv(t, nil)
+	for what, s := range map[string]logical.Storage{"the rotation scheduler": r.b.rotation.storage, "the sync": r.b.syncer.storage} {
+		if w, ok := s.(cacheKeepingStorage); !ok || w.cache != r.b.keyCache {
+			t.Errorf("%s keeps a storage that is not the key cache's: %T", what, s)
+		}
+	}
+	req := &logical.Request{Operation: logical.ReadOperation, Path: "keys/none", Storage: r.storage}
+	if _, err := r.b.HandleRequest(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if req.Storage != logical.Storage(r.storage) {
+		t.Errorf("HandleRequest left the request holding %T", req.Storage)
+	}
+	files, _ := filepath.Glob("*.go")
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(src), "StorageView") {
+			t.Errorf("%s reaches the mount's storage through StorageView, around the key cache", f)
+		}
+	}
+}
+
+// A reload, an upgrade or a failover starts a new backend: its cache is
+// empty, and its first reads answer what storage holds.
+func TestKeyCache_ANewBackendStartsEmpty(t *testing.T) {
+	r := newSyncEnv(t, nil)
+	r.createKey("k", anthropicKey("k1"), nil)
+	r.readBoth("k")
+	// What another version or node wrote meanwhile.
+	k, _ := getKey(context.Background(), r.storage.Storage, "k")
+	k.APIKey, k.Version = anthropicKey("k2"), 2
+	if err := putKey(context.Background(), r.storage.Storage, k); err != nil {
+		t.Fatal(err)
+	}
+	r.restart()
+	if n := r.b.keyCache.len(); n != 0 {
+		t.Fatalf("a new backend's cache holds %d entries", n)
+	}
+	r.wantReadsMatchStorage("k")
 }

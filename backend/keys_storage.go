@@ -68,6 +68,11 @@ func getKey(ctx context.Context, s logical.Storage, name string) (*keyEntry, err
 	if err != nil {
 		return nil, fmt.Errorf("reading key %q: %w", name, err)
 	}
+	return decodeKey(name, entry)
+}
+
+// decodeKey decodes the stored entry of name; nil for none.
+func decodeKey(name string, entry *logical.StorageEntry) (*keyEntry, error) {
 	if entry == nil {
 		return nil, nil
 	}

@@ -115,7 +115,7 @@ func pathConfig(b *gradientBackend) *framework.Path {
 			},
 			"key_cache_size": {
 				Type:        framework.TypeInt,
-				Description: "How many decoded key entries the active node keeps in memory for reads of keys/<name> and creds/<name> (0 to 100000); 0 turns the cache off.",
+				Description: "How many decoded key entries the active node keeps in memory for reads of keys/<name> and creds/<name> (0 to 100000; at most 128 MiB whatever their number); 0 turns the cache off.",
 				Default:     defaultKeyCacheSize,
 			},
 			"rate_limit_per_minute": {
@@ -192,7 +192,7 @@ var configResponseFields = map[string]*framework.FieldSchema{
 	"openai_admin_key_set":       {Type: framework.TypeBool, Description: "Whether an OpenAI admin key is stored (minting and retiring service-account keys).", Required: true},
 	"anthropic_admin_key_set":    {Type: framework.TypeBool, Description: "Whether an Anthropic admin key is stored (retiring replaced keys).", Required: true},
 	"sync_interval":              {Type: framework.TypeDurationSecond, Description: "Seconds between periodic syncs; 0 when off.", Required: true},
-	"key_cache_size":             {Type: framework.TypeInt, Description: "How many decoded key entries reads keep in memory; 0 when off.", Required: true},
+	"key_cache_size":             {Type: framework.TypeInt, Description: "How many decoded key entries the active node keeps for reads; 0 turns the cache off. Performance standbys and secondaries keep none, whatever it says.", Required: true},
 	"openai_project_ids":         {Type: framework.TypeCommaStringSlice, Description: "The only OpenAI projects keys may mint into; empty when any project is allowed.", Required: true},
 }
 

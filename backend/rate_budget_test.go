@@ -85,7 +85,9 @@ func (e *testEnv) restartedOn(storage *faultyStorage) *testEnv {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return &testEnv{t: e.t, b: b, storage: storage, emu: e.emu, srv: e.srv, logs: e.logs, do: e.do}
+	restarted := &testEnv{t: e.t, b: b, storage: storage, emu: e.emu, srv: e.srv, logs: e.logs, do: e.do}
+	e.t.Cleanup(restarted.assertCacheHoldsWhatStorageHolds)
+	return restarted
 }
 
 // admittedInTheHour is how many platform requests the emulator let through
