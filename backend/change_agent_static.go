@@ -53,19 +53,16 @@ func (w *agentStaticCreateWAL) describe() []any {
 }
 
 // undo deletes every key of the agent that this create can have made (its
-// uuid, or its name) unless the stored role holds it. An adoption is never
-// undone on the platform: the key was not Vault's to delete.
+// uuid, or its name) unless a stored role holds it: this one, or one that
+// adopted it meanwhile. An adoption is never undone on the platform: the
+// key was not Vault's to delete.
 func (w *agentStaticCreateWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storage) error {
-	stored, err := getAgentStatic(ctx, s, w.Name)
-	if err != nil {
-		return err
-	}
-	held := ""
-	if stored != nil {
-		held = strings.ToLower(stored.KeyUUID)
-	}
 	if w.Adopt {
-		if held != "" && held == strings.ToLower(w.KeyUUID) {
+		stored, err := getAgentStatic(ctx, s, w.Name)
+		if err != nil {
+			return err
+		}
+		if stored != nil && strings.EqualFold(stored.KeyUUID, w.KeyUUID) {
 			w.outcome = "the role holds the adopted key, so there was nothing to undo"
 		}
 		return nil
@@ -85,7 +82,12 @@ func (w *agentStaticCreateWAL) undo(ctx context.Context, b *gradientBackend, s l
 	deleted := 0
 	for _, k := range keys {
 		mine := k.Name == w.KeyName || (w.KeyUUID != "" && strings.EqualFold(k.UUID, w.KeyUUID))
-		if !mine || strings.ToLower(k.UUID) == held {
+		if !mine {
+			continue
+		}
+		if holder, err := findAgentStaticByKey(ctx, s, k.UUID); err != nil {
+			return fmt.Errorf("rolling back the create of static role %q: %w", w.Name, err)
+		} else if holder != nil {
 			continue
 		}
 		if err := ak.DeleteAgentKey(ctx, w.AgentUUID, k.UUID); err != nil && !errors.Is(err, platform.ErrNotFound) {
@@ -124,6 +126,21 @@ func (b *gradientBackend) createAgentStatic(ctx context.Context, s logical.Stora
 			return nil
 		},
 		commit: func(ctx context.Context) error {
+			// The new key's uuid lock, which an adoption holds from its
+			// check that no role has the key to its store: between the
+			// create and this store an adoption of the new uuid would
+			// find no role holding it. (Its vault-static- name already
+			// turns adoption away; this holds if the key was renamed
+			// on the platform in between.) Name locks come before uuid
+			// locks here as everywhere.
+			defer b.lockUUID(created.UUID)()
+			holder, err := findAgentStaticByKey(ctx, s, created.UUID)
+			if err != nil {
+				return err
+			}
+			if holder != nil {
+				return fmt.Errorf("static role %q adopted the new agent API key %s before this role was stored; this role was not stored", holder.Name, created.UUID)
+			}
 			r.KeyUUID, r.Secret, r.Version = created.UUID, created.Secret, 1
 			return putAgentStatic(ctx, s, r)
 		},
@@ -156,14 +173,8 @@ func (b *gradientBackend) adoptAgentStatic(ctx context.Context, s logical.Storag
 	if found == nil {
 		return callerErrorf("api_key_uuid: agent %s has no API key %s; nothing was changed", r.AgentUUID, keyUUID)
 	}
-	// A key this mount made for an agent-creds/ lease belongs to that
-	// lease: its end, or the tidy, deletes it whatever a role says.
-	mark, err := storedAgentMountID(ctx, s)
-	if err != nil {
+	if err := refuseVaultOwnedAgentKey(ctx, s, *found); err != nil {
 		return err
-	}
-	if mark != "" && isMountAgentKey(mark, found.Name) {
-		return callerErrorf("api_key_uuid: key %s was made by this mount for an agent-creds/ lease, which deletes it when the lease ends; nothing was changed. Write the role without api_key_uuid for a key of its own", keyUUID)
 	}
 	r.KeyUUID, r.KeyName, r.Adopted = found.UUID, found.Name, true
 	w := &agentStaticCreateWAL{
@@ -189,6 +200,43 @@ func (b *gradientBackend) adoptAgentStatic(ctx context.Context, s logical.Storag
 			return putAgentStatic(ctx, s, r)
 		},
 	})
+}
+
+// refuseVaultOwnedAgentKey refuses to adopt a key that something in Vault
+// already owns: its owner would go on regenerating it (a static role of
+// another mount) or delete it (the end of a lease, tidy), and either kills
+// the secret the adopting role serves. Three signs, any one enough:
+//   - its name is one a Vault mount gives the keys it makes
+//     (agentStaticKeyName, agentKeyName with any mark): that covers another
+//     mount's keys, of which this mount has no record, and this mount's
+//     leased keys under an earlier mark;
+//   - a lease record of this mount holds its uuid (a leased key renamed on
+//     the platform since);
+//   - an agent-creds/ create of this mount whose write-ahead log entry
+//     remains gave it its name (the create's lease record may be written
+//     any moment, or its undo delete the key).
+func refuseVaultOwnedAgentKey(ctx context.Context, s logical.Storage, k platform.AgentKey) error {
+	const why = "made by a Vault mount for its own role or lease; adopting it would let two owners regenerate or delete it"
+	if strings.HasPrefix(k.Name, agentStaticPlatformPrefix) || isAnyMountAgentKey(k.Name) {
+		return callerErrorf("api_key_uuid: key %s (%q) was %s; nothing was changed. Write the role without api_key_uuid for a key of its own", k.UUID, k.Name, why)
+	}
+	lease, err := agentLeaseOfKey(ctx, s, k.UUID)
+	if err != nil {
+		return err
+	}
+	if lease != nil {
+		return callerErrorf("api_key_uuid: key %s is held by a lease of agent-creds/%s, which deletes it when the lease ends: it was %s; nothing was changed. Write the role without api_key_uuid for a key of its own", k.UUID, lease.Role, why)
+	}
+	creates, err := agentKeyCreatesInFlight(ctx, s)
+	if err != nil {
+		return err
+	}
+	for _, w := range creates {
+		if w.Name == k.Name {
+			return callerErrorf("api_key_uuid: key %s is the key of an agent-creds/%s issue still in flight: it was %s; nothing was changed. Write the role without api_key_uuid for a key of its own", k.UUID, w.Role, why)
+		}
+	}
+	return nil
 }
 
 // agentStaticRegenerateWAL: the key of role Name was being regenerated

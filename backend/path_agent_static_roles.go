@@ -253,7 +253,7 @@ func pathAgentStaticRole(b *gradientBackend) *framework.Path {
 			},
 			"api_key_uuid": {
 				Type:        framework.TypeString,
-				Description: "Adopt this existing API key of the agent instead of creating one. Adoption regenerates it at once, so the secret it had stops working. Only on create.",
+				Description: "Adopt this existing API key of the agent instead of creating one. Adoption regenerates it at once, so the secret it had stops working. A key a Vault mount made (named vault-static-... or vault-<mark>-...) or a lease holds is refused. Only on create.",
 			},
 			"rotation_period": {
 				Type:        framework.TypeDurationSecond,
@@ -532,7 +532,7 @@ const agentStaticRolesListHelpDescription = "Lists the names of the roles under 
 
 const agentStaticRoleHelpSynopsis = "Manage a static role: one agent API key that Vault owns and rotates in place."
 
-const agentStaticRoleHelpDescription = "Writing a role names an agent (agent_uuid, checked with one platform call) and creates an API key on it named vault-static-<role>.<8 hex digits>, or, with api_key_uuid, adopts one of the agent's existing keys and regenerates it at once so Vault knows its secret (the secret it had stops working). The rotation fields are the ones keys/<name> takes: at each rotation the platform regenerates the key under the same uuid, the old secret stops working at once, and agent-static-creds/<name> serves the new one. A later write changes the rotation settings only. Deleting the role deletes the key on the platform (a key already gone counts as deleted). Reads show the agent's name and deployment url as of the last write, and never the secret."
+const agentStaticRoleHelpDescription = "Writing a role names an agent (agent_uuid, checked with one platform call) and creates an API key on it named vault-static-<role>.<8 hex digits>, or, with api_key_uuid, adopts one of the agent's existing keys and regenerates it at once so Vault knows its secret (the secret it had stops working); a key that a Vault mount made for its own role or lease, or that a lease holds, is refused. The rotation fields are the ones keys/<name> takes: at each rotation the platform regenerates the key under the same uuid, the old secret stops working at once, and agent-static-creds/<name> serves the new one. A later write changes the rotation settings only. Deleting the role deletes the key on the platform (a key already gone counts as deleted). Reads show the agent's name and deployment url as of the last write, and never the secret."
 
 const agentStaticRotateHelpSynopsis = "Regenerate a static role's agent API key now."
 
