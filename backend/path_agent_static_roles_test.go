@@ -694,3 +694,47 @@ func TestAgentStatic_CreateAndAnAdoptionOfItsNewKeyNeverBothHoldIt(t *testing.T)
 	e.assertStaticSecretLive("adopter")
 	e.assertStaticInvariant()
 }
+
+// A rewrite refreshes agent_name and agent_url from the agent's GET, as
+// agent-roles/ does: a role made while its agent was not deployed, or
+// before a redeploy, no longer hands consumers a stale url, and the only
+// way to refresh them is not a delete that kills the key every holder uses.
+func TestAgentStatic_RewriteRefreshesTheAgentURL(t *testing.T) {
+	e := newTestEnv(t, nil)
+	agent := e.staticAgent("moved")
+	e.mustOK(logical.CreateOperation, "agent-static-roles/moved", map[string]any{"agent_uuid": agent})
+	ctx := context.Background()
+	r, _ := getAgentStatic(ctx, e.storage, "moved")
+	want := r.AgentURL
+	// As if the role had been written while the agent was not deployed.
+	r.AgentURL, r.AgentName = "", "old-name"
+	if err := putAgentStatic(ctx, e.storage, r); err != nil {
+		t.Fatal(err)
+	}
+	got := e.mustOK(logical.UpdateOperation, "agent-static-roles/moved", map[string]any{"rotation_period": "24h"}).Data
+	if got["agent_url"] != want || got["agent_name"] != "moved" {
+		t.Fatalf("after a rewrite: agent_url %q, agent_name %q; want %q, %q (the agent's GET now)", got["agent_url"], got["agent_name"], want, "moved")
+	}
+	if creds := e.staticCreds("moved"); creds.Data["agent_url"] != want {
+		t.Errorf("agent-static-creds/ answers agent_url %q after the rewrite, want %q", creds.Data["agent_url"], want)
+	}
+}
+
+// A rewrite of a role whose agent is gone is a 400 that says so and
+// changes nothing.
+func TestAgentStatic_RewriteOfARoleWhoseAgentIsGone(t *testing.T) {
+	e := newTestEnv(t, nil)
+	agent := e.staticAgent("gone")
+	e.mustOK(logical.CreateOperation, "agent-static-roles/gone", map[string]any{"agent_uuid": agent})
+	ctx := context.Background()
+	before, _ := getAgentStatic(ctx, e.storage, "gone")
+	if _, _, err := e.do.AgentPlatform.DeleteAgent(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	e.mustBadRequest(logical.UpdateOperation, "agent-static-roles/gone", map[string]any{"rotation_period": "24h"},
+		"is gone from the platform", "nothing was changed", "Delete the role")
+	after, _ := getAgentStatic(ctx, e.storage, "gone")
+	if after.RotationPeriod != before.RotationPeriod || after.AgentURL != before.AgentURL || after.AgentName != before.AgentName {
+		t.Errorf("the refused rewrite changed the role: %+v, was %+v", after, before)
+	}
+}
