@@ -336,7 +336,7 @@ func (b *gradientBackend) regenerateAgentStatic(ctx context.Context, s logical.S
 		walHeader: walHeader{Created: b.now().UTC()},
 		Name:      r.Name, AgentUUID: r.AgentUUID, KeyUUID: r.KeyUUID, Version: r.Version,
 	}
-	before := r.Version
+	before, old := r.Version, r.Secret
 	var fresh platform.AgentKey
 	err = b.makeChange(ctx, s, pendingChange{
 		entry: w,
@@ -360,14 +360,42 @@ func (b *gradientBackend) regenerateAgentStatic(ctx context.Context, s logical.S
 	if err == nil {
 		return r, nil
 	}
+	// No secret of the role, the one it held or the one just made, may
+	// reach a log, an answer or rotation_error through upstream text.
+	err = redactError(err, old, fresh.Secret)
 	// The undo may have repaired a lost answer with a regenerate of its
 	// own, stored as a later version: then the rotation happened.
 	if stored, getErr := getAgentStatic(ctx, s, r.Name); getErr == nil && stored != nil &&
 		strings.EqualFold(stored.KeyUUID, r.KeyUUID) && stored.Version > before {
-		b.Logger().Warn("a regenerate's answer was lost; the key was regenerated again and the new secret stored", "role", r.Name, "version", stored.Version, "error", err)
+		b.Logger().Warn("a regenerate's answer was lost; the key was regenerated again and the new secret stored", "role", r.Name, "version", stored.Version, "error", redactError(err, stored.Secret))
 		return stored, nil
 	}
 	return nil, err
+}
+
+// redactedError is an error whose text leaves out secrets; errors.Is and
+// errors.As still see what it wraps (a caller error stays a 400).
+type redactedError struct {
+	text string
+	err  error
+}
+
+func (e *redactedError) Error() string { return e.text }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// redactError takes the given secrets out of err's text; err itself when
+// its text holds none.
+func redactError(err error, secrets ...string) error {
+	text := err.Error()
+	for _, secret := range secrets {
+		if secret != "" {
+			text = strings.ReplaceAll(text, secret, "[redacted]")
+		}
+	}
+	if text == err.Error() {
+		return err
+	}
+	return &redactedError{text: text, err: err}
 }
 
 // agentStaticDeleteWAL: the key of role Name was being deleted. A delete

@@ -9,6 +9,8 @@ import (
 	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/sdk/rotation"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // Static roles rotate on the keys' scheduler (rotation.go), not on one of
@@ -147,10 +149,24 @@ func (s *rotationScheduler) processAgentStatic(ctx context.Context, storage logi
 		s.trackAgentStatic(current)
 		return
 	}
-	r = current
-	v = r.rotationView()
+	// rotated.Secret is the regenerated secret when only the store failed.
+	msg := recordStaticRotationFailure(current, err, now, r.Secret, rotated.Secret)
+	log.Warn("scheduled rotation of a static role failed", "attempt", current.RotationAttempts, "retry_at", current.RetryAt, "error", msg)
+	s.storeAgentStatic(ctx, storage, current, log)
+	s.trackAgentStatic(current)
+}
+
+// recordStaticRotationFailure sets on r what a failed scheduled rotation
+// leaves: one more attempt, when to retry (the keys' backoff and budget of
+// attempts), and rotation_error. The error text comes from upstream and is
+// stored and shown: it is redacted of r's secret, of the given secrets (one
+// just regenerated) and of anything shaped like a key first. It returns the
+// redacted text, for the log.
+func recordStaticRotationFailure(r *agentStaticEntry, err error, now time.Time, secrets ...string) string {
+	msg := platform.Redact(err.Error(), append([]string{r.Secret}, secrets...)...)
+	v := r.rotationView()
 	v.RotationAttempts++
-	v.RotationError = fmt.Sprintf("scheduled rotation attempt %d failed at %s: %s", v.RotationAttempts, now.Format(time.RFC3339), err.Error())
+	v.RotationError = fmt.Sprintf("scheduled rotation attempt %d failed at %s: %s", v.RotationAttempts, now.Format(time.RFC3339), msg)
 	if isCallerError(err) || v.RotationAttempts >= maxAttemptsPerPeriod {
 		v.RetryAt = v.nextPeriodBoundary(now)
 		v.RotationAttempts = 0
@@ -162,9 +178,7 @@ func (s *rotationScheduler) processAgentStatic(ctx context.Context, storage logi
 		}
 	}
 	r.takeRotation(v)
-	log.Warn("scheduled rotation of a static role failed", "attempt", r.RotationAttempts, "retry_at", r.RetryAt, "error", err)
-	s.storeAgentStatic(ctx, storage, r, log)
-	s.trackAgentStatic(r)
+	return msg
 }
 
 // rotationViewOrNil is rotationView for a role that may be gone.
