@@ -248,6 +248,10 @@ type agentStaticRegenerateWAL struct {
 	AgentUUID string `json:"agent_uuid"`
 	KeyUUID   string `json:"api_key_uuid"`
 	Version   int    `json:"version"`
+	// Repaired says an undo stored a fresh secret as Version: the entry is
+	// kept only for a lost regenerate that lands late, which the periodic
+	// rollback looks for, not for a secret already known dead.
+	Repaired bool `json:"repaired,omitempty"`
 
 	record func(ctx context.Context) error
 }
@@ -313,7 +317,7 @@ func (w *agentStaticRegenerateWAL) undo(ctx context.Context, b *gradientBackend,
 	}
 	b.rotation.trackAgentStatic(stored)
 	b.Logger().Warn("regenerated a static role's key again after a regenerate whose outcome was unknown", "role", w.Name, "api_key_uuid", w.KeyUUID, "version", stored.Version)
-	w.Version = stored.Version
+	w.Version, w.Repaired = stored.Version, true
 	if w.record != nil {
 		if err := w.record(ctx); err != nil {
 			b.Logger().Warn("could not record the repaired version in the write-ahead log; the periodic rollback will not regenerate once more", "role", w.Name, "error", err)

@@ -1,11 +1,18 @@
 package backend
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
 )
 
 // Upstream error text is stored in rotation_error and logged: a platform
@@ -42,4 +49,104 @@ func TestAgentStatic_RotationErrorNeverHoldsASecret(t *testing.T) {
 	if plain := errors.New("nothing secret"); redactError(plain, current) != plain {
 		t.Errorf("redactError wrapped an error that held no secret")
 	}
+}
+
+// A crash during a manual rotate, with scheduled rotation off, leaves the
+// stored secret dead (the regenerate landed, the store did not). The active
+// node's first tick after it starts repairs it at once: no wait for the
+// periodic rollback, which comes only once the entry is walRollbackMinAge
+// old. The entry stays for that rollback, which regenerates once more (a
+// lost regenerate could still land), and the secret is live throughout.
+func TestAgentStatic_StartRepairsAnInterruptedRotateAtOnce(t *testing.T) {
+	r := newRotationEnv(t, nil)
+	agent := r.staticAgent("manual")
+	r.mustOK(logical.CreateOperation, "agent-static-roles/manual", map[string]any{"agent_uuid": agent})
+	ctx := context.Background()
+	stored, _ := getAgentStatic(ctx, r.storage, "manual")
+	w := &agentStaticRegenerateWAL{walHeader: walHeader{Created: t0}, Name: "manual", AgentUUID: agent, KeyUUID: stored.KeyUUID, Version: stored.Version}
+	if _, err := framework.PutWAL(ctx, r.storage, w.kind(), w); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.do.AgentPlatform.RegenerateAgentAPIKey(ctx, agent, stored.KeyUUID); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.agentEndpointStatus(stored.AgentURL, stored.Secret); got != http.StatusUnauthorized {
+		t.Fatalf("setup: stored secret answers %d", got)
+	}
+
+	r.restart()
+	r.tick() // the first tick, at once: no time has passed
+	r.assertStaticSecretLive("manual")
+	after := r.mustOK(logical.ReadOperation, "agent-static-roles/manual", nil).Data
+	if after["version"] != stored.Version+1 || after["rotation_period"] != int64(0) || after["next_vault_rotation"] != nil {
+		t.Errorf("after the repair: version %v, rotation_period %v, next_vault_rotation %v; want %d, 0, none",
+			after["version"], after["rotation_period"], after["next_vault_rotation"], stored.Version+1)
+	}
+	if n := walCount(t, r.testEnv); n != 1 {
+		t.Fatalf("want the entry kept for the periodic rollback, have %d", n)
+	}
+	// Another tick repairs nothing more.
+	n := r.regenerates()
+	r.tick()
+	if r.regenerates() != n {
+		t.Errorf("a later tick regenerated again")
+	}
+	rollbackNow(t, r.testEnv)
+	r.assertStaticSecretLive("manual")
+	assertNoWAL(t, r.testEnv)
+	r.assertStaticInvariant()
+}
+
+// An entry a request already repaired (its stored secret was live then) is
+// the periodic rollback's, for a lost regenerate that lands late: a restart
+// does not regenerate it again.
+func TestAgentStatic_StartLeavesARepairedRegenerateToTheRollback(t *testing.T) {
+	r := newRotationEnv(t, nil)
+	r.mustOK(logical.CreateOperation, "agent-static-roles/lost", map[string]any{"agent_uuid": r.staticAgent("lost")})
+	r.emu.InjectFault(emulator.Fault{Method: http.MethodPut, Path: regeneratePath, Mode: "drop"})
+	if v := r.mustOK(logical.UpdateOperation, "agent-static-roles/lost/rotate", nil).Data["version"]; v != 2 {
+		t.Fatalf("version after the repaired rotation = %v, want 2", v)
+	}
+	n := r.regenerates()
+	r.restart()
+	r.tick()
+	if r.regenerates() != n {
+		t.Errorf("the restart regenerated a key its request had repaired")
+	}
+	r.assertStaticSecretLive("lost")
+	rollbackNow(t, r.testEnv)
+	r.assertStaticSecretLive("lost")
+	if v := r.staticCreds("lost").Data["version"]; v != 3 {
+		t.Errorf("version after the rollback = %v, want 3", v)
+	}
+}
+
+// Holds (from the review): a crash between a scheduled regenerate and its
+// store (entry left, stored secret dead) is repaired on the new active
+// node, whose due rotation then runs, and the rollback regenerates no more.
+func TestAgentStatic_CrashBeforeStoreThenFailover(t *testing.T) {
+	r := newRotationEnv(t, nil)
+	agent := r.staticAgent("crash")
+	r.mustOK(logical.CreateOperation, "agent-static-roles/crash", map[string]any{"agent_uuid": agent, "rotation_period": "1h"})
+	ctx := context.Background()
+	stored, _ := getAgentStatic(ctx, r.storage, "crash")
+	w := &agentStaticRegenerateWAL{walHeader: walHeader{Created: t0}, Name: "crash", AgentUUID: agent, KeyUUID: stored.KeyUUID, Version: stored.Version}
+	if _, err := framework.PutWAL(ctx, r.storage, w.kind(), w); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.do.AgentPlatform.RegenerateAgentAPIKey(ctx, agent, stored.KeyUUID); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.agentEndpointStatus(stored.AgentURL, stored.Secret); got != http.StatusUnauthorized {
+		t.Fatalf("setup: stored secret answers %d", got)
+	}
+	r.restart()
+	r.tickAt(t0.Add(time.Hour))
+	r.assertStaticSecretLive("crash")
+	n := r.regenerates()
+	rollbackNow(t, r.testEnv)
+	if r.regenerates() != n {
+		t.Errorf("rollback regenerated again after the failover's rotation")
+	}
+	r.assertStaticInvariant()
 }
