@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/digitalocean/godo"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -148,5 +150,67 @@ func TestAgentStatic_CrashBeforeStoreThenFailover(t *testing.T) {
 	if r.regenerates() != n {
 		t.Errorf("rollback regenerated again after the failover's rotation")
 	}
+	r.assertStaticInvariant()
+}
+
+// Holds (from the review): roles adopting one key at once: one wins, the
+// others are a 400, the winner's secret is live.
+func TestAgentStatic_ConcurrentAdoptOfOneKey(t *testing.T) {
+	e := newTestEnv(t, nil)
+	agent := e.staticAgent("twin")
+	k, _, err := e.do.AgentPlatform.CreateAgentAPIKey(context.Background(), agent, &godo.AgentAPIKeyCreateRequest{AgentUuid: agent, Name: "legacy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	oks := make([]bool, 8)
+	for i := range oks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := e.send(logical.CreateOperation, fmt.Sprintf("agent-static-roles/twin-%d", i), map[string]any{"agent_uuid": agent, "api_key_uuid": k.Uuid})
+			_, failed := answerError(resp, err)
+			oks[i] = !failed
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for i, ok := range oks {
+		if ok {
+			won++
+			e.assertStaticSecretLive(fmt.Sprintf("twin-%d", i))
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d roles adopted the key", won)
+	}
+	e.assertStaticInvariant()
+}
+
+// Holds (from the review): manual rotations, scheduled ticks, reads,
+// rewrites and a delete-and-recreate racing on one role end in the
+// invariant.
+func TestAgentStatic_RacingRotateTickDelete(t *testing.T) {
+	r := newRotationEnv(t, nil)
+	agent := r.staticAgent("race")
+	r.mustOK(logical.CreateOperation, "agent-static-roles/race", map[string]any{"agent_uuid": agent, "rotation_period": "1h"})
+	r.advance(2 * time.Hour)
+	var wg sync.WaitGroup
+	for i := 0; i < 6; i++ {
+		wg.Add(4)
+		go func() { defer wg.Done(); _, _ = r.send(logical.UpdateOperation, "agent-static-roles/race/rotate", nil) }()
+		go func() { defer wg.Done(); r.tick() }()
+		go func() { defer wg.Done(); _, _ = r.send(logical.ReadOperation, "agent-static-creds/race", nil) }()
+		go func() {
+			defer wg.Done()
+			if i%3 == 0 {
+				_, _ = r.send(logical.DeleteOperation, "agent-static-roles/race", nil)
+				_, _ = r.send(logical.CreateOperation, "agent-static-roles/race", map[string]any{"agent_uuid": agent, "rotation_period": "1h"})
+			} else {
+				_, _ = r.send(logical.UpdateOperation, "agent-static-roles/race", map[string]any{"rotation_period": "2h"})
+			}
+		}()
+	}
+	wg.Wait()
 	r.assertStaticInvariant()
 }
