@@ -124,6 +124,23 @@ func allAgentLeases(ctx context.Context, s logical.Storage) ([]*agentLease, erro
 	return out, nil
 }
 
+// agentLeaseOfKey is the lease record that holds platform key keyUUID, under
+// any role (deleted roles included), if one does: one List of the roles and
+// one read per role.
+func agentLeaseOfKey(ctx context.Context, s logical.Storage, keyUUID string) (*agentLease, error) {
+	roles, err := s.List(ctx, agentLeasePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing agent leases: %w", err)
+	}
+	for _, folder := range roles {
+		l, err := getAgentLease(ctx, s, strings.TrimSuffix(folder, "/"), keyUUID)
+		if err != nil || l != nil {
+			return l, err
+		}
+	}
+	return nil, nil
+}
+
 // agentMountID returns the mount's mark, choosing and storing it the first
 // time. The mutex keeps two first issues on this node from choosing two
 // marks; only the active node writes, so no other node races it.
@@ -193,6 +210,10 @@ func storedAgentMountID(ctx context.Context, s logical.Storage) (string, error) 
 
 var agentMarkPattern = regexp.MustCompile(`^[0-9a-f]{8}$`)
 
+// agentMarkLength is the length of a mark: randomHex(4), as agentMarkPattern
+// says.
+const agentMarkLength = 8
+
 func randomHex(n int) string {
 	buf := make([]byte, n)
 	_, _ = rand.Read(buf) // crypto/rand.Read never fails
@@ -205,16 +226,32 @@ func randomHex(n int) string {
 // letters, digits, hyphens, periods; at most 64): a long role name is
 // shortened; the random part alone makes the name unique.
 func agentKeyName(mark, role string) string {
-	prefix := "vault-" + mark + "-"
+	prefix := agentKeyPrefix + mark + "-"
 	suffix := "-" + randomHex(4)
 	base := role[:min(len(role), maxNameLength-len(prefix)-len(suffix))]
 	return prefix + strings.TrimRight(base, ".") + suffix
 }
 
+// agentKeyPrefix starts the name of every key agentKeyName makes, before
+// the mount's mark.
+const agentKeyPrefix = "vault-"
+
 // isMountAgentKey reports whether name was made by agentKeyName with mark.
 func isMountAgentKey(mark, name string) bool {
-	rest, ok := strings.CutPrefix(name, "vault-"+mark+"-")
+	rest, ok := strings.CutPrefix(name, agentKeyPrefix+mark+"-")
 	return ok && agentKeySuffix.MatchString(rest)
+}
+
+// isAnyMountAgentKey reports whether name was made by agentKeyName with any
+// mark: a key that some mount of this plugin (this one under an earlier
+// mark, another path, a restored copy) made for an agent-creds/ lease.
+func isAnyMountAgentKey(name string) bool {
+	rest, ok := strings.CutPrefix(name, agentKeyPrefix)
+	if !ok || len(rest) <= agentMarkLength || rest[agentMarkLength] != '-' {
+		return false
+	}
+	mark := rest[:agentMarkLength]
+	return agentMarkPattern.MatchString(mark) && isMountAgentKey(mark, name)
 }
 
 var agentKeySuffix = regexp.MustCompile(`^.+-[0-9a-f]{8}$`)

@@ -53,19 +53,16 @@ func (w *agentStaticCreateWAL) describe() []any {
 }
 
 // undo deletes every key of the agent that this create can have made (its
-// uuid, or its name) unless the stored role holds it. An adoption is never
-// undone on the platform: the key was not Vault's to delete.
+// uuid, or its name) unless a stored role holds it: this one, or one that
+// adopted it meanwhile. An adoption is never undone on the platform: the
+// key was not Vault's to delete.
 func (w *agentStaticCreateWAL) undo(ctx context.Context, b *gradientBackend, s logical.Storage) error {
-	stored, err := getAgentStatic(ctx, s, w.Name)
-	if err != nil {
-		return err
-	}
-	held := ""
-	if stored != nil {
-		held = strings.ToLower(stored.KeyUUID)
-	}
 	if w.Adopt {
-		if held != "" && held == strings.ToLower(w.KeyUUID) {
+		stored, err := getAgentStatic(ctx, s, w.Name)
+		if err != nil {
+			return err
+		}
+		if stored != nil && strings.EqualFold(stored.KeyUUID, w.KeyUUID) {
 			w.outcome = "the role holds the adopted key, so there was nothing to undo"
 		}
 		return nil
@@ -85,7 +82,12 @@ func (w *agentStaticCreateWAL) undo(ctx context.Context, b *gradientBackend, s l
 	deleted := 0
 	for _, k := range keys {
 		mine := k.Name == w.KeyName || (w.KeyUUID != "" && strings.EqualFold(k.UUID, w.KeyUUID))
-		if !mine || strings.ToLower(k.UUID) == held {
+		if !mine {
+			continue
+		}
+		if holder, err := findAgentStaticByKey(ctx, s, k.UUID); err != nil {
+			return fmt.Errorf("rolling back the create of static role %q: %w", w.Name, err)
+		} else if holder != nil {
 			continue
 		}
 		if err := ak.DeleteAgentKey(ctx, w.AgentUUID, k.UUID); err != nil && !errors.Is(err, platform.ErrNotFound) {
@@ -124,6 +126,21 @@ func (b *gradientBackend) createAgentStatic(ctx context.Context, s logical.Stora
 			return nil
 		},
 		commit: func(ctx context.Context) error {
+			// The new key's uuid lock, which an adoption holds from its
+			// check that no role has the key to its store: between the
+			// create and this store an adoption of the new uuid would
+			// find no role holding it. (Its vault-static- name already
+			// turns adoption away; this holds if the key was renamed
+			// on the platform in between.) Name locks come before uuid
+			// locks here as everywhere.
+			defer b.lockUUID(created.UUID)()
+			holder, err := findAgentStaticByKey(ctx, s, created.UUID)
+			if err != nil {
+				return err
+			}
+			if holder != nil {
+				return fmt.Errorf("static role %q adopted the new agent API key %s before this role was stored; this role was not stored", holder.Name, created.UUID)
+			}
 			r.KeyUUID, r.Secret, r.Version = created.UUID, created.Secret, 1
 			return putAgentStatic(ctx, s, r)
 		},
@@ -156,14 +173,8 @@ func (b *gradientBackend) adoptAgentStatic(ctx context.Context, s logical.Storag
 	if found == nil {
 		return callerErrorf("api_key_uuid: agent %s has no API key %s; nothing was changed", r.AgentUUID, keyUUID)
 	}
-	// A key this mount made for an agent-creds/ lease belongs to that
-	// lease: its end, or the tidy, deletes it whatever a role says.
-	mark, err := storedAgentMountID(ctx, s)
-	if err != nil {
+	if err := refuseVaultOwnedAgentKey(ctx, s, *found); err != nil {
 		return err
-	}
-	if mark != "" && isMountAgentKey(mark, found.Name) {
-		return callerErrorf("api_key_uuid: key %s was made by this mount for an agent-creds/ lease, which deletes it when the lease ends; nothing was changed. Write the role without api_key_uuid for a key of its own", keyUUID)
 	}
 	r.KeyUUID, r.KeyName, r.Adopted = found.UUID, found.Name, true
 	w := &agentStaticCreateWAL{
@@ -191,6 +202,43 @@ func (b *gradientBackend) adoptAgentStatic(ctx context.Context, s logical.Storag
 	})
 }
 
+// refuseVaultOwnedAgentKey refuses to adopt a key that something in Vault
+// already owns: its owner would go on regenerating it (a static role of
+// another mount) or delete it (the end of a lease, tidy), and either kills
+// the secret the adopting role serves. Three signs, any one enough:
+//   - its name is one a Vault mount gives the keys it makes
+//     (agentStaticKeyName, agentKeyName with any mark): that covers another
+//     mount's keys, of which this mount has no record, and this mount's
+//     leased keys under an earlier mark;
+//   - a lease record of this mount holds its uuid (a leased key renamed on
+//     the platform since);
+//   - an agent-creds/ create of this mount whose write-ahead log entry
+//     remains gave it its name (the create's lease record may be written
+//     any moment, or its undo delete the key).
+func refuseVaultOwnedAgentKey(ctx context.Context, s logical.Storage, k platform.AgentKey) error {
+	const why = "made by a Vault mount for its own role or lease; adopting it would let two owners regenerate or delete it"
+	if strings.HasPrefix(k.Name, agentStaticPlatformPrefix) || isAnyMountAgentKey(k.Name) {
+		return callerErrorf("api_key_uuid: key %s (%q) was %s; nothing was changed. Write the role without api_key_uuid for a key of its own", k.UUID, k.Name, why)
+	}
+	lease, err := agentLeaseOfKey(ctx, s, k.UUID)
+	if err != nil {
+		return err
+	}
+	if lease != nil {
+		return callerErrorf("api_key_uuid: key %s is held by a lease of agent-creds/%s, which deletes it when the lease ends: it was %s; nothing was changed. Write the role without api_key_uuid for a key of its own", k.UUID, lease.Role, why)
+	}
+	creates, err := agentKeyCreatesInFlight(ctx, s)
+	if err != nil {
+		return err
+	}
+	for _, w := range creates {
+		if w.Name == k.Name {
+			return callerErrorf("api_key_uuid: key %s is the key of an agent-creds/%s issue still in flight: it was %s; nothing was changed. Write the role without api_key_uuid for a key of its own", k.UUID, w.Role, why)
+		}
+	}
+	return nil
+}
+
 // agentStaticRegenerateWAL: the key of role Name was being regenerated
 // while storage held Version. Version moves up when an undo stored a repair,
 // so that the periodic rollback knows which stored secret it must not trust.
@@ -200,6 +248,10 @@ type agentStaticRegenerateWAL struct {
 	AgentUUID string `json:"agent_uuid"`
 	KeyUUID   string `json:"api_key_uuid"`
 	Version   int    `json:"version"`
+	// Repaired says an undo stored a fresh secret as Version: the entry is
+	// kept only for a lost regenerate that lands late, which the periodic
+	// rollback looks for, not for a secret already known dead.
+	Repaired bool `json:"repaired,omitempty"`
 
 	record func(ctx context.Context) error
 }
@@ -265,7 +317,7 @@ func (w *agentStaticRegenerateWAL) undo(ctx context.Context, b *gradientBackend,
 	}
 	b.rotation.trackAgentStatic(stored)
 	b.Logger().Warn("regenerated a static role's key again after a regenerate whose outcome was unknown", "role", w.Name, "api_key_uuid", w.KeyUUID, "version", stored.Version)
-	w.Version = stored.Version
+	w.Version, w.Repaired = stored.Version, true
 	if w.record != nil {
 		if err := w.record(ctx); err != nil {
 			b.Logger().Warn("could not record the repaired version in the write-ahead log; the periodic rollback will not regenerate once more", "role", w.Name, "error", err)
@@ -288,7 +340,7 @@ func (b *gradientBackend) regenerateAgentStatic(ctx context.Context, s logical.S
 		walHeader: walHeader{Created: b.now().UTC()},
 		Name:      r.Name, AgentUUID: r.AgentUUID, KeyUUID: r.KeyUUID, Version: r.Version,
 	}
-	before := r.Version
+	before, old := r.Version, r.Secret
 	var fresh platform.AgentKey
 	err = b.makeChange(ctx, s, pendingChange{
 		entry: w,
@@ -312,14 +364,42 @@ func (b *gradientBackend) regenerateAgentStatic(ctx context.Context, s logical.S
 	if err == nil {
 		return r, nil
 	}
+	// No secret of the role, the one it held or the one just made, may
+	// reach a log, an answer or rotation_error through upstream text.
+	err = redactError(err, old, fresh.Secret)
 	// The undo may have repaired a lost answer with a regenerate of its
 	// own, stored as a later version: then the rotation happened.
 	if stored, getErr := getAgentStatic(ctx, s, r.Name); getErr == nil && stored != nil &&
 		strings.EqualFold(stored.KeyUUID, r.KeyUUID) && stored.Version > before {
-		b.Logger().Warn("a regenerate's answer was lost; the key was regenerated again and the new secret stored", "role", r.Name, "version", stored.Version, "error", err)
+		b.Logger().Warn("a regenerate's answer was lost; the key was regenerated again and the new secret stored", "role", r.Name, "version", stored.Version, "error", redactError(err, stored.Secret))
 		return stored, nil
 	}
 	return nil, err
+}
+
+// redactedError is an error whose text leaves out secrets; errors.Is and
+// errors.As still see what it wraps (a caller error stays a 400).
+type redactedError struct {
+	text string
+	err  error
+}
+
+func (e *redactedError) Error() string { return e.text }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// redactError takes the given secrets out of err's text; err itself when
+// its text holds none.
+func redactError(err error, secrets ...string) error {
+	text := err.Error()
+	for _, secret := range secrets {
+		if secret != "" {
+			text = strings.ReplaceAll(text, secret, "[redacted]")
+		}
+	}
+	if text == err.Error() {
+		return err
+	}
+	return &redactedError{text: text, err: err}
 }
 
 // agentStaticDeleteWAL: the key of role Name was being deleted. A delete

@@ -78,6 +78,7 @@ func TestDocs_NumbersMatchTheCode(t *testing.T) {
 		{"agent-keys.md", "200 for the defaults (`max_leases=" + strconv.Itoa(defaultAgentRoleMaxLeases) + "`, `ttl=" + hours(defaultAgentRoleTTL) + "h`)"},
 		// (the page says it in words: any other value than an hour fails)
 		{"agent-keys.md", "count until the rollback removes them (entries older than " + minutes(walRollbackMinAge) + " minutes"},
+		{"agent-keys.md", "rather than waiting for the periodic rollback (entries older than " + minutes(walRollbackMinAge) + " minutes)"},
 		{"agent-keys.md", "**" + hours(defaultAgentRoleMaxTTL+agentLeaseGrace) + " hours** after the issue with the default `max_ttl` of " + hours(defaultAgentRoleMaxTTL) + "h (`max_ttl` + " + hours(agentLeaseGrace) + " hour in general), then at most one `sync_interval` more (default " + minutes(defaultSyncInterval) + " minutes)"},
 		{"agent-keys.md", "more than " + map[time.Duration]string{time.Hour: "an hour"}[agentLeaseGrace] + " past their lease's longest life"},
 		// drift.md

@@ -253,7 +253,7 @@ func pathAgentStaticRole(b *gradientBackend) *framework.Path {
 			},
 			"api_key_uuid": {
 				Type:        framework.TypeString,
-				Description: "Adopt this existing API key of the agent instead of creating one. Adoption regenerates it at once, so the secret it had stops working. Only on create.",
+				Description: "Adopt this existing API key of the agent instead of creating one. Adoption regenerates it at once, so the secret it had stops working. A key a Vault mount made (named vault-static-... or vault-<mark>-...) or a lease holds is refused. Only on create.",
 			},
 			"rotation_period": {
 				Type:        framework.TypeDurationSecond,
@@ -405,8 +405,9 @@ func (b *gradientBackend) agentStaticResponse(r *agentStaticEntry) *logical.Resp
 }
 
 // handleAgentStaticWrite: parse and validate, lock, then either change the
-// settings of an existing role (no platform call) or check the agent (one
-// GET) and create or adopt its key through makeChange.
+// settings of an existing role (one GET, to refresh the agent's name and
+// url) or check the agent (one GET) and create or adopt its key through
+// makeChange.
 func (b *gradientBackend) handleAgentStaticWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	if err := validateName(name); err != nil {
@@ -472,8 +473,9 @@ func (b *gradientBackend) handleAgentStaticWrite(ctx context.Context, req *logic
 	return b.agentStaticResponse(r), nil
 }
 
-// updateAgentStatic changes the rotation settings of a stored role. The
-// agent and the key are the role's identity: another one is a new role.
+// updateAgentStatic changes the rotation settings of a stored role and
+// refreshes what the platform says of its agent (one GET). The agent and
+// the key are the role's identity: another one is a new role.
 func (b *gradientBackend) updateAgentStatic(ctx context.Context, req *logical.Request, current *agentStaticEntry, agentUUID, keyUUID string, w rotationWrite) (*logical.Response, error) {
 	if agentUUID != "" && agentUUID != current.AgentUUID {
 		return nil, callerErrorf("agent_uuid cannot change (the role manages a key of agent %s): delete the role and write it again for another agent", current.AgentUUID)
@@ -481,7 +483,22 @@ func (b *gradientBackend) updateAgentStatic(ctx context.Context, req *logical.Re
 	if keyUUID != "" && keyUUID != strings.ToLower(current.KeyUUID) {
 		return nil, callerErrorf("api_key_uuid cannot change (the role manages key %s): delete the role and write it again to adopt another key", current.KeyUUID)
 	}
+	// The agent's name and url as of this write, as a create records them
+	// and agent-roles/ refreshes them: a role written while its agent was
+	// not deployed, or before a redeploy, would hand consumers a stale url.
+	ak, err := b.agentKeysOf(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	agent, err := ak.GetAgent(ctx, current.AgentUUID)
+	if errors.Is(err, platform.ErrNotFound) {
+		return nil, callerErrorf("agent %s of static role %q is gone from the platform, and its keys with it; nothing was changed. Delete the role", current.AgentUUID, current.Name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading agent %s (nothing was changed): %w", current.AgentUUID, err)
+	}
 	updated := *current
+	updated.AgentName, updated.AgentURL = agent.Name, agent.DeploymentURL
 	v := updated.rotationView()
 	w.apply(v, b.rotation.now())
 	updated.takeRotation(v)
@@ -532,7 +549,7 @@ const agentStaticRolesListHelpDescription = "Lists the names of the roles under 
 
 const agentStaticRoleHelpSynopsis = "Manage a static role: one agent API key that Vault owns and rotates in place."
 
-const agentStaticRoleHelpDescription = "Writing a role names an agent (agent_uuid, checked with one platform call) and creates an API key on it named vault-static-<role>.<8 hex digits>, or, with api_key_uuid, adopts one of the agent's existing keys and regenerates it at once so Vault knows its secret (the secret it had stops working). The rotation fields are the ones keys/<name> takes: at each rotation the platform regenerates the key under the same uuid, the old secret stops working at once, and agent-static-creds/<name> serves the new one. A later write changes the rotation settings only. Deleting the role deletes the key on the platform (a key already gone counts as deleted). Reads show the agent's name and deployment url as of the last write, and never the secret."
+const agentStaticRoleHelpDescription = "Writing a role names an agent (agent_uuid, checked with one platform call) and creates an API key on it named vault-static-<role>.<8 hex digits>, or, with api_key_uuid, adopts one of the agent's existing keys and regenerates it at once so Vault knows its secret (the secret it had stops working); a key that a Vault mount made for its own role or lease, or that a lease holds, is refused. The rotation fields are the ones keys/<name> takes: at each rotation the platform regenerates the key under the same uuid, the old secret stops working at once, and agent-static-creds/<name> serves the new one. A later write changes the rotation settings and refreshes agent_name and agent_url (one GET of the agent; an agent gone is a 400 that changes nothing). Deleting the role deletes the key on the platform (a key already gone counts as deleted). Reads show the agent's name and deployment url as of the last write, and never the secret."
 
 const agentStaticRotateHelpSynopsis = "Regenerate a static role's agent API key now."
 

@@ -4,13 +4,16 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/digitalocean/godo"
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/emulator"
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 const (
@@ -523,10 +526,215 @@ func TestAgentStatic_BesideDynamicKeys(t *testing.T) {
 	e.mustOK(logical.CreateOperation, "agent-roles/both", map[string]any{"agent_uuid": agent})
 	leased := e.mustOK(logical.ReadOperation, "agent-creds/both", nil).Data["api_key_uuid"].(string)
 
-	e.mustBadRequest(logical.CreateOperation, "agent-static-roles/taken", map[string]any{"agent_uuid": agent, "api_key_uuid": leased}, "made by this mount for an agent-creds/ lease")
+	e.mustBadRequest(logical.CreateOperation, "agent-static-roles/taken", map[string]any{"agent_uuid": agent, "api_key_uuid": leased}, "made by a Vault mount for its own role or lease")
 	e.mustOK(logical.UpdateOperation, "agent-creds-tidy", nil)
 	e.assertStaticSecretLive("both")
 	if n := len(e.agentKeysOnPlatform()); n != 2 {
 		t.Errorf("agent keys after tidy: %d, want the static and the leased one", n)
+	}
+}
+
+// secondMount is another mount of the plugin on the same platform and
+// token (another path, another namespace, or a restored copy).
+func (e *testEnv) secondMount() *testEnv {
+	e.t.Helper()
+	o := newUnconfiguredEnv(e.t, e.emu, e.srv)
+	o.mustOK(logical.UpdateOperation, "config", map[string]any{
+		"rate_limit_per_minute": unlimited["rate_limit_per_minute"],
+		"rate_limit_per_hour":   unlimited["rate_limit_per_hour"],
+		"token":                 testToken,
+		"api_url":               e.srv.URL,
+		"anthropic_url":         e.srv.URL + "/anthropic",
+		"openai_url":            e.srv.URL + "/openai",
+	})
+	return o
+}
+
+// mustRefuseAdoption writes a role adopting keyUUID on e and wants a 400
+// that says why, with nothing stored and no regenerate.
+func (e *testEnv) mustRefuseAdoption(role, agent, keyUUID string) {
+	e.t.Helper()
+	before := e.regenerates()
+	e.mustBadRequest(logical.CreateOperation, "agent-static-roles/"+role, map[string]any{"agent_uuid": agent, "api_key_uuid": keyUUID},
+		"made by a Vault mount for its own role or lease; adopting it would let two owners regenerate or delete it", "nothing was changed")
+	if r, _ := getAgentStatic(context.Background(), e.storage, role); r != nil {
+		e.t.Errorf("role %q stored after a refusal", role)
+	}
+	if e.regenerates() != before {
+		e.t.Errorf("the refused adoption regenerated key %s", keyUUID)
+	}
+}
+
+// A key a live agent-creds/ lease holds is never adopted, after the
+// mount's mark changed too (agent-creds-tidy new_mark=true): the lease's
+// revocation would delete the key under the role.
+func TestAgentStatic_AdoptRefusesAKeyLeasedUnderThePreviousMark(t *testing.T) {
+	e, agent, agentURL := newAgentRoleEnv(t, nil)
+	lease := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	leased := lease.Data["api_key_uuid"].(string)
+	e.mustOK(logical.UpdateOperation, "agent-creds-tidy", map[string]any{"new_mark": true})
+
+	e.mustRefuseAdoption("taken", agent, leased)
+	if got := e.callAgent(agentURL, lease.Data["api_key"].(string)); got != http.StatusOK {
+		t.Errorf("the lease's secret answers %d after the refused adoption", got)
+	}
+}
+
+// The lease record refuses what the name alone would not: a leased key
+// renamed on the platform since its issue.
+func TestAgentStatic_AdoptRefusesALeasedKeyRenamedOnThePlatform(t *testing.T) {
+	e, agent, _ := newAgentRoleEnv(t, nil)
+	leased := e.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil).Data["api_key_uuid"].(string)
+	if _, _, err := e.do.AgentPlatform.UpdateAgentAPIKey(context.Background(), agent, leased, &godo.AgentAPIKeyUpdateRequest{AgentUuid: agent, APIKeyUuid: leased, Name: "renamed-by-hand"}); err != nil {
+		t.Fatal(err)
+	}
+	e.mustRefuseAdoption("taken", agent, leased)
+}
+
+// A key whose agent-creds/ create is still in flight (its write-ahead log
+// entry remains) is refused: the issue's lease record or its undo comes
+// next.
+func TestAgentStatic_AdoptRefusesAKeyOfAnIssueInFlight(t *testing.T) {
+	e, agent, _ := newAgentRoleEnv(t, nil)
+	ctx := context.Background()
+	k, _, err := e.do.AgentPlatform.CreateAgentAPIKey(ctx, agent, &godo.AgentAPIKeyCreateRequest{AgentUuid: agent, Name: "issue-in-flight"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := framework.PutWAL(ctx, e.storage, walKindAgentKey, &agentKeyWAL{
+		walHeader: walHeader{Created: time.Now()}, Role: "team-a-bot", AgentUUID: agent, Name: "issue-in-flight",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.mustRefuseAdoption("taken", agent, k.Uuid)
+}
+
+// Another mount's static key: both mounts would rotate one key, and each
+// rotation kill the secret the other serves.
+func TestAgentStatic_AdoptRefusesAnotherMountsStaticKey(t *testing.T) {
+	a := newTestEnv(t, nil)
+	agent := a.staticAgent("shared")
+	key := a.mustOK(logical.CreateOperation, "agent-static-roles/team-a-svc", map[string]any{"agent_uuid": agent}).Data["api_key_uuid"].(string)
+
+	b := a.secondMount()
+	b.mustRefuseAdoption("team-b-svc", agent, key)
+	a.assertStaticSecretLive("team-a-svc")
+}
+
+// Another mount's leased key: its lease's end would delete it under the
+// adopter's feet.
+func TestAgentStatic_AdoptRefusesAnotherMountsLeasedKey(t *testing.T) {
+	a, agent, agentURL := newAgentRoleEnv(t, nil)
+	lease := a.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	leased := lease.Data["api_key_uuid"].(string)
+
+	b := a.secondMount()
+	b.mustRefuseAdoption("stolen", agent, leased)
+	if got := a.callAgent(agentURL, lease.Data["api_key"].(string)); got != http.StatusOK {
+		t.Errorf("mount A's lease secret answers %d after B's refused adoption", got)
+	}
+}
+
+// adoptingAgentKeys runs adopt once, right after the first create of a key
+// answers and before the create's role is stored: the moment an adoption
+// of the new uuid could slip in.
+type adoptingAgentKeys struct {
+	platform.AgentKeys
+	once  sync.Once
+	adopt func(created platform.AgentKey)
+}
+
+func (a *adoptingAgentKeys) CreateAgentKey(ctx context.Context, agentUUID, name string) (platform.AgentKey, error) {
+	k, err := a.AgentKeys.CreateAgentKey(ctx, agentUUID, name)
+	if err == nil {
+		a.once.Do(func() { a.adopt(k) })
+	}
+	return k, err
+}
+
+// A create and an adoption of its new key never both store the key. The
+// new key's name turns adoption away; should the key be renamed on the
+// platform between the create and the store, the create's store, under
+// the new uuid's lock, sees the adopter and gives up, and its undo leaves
+// the adopter's key alone.
+func TestAgentStatic_CreateAndAnAdoptionOfItsNewKeyNeverBothHoldIt(t *testing.T) {
+	e := newTestEnv(t, nil)
+	agent := e.staticAgent("raced")
+	ctx := context.Background()
+	c, err := e.b.clients(ctx, e.storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refusedByName, adopted bool
+	c.agentKeys = &adoptingAgentKeys{AgentKeys: c.agentKeys, adopt: func(k platform.AgentKey) {
+		resp, err := e.send(logical.CreateOperation, "agent-static-roles/adopter", map[string]any{"agent_uuid": agent, "api_key_uuid": k.UUID})
+		_, failed := answerError(resp, err)
+		refusedByName = failed
+		// As if an operator renamed it in the control panel meanwhile.
+		if _, _, err := e.do.AgentPlatform.UpdateAgentAPIKey(ctx, agent, k.UUID, &godo.AgentAPIKeyUpdateRequest{AgentUuid: agent, APIKeyUuid: k.UUID, Name: "renamed-by-hand"}); err != nil {
+			t.Error(err)
+		}
+		resp, err = e.send(logical.CreateOperation, "agent-static-roles/adopter", map[string]any{"agent_uuid": agent, "api_key_uuid": k.UUID})
+		_, failed = answerError(resp, err)
+		adopted = !failed
+	}}
+	resp, err := e.request(logical.CreateOperation, "agent-static-roles/creator", map[string]any{"agent_uuid": agent})
+	_, createFailed := answerError(resp, err)
+	if !refusedByName {
+		t.Errorf("the new key was adopted under its vault-static- name")
+	}
+	if !adopted || !createFailed {
+		t.Fatalf("adopted after the rename: %v; create failed: %v (want both)", adopted, createFailed)
+	}
+	if r, _ := getAgentStatic(ctx, e.storage, "creator"); r != nil {
+		t.Errorf("the create stored a role holding the adopted key")
+	}
+	e.assertStaticSecretLive("adopter")
+	rollbackNow(t, e)
+	e.assertStaticSecretLive("adopter")
+	e.assertStaticInvariant()
+}
+
+// A rewrite refreshes agent_name and agent_url from the agent's GET, as
+// agent-roles/ does: a role made while its agent was not deployed, or
+// before a redeploy, no longer hands consumers a stale url, and the only
+// way to refresh them is not a delete that kills the key every holder uses.
+func TestAgentStatic_RewriteRefreshesTheAgentURL(t *testing.T) {
+	e := newTestEnv(t, nil)
+	agent := e.staticAgent("moved")
+	e.mustOK(logical.CreateOperation, "agent-static-roles/moved", map[string]any{"agent_uuid": agent})
+	ctx := context.Background()
+	r, _ := getAgentStatic(ctx, e.storage, "moved")
+	want := r.AgentURL
+	// As if the role had been written while the agent was not deployed.
+	r.AgentURL, r.AgentName = "", "old-name"
+	if err := putAgentStatic(ctx, e.storage, r); err != nil {
+		t.Fatal(err)
+	}
+	got := e.mustOK(logical.UpdateOperation, "agent-static-roles/moved", map[string]any{"rotation_period": "24h"}).Data
+	if got["agent_url"] != want || got["agent_name"] != "moved" {
+		t.Fatalf("after a rewrite: agent_url %q, agent_name %q; want %q, %q (the agent's GET now)", got["agent_url"], got["agent_name"], want, "moved")
+	}
+	if creds := e.staticCreds("moved"); creds.Data["agent_url"] != want {
+		t.Errorf("agent-static-creds/ answers agent_url %q after the rewrite, want %q", creds.Data["agent_url"], want)
+	}
+}
+
+// A rewrite of a role whose agent is gone is a 400 that says so and
+// changes nothing.
+func TestAgentStatic_RewriteOfARoleWhoseAgentIsGone(t *testing.T) {
+	e := newTestEnv(t, nil)
+	agent := e.staticAgent("gone")
+	e.mustOK(logical.CreateOperation, "agent-static-roles/gone", map[string]any{"agent_uuid": agent})
+	ctx := context.Background()
+	before, _ := getAgentStatic(ctx, e.storage, "gone")
+	if _, _, err := e.do.AgentPlatform.DeleteAgent(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	e.mustBadRequest(logical.UpdateOperation, "agent-static-roles/gone", map[string]any{"rotation_period": "24h"},
+		"is gone from the platform", "nothing was changed", "Delete the role")
+	after, _ := getAgentStatic(ctx, e.storage, "gone")
+	if after.RotationPeriod != before.RotationPeriod || after.AgentURL != before.AgentURL || after.AgentName != before.AgentName {
+		t.Errorf("the refused rewrite changed the role: %+v, was %+v", after, before)
 	}
 }

@@ -277,6 +277,11 @@ feed:
 	if err != nil {
 		return err
 	}
+	if repaired, err := s.repairAgentStaticRegenerates(ctx, storage); err != nil {
+		return err
+	} else if repaired > 0 {
+		s.b.Logger().Warn("repaired interrupted regenerates of static roles at once", "roles", repaired)
+	}
 	s.mu.Lock()
 	s.built = true
 	s.mu.Unlock()

@@ -7,8 +7,11 @@ import (
 	"time"
 
 	hclog "github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/sdk/rotation"
+
+	"github.com/gradient-vault/vault-plugin-secrets-gradient/internal/platform"
 )
 
 // Static roles rotate on the keys' scheduler (rotation.go), not on one of
@@ -48,6 +51,87 @@ func (s *rotationScheduler) rebuildAgentStatic(ctx context.Context, storage logi
 		}
 	}
 	return queued, nil
+}
+
+// repairAgentStaticRegenerates repairs at once every regenerate of a static
+// role whose write-ahead log entry remains: the node that made it crashed
+// between the platform's regenerate and the stored secret, so the secret
+// storage holds may be dead. Vault's periodic rollback would repair it only
+// once the entry is walRollbackMinAge old, and with scheduled rotation off
+// nothing else would sooner; the rebuild, on the first tick where this node
+// may write (after Initialize, or a takeover), calls this. The repair is the
+// entry's own undo under the role's lock (nothing when storage already
+// holds a later version). A young entry stays, with the repaired version,
+// for the periodic rollback, in case the lost regenerate still lands; one
+// older than that rollback's minimum age is settled.
+func (s *rotationScheduler) repairAgentStaticRegenerates(ctx context.Context, storage logical.Storage) (int, error) {
+	ids, err := framework.ListWAL(ctx, storage)
+	if err != nil {
+		return 0, fmt.Errorf("listing the write-ahead log: %w", err)
+	}
+	repaired := 0
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return repaired, err
+		}
+		entry, err := framework.GetWAL(ctx, storage, id)
+		if err != nil {
+			return repaired, fmt.Errorf("reading the write-ahead log: %w", err)
+		}
+		if entry == nil || entry.Kind != walKindAgentStaticRegenerate {
+			continue
+		}
+		w, err := decodeWAL(entry.Kind, entry.Data)
+		if err != nil {
+			continue // the periodic rollback drops it
+		}
+		ok, err := s.repairAgentStaticRegenerate(ctx, storage, id, w.(*agentStaticRegenerateWAL).Name)
+		if err != nil {
+			return repaired, err
+		}
+		if ok {
+			repaired++
+		}
+	}
+	return repaired, nil
+}
+
+// repairAgentStaticRegenerate runs one entry's undo under the role's lock,
+// as the entry reads once the lock is held: a request of this node may have
+// settled the change meanwhile (the entry is gone), or repaired it already
+// (Repaired: the stored secret was live then, and only a late landing
+// could kill it, which is the periodic rollback's to catch). A failed
+// repair is logged and left to the periodic rollback.
+func (s *rotationScheduler) repairAgentStaticRegenerate(ctx context.Context, storage logical.Storage, id, role string) (bool, error) {
+	defer s.b.lockNames(agentStaticLock(role))()
+	entry, err := framework.GetWAL(ctx, storage, id)
+	if err != nil {
+		return false, fmt.Errorf("reading the write-ahead log: %w", err)
+	}
+	if entry == nil || entry.Kind != walKindAgentStaticRegenerate {
+		return false, nil
+	}
+	decoded, err := decodeWAL(entry.Kind, entry.Data)
+	if err != nil {
+		return false, nil
+	}
+	w := decoded.(*agentStaticRegenerateWAL)
+	if w.Repaired || w.Name != role {
+		return false, nil
+	}
+	w.recordWith(func(ctx context.Context) error { return s.b.rewriteWAL(ctx, storage, id, w) })
+	if err := w.undo(ctx, s.b, storage); err != nil {
+		s.b.Logger().Warn("repairing an interrupted regenerate of a static role failed; Vault's periodic rollback retries it",
+			append([]any{"wal_id", id, "error", err}, w.describe()...)...)
+		return false, nil
+	}
+	// An entry as old as the periodic rollback's minimum age is older than
+	// any request runs: its lost regenerate has landed or never will, and
+	// the entry is settled, as the rollback would settle it.
+	if w.Repaired && s.now().Sub(w.Created) >= s.b.tuning.walMinAge {
+		s.b.deleteWAL(ctx, storage, id)
+	}
+	return w.Repaired, nil
 }
 
 // loadAgentStatic is loadKey for a role.
@@ -147,10 +231,24 @@ func (s *rotationScheduler) processAgentStatic(ctx context.Context, storage logi
 		s.trackAgentStatic(current)
 		return
 	}
-	r = current
-	v = r.rotationView()
+	// rotated.Secret is the regenerated secret when only the store failed.
+	msg := recordStaticRotationFailure(current, err, now, r.Secret, rotated.Secret)
+	log.Warn("scheduled rotation of a static role failed", "attempt", current.RotationAttempts, "retry_at", current.RetryAt, "error", msg)
+	s.storeAgentStatic(ctx, storage, current, log)
+	s.trackAgentStatic(current)
+}
+
+// recordStaticRotationFailure sets on r what a failed scheduled rotation
+// leaves: one more attempt, when to retry (the keys' backoff and budget of
+// attempts), and rotation_error. The error text comes from upstream and is
+// stored and shown: it is redacted of r's secret, of the given secrets (one
+// just regenerated) and of anything shaped like a key first. It returns the
+// redacted text, for the log.
+func recordStaticRotationFailure(r *agentStaticEntry, err error, now time.Time, secrets ...string) string {
+	msg := platform.Redact(err.Error(), append([]string{r.Secret}, secrets...)...)
+	v := r.rotationView()
 	v.RotationAttempts++
-	v.RotationError = fmt.Sprintf("scheduled rotation attempt %d failed at %s: %s", v.RotationAttempts, now.Format(time.RFC3339), err.Error())
+	v.RotationError = fmt.Sprintf("scheduled rotation attempt %d failed at %s: %s", v.RotationAttempts, now.Format(time.RFC3339), msg)
 	if isCallerError(err) || v.RotationAttempts >= maxAttemptsPerPeriod {
 		v.RetryAt = v.nextPeriodBoundary(now)
 		v.RotationAttempts = 0
@@ -162,9 +260,7 @@ func (s *rotationScheduler) processAgentStatic(ctx context.Context, storage logi
 		}
 	}
 	r.takeRotation(v)
-	log.Warn("scheduled rotation of a static role failed", "attempt", r.RotationAttempts, "retry_at", r.RetryAt, "error", err)
-	s.storeAgentStatic(ctx, storage, r, log)
-	s.trackAgentStatic(r)
+	return msg
 }
 
 // rotationViewOrNil is rotationView for a role that may be gone.
