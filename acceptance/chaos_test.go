@@ -192,7 +192,7 @@ func newChaosRun(t *testing.T, clients int, seed int64) *chaosRun {
 // emulator and the mount; each client gets two keys per provider, the first
 // of each with an agent, and two platform keys made outside Vault to adopt;
 // one more agent (on a key of the first client) gets the agent API keys of
-// the two agent roles.
+// the two agent roles, and each client one lease of the long one.
 func (r *chaosRun) setUp() {
 	t := r.t
 	r.v = startRaftVault(t)
@@ -231,6 +231,23 @@ func (r *chaosRun) setUp() {
 	}
 	r.v.vault(t, as(r.root).ok(), "write", r.mount+"/agent-roles/"+chaosLongRole, "agent_uuid="+agentKeysAgent, "ttl=1h")
 	r.v.vault(t, as(r.root).ok(), "write", r.mount+"/agent-roles/"+chaosBriefRole, "agent_uuid="+agentKeysAgent, "ttl=8s", "max_ttl=8s")
+	// A lease for each client from the start, so that revocations run
+	// under the faults even in a short run.
+	for _, c := range r.clients {
+		c.leases = append(c.leases, r.readAgentLease(r.mount+"/agent-creds/"+chaosLongRole))
+	}
+}
+
+// readAgentLease issues an agent key before the chaos starts and returns
+// its lease id.
+func (r *chaosRun) readAgentLease(path string) string {
+	var issued agentCreds
+	out := r.v.vault(r.t, as(r.root).ok(), "read", "-format=json", path).Stdout
+	if err := json.Unmarshal([]byte(out), &issued); err != nil || issued.LeaseID == "" {
+		r.t.Fatalf("issuing an agent key at %s: %v", path, err)
+	}
+	mustNotLeak(issued.Data.APIKey)
+	return issued.LeaseID
 }
 
 func (c *chaosClient) newName(kind string) string {
