@@ -917,7 +917,7 @@ func (r *chaosRun) checkAgentKeys() []string {
 	var bad []string
 	mountUUID := str(r.v.readData(t, r.root, "sys/mounts/"+r.mount), "uuid")
 	raw := "sys/raw/logical/" + mountUUID + "/"
-	mark := str(dataOf(r.cli("read", "-format=json", raw+"agent-keys/mount-id").Stdout), "value")
+	mark := r.rawRead(raw + "agent-keys/mount-id")
 	if mark == "" {
 		return []string{"the mount has no agent key mark: it never issued an agent API key"}
 	}
@@ -934,7 +934,7 @@ func (r *chaosRun) checkAgentKeys() []string {
 	expire := "sys/raw/sys/expire/id/" + r.mount + "/agent-creds/"
 	for _, folder := range r.rawList(expire) {
 		for _, id := range r.rawList(expire + folder) {
-			value := str(dataOf(r.cli("read", "-format=json", expire+folder+id).Stdout), "value")
+			value := r.rawRead(expire + folder + id)
 			var entry struct {
 				Secret struct {
 					InternalData map[string]any `json:"internal_data"`
@@ -965,7 +965,7 @@ func (r *chaosRun) checkAgentKeys() []string {
 	var unleased []string
 	for uuid, role := range records {
 		if !leased[uuid] {
-			value := str(dataOf(r.cli("read", "-format=json", raw+"agent-leases/"+role+"/"+uuid).Stdout), "value")
+			value := r.rawRead(raw + "agent-leases/" + role + "/" + uuid)
 			var rec struct {
 				ExpiresBy time.Time `json:"expires_by"`
 			}
@@ -996,6 +996,18 @@ func (r *chaosRun) checkAgentKeys() []string {
 	r.agentKeys = fmt.Sprintf("%d on the platform with the mount's mark, %d lease records (%d of them for a key already deleted), %d leases in Vault; tidy afterwards deleted %d; records without a lease (an issue's answer lost after its record was stored): %d %v",
 		marked, len(records), gone, vaultLeases, len(deleted), len(unleased), unleased)
 	return bad
+}
+
+// rawRead is the value stored at path, read through sys/raw as stored:
+// compressed=false, or Vault takes a value whose first byte is one of its
+// compression canaries (the mark "4..." starts with LZ4's) for compressed
+// data and fails to decompress it.
+func (r *chaosRun) rawRead(path string) string {
+	res := r.cli("read", "-format=json", path, "compressed=false")
+	if res.Code != 0 {
+		r.t.Errorf("reading %s through sys/raw:\n%s", path, res)
+	}
+	return str(dataOf(res.Stdout), "value")
 }
 
 // rawList lists a folder through sys/raw; nil when it is empty or absent.
