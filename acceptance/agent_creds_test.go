@@ -4,7 +4,10 @@ package acceptance
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -168,4 +171,70 @@ func TestAgentCreds_Lifecycle(t *testing.T) {
 			t.Fatal("an expired key still works at the agent")
 		}
 	})
+}
+
+// TestAgentCreds_VaultAgentReadsAgainAtMaxTTL: a real `vault agent` renders
+// agent-creds/<role>, renews the lease while it can, and once renewal can no
+// longer extend it (max_ttl) reads again: the file then holds a new key, live
+// at the agent, and the old key is deleted on the platform when its lease
+// ends. This is the loop docs/agent-keys.md promises Vault Agent users.
+func TestAgentCreds_VaultAgentReadsAgainAtMaxTTL(t *testing.T) {
+	f := sharedFixture(t)
+	e := newEmulator(t)
+	mount := f.newMount(t, "agentkeys", e)
+	agent := e.createAgent(t, uniqueName("support-bot"), "anthropic", "")
+	role := uniqueName("agent-bot")
+	// ttl 4s and max_ttl 12s: at least one renewal before the agent must
+	// read again, and the whole test within about 30 s.
+	const ttl, maxTTL = 4 * time.Second, 12 * time.Second
+	f.v.vault(t, as(f.root).ok(), "write", mount+"/agent-roles/"+role, "agent_uuid="+agent,
+		fmt.Sprintf("ttl=%s", ttl), fmt.Sprintf("max_ttl=%s", maxTTL))
+	agentURL := str(f.v.readData(t, f.root, mount+"/agent-roles/"+role), "agent_url")
+
+	dir := t.TempDir()
+	rendered := filepath.Join(dir, "agent-api-key.txt")
+	// The uuid is rendered beside the secret only so that the test can find
+	// the key on the platform, whose listing never shows a secret.
+	startAgent(t, f.v, dir, fmt.Sprintf(`{{ with secret "%s/agent-creds/%s" }}{{ .Data.api_key }} {{ .Data.api_key_uuid }}{{ end }}`, mount, role), rendered)
+	read := func() (secret, uuid string) {
+		b, err := os.ReadFile(rendered)
+		if err != nil {
+			return "", ""
+		}
+		secret, uuid, _ = strings.Cut(strings.TrimSpace(string(b)), " ")
+		if secret != "" {
+			mustNotLeak(secret)
+		}
+		return secret, uuid
+	}
+
+	var first, firstUUID string
+	eventually(t, 30*time.Second, "the first render", func() bool { first, firstUUID = read(); return firstUUID != "" })
+	if !e.agentKeyUUIDs(agent)[firstUUID] || e.callAgent(t, agentURL, first) != http.StatusOK {
+		t.Fatal("the rendered key is not live at the agent")
+	}
+
+	var second, secondUUID string
+	took := eventually(t, maxTTL+20*time.Second, "a new key rendered once the lease reaches max_ttl", func() bool {
+		second, secondUUID = read()
+		return secondUUID != "" && secondUUID != firstUUID
+	})
+	t.Logf("Vault Agent rendered a new key %s after the first (ttl %s, max_ttl %s)", took.Round(100*time.Millisecond), ttl, maxTTL)
+	// Later than one ttl: the agent renewed the first lease rather than
+	// reading again at its first expiry.
+	if took < ttl+time.Second {
+		t.Errorf("the agent read a new key after %s, before the first lease could have been renewed (ttl %s)", took, ttl)
+	}
+	if second == first || !e.agentKeyUUIDs(agent)[secondUUID] || e.callAgent(t, agentURL, second) != http.StatusOK {
+		t.Fatal("the newly rendered key is not a new key live at the agent")
+	}
+
+	// The first lease ends at its max_ttl (Vault revokes it on expiry): its
+	// key goes from the platform and the agent refuses it.
+	rendered2 := time.Now()
+	e.waitAgentKeyGone(t, agent, firstUUID, maxTTL+20*time.Second)
+	t.Logf("the first key was gone from the platform %s after the new render", time.Since(rendered2).Round(100*time.Millisecond))
+	if e.callAgent(t, agentURL, first) != http.StatusUnauthorized {
+		t.Fatal("the first key still works at the agent after its lease ended")
+	}
 }

@@ -23,7 +23,8 @@ import (
 
 // TestChaos drives a real Vault on raft storage with concurrent clients
 // through the vault CLI (create, adopt, update, rotate, staged scheduled
-// rotations, rename, reassign, delete, creds reads) while the emulator fails
+// rotations, rename, reassign, delete, creds reads, agent API key issues
+// from agent-creds/ and their revocation) while the emulator fails
 // platform and provider requests at random (5xx, 429, hangs, answers dropped
 // after the change was applied), the plugin process is killed with SIGKILL
 // at random moments and the Vault server is restarted once. Then the faults
@@ -35,6 +36,10 @@ import (
 //   - every platform key the mount created or adopted has its Vault entry
 //     (no stray key), and the platform keys it never took keep their names;
 //   - every agent uses a key that exists and that Vault manages;
+//   - every agent API key on the platform that carries the mount's mark is
+//     held by a lease record, and tidy finds nothing to delete; a lease
+//     record without a lease in Vault comes only from an issue whose
+//     answer was lost (see checkAgentKeys) and ends by itself;
 //   - no secret Vault accepted is lost: a key whose last write succeeded
 //     holds that secret (or a successor it accepted: a staged key, a later
 //     write whose answer was lost), and nothing Vault refused appears.
@@ -125,13 +130,26 @@ type chaosRun struct {
 	foreign  []*foreignKey
 	restarts int
 	promoted int // staged keys found promoted by the scheduler
+	// agentKeys is what the agent API key check found (report).
+	agentKeys string
 }
+
+// The agent roles of the run: leases of chaosLongRole live until a client
+// revokes them; those of chaosBriefRole expire within the run, so Vault's
+// expiration manager revokes them under the same faults and kills.
+const (
+	chaosLongRole  = "chaos-bot"
+	chaosBriefRole = "chaos-brief"
+)
 
 type chaosClient struct {
 	id    int
 	rnd   *rand.Rand
 	seq   int
 	names map[string]*chaosKey
+	// leases are the client's agent-creds leases of chaosLongRole that it
+	// has not revoked successfully.
+	leases []string
 }
 
 // chaosKey is what a client knows about one of its names: whether Vault
@@ -172,11 +190,14 @@ func newChaosRun(t *testing.T, clients int, seed int64) *chaosRun {
 // setUp starts Vault on raft with the plugin registered with the test
 // tuning (1 s rotation tick and minimum period, WAL rollback after 5 s), the
 // emulator and the mount; each client gets two keys per provider, the first
-// of each with an agent, and two platform keys made outside Vault to adopt.
+// of each with an agent, and two platform keys made outside Vault to adopt;
+// one more agent (on a key of the first client) gets the agent API keys of
+// the two agent roles, and each client one lease of the long one.
 func (r *chaosRun) setUp() {
 	t := r.t
 	r.v = startRaftVault(t)
 	r.root = r.v.rootToken
+	agentKeysAgent := ""
 	res := r.v.vault(t, as(r.root), "plugin", "register", "-sha256="+pluginSHA256, "-version="+pluginVersion,
 		"-env="+testTick, "-env="+testMinPeriod, "-env="+testWALMinAge, "secret", pluginName)
 	if res.Code != 0 {
@@ -198,6 +219,9 @@ func (r *chaosRun) setUp() {
 					candidates: map[string]bool{secret: true}, lastOK: secret}
 				if j == 0 {
 					r.e.createAgent(t, "agent-"+name, provider, str(d, "uuid"))
+					if agentKeysAgent == "" {
+						agentKeysAgent = r.e.createAgent(t, "agent-keys-"+name, provider, str(d, "uuid"))
+					}
 				}
 			}
 			name := fmt.Sprintf("foreign-%d-%s-%s", c.id, provider, randomString(lowerAln, 4))
@@ -205,6 +229,25 @@ func (r *chaosRun) setUp() {
 			r.foreign = append(r.foreign, &foreignKey{provider: provider, uuid: uuid, name: name})
 		}
 	}
+	r.v.vault(t, as(r.root).ok(), "write", r.mount+"/agent-roles/"+chaosLongRole, "agent_uuid="+agentKeysAgent, "ttl=1h")
+	r.v.vault(t, as(r.root).ok(), "write", r.mount+"/agent-roles/"+chaosBriefRole, "agent_uuid="+agentKeysAgent, "ttl=8s", "max_ttl=8s")
+	// A lease for each client from the start, so that revocations run
+	// under the faults even in a short run.
+	for _, c := range r.clients {
+		c.leases = append(c.leases, r.readAgentLease(r.mount+"/agent-creds/"+chaosLongRole))
+	}
+}
+
+// readAgentLease issues an agent key before the chaos starts and returns
+// its lease id.
+func (r *chaosRun) readAgentLease(path string) string {
+	var issued agentCreds
+	out := r.v.vault(r.t, as(r.root).ok(), "read", "-format=json", path).Stdout
+	if err := json.Unmarshal([]byte(out), &issued); err != nil || issued.LeaseID == "" {
+		r.t.Fatalf("issuing an agent key at %s: %v", path, err)
+	}
+	mustNotLeak(issued.Data.APIKey)
+	return issued.LeaseID
 }
 
 func (c *chaosClient) newName(kind string) string {
@@ -219,6 +262,9 @@ var chaosOps = []struct {
 }{
 	{"create", 22}, {"adopt", 4}, {"update", 14}, {"rotate", 10}, {"stage", 12},
 	{"rename", 8}, {"reassign", 8}, {"delete", 12}, {"read", 10},
+	// Agent API keys: one platform call each, so about a fifth of the
+	// operations adds little time to the run.
+	{"issue", 16}, {"revoke", 8},
 }
 
 func (r *chaosRun) allDone(ops int) bool { return r.attempted.Load() >= int64(ops) }
@@ -400,6 +446,33 @@ func (r *chaosRun) do(c *chaosClient, op string, ops int) {
 			return
 		}
 		r.record(op, r.cli("write", m+"/keys/"+from+"/reassign", "to="+to))
+	case "issue":
+		role := pick(c.rnd, chaosLongRole, chaosBriefRole)
+		res := r.cli("read", "-format=json", m+"/agent-creds/"+role)
+		if r.record(op, res) == "ok" {
+			var issued agentCreds
+			if err := json.Unmarshal([]byte(res.Stdout), &issued); err == nil && issued.LeaseID != "" {
+				mustNotLeak(issued.Data.APIKey)
+				// The brief role's leases end by themselves.
+				if role == chaosLongRole {
+					c.leases = append(c.leases, issued.LeaseID)
+				}
+			}
+		}
+	case "revoke":
+		if len(c.leases) == 0 {
+			r.attempted.Add(-1)
+			return
+		}
+		i := c.rnd.Intn(len(c.leases))
+		// -sync: the plugin's delete on the platform is part of the answer,
+		// so that its failures under the faults show in the outcomes. A
+		// failed revocation leaves the lease (Vault revokes it at its
+		// expiry); the client may try it again. Vault answers a failed
+		// revocation with a 400, which record counts as refused.
+		if r.record(op, r.cli("lease", "revoke", "-sync", c.leases[i])) == "ok" {
+			c.leases = slices.Delete(c.leases, i, i+1)
+		}
 	case "delete":
 		name := c.pickName("", "")
 		if name == "" {
@@ -820,8 +893,140 @@ func (r *chaosRun) checkInvariant() []string {
 			bad = append(bad, fmt.Sprintf("key %s is in Vault but no client wrote it", name))
 		}
 	}
+	bad = append(bad, r.checkAgentKeys()...)
 	slices.Sort(bad)
 	return bad
+}
+
+// checkAgentKeys: no agent API key without a lease record. Every key on the
+// platform named with the mount's mark has its record
+// (agent-leases/<role>/<key uuid>); tidy then runs and must find nothing to
+// delete. Records are matched with Vault's leases too (their entries in
+// Vault's expiration storage name the key in their internal data), read
+// through the raw storage endpoint, on since the restart.
+//
+// A record without a lease is possible, and not a violation: when the
+// plugin dies after storing the record but before Vault registers the
+// lease (the plugin cannot see that registration; every dynamic secrets
+// engine has this window), the key stays, held by its record, until tidy
+// ends the record an hour after its lease's longest life (expires_by). The
+// check bounds them: there are no more than the issues whose answer was
+// lost, and each has an expires_by.
+func (r *chaosRun) checkAgentKeys() []string {
+	t := r.t
+	var bad []string
+	mountUUID := str(r.v.readData(t, r.root, "sys/mounts/"+r.mount), "uuid")
+	raw := "sys/raw/logical/" + mountUUID + "/"
+	mark := r.rawRead(raw + "agent-keys/mount-id")
+	if mark == "" {
+		return []string{"the mount has no agent key mark: it never issued an agent API key"}
+	}
+
+	records := map[string]string{} // key uuid -> role
+	for _, folder := range r.rawList(raw + "agent-leases/") {
+		role := strings.TrimSuffix(folder, "/")
+		for _, uuid := range r.rawList(raw + "agent-leases/" + role + "/") {
+			records[uuid] = role
+		}
+	}
+	leased := map[string]bool{} // key uuids that a lease in Vault holds
+	vaultLeases := 0
+	expire := "sys/raw/sys/expire/id/" + r.mount + "/agent-creds/"
+	for _, folder := range r.rawList(expire) {
+		for _, id := range r.rawList(expire + folder) {
+			value := r.rawRead(expire + folder + id)
+			var entry struct {
+				Secret struct {
+					InternalData map[string]any `json:"internal_data"`
+				} `json:"secret"`
+			}
+			if err := json.Unmarshal([]byte(value), &entry); err != nil {
+				bad = append(bad, fmt.Sprintf("lease %s%s: its entry does not decode: %v", folder, id, err))
+				continue
+			}
+			uuid, _ := entry.Secret.InternalData["key_uuid"].(string)
+			leased[strings.ToLower(uuid)] = true
+			vaultLeases++
+		}
+	}
+
+	marked, onPlatform := 0, map[string]bool{}
+	for _, k := range r.e.AgentAPIKeys() {
+		onPlatform[k.UUID] = true
+		if !strings.HasPrefix(k.Name, "vault-"+mark+"-") {
+			continue
+		}
+		marked++
+		if records[k.UUID] == "" {
+			bad = append(bad, fmt.Sprintf("agent API key %s named %s (created %s) has no lease record", k.UUID, k.Name, k.CreatedAt.Format(time.RFC3339Nano)))
+		}
+	}
+	gone := 0
+	var unleased []string
+	for uuid, role := range records {
+		if !leased[uuid] {
+			value := r.rawRead(raw + "agent-leases/" + role + "/" + uuid)
+			var rec struct {
+				ExpiresBy time.Time `json:"expires_by"`
+			}
+			if err := json.Unmarshal([]byte(value), &rec); err != nil || rec.ExpiresBy.IsZero() {
+				bad = append(bad, fmt.Sprintf("the lease record of agent API key %s (role %s) has no lease in Vault and no expires_by (%v): tidy would never end it", uuid, role, err))
+			}
+			unleased = append(unleased, fmt.Sprintf("%s (role %s, key on the platform: %v)", uuid, role, onPlatform[uuid]))
+		}
+		if !onPlatform[uuid] {
+			gone++ // deleted, its record's delete still to come with a retried revocation
+		}
+	}
+	r.mu.Lock()
+	lost := r.outcomes["issue"]["upstream"] + r.outcomes["issue"]["unavailable"]
+	r.mu.Unlock()
+	if len(unleased) > lost {
+		bad = append(bad, fmt.Sprintf("%d lease records have no lease in Vault, more than the %d issues whose answer was lost: %v", len(unleased), lost, unleased))
+	}
+
+	res := r.cli("write", "-format=json", "-f", r.mount+"/agent-creds-tidy")
+	deleted, _ := dataOf(res.Stdout)["deleted"].([]any)
+	switch {
+	case res.Code != 0:
+		bad = append(bad, fmt.Sprintf("agent-creds-tidy after the run failed:\n%s", res))
+	case len(deleted) > 0:
+		bad = append(bad, fmt.Sprintf("agent-creds-tidy after the run deleted %d keys that no lease held: %v", len(deleted), deleted))
+	}
+	r.agentKeys = fmt.Sprintf("%d on the platform with the mount's mark, %d lease records (%d of them for a key already deleted), %d leases in Vault; tidy afterwards deleted %d; records without a lease (an issue's answer lost after its record was stored): %d %v",
+		marked, len(records), gone, vaultLeases, len(deleted), len(unleased), unleased)
+	return bad
+}
+
+// rawRead is the value stored at path, read through sys/raw as stored:
+// compressed=false, or Vault takes a value whose first byte is one of its
+// compression canaries (the mark "4..." starts with LZ4's) for compressed
+// data and fails to decompress it.
+func (r *chaosRun) rawRead(path string) string {
+	res := r.cli("read", "-format=json", path, "compressed=false")
+	if res.Code != 0 {
+		r.t.Errorf("reading %s through sys/raw:\n%s", path, res)
+	}
+	return str(dataOf(res.Stdout), "value")
+}
+
+// rawList lists a folder through sys/raw; nil when it is empty or absent.
+func (r *chaosRun) rawList(path string) []string {
+	res := r.cli("list", "-format=json", path)
+	if res.Code != 0 {
+		if !strings.Contains(res.Stderr, "No value found") {
+			r.t.Fatalf("listing %s:\n%s", path, res)
+		}
+		return nil
+	}
+	var entries []string
+	if strings.TrimSpace(res.Stdout) == "{}" {
+		return nil
+	}
+	if err := json.Unmarshal([]byte(res.Stdout), &entries); err != nil {
+		r.t.Fatalf("listing %s: %v\n%s", path, err, res.Stdout)
+	}
+	return entries
 }
 
 // report logs the figures of the run.
@@ -856,7 +1061,7 @@ func (r *chaosRun) report(ops int, chaosTook, settleTook, total time.Duration, v
 		fmt.Fprintf(&b, "  %-9s %4d: %s\n", op, n, strings.Join(parts, ", "))
 	}
 	failed := attempted - byOutcome["ok"]
-	fmt.Fprintf(&b, "  mutating operations attempted %d, succeeded %d, failed %d (refused 4xx %d, rate-limited 429 %d, upstream 5xx %d, Vault unavailable %d); creds reads %d\n",
+	fmt.Fprintf(&b, "  mutating operations (issue and revoke of agent API keys included) attempted %d, succeeded %d, failed %d (refused 4xx %d, rate-limited 429 %d, upstream 5xx %d, Vault unavailable %d); creds reads %d\n",
 		attempted, byOutcome["ok"], failed, byOutcome["refused"], byOutcome["rate-limited"], byOutcome["upstream"], byOutcome["unavailable"], r.reads.Load())
 	fmt.Fprintf(&b, "  failures without a clear error: %d\n", len(r.unclear))
 	for _, u := range r.unclear {
@@ -872,6 +1077,7 @@ func (r *chaosRun) report(ops int, chaosTook, settleTook, total time.Duration, v
 	fmt.Fprintf(&b, "  faults injected: %s; plugin SIGKILLs %d; Vault restarts %d\n", strings.Join(injected, ", "), r.kills.Load(), r.restarts)
 	fmt.Fprintf(&b, "  platform answers by status: %v (429s seen: %d; 0 = connection dropped or abandoned)\n", statuses, statuses[http.StatusTooManyRequests])
 	fmt.Fprintf(&b, "  staged keys promoted by the scheduler and held at the end: %d\n", r.promoted)
+	fmt.Fprintf(&b, "  agent API keys at the end: %s\n", r.agentKeys)
 	fmt.Fprintf(&b, "  durations: chaos %s, settle (drain faults, pause rotation, wait for rollback) %s, total %s\n",
 		chaosTook.Round(time.Second), settleTook.Round(time.Second), total.Round(time.Second))
 	if len(violations) == 0 {

@@ -58,6 +58,9 @@ var pluginUA = regexp.MustCompile(`^vault-plugin-secrets-gradient/\S+ \(pid (\d+
 //     version and a rollback to this one (sha256, version, tune, reload);
 //   - the DigitalOcean token is rotated through a standby before all this
 //     and the old one refused: no call uses it afterwards;
+//   - an agent API key leased (agent-creds/) from the old active node is
+//     deleted on the platform by the new active node when the lease is
+//     revoked after the failover;
 //   - only the active node's plugin process ever calls the platform.
 func TestCluster(t *testing.T) {
 	if !findsPlugins {
@@ -69,6 +72,10 @@ func TestCluster(t *testing.T) {
 	act, standbys := c.waitActive(t, 30*time.Second)
 	root := c.rootToken
 	t.Logf("cluster of 3 up in %s: %s active, %s and %s standby", since(began), act.name, standbys[0].name, standbys[1].name)
+	// An agent, made as an operator would in the control panel, with the
+	// token the test rotates away below; its agent-creds lease spans the
+	// failover.
+	agent := e.createAgent(t, uniqueName("ha-agent"), "anthropic", "")
 
 	// The standbys' addresses really are standbys: asked not to forward,
 	// one redirects to the active node's api_addr.
@@ -175,6 +182,21 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("creds of %s are not a renewable lease (%v)", held.name, err)
 	}
 
+	// A holder of an agent API key from before the failover: the old
+	// active node creates the key, and the lease, in the replicated
+	// storage, outlives that node.
+	agentRole := uniqueName("ha-agent-role")
+	sbB.cli(t, as(root).ok(), "write", mount+"/agent-roles/"+agentRole, "agent_uuid="+agent, "ttl=1h")
+	var agentLease agentCreds
+	out = sbA.cli(t, as(root).ok(), "read", "-format=json", mount+"/agent-creds/"+agentRole).Stdout
+	if err := json.Unmarshal([]byte(out), &agentLease); err != nil || agentLease.LeaseID == "" || mustNotLeak(agentLease.Data.APIKey) == "" {
+		t.Fatalf("agent-creds of %s: no lease and key (%v)", agentRole, err)
+	}
+	agentKeyPath := "/v2/gen-ai/agents/" + agent + "/api_keys/" + agentLease.Data.APIKeyUUID
+	if e.callAgent(t, agentLease.Data.AgentURL, agentLease.Data.APIKey) != 200 {
+		t.Fatal("the agent API key issued before the failover is not live at the agent")
+	}
+
 	// Stage a successor for each key and start its schedule.
 	staged := map[*clusterKey]time.Time{}
 	for i, k := range keys {
@@ -255,6 +277,17 @@ func TestCluster(t *testing.T) {
 			t.Errorf("renewing the lease on %s's creds from before its rotation, on %s:\n%s", held.name, s.name, r)
 		}
 	}
+
+	// The agent key's lease, issued by the dead node, is revoked through the
+	// node that issued it (a standby now, which forwards): the new active
+	// node's plugin deletes the key on the platform (who sent the DELETE is
+	// checked with every other platform call below).
+	old.cli(t, as(root).ok(), "lease", "revoke", agentLease.LeaseID)
+	e.waitAgentKeyGone(t, agent, agentLease.Data.APIKeyUUID, 30*time.Second)
+	if e.callAgent(t, agentLease.Data.AgentURL, agentLease.Data.APIKey) != 401 {
+		t.Error("the agent API key still works at the agent after its lease was revoked")
+	}
+	t.Logf("the agent API key leased before the failover was deleted on revocation, %s after the kill", since(killStart))
 
 	// Every node reads the rotated keys; the reads take many scheduler
 	// ticks, after which the secret-change counts show one rotation each.
@@ -381,8 +414,14 @@ func TestCluster(t *testing.T) {
 	byNode := map[string]int{}
 	rotatedBy := map[string][]string{} // the nodes that pushed each key's successful PUTs
 	rolledBackBy := ""
+	var agentKeyCreatedBy, agentKeyDeletedBy []string
 	for _, r := range e.Requests() {
 		if !strings.HasPrefix(r.Path, "/v2/gen-ai/") {
+			continue
+		}
+		// The test's own create of the agent (an operator's act; the plugin
+		// never creates agents).
+		if r.Method == "POST" && r.Path == "/v2/gen-ai/agents" && !pluginUA.MatchString(r.UserAgent) {
 			continue
 		}
 		m := pluginUA.FindStringSubmatch(r.UserAgent)
@@ -410,7 +449,21 @@ func TestCluster(t *testing.T) {
 				rolledBackBy = owner
 			}
 		}
+		switch {
+		case r.Method == "POST" && r.Path == "/v2/gen-ai/agents/"+agent+"/api_keys":
+			agentKeyCreatedBy = append(agentKeyCreatedBy, fmt.Sprintf("%s:%d", owner, r.Status))
+		case r.Method == "DELETE" && r.Path == agentKeyPath:
+			agentKeyDeletedBy = append(agentKeyDeletedBy, fmt.Sprintf("%s:%d", owner, r.Status))
+		}
 	}
+	// One create, by the node active then; one delete, by the new active.
+	if want := []string{old.name + ":200"}; fmt.Sprint(agentKeyCreatedBy) != fmt.Sprint(want) {
+		t.Errorf("agent API key creates by node:status %v, want %v", agentKeyCreatedBy, want)
+	}
+	if want := []string{newAct.name + ":200"}; fmt.Sprint(agentKeyDeletedBy) != fmt.Sprint(want) {
+		t.Errorf("agent API key deletes by node:status %v, want %v", agentKeyDeletedBy, want)
+	}
+	t.Logf("agent API key (node:status): created by %v, deleted by %v", agentKeyCreatedBy, agentKeyDeletedBy)
 	if n := e.Statuses()[401]; n != 0 {
 		t.Errorf("%d platform requests were refused with 401 after the token rotation", n)
 	}

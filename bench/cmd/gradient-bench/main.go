@@ -180,6 +180,7 @@ func run(vaultBin, pluginBin, floorBin, size string, sz sizes, out string, keep 
 		fn   func() error
 	}{
 		{"small", b.benchSmall},
+		{"agent keys", b.benchAgentKeys},
 		{"scale", b.benchScale},
 	}
 	for _, s := range steps {
@@ -268,8 +269,11 @@ type benchOp struct {
 	// counter is the emulator whose calls this op makes (nil: none); ops
 	// measured together never share one, so its counts are theirs.
 	counter *emulator.Emulator
-	warmup  bool // untimed calls first (reads only)
-	op      func(i int) error
+	// routes, when set, counts only the counter's routes that start with
+	// it (a method and a space: "POST "), for ops that share an emulator.
+	routes string
+	warmup bool // untimed calls first
+	op     func(i int) error
 }
 
 // interleaved measures ops at concurrency conc, n operations each. The
@@ -343,9 +347,11 @@ func (b *bench) interleaved(conc, n int, ops ...benchOp) {
 		r.wall = sum / time.Duration(conc)
 		r.p50, r.p99 = percentile(r.samples, 0.50), percentile(r.samples, 0.99)
 		if o.counter != nil {
-			platform, provider, _ := callDelta(before[o.counter], o.counter.Counts())
-			r.platform = float64(platform) / float64(n+warmup)
-			r.provider = float64(provider) / float64(n+warmup)
+			// The counts are taken after the warmup: they are the n
+			// timed operations'.
+			platform, provider, _ := callDelta(countsOf(before[o.counter], o.routes), countsOf(o.counter.Counts(), o.routes))
+			r.platform = float64(platform) / float64(n)
+			r.provider = float64(provider) / float64(n)
 		}
 		b.results = append(b.results, r)
 		progress("%-50s c=%d %6d ops %7.0f ops/s p50 %s ms p99 %s ms errors %d", r.name, conc, r.ops, r.opsPerSec(), ms(r.p50), ms(r.p99), r.errors)

@@ -57,6 +57,7 @@ func (b *bench) ratio(r result, counterpart string) string {
 		"floor plain": "floor plain read", "floor leased": "floor leased read",
 		"floor plain-wide": "floor plain read, keys/<name>-sized answer",
 		"floor create":     "floor create (WAL, verify, platform create, store)",
+		"creds read":       credsBeside,
 	}
 	full := counterpart
 	if n, ok := names[counterpart]; ok {
