@@ -206,3 +206,27 @@ func TestAgentCreds_RenewalMovesLeaseEnds(t *testing.T) {
 		t.Fatal("a renewal wrote back a revoked lease's record")
 	}
 }
+
+// A renewal whose record write fails fails: Vault keeps the lease's
+// previous end, which the record still holds, so tidy's view stays true.
+func TestAgentCreds_RenewalFailsWhenItsRecordWriteFails(t *testing.T) {
+	r, _ := leaseEndsEnv(t, "24h")
+	resp := r.mustOK(logical.ReadOperation, "agent-creds/team-a-bot", nil)
+	uuid := resp.Data["api_key_uuid"]
+	before := r.leaseRecord(uuid).LeaseEnds
+	r.advance(30 * time.Minute)
+	r.storage.failPutsUnder(agentLeasePrefix)
+	s := *resp.Secret
+	s.IssueTime = time.Now().Add(-30 * time.Minute)
+	if rr, err := r.agentLease(logical.RenewOperation, &s); err == nil && (rr == nil || !rr.IsError()) {
+		t.Fatalf("a renewal whose record write failed succeeded: %#v", rr)
+	}
+	r.storage.failPutsUnder("")
+	if got := r.leaseRecord(uuid).LeaseEnds; !got.Equal(before) {
+		t.Fatalf("lease_ends %s after a failed renewal, want %s", got, before)
+	}
+	r.renewAt(resp.Secret, 30*time.Minute)
+	if got := r.leaseRecord(uuid).LeaseEnds; !got.Equal(before.Add(30 * time.Minute)) {
+		t.Fatalf("lease_ends %s after the retried renewal, want %s", got, before.Add(30*time.Minute))
+	}
+}
