@@ -909,9 +909,11 @@ func (r *chaosRun) checkInvariant() []string {
 // plugin dies after storing the record but before Vault registers the
 // lease (the plugin cannot see that registration; every dynamic secrets
 // engine has this window), the key stays, held by its record, until tidy
-// ends the record an hour after its lease's longest life (expires_by). The
-// check bounds them: there are no more than the issues whose answer was
-// lost, and each has an expires_by.
+// ends the record an hour after its lease's end (lease_ends: the issue plus
+// ttl, moved by renewals, never past expires_by, the issue plus max_ttl).
+// The check bounds them: there are no more than the issues whose answer was
+// lost, and each has a lease_ends no later than its expires_by. (An hour is
+// longer than the run, so tidy afterwards still finds nothing to delete.)
 func (r *chaosRun) checkAgentKeys() []string {
 	t := r.t
 	var bad []string
@@ -968,9 +970,13 @@ func (r *chaosRun) checkAgentKeys() []string {
 			value := r.rawRead(raw + "agent-leases/" + role + "/" + uuid)
 			var rec struct {
 				ExpiresBy time.Time `json:"expires_by"`
+				LeaseEnds time.Time `json:"lease_ends"`
 			}
-			if err := json.Unmarshal([]byte(value), &rec); err != nil || rec.ExpiresBy.IsZero() {
+			switch err := json.Unmarshal([]byte(value), &rec); {
+			case err != nil || rec.ExpiresBy.IsZero():
 				bad = append(bad, fmt.Sprintf("the lease record of agent API key %s (role %s) has no lease in Vault and no expires_by (%v): tidy would never end it", uuid, role, err))
+			case rec.LeaseEnds.IsZero() || rec.LeaseEnds.After(rec.ExpiresBy):
+				bad = append(bad, fmt.Sprintf("the lease record of agent API key %s (role %s) has no lease in Vault and its lease_ends %s is missing or past its expires_by %s: tidy would end it only an hour past max_ttl", uuid, role, rec.LeaseEnds, rec.ExpiresBy))
 			}
 			unleased = append(unleased, fmt.Sprintf("%s (role %s, key on the platform: %v)", uuid, role, onPlatform[uuid]))
 		}

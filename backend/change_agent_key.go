@@ -46,19 +46,60 @@ type agentLease struct {
 	// long past it belongs to a lease Vault no longer holds (revoked with
 	// -force, or given up as irrevocable), and tidy deletes its key.
 	ExpiresBy time.Time `json:"expires_by,omitzero"`
+	// LeaseEnds is when the lease ends unless it is renewed: the issue
+	// plus the ttl the answer granted, moved by every renewal to the
+	// renewal plus the ttl it granted (never past ExpiresBy). Vault may
+	// cap either further (the mount's max lease TTL), which only ends the
+	// lease sooner. Records written before this field have none.
+	LeaseEnds time.Time `json:"lease_ends,omitzero"`
 
 	// maxTTL is the max_ttl a lease carries from its issue; not stored.
 	maxTTL time.Duration
 }
 
-// agentLeaseGrace is how long past ExpiresBy a record is left alone: Vault
-// revokes an expired lease shortly after its end, and retries a failed
-// revocation with backoff.
+// agentLeaseGrace is how long past its lease's end a record is left alone:
+// Vault registers a lease a moment after the plugin answered, revokes an
+// expired lease shortly after its end, and retries a failed revocation
+// with backoff (minutes, not an hour).
 const agentLeaseGrace = time.Hour
 
-// outlived reports a record whose lease cannot exist any more.
+// outlived reports a record whose lease cannot exist any more: more than
+// agentLeaseGrace past LeaseEnds, or past ExpiresBy, whichever comes first
+// (a record without LeaseEnds, from an earlier version, goes by ExpiresBy
+// alone).
+//
+// Why LeaseEnds is enough: a lease that exists is either renewed, and every
+// renewal moves LeaseEnds (agentCredsRenew), or it expires, and at its
+// expiry Vault calls Revoke, which deletes the key and the record. So a
+// record still here more than the grace past its LeaseEnds has no lease:
+// Vault never registered it (the plugin died after storing the record and
+// before Vault had its answer, or Vault crashed before storing the lease),
+// or Vault gave up revoking it, or it was revoked with -force. Nothing else
+// will delete its key. A revocation that failed and that Vault still
+// retries is not harmed by tidy deleting the key first: revokeAgentKey
+// takes the platform's 404 as done and deletes the record, if any.
 func (l *agentLease) outlived(now time.Time) bool {
-	return !l.ExpiresBy.IsZero() && now.After(l.ExpiresBy.Add(agentLeaseGrace))
+	end := l.end()
+	return !end.IsZero() && now.After(end.Add(agentLeaseGrace))
+}
+
+// end is the latest the lease can end: the earlier of LeaseEnds and
+// ExpiresBy, either when the other is missing; zero if both are.
+func (l *agentLease) end() time.Time {
+	if !l.LeaseEnds.IsZero() && (l.ExpiresBy.IsZero() || l.LeaseEnds.Before(l.ExpiresBy)) {
+		return l.LeaseEnds
+	}
+	return l.ExpiresBy
+}
+
+// leaseEndsAt is when a lease granted ttl at now ends, never past
+// ExpiresBy.
+func (l *agentLease) leaseEndsAt(now time.Time, ttl time.Duration) time.Time {
+	end := now.Add(ttl)
+	if !l.ExpiresBy.IsZero() && end.After(l.ExpiresBy) {
+		end = l.ExpiresBy
+	}
+	return end
 }
 
 func agentLeasePath(role, keyUUID string) string {
@@ -344,6 +385,10 @@ func (b *gradientBackend) issueAgentKey(ctx context.Context, s logical.Storage, 
 			}
 			key = k
 			lease = &agentLease{Role: r.Name, AgentUUID: r.AgentUUID, KeyUUID: strings.ToLower(k.UUID), Name: w.Name, IssuedAt: now, ExpiresBy: now.Add(r.MaxTTL)}
+			// The lease's end counts from the create's answer, not
+			// from before the call: Vault starts the lease later
+			// still, within agentLeaseGrace.
+			lease.LeaseEnds = lease.leaseEndsAt(b.now().UTC(), r.TTL)
 			return nil
 		},
 		commit: func(ctx context.Context) error { return putAgentLease(ctx, s, lease) },
@@ -359,6 +404,9 @@ func (b *gradientBackend) issueAgentKey(ctx context.Context, s logical.Storage, 
 // stays (the key still counts and tidy spares it) and Vault retries the
 // revocation.
 func (b *gradientBackend) revokeAgentKey(ctx context.Context, s logical.Storage, l *agentLease) error {
+	// A renewal of the same lease writes the record: it must not write it
+	// back after this deleted it.
+	defer b.lockUUID(l.KeyUUID)()
 	c, err := b.clients(ctx, s)
 	if err != nil {
 		return fmt.Errorf("revoking agent API key %s of agent %s: %w", l.KeyUUID, l.AgentUUID, err)

@@ -79,8 +79,10 @@ func TestDocs_NumbersMatchTheCode(t *testing.T) {
 		// (the page says it in words: any other value than an hour fails)
 		{"agent-keys.md", "count until the rollback removes them (entries older than " + minutes(walRollbackMinAge) + " minutes"},
 		{"agent-keys.md", "rather than waiting for the periodic rollback (entries older than " + minutes(walRollbackMinAge) + " minutes)"},
-		{"agent-keys.md", "**" + hours(defaultAgentRoleMaxTTL+agentLeaseGrace) + " hours** after the issue with the default `max_ttl` of " + hours(defaultAgentRoleMaxTTL) + "h (`max_ttl` + " + hours(agentLeaseGrace) + " hour in general), then at most one `sync_interval` more (default " + minutes(defaultSyncInterval) + " minutes)"},
-		{"agent-keys.md", "more than " + map[time.Duration]string{time.Hour: "an hour"}[agentLeaseGrace] + " past their lease's longest life"},
+		{"agent-keys.md", "**" + hours(defaultAgentRoleTTL+agentLeaseGrace) + " hours** after the issue with the default `ttl` of " + hours(defaultAgentRoleTTL) + "h (`ttl` + " + hours(agentLeaseGrace) + " hour in general), then at most one `sync_interval` more (default " + minutes(defaultSyncInterval) + " minutes)"},
+		{"agent-keys.md", "a record more than " + map[time.Duration]string{time.Hour: "an hour"}[agentLeaseGrace] + " past its `lease_ends` has no lease"},
+		{"agent-keys.md", "more than " + map[time.Duration]string{time.Hour: "an hour"}[agentLeaseGrace] + " past their lease's end"},
+		{"agent-keys.md", map[time.Duration]string{time.Hour: "an hour"}[agentLeaseGrace] + " past the issue plus `max_ttl`, " + hours(defaultAgentRoleMaxTTL+agentLeaseGrace) + " hours with the default `max_ttl` of " + hours(defaultAgentRoleMaxTTL) + "h"},
 		// drift.md
 		{"drift.md", "every `sync_interval` (default " + minutes(defaultSyncInterval) + " minutes)"},
 		{"drift.md", strconv.Itoa(10000/platform.MaxPageSize) + " pages of " + strconv.Itoa(platform.MaxPageSize) + " per provider"},

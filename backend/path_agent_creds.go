@@ -160,7 +160,8 @@ type agentTidyResult struct {
 
 // tidyAgentKeys deletes the keys that carry this mount's mark and that no
 // lease record holds, on every agent a role or a lease names, and the keys
-// of records more than agentLeaseGrace past their lease's longest life. A
+// of records more than agentLeaseGrace past their lease's end (its last
+// renewal's ttl, or its longest life; agentLease.outlived). A
 // key made elsewhere (another mount, the control panel) has no such mark and
 // is never touched.
 //
@@ -244,14 +245,14 @@ func (b *gradientBackend) tidyAgentKeys(ctx context.Context, s logical.Storage) 
 		b.Logger().Warn("tidy deleted an agent API key of this mount that no lease holds", "agent_uuid", k.AgentUUID, "key_uuid", k.UUID, "key_name", k.Name)
 		res.deleted = append(res.deleted, k.UUID)
 	}
-	// A record past its lease's longest life: Vault no longer holds the
-	// lease (it was revoked with -force, or given up), so nothing else
+	// A record past its lease's end: Vault does not hold the lease (it was
+	// never registered, revoked with -force, or given up), so nothing else
 	// will delete its key or the record.
 	for _, l := range outlived {
 		if !slices.Contains(res.deleted, l.KeyUUID) {
 			err := c.agentKeys.DeleteAgentKey(ctx, l.AgentUUID, l.KeyUUID)
 			if err != nil && !errors.Is(err, platform.ErrNotFound) {
-				failed = append(failed, fmt.Errorf("deleting agent API key %s of agent %s, whose lease ended by %s: %w", l.KeyUUID, l.AgentUUID, l.ExpiresBy.Format(time.RFC3339), err))
+				failed = append(failed, fmt.Errorf("deleting agent API key %s of agent %s, whose lease ended by %s: %w", l.KeyUUID, l.AgentUUID, l.end().Format(time.RFC3339), err))
 				continue
 			}
 			if err == nil {
@@ -262,7 +263,7 @@ func (b *gradientBackend) tidyAgentKeys(ctx context.Context, s logical.Storage) 
 			failed = append(failed, fmt.Errorf("deleting the lease record of agent API key %s: %w", l.KeyUUID, err))
 			continue
 		}
-		b.Logger().Warn("tidy deleted an agent API key whose lease outlived its max_ttl without a revocation", "role", l.Role, "agent_uuid", l.AgentUUID, "key_uuid", l.KeyUUID, "expires_by", l.ExpiresBy.Format(time.RFC3339))
+		b.Logger().Warn("tidy deleted an agent API key whose lease ended without a revocation (or was never registered)", "role", l.Role, "agent_uuid", l.AgentUUID, "key_uuid", l.KeyUUID, "lease_ends", l.end().Format(time.RFC3339), "expires_by", l.ExpiresBy.Format(time.RFC3339))
 	}
 	return res, errors.Join(failed...)
 }
@@ -361,4 +362,4 @@ const agentCredsHelpDescription = "Each read creates a new API key on the role's
 
 const agentTidyHelpSynopsis = "Delete this mount's agent API keys that no lease holds."
 
-const agentTidyHelpDescription = "Lists the API keys of every agent that a role or a live lease names and deletes those whose name carries this mount's mark (vault-<mount mark>-) and that no lease holds: keys left by a failure that its rollback could not finish. Keys made elsewhere carry no such mark and are never touched; a key whose create is still in flight (its write-ahead log entry remains) is left to the rollback. Lease records more than an hour past their lease's max_ttl are ended and their keys deleted. new_mark=true first gives the mount a new mark: for a copy restored from a snapshot into another cluster with the same token, whose tidy would otherwise delete the original mount's newer keys."
+const agentTidyHelpDescription = "Lists the API keys of every agent that a role or a live lease names and deletes those whose name carries this mount's mark (vault-<mount mark>-) and that no lease holds: keys left by a failure that its rollback could not finish. Keys made elsewhere carry no such mark and are never touched; a key whose create is still in flight (its write-ahead log entry remains) is left to the rollback. Lease records more than an hour past their lease's end (its ttl from the issue or the last renewal, at most its max_ttl) are ended and their keys deleted: a lease Vault never registered, or no longer holds. new_mark=true first gives the mount a new mark: for a copy restored from a snapshot into another cluster with the same token, whose tidy would otherwise delete the original mount's newer keys."

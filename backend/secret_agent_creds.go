@@ -105,10 +105,38 @@ func (b *gradientBackend) agentCredsRenew(ctx context.Context, req *logical.Requ
 	if err != nil || ttl <= 0 {
 		return nil, callerErrorf("this lease has reached its max_ttl (%s from its issue) or the mount's max lease TTL: read %sagent-creds/%s again for a new key", r.MaxTTL, req.MountPoint, l.Role)
 	}
+	if err := b.recordLeaseEnd(ctx, req.Storage, l, ttl); err != nil {
+		return nil, err
+	}
 	resp := &logical.Response{Secret: req.Secret, Warnings: warnings}
 	resp.Secret.TTL = ttl
 	resp.Secret.MaxTTL = r.MaxTTL
 	return resp, nil
+}
+
+// recordLeaseEnd moves the lease record's LeaseEnds to the end of the
+// renewal granting ttl now: one storage write per renewal, which keeps tidy
+// from ending a lease that is renewed (agentLease.outlived). It never moves
+// LeaseEnds earlier (a later record only makes tidy wait longer), so two
+// renewals answered out of order cannot leave it short of Vault's expiry.
+// A failed write fails the renewal: Vault then keeps the lease's previous
+// end, which the record still holds. A lease without a record is refused:
+// no record holds its key, so the key is gone or the next tidy deletes it.
+func (b *gradientBackend) recordLeaseEnd(ctx context.Context, s logical.Storage, issued *agentLease, ttl time.Duration) error {
+	defer b.lockUUID(issued.KeyUUID)()
+	l, err := getAgentLease(ctx, s, issued.Role, issued.KeyUUID)
+	if err != nil {
+		return err
+	}
+	if l == nil {
+		return callerErrorf("agent API key %s has no lease record on this mount any more (its lease was revoked, or tidy ended it): this lease cannot be renewed; read agent-creds/%s again for a new key", issued.KeyUUID, issued.Role)
+	}
+	end := l.leaseEndsAt(b.now().UTC(), ttl)
+	if !end.After(l.LeaseEnds) {
+		return nil
+	}
+	l.LeaseEnds = end
+	return putAgentLease(ctx, s, l)
 }
 
 // agentCredsRevoke deletes the lease's key on the platform (change_agent_key.go).
