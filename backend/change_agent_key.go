@@ -107,26 +107,11 @@ func agentLeasePath(role, keyUUID string) string {
 }
 
 func putAgentLease(ctx context.Context, s logical.Storage, l *agentLease) error {
-	entry, err := logical.StorageEntryJSON(agentLeasePath(l.Role, l.KeyUUID), l)
-	if err == nil {
-		err = s.Put(ctx, entry)
-	}
-	if err != nil {
-		return fmt.Errorf("recording the lease of agent API key %s: %w", l.KeyUUID, err)
-	}
-	return nil
+	return putJSON(ctx, s, agentLeasePath(l.Role, l.KeyUUID), "the lease record of agent API key "+l.KeyUUID, l)
 }
 
 func getAgentLease(ctx context.Context, s logical.Storage, role, keyUUID string) (*agentLease, error) {
-	entry, err := s.Get(ctx, agentLeasePath(role, keyUUID))
-	if err != nil || entry == nil {
-		return nil, err
-	}
-	l := &agentLease{}
-	if err := entry.DecodeJSON(l); err != nil {
-		return nil, fmt.Errorf("decoding the lease record of agent API key %s: %w", keyUUID, err)
-	}
-	return l, nil
+	return getJSON[agentLease](ctx, s, agentLeasePath(role, keyUUID), "the lease record of agent API key "+keyUUID)
 }
 
 // countAgentLeases is the number of live keys of one role.

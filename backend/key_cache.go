@@ -103,9 +103,9 @@ func (c *keyCache) get(ctx context.Context, s logical.Storage, name string) (*ke
 
 	entry, err := s.Get(ctx, keyStoragePrefix+name)
 	if err != nil {
-		return nil, fmt.Errorf("reading key %q: %w", name, err)
+		return nil, fmt.Errorf("reading %s: %w", keyWhat(name), err)
 	}
-	k, err := decodeKey(name, entry)
+	k, err := decodeJSON[keyEntry](entry, keyWhat(name))
 	if err != nil || k == nil {
 		// A missing name is not remembered: a 404 is rare, and a create
 		// would have to forget it.

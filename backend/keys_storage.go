@@ -64,24 +64,11 @@ type keyEntry struct {
 }
 
 func getKey(ctx context.Context, s logical.Storage, name string) (*keyEntry, error) {
-	entry, err := s.Get(ctx, keyStoragePrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("reading key %q: %w", name, err)
-	}
-	return decodeKey(name, entry)
+	return getJSON[keyEntry](ctx, s, keyStoragePrefix+name, keyWhat(name))
 }
 
-// decodeKey decodes the stored entry of name; nil for none.
-func decodeKey(name string, entry *logical.StorageEntry) (*keyEntry, error) {
-	if entry == nil {
-		return nil, nil
-	}
-	k := &keyEntry{}
-	if err := entry.DecodeJSON(k); err != nil {
-		return nil, fmt.Errorf("decoding key %q: %w", name, err)
-	}
-	return k, nil
-}
+// keyWhat names a key entry in errors.
+func keyWhat(name string) string { return fmt.Sprintf("key %q", name) }
 
 // getExistingKey is getKey for a key the caller named: a missing one is the
 // caller's mistake.
@@ -94,14 +81,7 @@ func getExistingKey(ctx context.Context, s logical.Storage, name string) (*keyEn
 }
 
 func putKey(ctx context.Context, s logical.Storage, k *keyEntry) error {
-	entry, err := logical.StorageEntryJSON(keyStoragePrefix+k.Name, k)
-	if err != nil {
-		return err
-	}
-	if err := s.Put(ctx, entry); err != nil {
-		return fmt.Errorf("storing key %q: %w", k.Name, err)
-	}
-	return nil
+	return putJSON(ctx, s, keyStoragePrefix+k.Name, keyWhat(k.Name), k)
 }
 
 func deleteKey(ctx context.Context, s logical.Storage, name string) error {

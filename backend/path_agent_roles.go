@@ -45,29 +45,11 @@ type agentRole struct {
 }
 
 func getAgentRole(ctx context.Context, s logical.Storage, name string) (*agentRole, error) {
-	entry, err := s.Get(ctx, agentRolePrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("reading agent role %q: %w", name, err)
-	}
-	if entry == nil {
-		return nil, nil
-	}
-	r := &agentRole{}
-	if err := entry.DecodeJSON(r); err != nil {
-		return nil, fmt.Errorf("decoding agent role %q: %w", name, err)
-	}
-	return r, nil
+	return getJSON[agentRole](ctx, s, agentRolePrefix+name, fmt.Sprintf("agent role %q", name))
 }
 
 func putAgentRole(ctx context.Context, s logical.Storage, r *agentRole) error {
-	entry, err := logical.StorageEntryJSON(agentRolePrefix+r.Name, r)
-	if err == nil {
-		err = s.Put(ctx, entry)
-	}
-	if err != nil {
-		return fmt.Errorf("storing agent role %q: %w", r.Name, err)
-	}
-	return nil
+	return putJSON(ctx, s, agentRolePrefix+r.Name, fmt.Sprintf("agent role %q", r.Name), r)
 }
 
 // roleLock is the name under which a role's work is serialized in the

@@ -133,29 +133,11 @@ func agentStaticKeyName(role string) string {
 }
 
 func getAgentStatic(ctx context.Context, s logical.Storage, name string) (*agentStaticEntry, error) {
-	entry, err := s.Get(ctx, agentStaticStoragePrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("reading static role %q: %w", name, err)
-	}
-	if entry == nil {
-		return nil, nil
-	}
-	r := &agentStaticEntry{}
-	if err := entry.DecodeJSON(r); err != nil {
-		return nil, fmt.Errorf("decoding static role %q: %w", name, err)
-	}
-	return r, nil
+	return getJSON[agentStaticEntry](ctx, s, agentStaticStoragePrefix+name, fmt.Sprintf("static role %q", name))
 }
 
 func putAgentStatic(ctx context.Context, s logical.Storage, r *agentStaticEntry) error {
-	entry, err := logical.StorageEntryJSON(agentStaticStoragePrefix+r.Name, r)
-	if err == nil {
-		err = s.Put(ctx, entry)
-	}
-	if err != nil {
-		return fmt.Errorf("storing static role %q: %w", r.Name, err)
-	}
-	return nil
+	return putJSON(ctx, s, agentStaticStoragePrefix+r.Name, fmt.Sprintf("static role %q", r.Name), r)
 }
 
 func deleteAgentStatic(ctx context.Context, s logical.Storage, name string) error {

@@ -271,26 +271,11 @@ func newerSeen(k *keyEntry, inEntry, inRecord *keySeen) *keySeen {
 // ---- storage ----
 
 func getSyncRecord(ctx context.Context, s logical.Storage, name string) (*keySyncRecord, error) {
-	entry, err := s.Get(ctx, syncKeyPrefix+name)
-	if err != nil || entry == nil {
-		return nil, err
-	}
-	r := &keySyncRecord{}
-	if err := entry.DecodeJSON(r); err != nil {
-		return nil, fmt.Errorf("decoding the sync record of %q: %w", name, err)
-	}
-	return r, nil
+	return getJSON[keySyncRecord](ctx, s, syncKeyPrefix+name, fmt.Sprintf("the sync record of %q", name))
 }
 
 func putSyncRecord(ctx context.Context, s logical.Storage, name string, r *keySyncRecord) error {
-	entry, err := logical.StorageEntryJSON(syncKeyPrefix+name, r)
-	if err == nil {
-		err = s.Put(ctx, entry)
-	}
-	if err != nil {
-		return fmt.Errorf("storing the sync record of %q: %w", name, err)
-	}
-	return nil
+	return putJSON(ctx, s, syncKeyPrefix+name, fmt.Sprintf("the sync record of %q", name), r)
 }
 
 func getSyncState(ctx context.Context, s logical.Storage) (*syncState, error) {
