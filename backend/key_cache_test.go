@@ -423,9 +423,9 @@ func BenchmarkKeyCache_Memory(b *testing.B) {
 				k := &keyEntry{
 					Name: name, Provider: "anthropic", UUID: fmt.Sprintf("3f5b2c1e-8d4a-4b6f-9e2d-%012d", i),
 					Description: "the key of one service of team A", APIKey: anthropicKey(name), Version: 3,
-					CreatedAt: now, UpdatedAt: now, RotationPeriod: period, RotationSetAt: now,
-					LastVaultRotation: now, NextVaultRotation: now.Add(period), PreviousKeyHint: "sk-ant-...abcd",
-					Seen: &keySeen{UUID: fmt.Sprintf("3f5b2c1e-8d4a-4b6f-9e2d-%012d", i), Found: true, Name: name, UpdatedAt: now, SyncedAt: now},
+					CreatedAt: now, UpdatedAt: now, PreviousKeyHint: "sk-ant-...abcd",
+					rotationFields: rotationFields{RotationPeriod: period, RotationSetAt: now, LastVaultRotation: now, NextVaultRotation: now.Add(period)},
+					Seen:           &keySeen{UUID: fmt.Sprintf("3f5b2c1e-8d4a-4b6f-9e2d-%012d", i), Found: true, Name: name, UpdatedAt: now, SyncedAt: now},
 				}
 				if err := putKey(ctx, s, k); err != nil {
 					b.Fatal(err)
@@ -479,9 +479,9 @@ func typicalEntry(i int) *keyEntry {
 	return &keyEntry{
 		Name: name, Provider: "anthropic", UUID: uuid,
 		Description: "the key of one service of team A", APIKey: anthropicKey(name), Version: 3,
-		CreatedAt: t0, UpdatedAt: t0, RotationPeriod: period, RotationSetAt: t0,
-		LastVaultRotation: t0, NextVaultRotation: t0.Add(period), PreviousKeyHint: "sk-ant-...abcd",
-		Seen: &keySeen{UUID: uuid, Found: true, Name: name, UpdatedAt: t0, SyncedAt: t0},
+		CreatedAt: t0, UpdatedAt: t0, PreviousKeyHint: "sk-ant-...abcd",
+		rotationFields: rotationFields{RotationPeriod: period, RotationSetAt: t0, LastVaultRotation: t0, NextVaultRotation: t0.Add(period)},
+		Seen:           &keySeen{UUID: uuid, Found: true, Name: name, UpdatedAt: t0, SyncedAt: t0},
 	}
 }
 

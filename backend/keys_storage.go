@@ -13,6 +13,23 @@ import (
 // keyStoragePrefix holds one entry per managed key, seal-wrapped.
 const keyStoragePrefix = "keys/"
 
+// rotationFields is what the scheduler keeps of anything it rotates: the
+// settings and the times it acts on. Keys and static agent roles embed it,
+// so both are stored with the same fields and rotated by the same code;
+// encoding/json flattens it into the entry.
+type rotationFields struct {
+	RotationPeriod           time.Duration `json:"rotation_period,omitempty"`
+	RotationSchedule         string        `json:"rotation_schedule,omitempty"`
+	RotationWindow           time.Duration `json:"rotation_window,omitempty"`
+	DisableAutomatedRotation bool          `json:"disable_automated_rotation,omitempty"`
+	RotationSetAt            time.Time     `json:"rotation_set_at,omitzero"`
+	LastVaultRotation        time.Time     `json:"last_vault_rotation,omitzero"`
+	NextVaultRotation        time.Time     `json:"next_vault_rotation,omitzero"`
+	RotationAttempts         int           `json:"rotation_attempts,omitempty"`
+	RetryAt                  time.Time     `json:"retry_at,omitzero"`
+	RotationError            string        `json:"rotation_error,omitempty"`
+}
+
 // keyEntry is a managed key as stored in Vault.
 type keyEntry struct {
 	Name        string    `json:"name"`
@@ -27,22 +44,13 @@ type keyEntry struct {
 	// Rotation settings and state (rotation_settings.go, rotation.go). The
 	// times the scheduler acts on are stored, so a restart, a reload or a
 	// failover rebuilds the same plan. Times are UTC.
-	RotationPeriod           time.Duration `json:"rotation_period,omitempty"`
-	RotationSchedule         string        `json:"rotation_schedule,omitempty"`
-	RotationWindow           time.Duration `json:"rotation_window,omitempty"`
-	DisableAutomatedRotation bool          `json:"disable_automated_rotation,omitempty"`
-	RotationSetAt            time.Time     `json:"rotation_set_at,omitzero"`
-	LastVaultRotation        time.Time     `json:"last_vault_rotation,omitzero"`
-	NextVaultRotation        time.Time     `json:"next_vault_rotation,omitzero"`
-	PreviousKeyHint          string        `json:"previous_key_hint,omitempty"`
+	rotationFields
+	PreviousKeyHint string `json:"previous_key_hint,omitempty"`
 	// NextAPIKey is the staged successor: a secret, sealed like APIKey and
 	// never returned.
-	NextAPIKey       string    `json:"next_api_key,omitempty"`
-	NextKeyStagedAt  time.Time `json:"next_key_staged_at,omitzero"`
-	RotationAttempts int       `json:"rotation_attempts,omitempty"`
-	RetryAt          time.Time `json:"retry_at,omitzero"`
-	RotationError    string    `json:"rotation_error,omitempty"`
-	OverdueWarnedAt  time.Time `json:"overdue_warned_at,omitzero"`
+	NextAPIKey      string    `json:"next_api_key,omitempty"`
+	NextKeyStagedAt time.Time `json:"next_key_staged_at,omitzero"`
+	OverdueWarnedAt time.Time `json:"overdue_warned_at,omitzero"`
 
 	// Zero-touch rotation (zero_touch.go, retire.go). ServiceAccountID is the
 	// OpenAI service account that minted the current version (never its

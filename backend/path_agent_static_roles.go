@@ -52,16 +52,7 @@ type agentStaticEntry struct {
 	Adopted   bool      `json:"adopted,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 
-	RotationPeriod           time.Duration `json:"rotation_period,omitempty"`
-	RotationSchedule         string        `json:"rotation_schedule,omitempty"`
-	RotationWindow           time.Duration `json:"rotation_window,omitempty"`
-	DisableAutomatedRotation bool          `json:"disable_automated_rotation,omitempty"`
-	RotationSetAt            time.Time     `json:"rotation_set_at,omitzero"`
-	LastVaultRotation        time.Time     `json:"last_vault_rotation,omitzero"`
-	NextVaultRotation        time.Time     `json:"next_vault_rotation,omitzero"`
-	RotationAttempts         int           `json:"rotation_attempts,omitempty"`
-	RetryAt                  time.Time     `json:"retry_at,omitzero"`
-	RotationError            string        `json:"rotation_error,omitempty"`
+	rotationFields
 }
 
 // rotationView is the role's rotation state as a key entry, so that the
@@ -70,18 +61,9 @@ type agentStaticEntry struct {
 // view never reaches storage. takeRotation copies them back.
 func (r *agentStaticEntry) rotationView() *keyEntry {
 	return &keyEntry{
-		Name:                     r.Name,
-		CreatedAt:                r.CreatedAt,
-		RotationPeriod:           r.RotationPeriod,
-		RotationSchedule:         r.RotationSchedule,
-		RotationWindow:           r.RotationWindow,
-		DisableAutomatedRotation: r.DisableAutomatedRotation,
-		RotationSetAt:            r.RotationSetAt,
-		LastVaultRotation:        r.LastVaultRotation,
-		NextVaultRotation:        r.NextVaultRotation,
-		RotationAttempts:         r.RotationAttempts,
-		RetryAt:                  r.RetryAt,
-		RotationError:            r.RotationError,
+		Name:           r.Name,
+		CreatedAt:      r.CreatedAt,
+		rotationFields: r.rotationFields,
 		// A static role always has something to rotate to: the platform
 		// makes the next secret. Marking the view as minting makes a due
 		// rotation "due", never "overdue" (nothing to stage).
@@ -90,16 +72,7 @@ func (r *agentStaticEntry) rotationView() *keyEntry {
 }
 
 func (r *agentStaticEntry) takeRotation(k *keyEntry) {
-	r.RotationPeriod = k.RotationPeriod
-	r.RotationSchedule = k.RotationSchedule
-	r.RotationWindow = k.RotationWindow
-	r.DisableAutomatedRotation = k.DisableAutomatedRotation
-	r.RotationSetAt = k.RotationSetAt
-	r.LastVaultRotation = k.LastVaultRotation
-	r.NextVaultRotation = k.NextVaultRotation
-	r.RotationAttempts = k.RotationAttempts
-	r.RetryAt = k.RetryAt
-	r.RotationError = k.RotationError
+	r.rotationFields = k.rotationFields
 }
 
 // recordStaticRotation sets what a successful rotation changes besides the

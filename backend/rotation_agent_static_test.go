@@ -24,7 +24,7 @@ import (
 // that records the failure is tested with such a text.
 func TestAgentStatic_RotationErrorNeverHoldsASecret(t *testing.T) {
 	const current, regenerated = "AbCdEfGhIjKlMnOpQrStUvWxYz012345", "ZyXwVuTsRqPoNmLkJiHgFeDcBa543210"
-	r := &agentStaticEntry{Name: "echo", Secret: current, RotationPeriod: time.Hour, CreatedAt: t0}
+	r := &agentStaticEntry{Name: "echo", Secret: current, rotationFields: rotationFields{RotationPeriod: time.Hour}, CreatedAt: t0}
 	upstream := fmt.Errorf("regenerating the agent API key: 500: upstream said: old key %s, new key %s", current, regenerated)
 
 	msg := recordStaticRotationFailure(r, upstream, t0.Add(time.Hour), regenerated)

@@ -54,7 +54,7 @@ func TestRotation_Bug29537_ReloadNeverRotatesWhatIsNotDue(t *testing.T) {
 	// An entry as an older version would have stored it: settings, but no
 	// next, last or settings time.
 	legacy := &keyEntry{Name: "legacy", Provider: platform.Anthropic, UUID: r.createKey("legacy", anthropicKey("up3"), nil), APIKey: anthropicKey("up3"),
-		Version: 1, RotationPeriod: time.Hour, NextAPIKey: anthropicKey("up4")}
+		Version: 1, rotationFields: rotationFields{RotationPeriod: time.Hour}, NextAPIKey: anthropicKey("up4")}
 	if err := putKey(context.Background(), r.storage, legacy); err != nil {
 		t.Fatal(err)
 	}

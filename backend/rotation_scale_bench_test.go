@@ -42,7 +42,7 @@ func BenchmarkRotationAtScale(b *testing.B) {
 		k := &keyEntry{
 			Name: fmt.Sprintf("key-%05d", i), Provider: platform.Anthropic, UUID: fmt.Sprintf("uuid-%05d", i),
 			APIKey: anthropicKey(fmt.Sprint(i)), Version: 1, CreatedAt: now, UpdatedAt: now,
-			RotationPeriod: 24 * time.Hour, RotationSetAt: now, NextVaultRotation: now.Add(24 * time.Hour),
+			rotationFields: rotationFields{RotationPeriod: 24 * time.Hour, RotationSetAt: now, NextVaultRotation: now.Add(24 * time.Hour)},
 		}
 		if err := putKey(ctx, storage, k); err != nil {
 			b.Fatal(err)

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -262,4 +263,34 @@ func TestRotation_Window(t *testing.T) {
 			t.Fatal("a rotation due while Vault was down was skipped")
 		}
 	})
+}
+
+// Keys and static roles embed their rotation fields; storage keeps them at
+// the top level of the entry, as every earlier version wrote them, so
+// entries written before and after read the same.
+func TestRotationFields_StoredAtTheTopLevel(t *testing.T) {
+	stored := `{"name":"k","rotation_period":7200000000000,"next_vault_rotation":"2026-01-01T00:00:00Z","rotation_error":"e"}`
+	var k keyEntry
+	var r agentStaticEntry
+	for _, v := range []any{&k, &r} {
+		if err := json.Unmarshal([]byte(stored), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []rotationFields{k.rotationFields, r.rotationFields} {
+		if f.RotationPeriod != 2*time.Hour || f.NextVaultRotation.IsZero() || f.RotationError != "e" {
+			t.Errorf("decoded %+v", f)
+		}
+	}
+	out, err := json.Marshal(&k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flat map[string]any
+	if err := json.Unmarshal(out, &flat); err != nil {
+		t.Fatal(err)
+	}
+	if flat["rotation_period"] == nil || flat["rotation_error"] != "e" {
+		t.Errorf("stored as %s: the rotation fields are not at the top level", out)
+	}
 }

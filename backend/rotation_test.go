@@ -397,8 +397,8 @@ func TestRotation_IdleTickIsConstantTime(t *testing.T) {
 	ctx := context.Background()
 	for i := 0; i < 300; i++ {
 		k := &keyEntry{Name: fmt.Sprintf("bulk-%03d", i), Provider: platform.Anthropic,
-			UUID: fmt.Sprintf("uuid-%03d", i), APIKey: anthropicKey("bulk"), Version: 1, RotationPeriod: 24 * time.Hour, LastVaultRotation: t0,
-			NextVaultRotation: t0.Add(24 * time.Hour)}
+			UUID: fmt.Sprintf("uuid-%03d", i), APIKey: anthropicKey("bulk"), Version: 1,
+			rotationFields: rotationFields{RotationPeriod: 24 * time.Hour, LastVaultRotation: t0, NextVaultRotation: t0.Add(24 * time.Hour)}}
 		if err := putKey(ctx, r.storage, k); err != nil {
 			t.Fatal(err)
 		}
