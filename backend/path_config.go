@@ -66,14 +66,7 @@ type gradientConfig struct {
 }
 
 func pathConfig(b *gradientBackend) *framework.Path {
-	configWrite := &framework.PathOperation{
-		Callback:                    answered(b.handleConfigWrite),
-		Summary:                     "Configure the platform token and endpoints.",
-		DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
-		Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}},
-		ForwardPerformanceStandby:   true,
-		ForwardPerformanceSecondary: true,
-	}
+	configWrite := changeOperation(answered(b.handleConfigWrite), "Configure the platform token and endpoints.", "configure", map[int][]framework.Response{http.StatusNoContent: {{Description: "No Content"}}})
 	return &framework.Path{
 		Pattern:      configPath + "$",
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix},

@@ -21,14 +21,7 @@ func pathRename(b *gradientBackend) *framework.Path {
 			"new_name": {Type: framework.TypeString, Description: "New name: " + nameRule + ".", Required: true},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.UpdateOperation: &framework.PathOperation{
-				Callback:                    answered(b.handleRename),
-				Summary:                     "Rename a key on the platform and in Vault. Needs sudo.",
-				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "rename"},
-				Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
-				ForwardPerformanceStandby:   true,
-				ForwardPerformanceSecondary: true,
-			},
+			logical.UpdateOperation: changeOperation(answered(b.handleRename), "Rename a key on the platform and in Vault. Needs sudo.", "rename", map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}}),
 		},
 		HelpSynopsis:    renameHelpSynopsis,
 		HelpDescription: renameHelpDescription,

@@ -24,14 +24,7 @@ func pathKeyRotate(b *gradientBackend) *framework.Path {
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.UpdateOperation: &framework.PathOperation{
-				Callback:                    b.changingKey(b.handleRotate),
-				Summary:                     "Rotate the key now, to api_key or to the staged next_api_key (same platform key and uuid).",
-				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "rotate"},
-				Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}},
-				ForwardPerformanceStandby:   true,
-				ForwardPerformanceSecondary: true,
-			},
+			logical.UpdateOperation: changeOperation(b.changingKey(b.handleRotate), "Rotate the key now, to api_key or to the staged next_api_key (same platform key and uuid).", "rotate", map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: keyResponseFields}}}),
 		},
 		HelpSynopsis:    rotateHelpSynopsis,
 		HelpDescription: rotateHelpDescription,

@@ -33,14 +33,7 @@ func pathSync(b *gradientBackend) *framework.Path {
 		Pattern:      "sync$",
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "platform"},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.UpdateOperation: &framework.PathOperation{
-				Callback:                    answered(b.handleSyncWrite),
-				Summary:                     "Compare the platform's keys with the mount now and answer with the counts of each kind of drift.",
-				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "sync"},
-				Responses:                   map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: fields}}},
-				ForwardPerformanceStandby:   true,
-				ForwardPerformanceSecondary: true,
-			},
+			logical.UpdateOperation: changeOperation(answered(b.handleSyncWrite), "Compare the platform's keys with the mount now and answer with the counts of each kind of drift.", "sync", map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: fields}}}),
 		},
 		HelpSynopsis:    syncHelpSynopsis,
 		HelpDescription: syncHelpDescription,

@@ -239,3 +239,17 @@ func (b *gradientBackend) nonStringSecret(req *logical.Request) error {
 	}
 	return nil
 }
+
+// changeOperation is an operation that changes state: Vault forwards it from
+// performance standbys and secondaries to the node that may write, as every
+// write of this plugin must be.
+func changeOperation(cb framework.OperationFunc, summary, verb string, responses map[int][]framework.Response) *framework.PathOperation {
+	return &framework.PathOperation{
+		Callback:                    cb,
+		Summary:                     summary,
+		DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: verb},
+		Responses:                   responses,
+		ForwardPerformanceStandby:   true,
+		ForwardPerformanceSecondary: true,
+	}
+}
